@@ -1,0 +1,48 @@
+# recording-consumer developer commands. The broker comes from Maven Central's Kafka jars
+# (consumer/devkafka.py) unless KAFKA_BOOTSTRAP_SERVERS points at one you already run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEVKAFKA := $(BIN)/python -m consumer.devkafka
+
+.PHONY: install lint format test run demo kafka-up kafka-down clean
+
+install: $(BIN)/recording-consumer
+
+$(BIN)/recording-consumer: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy consumer
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: install
+	$(BIN)/pytest
+
+kafka-up: install
+	$(DEVKAFKA) up
+
+kafka-down: install
+	$(DEVKAFKA) down
+
+run: install
+	KAFKA_BOOTSTRAP_SERVERS=$$($(DEVKAFKA) bootstrap) $(BIN)/recording-consumer run
+
+demo: install
+	@export KAFKA_BOOTSTRAP_SERVERS=$$($(DEVKAFKA) bootstrap) \
+	  RECORDING_CONSUMER__KAFKA__TOPIC=demo.recordings.$$$$ \
+	  RECORDING_CONSUMER__KAFKA__GROUP_ID=demo.$$$$ \
+	  RECORDING_CONSUMER__LOGGING__FORMAT=console && \
+	$(BIN)/recording-consumer produce --repeat 2 && \
+	$(BIN)/recording-consumer run --until-idle 2
+
+clean: kafka-down
+	rm -rf $(VENV) .devkafka .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,166 @@
+"""Throughput of decoding recordingAvailable callbacks: ours against the alternatives.
+
+Run from the repository root:  .venv/bin/python bench/decode.py [count] [repeats]
+The Bandwidth SDK rows need:   .venv/bin/pip install bandwidth-sdk  (skipped if missing)
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta, field
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from consumer.events import EventDecoder
+
+Timestamp = Annotated[datetime, Meta(tz=True)]
+
+
+class PlainRecordingAvailable(
+    msgspec.Struct,
+    frozen=True,
+    rename="camel",
+    kw_only=True,
+    gc=False,
+    tag="recordingAvailable",
+    tag_field="eventType",
+):
+    """The reference: same fields and options as ours, strict types, no tolerance."""
+
+    event_time: Timestamp | None = None
+    account_id: str | None = None
+    application_id: str | None = None
+    from_: str | None = field(default=None, name="from")
+    to: str | None = None
+    direction: str | None = None
+    call_id: str | None = None
+    call_url: str | None = None
+    parent_call_id: str | None = None
+    recording_id: str | None = None
+    media_url: str | None = None
+    enqueued_time: Timestamp | None = None
+    start_time: Timestamp | None = None
+    end_time: Timestamp | None = None
+    duration: timedelta | None = None
+    file_format: str | None = None
+    channels: int | None = None
+    tag: str | None = None
+    status: str | None = None
+    transfer_caller_id: str | None = None
+    transfer_to: str | None = None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def payloads(count: int) -> list[bytes]:
+    """`count` realistic, fully populated callbacks (~900 bytes) with varied ids and times."""
+    rng = random.Random(3)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    out = []
+    for _ in range(count):
+        account = str(rng.randrange(1_000_000, 9_999_999))
+        call = f"c-{uuid.UUID(int=rng.getrandbits(128))}"
+        recording = f"r-{uuid.UUID(int=rng.getrandbits(128))}"
+        start = base + timedelta(seconds=rng.uniform(0, 3e7))
+        length = timedelta(milliseconds=rng.randrange(500, 3_600_000))
+        call_url = f"https://voice.bandwidth.com/api/v2/accounts/{account}/calls/{call}"
+        event = {
+            "eventType": "recordingAvailable",
+            "eventTime": _iso(start + length + timedelta(seconds=2)),
+            "accountId": account,
+            "applicationId": str(uuid.UUID(int=rng.getrandbits(128))),
+            "from": f"+1{rng.randrange(2_000_000_000, 9_999_999_999)}",
+            "to": f"+1{rng.randrange(2_000_000_000, 9_999_999_999)}",
+            "direction": rng.choice(["inbound", "outbound"]),
+            "callId": call,
+            "callUrl": call_url,
+            "parentCallId": f"c-{uuid.UUID(int=rng.getrandbits(128))}",
+            "recordingId": recording,
+            "mediaUrl": f"{call_url}/recordings/{recording}/media",
+            "enqueuedTime": _iso(start - timedelta(seconds=1)),
+            "startTime": _iso(start),
+            "endTime": _iso(start + length),
+            "duration": f"PT{length.total_seconds():.3f}S",
+            "fileFormat": rng.choice(["wav", "mp3"]),
+            "channels": rng.choice([1, 2]),
+            "tag": f"campaign-{rng.randrange(10_000)}",
+            "status": "complete",
+            "transferCallerId": f"+1{rng.randrange(2_000_000_000, 9_999_999_999)}",
+            "transferTo": f"+1{rng.randrange(2_000_000_000, 9_999_999_999)}",
+        }
+        out.append(json.dumps(event, separators=(",", ":")).encode())
+    return out
+
+
+def best_rate(decode: Callable[[bytes], Any], data: list[bytes], repeats: int) -> float:
+    """Events per second of the fastest of `repeats` full passes over `data`."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for item in data:
+            decode(item)
+        best = min(best, time.perf_counter() - start)
+    return len(data) / best
+
+
+def contenders() -> dict[str, Callable[[bytes], Any] | None]:
+    """Name to decode function; None marks a row whose library is not installed."""
+    ours = EventDecoder().decode
+    plain = msgspec.json.Decoder(PlainRecordingAvailable).decode
+    rows: dict[str, Callable[[bytes], Any] | None] = {
+        "ours (EventDecoder)": ours,
+        "plain msgspec Struct": plain,
+        "json.loads (dicts)": json.loads,
+        "SDK from_json": None,
+        "SDK model_validate_json": None,
+    }
+    try:
+        from bandwidth.models.recording_available_callback import RecordingAvailableCallback
+    except ImportError:
+        return rows
+    rows["SDK from_json"] = RecordingAvailableCallback.from_json
+    rows["SDK model_validate_json"] = RecordingAvailableCallback.model_validate_json
+    return rows
+
+
+def main() -> None:
+    """Generate payloads, time every contender, print rates and the goal ratios."""
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    data = payloads(count)
+    mean_size = sum(map(len, data)) / len(data)
+    print(f"{count} payloads, mean {mean_size:.0f} bytes, best of {repeats} passes")
+    rates: dict[str, float] = {}
+    for name, decode in contenders().items():
+        if decode is None:
+            print(f"{name:26} skipped: pip install bandwidth-sdk")
+            continue
+        rates[name] = best_rate(decode, data, repeats)
+        print(f"{name:26} {rates[name]:>12,.0f} events/s")
+    ours = rates["ours (EventDecoder)"]
+    goals = [
+        ("plain msgspec Struct", "ours / plain Struct", 0.8, "within 25%: >= 0.80"),
+        ("SDK from_json", "ours / SDK from_json", 10.0, ">= 10x"),
+        ("SDK model_validate_json", "ours / SDK model_validate_json", 4.0, ">= 4x"),
+    ]
+    for row, label, target, text in goals:
+        if row in rates:
+            ratio = ours / rates[row]
+            verdict = "ok" if ratio >= target else "MISSED"
+            print(f"{label:32} {ratio:6.2f}  (goal {text}: {verdict})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The ``recording-consumer`` command: run the worker, check settings, produce events."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from consumer.config import Settings, load_settings
+from consumer.errors import ConfigError, PluginError
+
+if TYPE_CHECKING:
+    from consumer.engine.worker import Worker
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config, os.environ)
+        result: int = args.command(args, settings)
+    except (ConfigError, PluginError) as exc:
+        print(f"recording-consumer: {exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recording-consumer", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", type=Path, help="settings file (default: config/consumer.toml if present)"
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="consume and handle events until stopped")
+    run.add_argument(
+        "--until-idle",
+        type=float,
+        metavar="SECONDS",
+        help="exit once everything fetched is committed and nothing arrived for this long",
+    )
+    run.set_defaults(command=_run)
+
+    check = sub.add_parser("check-config", parents=[common], help="validate and print settings")
+    check.set_defaults(command=_check_config)
+
+    produce = sub.add_parser("produce", parents=[common], help="publish events to the topic")
+    source = produce.add_mutually_exclusive_group()
+    source.add_argument("--file", type=Path, help="JSON lines to publish, one event per line")
+    source.add_argument(
+        "--repeat", type=int, default=1, help="times to repeat the built-in sample set"
+    )
+    produce.add_argument("--topic", help="default: kafka.topic from the settings")
+    produce.add_argument(
+        "--partitions", type=int, default=6, help="partitions if the topic is created"
+    )
+    produce.set_defaults(command=_produce)
+
+    inspect = sub.add_parser(
+        "inspect", parents=[common], help="show how JSON lines decode and where they route"
+    )
+    inspect.add_argument("file", nargs="?", default="-", help="JSON lines, or - for stdin")
+    inspect.set_defaults(command=_inspect)
+    return parser
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.engine.worker import Worker
+    from consumer.logs import configure_logging
+    from consumer.plugins import build_handlers
+
+    configure_logging(settings.logging)
+    names = {name for route in settings.routes.values() for name in route}
+    worker = Worker(settings, build_handlers(names, settings.handlers, settings.plugins))
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.run(until_idle=args.until_idle)
+
+    asyncio.run(serve())
+    if args.until_idle is not None:
+        _print_summary(worker)
+    return 0
+
+
+def _print_summary(worker: Worker) -> None:
+    lines = ["", "Routed (status -> handler: events):"]
+    for (status, handler), count in sorted(worker.tally.routed.items()):
+        lines.append(f"  {status:<12} -> {handler}: {count}")
+    lines.append(
+        "Outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(worker.tally.outcomes.items()))
+    )
+    print("\n".join(lines), file=sys.stderr)
+
+
+def _check_config(args: argparse.Namespace, settings: Settings) -> int:
+    print(msgspec.json.format(msgspec.json.encode(settings), indent=2).decode())
+    return 0
+
+
+def _inspect(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.inspect import inspect_lines
+
+    if args.file == "-":
+        return inspect_lines(sys.stdin.buffer, settings, sys.stdout)
+    try:
+        with Path(args.file).open("rb") as lines:
+            return inspect_lines(lines, settings, sys.stdout)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.file}: {exc.strerror}") from None
+
+
+def _produce(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.produce import ensure_topic, produce
+    from consumer.samples import sample_messages
+
+    topic = args.topic or settings.kafka.topic
+    if args.file:
+        lines = args.file.read_bytes().splitlines()
+        messages: list[tuple[bytes | None, bytes]] = [
+            (None, line) for line in lines if line.strip()
+        ]
+    else:
+        messages = sample_messages(args.repeat)
+
+    async def publish() -> int:
+        await ensure_topic(settings.kafka, topic, args.partitions)
+        return await produce(settings.kafka, topic, messages)
+
+    count = asyncio.run(publish())
+    print(f"produced {count} messages to {topic}", file=sys.stderr)
+    return 0

@@ -1,0 +1,220 @@
+"""Settings: a TOML file, overridden by environment variables, validated into Structs at start-up.
+
+Environment overrides: ``KAFKA_BOOTSTRAP_SERVERS`` sets ``kafka.bootstrap_servers``, and any key
+can be set as ``RECORDING_CONSUMER__<SECTION>__<KEY>`` (``RECORDING_CONSUMER__KAFKA__TOPIC``,
+``RECORDING_CONSUMER__ROUTES__COMPLETE='["log", "download"]'``). A value is read as a TOML value
+when it parses as one (numbers, booleans, arrays) and as a plain string otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from consumer.errors import ConfigError
+
+ENV_PREFIX = "RECORDING_CONSUMER__"
+ENV_ALIASES = {"KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers")}
+DEFAULT_CONFIG = Path("config/consumer.toml")
+
+
+class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "bandwidth.recordings"
+    group_id: str = "recording-consumer"
+    client_id: str = "recording-consumer"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    max_poll_interval_ms: int = 300_000
+
+
+class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    ordering: Literal["key", "partition"] = "key"
+    """key: one at a time per Kafka key (recordingId when the key is empty); partition: strict."""
+    max_in_flight: int = 100
+    """Handlers running at once, across all keys and partitions."""
+    max_buffered: int = 2_000
+    """Fetched plus in-flight messages at which fetching pauses for the partitions behind."""
+    shutdown_grace: float = 30.0
+    """Seconds in-flight handlers get to finish after SIGTERM before they are cancelled."""
+    dedupe_window: int = 10_000
+    """Recent (recordingId, eventType, status) handled successfully, to drop Bandwidth's repeats;
+    0 turns duplicate suppression off."""
+    fetch_max_records: int = 500
+    commit_interval: float = 1.0
+    """Seconds between periodic commits."""
+    commit_every: int = 1_000
+    """Finished messages that trigger a commit before the interval is up."""
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_attempts: int = 5
+    """Attempts in all, the first included; then the message is dead-lettered."""
+    initial_delay: float = 0.5
+    max_delay: float = 60.0
+    """Backoff is exponential with full jitter, capped at this many seconds."""
+    timeout: float | None = None
+    """Seconds one attempt may take; running over counts as a failure."""
+
+
+class RetryOverride(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_attempts: int | UnsetType = UNSET
+    initial_delay: float | UnsetType = UNSET
+    max_delay: float | UnsetType = UNSET
+    timeout: float | UnsetType | None = UNSET
+
+
+class RetrySettings(RetryPolicy, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    handlers: dict[str, RetryOverride] = msgspec.field(default_factory=dict)
+    """Per-handler changes to the policy above; keys not given keep the defaults."""
+
+    def policy_for(self, handler: str) -> RetryPolicy:
+        base = RetryPolicy(
+            max_attempts=self.max_attempts,
+            initial_delay=self.initial_delay,
+            max_delay=self.max_delay,
+            timeout=self.timeout,
+        )
+        override = self.handlers.get(handler)
+        if override is None:
+            return base
+        changes = {k: v for k, v in msgspec.structs.asdict(override).items() if v is not UNSET}
+        return msgspec.structs.replace(base, **changes)
+
+
+class DeadLetterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    topic: str | None = None
+    """Defaults to ``<kafka.topic>.dlq``; created if missing."""
+    error_max_bytes: int = 1_000
+    """Error messages are truncated to this size in dead-letter headers."""
+
+
+class EventSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    other_event_types: Literal["skip", "warn"] = "skip"
+    """Other Bandwidth callbacks (not recordings): skip at debug level, or with a warning."""
+    unknown_event_types: Literal["skip", "warn"] = "warn"
+
+
+class LoggingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    format: Literal["auto", "json", "console"] = "auto"
+    """auto: console when stdout is a terminal, JSON lines otherwise."""
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
+    engine: EngineSettings = msgspec.field(default_factory=EngineSettings)
+    events: EventSettings = msgspec.field(default_factory=EventSettings)
+    retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
+    dead_letter: DeadLetterSettings = msgspec.field(default_factory=DeadLetterSettings)
+    logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
+    routes: dict[str, list[str]] = msgspec.field(default_factory=lambda: {"default": ["log"]})
+    """Status to the ordered handler names; ``default`` takes statuses with no entry."""
+    handlers: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    """Options per handler name, validated by the handler's own Struct."""
+    plugins: dict[str, str] = msgspec.field(default_factory=dict)
+    """Handler name to ``module:attribute``, for handlers that are not installed as packages."""
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read `path` (or ``config/consumer.toml`` when it exists), apply the environment, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None or DEFAULT_CONFIG.exists():
+        raw = _read_toml(path or DEFAULT_CONFIG)
+    from_env = _apply_environment(raw, environ if environ is not None else {})
+    try:
+        _check_tables(raw)
+        return msgspec.convert(raw, Settings, strict=True)
+    except msgspec.ValidationError as exc:
+        raise _config_error(exc, from_env) from None
+
+
+def _check_tables(raw: dict[str, Any]) -> None:
+    """Validate free-keyed tables entry by entry: msgspec's error paths do not name dict keys."""
+    tables: tuple[tuple[str, Any], ...] = (
+        ("routes", list[str]),
+        ("handlers", dict[str, Any]),
+        ("plugins", str),
+    )
+    for section, value_type in tables:
+        table = raw.get(section)
+        if isinstance(table, dict):
+            for key, value in table.items():
+                try:
+                    msgspec.convert(value, value_type, strict=True)
+                except msgspec.ValidationError as exc:
+                    raise msgspec.ValidationError(
+                        f"{_strip_path(exc)} - at `$.{section}.{key}`"
+                    ) from None
+
+
+def _strip_path(exc: msgspec.ValidationError) -> str:
+    return _AT_PATH.sub("", str(exc))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """Merge overrides into `raw`; returns dotted key -> the variable that set it, for errors."""
+    applied: dict[str, str] = {}
+    for name, value in environ.items():
+        if name in ENV_ALIASES:
+            keys: tuple[str, ...] = ENV_ALIASES[name]
+        elif name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
+            keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+            if not all(keys):
+                raise ConfigError(f"environment variable {name} does not name a settings key")
+        else:
+            continue
+        node = raw
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                dotted = ".".join(keys)
+                raise ConfigError(f"{dotted}: {name} sets a key inside a non-table value", dotted)
+            node = child
+        node[keys[-1]] = _parse_env_value(value)
+        applied[".".join(keys)] = name
+    return applied
+
+
+def _parse_env_value(value: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return value
+
+
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
+_AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+def _config_error(exc: msgspec.ValidationError, from_env: Mapping[str, str]) -> ConfigError:
+    message = str(exc)
+    at = _AT_PATH.search(message)
+    path = at["path"] if at else ""
+    reason = message[: at.start()] if at else message
+    unknown = _UNKNOWN_FIELD.match(reason)
+    if unknown:
+        path, reason = f"{path}.{unknown['field']}", "unknown key"
+    key = re.sub(r"\[(\d+)\]", r".\1", path).strip(".") or "(top level)"
+    source = from_env.get(key) or next(
+        (var for k, var in from_env.items() if key.startswith(k + ".")), None
+    )
+    where = f" (set by environment variable {source})" if source else ""
+    return ConfigError(f"{key}: {reason}{where}", key)

@@ -1,0 +1,414 @@
+"""A local single-node Apache Kafka (KRaft) for development and tests, from Maven Central jars.
+
+There is no Docker here, so the broker runs as a plain, detached JVM process. Jars are resolved with
+Maven once into ``$DEVKAFKA_HOME/jars/<version>/`` (default ``./.devkafka``); the long-lived broker
+of ``make kafka-up`` keeps its state in ``$DEVKAFKA_HOME/run/``. With ``KAFKA_BOOTSTRAP_SERVERS``
+set, nothing is started and that address is used instead.
+
+    python -m consumer.devkafka up|down|status|bootstrap
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
+
+KAFKA_VERSION = "4.1.1"
+LOG4J_VERSION = "2.24.3"
+DEFAULT_PORT = 9092
+STOP_TIMEOUT = 20.0
+
+# Serial GC: a small dev heap gains nothing from G1's extra threads on 2 cores (start-up measured
+# 1.4-1.8 s either way). C1-only (TieredStopAtLevel=1) gained nothing and would skew benchmarks.
+JVM_FLAGS = ["-Xms256m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:-UsePerfData"]
+
+DEPENDENCIES = [
+    ("org.apache.kafka", "kafka_2.13", KAFKA_VERSION),
+    # Kafka 4.x still uses SLF4J 1.7: with the SLF4J 2 binding (log4j-slf4j2-impl) it logs nothing.
+    ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION),
+    ("org.apache.logging.log4j", "log4j-core", LOG4J_VERSION),
+]
+POM = (
+    '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>\n'
+    "  <groupId>local.devkafka</groupId><artifactId>jars</artifactId><version>1</version>\n"
+    "  <packaging>pom</packaging>\n  <dependencies>\n"
+    + "".join(
+        f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>"
+        f"<version>{v}</version></dependency>\n"
+        for g, a, v in DEPENDENCIES
+    )
+    + "  </dependencies>\n</project>\n"
+)
+
+# sh arguments: the log file, then the command; prints the broker's pid.
+_SPAWN = 'log=$1; shift; "$@" >"$log" 2>&1 </dev/null & echo $!'
+
+LOG4J2 = """status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.out.ref = out
+# Keeps the "Kafka Server started" line, so the log shows when and whether the broker came up.
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = info
+"""
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be resolved, started, reached or stopped; says why for humans."""
+
+
+def devkafka_home() -> Path:
+    """Cache and state root: ``$DEVKAFKA_HOME``, else ``.devkafka`` in the working directory."""
+    return Path(os.environ.get("DEVKAFKA_HOME") or ".devkafka").absolute()
+
+
+def _say(message: str) -> None:
+    # stdout is reserved for the bootstrap address, which Makefiles capture with $(shell ...).
+    print(f"devkafka: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    # pytest and `make kafka-up` may race on the shared jar cache and on the run directory.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def ensure_jars() -> Path:
+    """Resolve the broker's jars with Maven once; return the directory holding them."""
+    home = devkafka_home()
+    jars = home / "jars" / KAFKA_VERSION
+    marker = jars / ".resolved"
+    with _locked(home / "jars" / ".lock"):
+        if marker.exists():
+            return jars
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise BrokerError("Maven (mvn) is not on PATH; it is needed once to fetch Kafka's jars")
+        # No marker means an earlier resolve was interrupted; its leftovers may be partial jars.
+        shutil.rmtree(jars, ignore_errors=True)
+        jars.mkdir(parents=True)
+        (jars / "pom.xml").write_text(POM)
+        _say(f"resolving Kafka {KAFKA_VERSION} jars with Maven into {jars}")
+        started = time.monotonic()
+        cmd = [mvn, "-q", "-B", "-f", str(jars / "pom.xml"), "dependency:copy-dependencies"]
+        cmd += ["-DincludeScope=runtime", f"-DoutputDirectory={jars}"]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=900)
+        if done.returncode != 0:
+            raise BrokerError(f"Maven could not resolve Kafka's jars:\n{_tail(done.stdout)}")
+        marker.write_text(f"kafka_2.13 {KAFKA_VERSION}\n")
+        _say(f"resolved in {time.monotonic() - started:.1f}s")
+        return jars
+
+
+def free_port() -> int:
+    """A port the OS considers free right now on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        # As the JVM does, so a lingering TIME_WAIT socket from a previous broker is no conflict.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def render_server_properties(port: int, controller_port: int, data_dir: Path) -> str:
+    """The broker's server.properties: one combined broker+controller node on 127.0.0.1."""
+    return f"""process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs={data_dir}
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=5
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+"""
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+async def _answers_metadata(bootstrap: str, deadline: float, alive: Callable[[], bool]) -> bool:
+    # An open port is not enough: the broker must be registered and serving metadata.
+    aiokafka_log = logging.getLogger("aiokafka")
+    level = aiokafka_log.level
+    aiokafka_log.setLevel(logging.CRITICAL)  # each refused attempt would log an ERROR
+    try:
+        while alive():
+            remaining = deadline - time.monotonic()
+            timeout_ms = int(max(0.5, min(5.0, remaining)) * 1000)
+            client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+            try:
+                await client.bootstrap()
+                if client.cluster.brokers():
+                    return True
+            except (TimeoutError, KafkaError, OSError):
+                pass
+            finally:
+                await client.close()
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.2)
+        return False
+    finally:
+        aiokafka_log.setLevel(level)
+
+
+class LocalBroker:
+    """One KRaft broker process whose config, data, log and pid live in `state_dir`."""
+
+    def __init__(self, state_dir: Path, port: int | None = None) -> None:
+        self.state_dir = state_dir.absolute()
+        self.port = port
+        self._requested_port = port
+        self.pid_file = self.state_dir / "broker.pid"
+        self.port_file = self.state_dir / "broker.port"
+        self.data_dir = self.state_dir / "data"
+        self.log_file = self.state_dir / "broker.log"
+        self.config_file = self.state_dir / "server.properties"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90) -> str:
+        """Format fresh storage, start the broker, return its bootstrap once it serves metadata."""
+        jars = ensure_jars()
+        self.port = self._choose_port()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log4j = self.state_dir / "log4j2.properties"
+        log4j.write_text(LOG4J2)
+        self.config_file.write_text(render_server_properties(self.port, free_port(), self.data_dir))
+        config = str(self.config_file)
+        java = [_java(), *JVM_FLAGS, f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{jars}/*"]
+        cluster_id = _storage_tool(java, "random-uuid").split()[-1]
+        _storage_tool(java, "format", "-t", cluster_id, "-c", config)
+        started = time.monotonic()
+        # Launched through sh so the broker is not our child: init reaps it, and no Popen object
+        # outlives `up` (Python warns about those, an error under pytest's filterwarnings).
+        # Its own session keeps it alive after the CLI exits or Ctrl-C hits the shell that ran it.
+        spawn = subprocess.run(
+            ["/bin/sh", "-c", _SPAWN, "sh", str(self.log_file), *java, "kafka.Kafka", config],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=self.state_dir,
+            start_new_session=True,
+        )
+        pid = int(spawn.stdout)
+        self.pid_file.write_text(f"{pid}\n")
+        self.port_file.write_text(f"{self.port}\n")
+
+        def alive() -> bool:
+            return _is_our_broker(pid, self.config_file)
+
+        ready = asyncio.run(_answers_metadata(self.bootstrap, started + timeout, alive))
+        if not ready:
+            why = f"was not ready within {timeout:.0f}s" if alive() else "exited"
+            log_tail = _tail(self.log_file.read_text(errors="replace"))
+            self.stop()
+            raise BrokerError(f"Kafka broker {why}; end of {self.log_file}:\n{log_tail}")
+        elapsed = time.monotonic() - started
+        _say(f"Kafka {KAFKA_VERSION} ready at {self.bootstrap} in {elapsed:.1f}s")
+        return self.bootstrap
+
+    def _choose_port(self) -> int:
+        if self._requested_port is not None:
+            if not _port_is_free(self._requested_port):
+                raise BrokerError(f"port {self._requested_port} on 127.0.0.1 is already in use")
+            return self._requested_port
+        if _port_is_free(DEFAULT_PORT):
+            return DEFAULT_PORT
+        port = free_port()
+        _say(f"port {DEFAULT_PORT} is busy, using {port} instead")
+        return port
+
+    def recorded_pid(self) -> int | None:
+        """The pid of this state dir's broker if it is still alive; stale pid files are removed."""
+        try:
+            pid = int(self.pid_file.read_text())
+            self.port = int(self.port_file.read_text())
+        except (OSError, ValueError):
+            pid = None
+        if pid is not None and _is_our_broker(pid, self.config_file):
+            return pid
+        self._forget()
+        return None
+
+    def answers(self, timeout: float = 5.0) -> bool:
+        """Whether the recorded broker serves metadata within `timeout` seconds."""
+        pid = self.recorded_pid()
+        if pid is None:
+            return False
+
+        def alive() -> bool:
+            return _is_our_broker(pid, self.config_file)
+
+        return asyncio.run(_answers_metadata(self.bootstrap, time.monotonic() + timeout, alive))
+
+    def stop(self) -> None:
+        """SIGTERM, wait up to STOP_TIMEOUT seconds, then SIGKILL; forget pid, port and data."""
+        pid = self.recorded_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+                if not self._wait_gone(pid, STOP_TIMEOUT):
+                    _say(f"broker pid {pid} ignored SIGTERM for {STOP_TIMEOUT:.0f}s; killing it")
+                    os.kill(pid, signal.SIGKILL)
+                    self._wait_gone(pid, 5)
+        self._forget()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _wait_gone(self, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while _is_our_broker(pid, self.config_file):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def _forget(self) -> None:
+        self.pid_file.unlink(missing_ok=True)
+        self.port_file.unlink(missing_ok=True)
+
+    def __enter__(self) -> LocalBroker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home, "bin", "java")) if java_home else shutil.which("java")
+    if not java:
+        raise BrokerError("java is not on PATH (and JAVA_HOME is unset); Kafka needs Java 17+")
+    return java
+
+
+def _storage_tool(java: list[str], *args: str) -> str:
+    done = subprocess.run(
+        [*java, "kafka.tools.StorageTool", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        output = _tail(done.stdout + done.stderr)
+        raise BrokerError(f"kafka.tools.StorageTool {' '.join(args)} failed:\n{output}")
+    return done.stdout
+
+
+def _is_our_broker(pid: int, config_file: Path) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    # A pid from a stale file may since belong to another process; never signal that one.
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not Path("/proc/self").exists():
+        return True
+    try:
+        return str(config_file).encode() in cmdline.read_bytes()
+    except OSError:
+        return False
+
+
+def _run_broker() -> LocalBroker:
+    return LocalBroker(devkafka_home() / "run")
+
+
+def up() -> str:
+    """Ensure the long-lived broker in ``$DEVKAFKA_HOME/run`` is serving; return its bootstrap."""
+    broker = _run_broker()
+    with _locked(broker.state_dir / ".lock"):
+        if broker.answers():
+            return broker.bootstrap
+        broker.stop()  # a recorded broker that is alive but silent is hung; start afresh
+        return broker.start()
+
+
+def down() -> None:
+    """Stop the long-lived broker, if one is running."""
+    broker = _run_broker()
+    with _locked(broker.state_dir / ".lock"):
+        broker.stop()
+
+
+def bootstrap_servers() -> str:
+    """``$KAFKA_BOOTSTRAP_SERVERS`` if set, else the long-lived local broker's (started if needed).
+
+    Synchronous (it may run an event loop): call it before, not inside, a running asyncio loop.
+    """
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or up()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``python -m consumer.devkafka`` command line; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m consumer.devkafka", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status", "bootstrap"])
+    command = parser.parse_args(argv).command
+    try:
+        if command == "up":
+            print(up())
+        elif command == "bootstrap":
+            print(bootstrap_servers())
+        elif command == "down":
+            down()
+            _say("stopped")
+        else:
+            broker = _run_broker()
+            pid = broker.recorded_pid()
+            print("stopped" if pid is None else f"running {broker.bootstrap} (pid {pid})")
+    except BrokerError as err:
+        _say(str(err))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Operator tools for the dead-letter topic: list dead letters with their reasons, replay them.
+
+Both read up to the end offsets found at start, so they finish even while new dead letters arrive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
+from types import TracebackType
+from typing import Any, TextIO
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from consumer.config import KafkaSettings
+from consumer.engine import deadletter as dl
+from consumer.errors import ConsumerError
+
+FETCH_TIMEOUT_MS = 1_000
+
+
+class _Ids(msgspec.Struct, rename="camel"):
+    recording_id: str | None = None
+
+
+_ids = msgspec.json.Decoder(_Ids)
+
+
+def recording_id_of(value: bytes | None) -> str | None:
+    """The event's recordingId, or None when the value is not an event that has one."""
+    try:
+        return _ids.decode(value or b"").recording_id
+    except msgspec.DecodeError:
+        return None
+
+
+def dlq_fields(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
+    """The ``dlq.*`` headers by name; the last wins, as ours come after the original ones."""
+    return {k: v.decode(errors="replace") for k, v in headers if k.startswith(dl.PREFIX)}
+
+
+async def show(kafka: KafkaSettings, dlq_topic: str, limit: int | None, out: TextIO) -> int:
+    """Print one line per dead letter (at most `limit`), oldest first per partition."""
+    count = 0
+    async with (
+        _Reader(kafka, dlq_topic, group=None) as reader,
+        aclosing(reader.batches()) as batches,
+    ):
+        async for batch in batches:
+            for message in (m for records in batch.values() for m in records):
+                if limit is not None and count >= limit:
+                    return count
+                out.write(_describe(message) + "\n")
+                count += 1
+    return count
+
+
+async def replay(
+    kafka: KafkaSettings,
+    dlq_topic: str,
+    group: str,
+    *,
+    error_class: str | None,
+    handler: str | None,
+    recording_id: str | None,
+    dry_run: bool,
+    out: TextIO,
+) -> int:
+    """Republish the dead letters matching every given filter to their original topics.
+
+    Progress is committed under `group` once a batch is acknowledged, so a replay resumes where
+    the last one stopped and never republishes twice (a crash between the broker's ack and the
+    commit repeats that one batch). Dead letters that do not match are passed over all the same:
+    replaying them later, with other filters, needs another `group`. With `dry_run` nothing is
+    published or committed. Returns how many were (or, dry, would be) replayed.
+    """
+    wanted = {dl.ERROR_CLASS: error_class, dl.HANDLER: handler}
+
+    def matches(message: Any) -> bool:
+        fields = dlq_fields(message.headers)
+        if any(v is not None and fields.get(k) != v for k, v in wanted.items()):
+            return False
+        return recording_id is None or recording_id_of(message.value) == recording_id
+
+    producer = None
+    if not dry_run:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id, acks="all"
+        )
+    replayed = 0
+    async with _Reader(kafka, dlq_topic, group=group) as reader:
+        if producer is not None:
+            await producer.start()
+        try:
+            async for batch in reader.batches():
+                sent = []
+                for message in (m for records in batch.values() for m in records):
+                    if not matches(message):
+                        continue
+                    destination = dlq_fields(message.headers).get(dl.TOPIC)
+                    where = _where(message)
+                    if destination is None:
+                        out.write(f"skipped {where}: no {dl.TOPIC} header\n")
+                    elif producer is None:
+                        out.write(f"would replay {where} to {destination}\n")
+                        replayed += 1
+                    else:
+                        headers = [
+                            (k, v) for k, v in message.headers if not k.startswith(dl.PREFIX)
+                        ]
+                        headers.append((dl.REPLAYED_FROM, where.encode()))
+                        future = await producer.send(
+                            destination, message.value, key=message.key, headers=headers
+                        )
+                        sent.append((future, f"replayed {where} to {destination}\n"))
+                for future, line in sent:
+                    await future
+                    out.write(line)
+                replayed += len(sent)
+                if producer is not None:
+                    await reader.commit(batch)
+        finally:
+            if producer is not None:
+                await producer.stop()
+    return replayed
+
+
+def _where(message: Any) -> str:
+    return f"{message.topic}/{message.partition}/{message.offset}"
+
+
+def _describe(message: Any) -> str:
+    fields = dlq_fields(message.headers)
+    source = "/".join(fields.get(k, "?") for k in (dl.TOPIC, dl.PARTITION, dl.OFFSET))
+    error = msgspec.json.encode(fields.get(dl.ERROR_MESSAGE, "")).decode()
+    return " ".join(
+        [
+            f"{message.partition}/{message.offset}",
+            f"from={source}",
+            f"recordingId={recording_id_of(message.value) or '-'}",
+            f"handler={fields.get(dl.HANDLER, '-')}",
+            f"error={fields.get(dl.ERROR_CLASS, '-')}",
+            f"message={error}",
+            f"path={fields.get(dl.ERROR_PATH, '-')}",
+            f"attempts={fields.get(dl.ATTEMPTS, '-')}",
+            f"last={fields.get(dl.LAST_FAILURE, '-')}",
+        ]
+    )
+
+
+class _Reader:
+    """A consumer of every partition of `topic`, from the group's position (or the beginning)
+    up to the end offsets seen at start; no group membership, so there is no rebalance to wait on.
+    """
+
+    def __init__(self, kafka: KafkaSettings, topic: str, group: str | None) -> None:
+        self._kafka = kafka
+        self._topic = topic
+        self._group = group
+        self._consumer: Any = None
+        self._ends: dict[TopicPartition, int] = {}
+
+    async def __aenter__(self) -> _Reader:
+        partitions = await self._partitions()
+        # Built only now: a consumer that is never started warns when collected.
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._kafka.bootstrap_servers,
+            client_id=self._kafka.client_id,
+            group_id=self._group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await self._consumer.start()
+        try:
+            self._consumer.assign(partitions)
+            for tp in partitions:
+                committed = await self._consumer.committed(tp) if self._group else None
+                if committed is None:
+                    await self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, committed)
+            self._ends = await self._consumer.end_offsets(partitions)
+        except BaseException:
+            await self._consumer.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._consumer.stop()
+
+    async def _partitions(self) -> list[TopicPartition]:
+        # Asking a consumer for the partitions of a missing topic would auto-create it.
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._kafka.bootstrap_servers)
+        await admin.start()
+        try:
+            if self._topic not in await admin.list_topics():
+                raise ConsumerError(f"topic {self._topic!r} does not exist")
+            (described,) = await admin.describe_topics([self._topic])
+        finally:
+            await admin.close()
+        return [TopicPartition(self._topic, p["partition"]) for p in described["partitions"]]
+
+    async def batches(self) -> AsyncGenerator[dict[TopicPartition, list[Any]], None]:
+        """Fetched records, none at or past the end offsets; stops once every one is reached."""
+        pending = [tp for tp, end in self._ends.items() if await self._consumer.position(tp) < end]
+        while pending:
+            fetched = await self._consumer.getmany(*pending, timeout_ms=FETCH_TIMEOUT_MS)
+            batch = {
+                tp: kept
+                for tp, records in fetched.items()
+                if (kept := [r for r in records if r.offset < self._ends[tp]])
+            }
+            if batch:
+                yield batch
+            pending = [tp for tp in pending if await self._consumer.position(tp) < self._ends[tp]]
+
+    async def commit(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        if batch:
+            await self._consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batch.items()})

@@ -1,0 +1,1 @@
+"""Delivery: fetching from Kafka, running handlers, and committing only what is finished."""

@@ -1,0 +1,212 @@
+"""Dead letters: what failed, written as headers beside the original message, published for sure.
+
+The error message in the headers is the exception's text. Handlers must not put credentials or
+other secrets in exception messages: they end up in the dead-letter topic for anyone who reads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import NoError, TopicAlreadyExistsError, for_code
+
+from consumer.config import DeadLetterSettings, Settings
+from consumer.errors import DecodeError
+from consumer.handler import Record
+
+PREFIX = "dlq."
+TOPIC = "dlq.topic"
+PARTITION = "dlq.partition"
+OFFSET = "dlq.offset"
+TIMESTAMP = "dlq.timestamp"
+GROUP = "dlq.group"
+HANDLER = "dlq.handler"
+ERROR_CLASS = "dlq.error.class"
+ERROR_MESSAGE = "dlq.error.message"
+ERROR_PATH = "dlq.error.path"
+ATTEMPTS = "dlq.attempts"
+FIRST_FAILURE = "dlq.failure.first"
+LAST_FAILURE = "dlq.failure.last"
+REPLAYED_FROM = "dlq.replayed_from"
+"""Set by ``dlq replay`` on a republished message: ``<dlq topic>/<partition>/<offset>``."""
+
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a message is dead-lettered."""
+
+    handler: str | None
+    """None when the message could not be decoded, so no handler saw it."""
+    error_class: str
+    message: str
+    path: str | None
+    """The JSON path a decode error points at, if any."""
+    attempts: int
+    first_failure: float
+    last_failure: float
+    """Both in seconds since the epoch."""
+
+    @classmethod
+    def from_exception(
+        cls,
+        exc: BaseException,
+        *,
+        handler: str | None,
+        attempts: int = 1,
+        first_failure: float | None = None,
+        last_failure: float | None = None,
+    ) -> Failure:
+        """The failure `exc` describes; times default to now."""
+        last = time.time() if last_failure is None else last_failure
+        return cls(
+            handler=handler,
+            error_class=type(exc).__name__,
+            message=exc.reason if isinstance(exc, DecodeError) else str(exc),
+            path=exc.path if isinstance(exc, DecodeError) else None,
+            attempts=attempts,
+            first_failure=last if first_failure is None else first_failure,
+            last_failure=last,
+        )
+
+
+def dead_letter_headers(
+    record: Record, group: str, failure: Failure, max_bytes: int
+) -> list[tuple[str, bytes]]:
+    """The original headers, then the ``dlq.*`` ones describing where it came from and why."""
+    ours: list[tuple[str, str | bytes]] = [
+        (TOPIC, record.topic),
+        (PARTITION, str(record.partition)),
+        (OFFSET, str(record.offset)),
+        (TIMESTAMP, str(record.timestamp)),
+        (GROUP, group),
+    ]
+    if failure.handler is not None:
+        ours.append((HANDLER, failure.handler))
+    ours += [
+        (ERROR_CLASS, failure.error_class),
+        (ERROR_MESSAGE, truncate_utf8(failure.message, max_bytes)),
+    ]
+    if failure.path is not None:
+        ours.append((ERROR_PATH, failure.path))
+    ours += [
+        (ATTEMPTS, str(failure.attempts)),
+        (FIRST_FAILURE, iso_utc(failure.first_failure)),
+        (LAST_FAILURE, iso_utc(failure.last_failure)),
+    ]
+    encoded = [(name, v if isinstance(v, bytes) else v.encode()) for name, v in ours]
+    return [*record.headers, *encoded]
+
+
+def truncate_utf8(text: str, max_bytes: int) -> bytes:
+    """`text` as UTF-8, cut to at most `max_bytes` without splitting a character."""
+    return text.encode()[:max_bytes].decode(errors="ignore").encode()
+
+
+def iso_utc(seconds: float) -> str:
+    """``2026-11-27T10:15:30.123Z``."""
+    stamp = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def dead_letter_topic(settings: Settings) -> str:
+    """The configured dead-letter topic, or ``<kafka.topic>.dlq``."""
+    return settings.dead_letter.topic or f"{settings.kafka.topic}.dlq"
+
+
+class DeadLetterPublisher:
+    """Publishes dead letters through the worker's producer, retrying until the broker has them.
+
+    `producer` must be started and use ``acks="all"``: a dead letter is the only copy once the
+    source offset is committed.
+    """
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        bootstrap_servers: str,
+        topic: str,
+        group: str,
+        settings: DeadLetterSettings,
+        *,
+        source_topic: str | None = None,
+    ) -> None:
+        self.topic = topic
+        self._producer = producer
+        self._bootstrap = bootstrap_servers
+        self._group = group
+        self._settings = settings
+        self._source_topic = source_topic
+        self._log = structlog.get_logger("consumer.deadletter").bind(dlq_topic=topic)
+
+    async def ensure_topic(self) -> None:
+        """Create the topic if missing; a failure is logged, not raised, as publishing retries.
+
+        Partitions follow the source topic when it is known; replication is the broker's default
+        (``default.replication.factor``), so a production cluster's policy applies.
+        """
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        try:
+            await admin.start()
+            partitions = await self._source_partitions(admin)
+            # -1 asks the broker for its default; aiokafka then insists on an assignment
+            # argument, and an empty one means "none".
+            topic = NewTopic(self.topic, partitions, -1, replica_assignments={})
+            response = await admin.create_topics([topic])
+            # The admin client reports per-topic failures in the response instead of raising.
+            for result in response.to_object()["topic_errors"]:
+                error = for_code(result["error_code"])
+                if error is NoError:
+                    self._log.info("dead-letter topic created", partitions=partitions)
+                elif error is not TopicAlreadyExistsError:
+                    raise error(result["error_message"])
+        except Exception as exc:
+            self._log.error("cannot create dead-letter topic", error=repr(exc))
+        finally:
+            await admin.close()
+
+    async def _source_partitions(self, admin: Any) -> int:
+        if self._source_topic is None:
+            return -1
+        (described,) = await admin.describe_topics([self._source_topic])
+        return len(described["partitions"]) if described["error_code"] == 0 else -1
+
+    async def publish(self, record: Record, value: bytes | None, failure: Failure) -> None:
+        """Return only once the broker acknowledged the dead letter; retry forever until then."""
+        headers = dead_letter_headers(record, self._group, failure, self._settings.error_max_bytes)
+        where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+        delay = BACKOFF_FIRST
+        failures = 0
+        while True:
+            try:
+                await self._producer.send_and_wait(
+                    self.topic, value, key=record.key, headers=headers
+                )
+            except Exception as exc:
+                failures += 1
+                # Half fixed, half random: retries spread out but never come back-to-back.
+                wait = delay / 2 + random.uniform(0, delay / 2)
+                self._log.error(
+                    "dead-letter publish failed",
+                    **where,
+                    failures=failures,
+                    retry_in=round(wait, 3),
+                    error=repr(exc),
+                )
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, BACKOFF_MAX)
+                await self.ensure_topic()
+            else:
+                if failures:
+                    self._log.warning("dead-letter published after failures", **where)
+                return

@@ -1,0 +1,388 @@
+"""The worker: fetches, hands jobs to key-ordered lanes, commits only what is finished.
+
+One task fetches and dispatches; ``max_in_flight`` tasks run jobs from a ready queue. A job
+is ready when it heads its lane (its partition and ordering key), so one recording's events
+never overtake each other while other recordings proceed. Retries wait on timers, not on a
+task, so a long backoff holds up nothing but its own lane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from consumer.config import Settings
+from consumer.engine.deadletter import DeadLetterPublisher, dead_letter_topic
+from consumer.engine.dedupe import RecentlyHandled
+from consumer.engine.delivery import Delivery, Job, Tally
+from consumer.engine.lanes import Lanes
+from consumer.engine.offsets import OffsetTracker
+from consumer.errors import DecodeError
+from consumer.events import EventDecoder, OtherEvent, UnknownEvent
+from consumer.handler import Handler, Record
+from consumer.routing import Router
+
+_UNDECODABLE = object()
+"""The lane key of messages that could not be decoded: they have no recording to order by."""
+
+
+class Worker:
+    """One consumer-group member. `run` returns after `stop()` or, with `until_idle`, when idle."""
+
+    def __init__(self, settings: Settings, handlers: Mapping[str, Handler]) -> None:
+        self._settings = settings
+        self._handlers = handlers
+        self._router = Router(settings.routes, handlers)
+        self._decoder = EventDecoder()
+        self._by_key = settings.engine.ordering == "key"
+        self._offsets: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._lanes: Lanes[tuple[TopicPartition, Hashable], Job] = Lanes()
+        self._ready: asyncio.Queue[Job] = asyncio.Queue()
+        self._timers: dict[Job, asyncio.TimerHandle] = {}
+        self._generation: defaultdict[TopicPartition, int] = defaultdict(int)
+        """Bumped when a partition is revoked, so its old jobs are recognised and ignored."""
+        self._revoking: set[TopicPartition] = set()
+        self._executing: Counter[TopicPartition] = Counter()
+        self._progress = asyncio.Event()
+        self._paused: set[TopicPartition] = set()
+        self._closing = False
+        self._stopping = asyncio.Event()
+        self._force = asyncio.Event()
+        self._last_activity: float | None = None
+        self._last_commit = time.monotonic()
+        self._since_commit = 0
+        self._log = structlog.get_logger("consumer.worker")
+        self.tally = Tally()
+
+    def stop(self) -> None:
+        """Finish in-flight work, commit and leave; asked twice, cancel what is still running."""
+        if self._stopping.is_set():
+            self._force.set()
+        self._stopping.set()
+
+    async def run(self, until_idle: float | None = None) -> None:
+        kafka, engine = self._settings.kafka, self._settings.engine
+        async with AsyncExitStack() as stack:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=kafka.bootstrap_servers,
+                group_id=kafka.group_id,
+                client_id=kafka.client_id,
+                enable_auto_commit=False,
+                auto_offset_reset=kafka.auto_offset_reset,
+                session_timeout_ms=kafka.session_timeout_ms,
+                heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+                max_poll_interval_ms=kafka.max_poll_interval_ms,
+            )
+            await consumer.start()
+            stack.push_async_callback(self._leave, consumer)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id, acks="all"
+            )
+            await producer.start()
+            stack.push_async_callback(producer.stop)
+            http = await stack.enter_async_context(httpx.AsyncClient())
+            delivery = await self._build_delivery(producer, http)
+            await self._start_handlers(stack)
+            consumer.subscribe([kafka.topic], listener=_Rebalance(self, consumer))
+            self._log.info("worker started", topic=kafka.topic, group=kafka.group_id)
+            async with asyncio.TaskGroup() as tg:
+                workers = [
+                    tg.create_task(self._work(delivery)) for _ in range(engine.max_in_flight)
+                ]
+                try:
+                    await self._fetch(consumer, until_idle)
+                    await self._drain()
+                finally:
+                    for task in workers:
+                        task.cancel()
+            await self._commit(consumer)
+
+    async def _build_delivery(
+        self, producer: AIOKafkaProducer, http: httpx.AsyncClient
+    ) -> Delivery:
+        settings = self._settings
+        dead_letters = DeadLetterPublisher(
+            producer,
+            settings.kafka.bootstrap_servers,
+            dead_letter_topic(settings),
+            settings.kafka.group_id,
+            settings.dead_letter,
+        )
+        await dead_letters.ensure_topic()
+
+        async def publish(
+            topic: str,
+            value: bytes,
+            *,
+            key: bytes | None = None,
+            headers: Iterable[tuple[str, bytes]] = (),
+        ) -> None:
+            await producer.send_and_wait(topic, value, key=key, headers=list(headers))
+
+        return Delivery(
+            settings.retry,
+            dead_letters,
+            RecentlyHandled(settings.engine.dedupe_window),
+            http,
+            publish,
+            self.tally,
+        )
+
+    async def _fetch(self, consumer: AIOKafkaConsumer, until_idle: float | None) -> None:
+        max_records = self._settings.engine.fetch_max_records
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while True:
+                fetch = asyncio.ensure_future(
+                    consumer.getmany(timeout_ms=200, max_records=max_records)
+                )
+                await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():
+                    fetch.cancel()
+                    return
+                batch = fetch.result()
+                for tp, messages in batch.items():
+                    generation = self._generation[tp]
+                    for message in messages:
+                        self._dispatch(tp, message, generation)
+                if batch:
+                    self._last_activity = time.monotonic()
+                self._apply_backpressure(consumer)
+                await self._maybe_commit(consumer)
+                if until_idle is not None and self._idle_for(until_idle):
+                    self._log.info("idle, stopping", idle_seconds=until_idle)
+                    return
+        finally:
+            stop.cancel()
+
+    def _dispatch(self, tp: TopicPartition, message: Any, generation: int) -> None:
+        record = Record(
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            headers=tuple(message.headers),
+            timestamp=message.timestamp,
+        )
+        self._offsets.add(tp, record.offset)
+        try:
+            event = self._decoder.decode(message.value or b"")
+        except DecodeError as exc:
+            self._enqueue(Job(record, message.value, (tp, _UNDECODABLE), generation, error=exc))
+            return
+        if isinstance(event, OtherEvent | UnknownEvent):
+            self._skip(tp, record, event)
+            return
+        if event.malformed:
+            self._log.warning(
+                "malformed fields kept as raw text",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                fields=list(event.malformed),
+                **event.summary(),
+            )
+        key = (record.key or event.ordering_key) if self._by_key else None
+        route = self._router.route(event.status)
+        job = Job(record, message.value, (tp, key), generation, event=event, pending=list(route))
+        job.route = tuple(name for name, _ in route)
+        self._enqueue(job)
+
+    def _enqueue(self, job: Job) -> None:
+        if self._lanes.push(job.lane, job):
+            self._ready.put_nowait(job)
+
+    def _skip(self, tp: TopicPartition, record: Record, event: OtherEvent | UnknownEvent) -> None:
+        events = self._settings.events
+        known = isinstance(event, OtherEvent)
+        policy = events.other_event_types if known else events.unknown_event_types
+        log = self._log.debug if policy == "skip" else self._log.warning
+        log(
+            "message",
+            outcome="skipped",
+            reason="not a recording event" if known else "unknown event type",
+            eventType=event.event_type,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        self.tally.outcomes["skipped"] += 1
+        self._offsets.finish(tp, record.offset)
+        self._since_commit += 1
+
+    async def _work(self, delivery: Delivery) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            job = await self._ready.get()
+            tp = job.lane[0]
+            if self._closing or tp in self._revoking or job.generation != self._generation[tp]:
+                continue
+            self._executing[tp] += 1
+            try:
+                delay = await delivery.attempt(job)
+            except Exception:
+                # A bug in the engine, not in a handler: keep the message (uncommitted) and
+                # try it again rather than lose it or take the worker down.
+                self._log.exception("engine error; retrying message", offset=job.record.offset)
+                delay = 1.0
+            finally:
+                self._executing[tp] -= 1
+                self._progress.set()
+            if delay is not None:
+                self._timers[job] = loop.call_later(delay, self._requeue, job)
+            else:
+                self._finish(job, tp)
+
+    def _requeue(self, job: Job) -> None:
+        del self._timers[job]
+        self._ready.put_nowait(job)
+
+    def _finish(self, job: Job, tp: TopicPartition) -> None:
+        if job.generation != self._generation[tp]:
+            return  # revoked meanwhile; the partition's next owner has it
+        self._offsets.finish(tp, job.record.offset)
+        self._since_commit += 1
+        following = self._lanes.pop(job.lane)
+        if following is not None:
+            self._ready.put_nowait(following)
+
+    def _cancel_timers(self, which: Callable[[Job], bool]) -> None:
+        for job in [job for job in self._timers if which(job)]:
+            self._timers.pop(job).cancel()
+
+    async def _wait_until(self, done: Callable[[], bool], seconds: float) -> bool:
+        """Wait until `done()` holds; False if `seconds` pass or a second stop signal comes."""
+        force = asyncio.ensure_future(self._force.wait())
+        try:
+            async with asyncio.timeout(seconds):
+                while not done():
+                    self._progress.clear()
+                    progress = asyncio.ensure_future(self._progress.wait())
+                    await asyncio.wait({progress, force}, return_when=asyncio.FIRST_COMPLETED)
+                    progress.cancel()
+                    if force.done():
+                        return False
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            force.cancel()
+
+    async def _drain(self) -> None:
+        """Stop starting work; give running handlers the grace period to finish."""
+        self._closing = True
+        self._cancel_timers(lambda job: True)
+        grace = self._settings.engine.shutdown_grace
+        if not await self._wait_until(lambda: self._executing.total() == 0, grace):
+            self._log.warning(
+                "cancelling handlers still running; their messages will be redelivered",
+                running=self._executing.total(),
+            )
+
+    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        bound = self._settings.engine.max_buffered
+        buffered = self._offsets.in_flight()
+        if buffered >= bound:
+            behind = {
+                tp for tp in consumer.assignment() if self._offsets.in_flight([tp])
+            } - self._paused
+            if behind:
+                consumer.pause(*behind)
+                self._paused |= behind
+                self._log.info("paused", partitions=_names(behind), buffered=buffered)
+        elif self._paused and buffered <= bound // 2:
+            consumer.resume(*self._paused)
+            self._log.info("resumed", partitions=_names(self._paused), buffered=buffered)
+            self._paused.clear()
+
+    def _idle_for(self, seconds: float) -> bool:
+        return (
+            self._last_activity is not None
+            and time.monotonic() - self._last_activity >= seconds
+            and self._offsets.in_flight() == 0
+            and not self._offsets.uncommitted()
+        )
+
+    async def _maybe_commit(self, consumer: AIOKafkaConsumer) -> None:
+        engine = self._settings.engine
+        due = time.monotonic() - self._last_commit >= engine.commit_interval
+        if due or self._since_commit >= engine.commit_every:
+            await self._commit(consumer)
+
+    async def _commit(
+        self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition] | None = None
+    ) -> None:
+        points = self._offsets.uncommitted(partitions)
+        self._last_commit, self._since_commit = time.monotonic(), 0
+        if not points:
+            return
+        try:
+            await consumer.commit(points)
+        except KafkaError as exc:
+            # Nothing is lost: the points stay uncommitted and the next commit includes them.
+            self._log.warning("commit failed", error=repr(exc))
+            return
+        self._offsets.committed(points)
+        self._log.debug("committed", offsets={_name(tp): o for tp, o in points.items()})
+
+    async def _start_handlers(self, stack: AsyncExitStack) -> None:
+        for handler in self._handlers.values():
+            start = getattr(handler, "start", None)
+            if start is not None:
+                await start()
+            close = getattr(handler, "close", None)
+            if close is not None:
+                stack.push_async_callback(close)
+
+    async def _leave(self, consumer: AIOKafkaConsumer) -> None:
+        await consumer.stop()
+        self._log.info("worker stopped", outcomes=dict(self.tally.outcomes))
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands partitions over having finished, or given up on, what was running for them."""
+
+    def __init__(self, worker: Worker, consumer: AIOKafkaConsumer) -> None:
+        self._worker = worker
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        worker = self._worker
+        worker._revoking |= revoked
+        worker._cancel_timers(lambda job: job.lane[0] in revoked)
+        finished = await worker._wait_until(
+            lambda: all(worker._executing[tp] == 0 for tp in revoked),
+            worker._settings.engine.shutdown_grace,
+        )
+        if not finished:
+            worker._log.warning("revoked with handlers still running", partitions=_names(revoked))
+        await worker._commit(self._consumer, revoked)
+        for tp in revoked:
+            worker._generation[tp] += 1
+        worker._offsets.forget(revoked)
+        worker._lanes.drop(lambda lane: lane[0] in revoked)
+        worker._revoking -= revoked
+        worker._paused -= revoked
+        if revoked:
+            worker._log.info("partitions revoked", partitions=_names(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._worker._last_activity = time.monotonic()
+        self._worker._log.info("partitions assigned", partitions=_names(assigned))
+
+
+def _name(tp: TopicPartition) -> str:
+    return f"{tp.topic}/{tp.partition}"
+
+
+def _names(partitions: Iterable[TopicPartition]) -> list[str]:
+    return sorted(_name(tp) for tp in partitions)

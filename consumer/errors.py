@@ -1,0 +1,62 @@
+"""The exceptions recording-consumer raises, and the ones handlers raise to steer delivery.
+
+    ConsumerError                  base of everything raised on purpose
+    ├── ConfigError                bad settings; the worker refuses to start
+    ├── PluginError                a handler cannot be found, loaded or configured
+    ├── DecodeError                a Kafka message is not a usable event
+    └── HandlerError               raised by handlers to choose what happens next
+        ├── RetryLater             try again, optionally after a given delay
+        └── PermanentFailure       do not retry; dead-letter the message now
+
+Any other exception from a handler counts as a transient failure and is retried per policy.
+"""
+
+from __future__ import annotations
+
+
+class ConsumerError(Exception):
+    """Base class, so callers can catch everything the project raises deliberately."""
+
+
+class ConfigError(ConsumerError):
+    """Settings are wrong; raised at start-up so a bad deploy fails fast instead of mid-stream.
+
+    `key` is the dotted settings key at fault (``kafka.topic``), or None for whole-file problems.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class PluginError(ConsumerError):
+    """A handler plugin is unknown, ambiguous, broken or misconfigured; found before consuming."""
+
+
+class DecodeError(ConsumerError):
+    """A message cannot become an event; it carries why and where, for logs and dead letters.
+
+    `path` is the JSON path of the offending value (``$.channels``), or None when the message
+    as a whole is unusable (not JSON, not an object).
+    """
+
+    def __init__(self, reason: str, path: str | None = None) -> None:
+        super().__init__(f"{reason} (at {path})" if path else reason)
+        self.reason = reason
+        self.path = path
+
+
+class HandlerError(ConsumerError):
+    """Base for the outcomes a handler can ask for explicitly."""
+
+
+class RetryLater(HandlerError):
+    """The handler wants another attempt, after `delay` seconds if it knows (Retry-After)."""
+
+    def __init__(self, message: str = "", *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentFailure(HandlerError):
+    """Retrying cannot help (a 404, a rejected URL); the message goes to the dead-letter topic."""

@@ -1,0 +1,153 @@
+"""Credentials for Bandwidth's API: OAuth2 client credentials (default) or legacy HTTP Basic.
+
+Secrets are read from environment variables or files, held in `Secret` (whose repr hides the
+value), and only ever leave the process inside an ``Authorization`` header. Error messages name
+variables, files and HTTP statuses, never values: they end up in logs and dead-letter headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Protocol
+
+import httpx
+import msgspec
+
+from consumer.errors import ConfigError, RetryLater
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+TOKEN_URL: Final = "https://api.bandwidth.com/api/v1/oauth2/token"
+EXPIRY_MARGIN: Final = 60.0
+"""Seconds before `expires_in` at which a cached token counts as expired, as in Bandwidth's SDK."""
+
+
+class Secret:
+    """A credential value that never shows up in a repr, a log line or a traceback's locals."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+def read_secret(
+    env_name: str,
+    file: str | None,
+    *,
+    key: str,
+    environ: Mapping[str, str] | None = None,
+) -> Secret:
+    """The secret in `file` when given, else in `$env_name`; ConfigError names the missing source.
+
+    `key` is the settings key to blame (``handlers.download.client_id_env``).
+    """
+    if file is not None:
+        try:
+            value = Path(file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {file}: {exc.strerror}", key) from None
+        if not value:
+            raise ConfigError(f"{file} is empty", key)
+        return Secret(value)
+    value = (os.environ if environ is None else environ).get(env_name, "").strip()
+    if not value:
+        raise ConfigError(f"environment variable {env_name} is not set", key)
+    return Secret(value)
+
+
+def _basic(user: Secret, password: Secret) -> str:
+    pair = f"{user.reveal()}:{password.reveal()}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+class Authenticator(Protocol):
+    """Gives the ``Authorization`` header value for a Bandwidth API request."""
+
+    async def authorization(self, http: httpx.AsyncClient, log: FilteringBoundLogger) -> str: ...
+
+    def rejected(self, authorization: str) -> None:
+        """The API answered 401 to `authorization`: do not hand it out again."""
+
+
+class BasicAuth:
+    """Legacy API-user credentials; Bandwidth retires them on 2026-12-02."""
+
+    def __init__(self, username: Secret, password: Secret) -> None:
+        self._header = _basic(username, password)
+
+    async def authorization(self, http: httpx.AsyncClient, log: FilteringBoundLogger) -> str:
+        return self._header
+
+    def rejected(self, authorization: str) -> None:
+        """Nothing to refresh: the same credentials are tried again on the retry."""
+
+
+class _TokenReply(msgspec.Struct):
+    access_token: str
+    expires_in: float = 0.0
+
+
+class OAuth2ClientCredentials:
+    """Fetches and caches bearer tokens; one token request at a time however many need one."""
+
+    def __init__(
+        self,
+        client_id: Secret,
+        client_secret: Secret,
+        *,
+        token_url: str = TOKEN_URL,
+        timeout: float = 30.0,
+    ) -> None:
+        self._basic = _basic(client_id, client_secret)
+        self._token_url = token_url
+        self._timeout = timeout
+        self._header: str | None = None
+        self._expires_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def authorization(self, http: httpx.AsyncClient, log: FilteringBoundLogger) -> str:
+        async with self._lock:
+            # Whoever waited on the lock finds the token its predecessor fetched.
+            if self._header is None or time.monotonic() >= self._expires_at:
+                self._header, lifetime = await self._fetch(http)
+                self._expires_at = time.monotonic() + lifetime - EXPIRY_MARGIN
+                log.debug("oauth2 token obtained", expires_in=lifetime)
+            return self._header
+
+    def rejected(self, authorization: str) -> None:
+        # Only forget the token that was refused, not a newer one another task already fetched.
+        if authorization == self._header:
+            self._header = None
+
+    async def _fetch(self, http: httpx.AsyncClient) -> tuple[str, float]:
+        try:
+            response = await http.post(
+                self._token_url,
+                data={"grant_type": "client_credentials"},
+                headers={"Authorization": self._basic, "Accept": "application/json"},
+                timeout=self._timeout,
+                follow_redirects=False,
+            )
+        except httpx.TransportError as exc:
+            raise RetryLater(f"oauth2 token request failed: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            # Bad credentials included: the recording is fine, so it waits for a fixed config.
+            raise RetryLater(f"oauth2 token request refused: HTTP {response.status_code}")
+        try:
+            reply = msgspec.json.decode(response.content, type=_TokenReply)
+        except msgspec.DecodeError:
+            raise RetryLater("oauth2 token response is not the expected JSON") from None
+        return f"Bearer {reply.access_token}", reply.expires_in

@@ -1,0 +1,258 @@
+"""The plugin author's kit: realistic events, a one-call handler runner, a real-broker round trip.
+
+    event = make_event(status="partial")            # snake_case attribute names
+    run = await run_handler(MyHandler(), event)
+    assert run.error is None and run.messages == ["did it"]
+
+`run_handler` builds the same `Context` the engine does, with a logger that records its lines and
+a `publish` that records what was sent. It returns the handler's exception instead of raising it,
+so a test can check the error together with what was logged and published before it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import httpx
+import structlog
+from structlog.testing import LogCapture
+
+from consumer.config import EngineSettings, KafkaSettings, Settings
+from consumer.engine.worker import Worker
+from consumer.events import (
+    ConferenceRecordingAvailable,
+    RecordingAvailable,
+    RecordingEvent,
+    encode_event,
+)
+from consumer.handler import Context, Handler, Publish, Record
+from consumer.produce import ensure_topic, produce
+
+__all__ = [
+    "HandlerRun",
+    "Published",
+    "kafka_round_trip",
+    "make_conference_event",
+    "make_event",
+    "run_handler",
+    "running",
+]
+
+ACCOUNT_ID: Final = "9900000"
+API: Final = "https://voice.bandwidth.com/api/v2"
+_WHEN: Final = datetime(2026, 11, 27, 10, 15, 30, 123000, tzinfo=UTC)
+
+
+def make_event(**overrides: Any) -> RecordingAvailable:
+    """A fully populated ``recordingAvailable`` (status ``complete``), with `overrides` applied.
+
+    Overrides use the attribute names (``recording_id``, ``media_url``, ``from_``). ``call_url``
+    and ``media_url`` follow the account, call and recording ids unless overridden themselves.
+    """
+    account = overrides.get("account_id", ACCOUNT_ID)
+    call = overrides.get("call_id", "c-15ac29a2-1331029c-2cb0-4a07-b215-b22865662d85")
+    recording = overrides.get("recording_id", "r-fbe05094-9fd2afe9-bf5b-4c68-820a-41a01c1c5833")
+    call_url = f"{API}/accounts/{account}/calls/{call}"
+    defaults: dict[str, Any] = {
+        "event_time": _WHEN,
+        "account_id": account,
+        "application_id": "7fc9698a-b04a-468b-9e8f-91238c0d0086",
+        "from_": "+15551112222",
+        "to": "+15553334444",
+        "direction": "inbound",
+        "call_id": call,
+        "call_url": call_url,
+        "recording_id": recording,
+        "media_url": f"{call_url}/recordings/{recording}/media",
+        "start_time": _WHEN - timedelta(seconds=80),
+        "end_time": _WHEN - timedelta(seconds=9.546),
+        "duration": timedelta(seconds=70.454),
+        "file_format": "wav",
+        "channels": 1,
+        "tag": "kit",
+        "status": "complete",
+    }
+    return RecordingAvailable(**(defaults | overrides))
+
+
+def make_conference_event(**overrides: Any) -> ConferenceRecordingAvailable:
+    """A fully populated ``conferenceRecordingAvailable``; overrides as in `make_event`."""
+    account = overrides.get("account_id", ACCOUNT_ID)
+    conference = overrides.get(
+        "conference_id", "conf-fe23a767-a75a5b77-20c5-4cca-b581-cbbf0776eca9"
+    )
+    recording = overrides.get("recording_id", "r-fbe05094-9fd2afe9-bf5b-4c68-820a-41a01c1c5833")
+    defaults: dict[str, Any] = {
+        "event_time": _WHEN,
+        "account_id": account,
+        "conference_id": conference,
+        "name": "weekly-sync",
+        "recording_id": recording,
+        "channels": 1,
+        "start_time": _WHEN - timedelta(seconds=80),
+        "end_time": _WHEN - timedelta(seconds=9.546),
+        "duration": timedelta(seconds=70.454),
+        "file_format": "wav",
+        "media_url": f"{API}/accounts/{account}/conferences/{conference}"
+        f"/recordings/{recording}/media",
+        "tag": "kit",
+        "status": "complete",
+    }
+    return ConferenceRecordingAvailable(**(defaults | overrides))
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """One message a handler sent through ``ctx.publish``."""
+
+    topic: str
+    value: bytes
+    key: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerRun:
+    """What one `run_handler` call saw."""
+
+    logs: list[dict[str, Any]]
+    """Every log line as a dict: ``event`` (the message), ``log_level`` and the bound fields."""
+    published: list[Published]
+    error: Exception | None
+    """What ``handle`` raised (RetryLater, PermanentFailure, anything), or None."""
+    context: Context = field(repr=False)
+
+    @property
+    def messages(self) -> list[str]:
+        """Just the log messages, in order."""
+        return [entry["event"] for entry in self.logs]
+
+
+@asynccontextmanager
+async def running(handler: Handler) -> AsyncIterator[Handler]:
+    """``start()`` the handler (if it has one) and ``close()`` it on the way out."""
+    start = getattr(handler, "start", None)
+    if start is not None:
+        await start()
+    try:
+        yield handler
+    finally:
+        close = getattr(handler, "close", None)
+        if close is not None:
+            await close()
+
+
+async def run_handler(
+    handler: Handler,
+    event: RecordingEvent,
+    *,
+    http: httpx.AsyncClient | None = None,
+    attempt: int = 1,
+    record: Record | None = None,
+    value: bytes | None = None,
+    publish: Publish | None = None,
+    lifecycle: bool = True,
+) -> HandlerRun:
+    """Run ``handler.handle(event, ctx)`` once with a real Context; never raises what it raised.
+
+    `http` defaults to a fresh client closed afterwards; `value` (the message bytes) to
+    `encode_event(event)`; `record` to offset 0 of ``recordings`` keyed by the recording id.
+    Publishes are recorded, and also forwarded to `publish` when given (a real producer).
+    With `lifecycle` the handler is started before and closed after; pass False for a handler
+    that is already running (see `running`), e.g. to send many events through one instance.
+    Exceptions from ``start()`` and ``close()`` propagate: they are not the message's outcome.
+    """
+    capture = LogCapture()
+    published: list[Published] = []
+    record = record or Record(
+        topic="recordings",
+        partition=0,
+        offset=0,
+        key=event.ordering_key.encode() if event.ordering_key else None,
+        headers=(),
+        timestamp=int(time.time() * 1000),
+    )
+
+    async def record_publish(
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        published.append(Published(topic, value, key, tuple(headers)))
+        if publish is not None:
+            await publish(topic, value, key=key, headers=headers)
+
+    log = structlog.wrap_logger(
+        structlog.ReturnLogger(),
+        processors=[capture],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+    ).bind(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        handler=type(handler).__name__,
+        **event.summary(),
+    )
+    async with AsyncExitStack() as stack:
+        if http is None:
+            http = await stack.enter_async_context(httpx.AsyncClient())
+        if lifecycle:
+            await stack.enter_async_context(running(handler))
+        ctx = Context(
+            log=log,
+            record=record,
+            attempt=attempt,
+            http=http,
+            publish=record_publish,
+            value=encode_event(event) if value is None else value,
+        )
+        error: Exception | None = None
+        try:
+            await handler.handle(event, ctx)
+        except Exception as exc:
+            error = exc
+    return HandlerRun([dict(entry) for entry in capture.entries], published, error, ctx)
+
+
+async def kafka_round_trip(
+    bootstrap: str,
+    handlers: Mapping[str, Handler],
+    events: Iterable[RecordingEvent | tuple[bytes | None, bytes]],
+    *,
+    topic: str | None = None,
+    routes: Mapping[str, list[str]] | None = None,
+    until_idle: float = 1.0,
+) -> Worker:
+    """Produce `events` to a fresh topic and run the project's Worker over them until idle.
+
+    Events are sent as `encode_event` JSON keyed by recording id; ``(key, value)`` pairs as they
+    are. `routes` defaults to every status going to every handler, in the given order.
+    Returns the finished Worker, for its counters. Bound it with ``asyncio.timeout`` in tests.
+    """
+    topic = topic or f"kit-{uuid.uuid4().hex[:12]}"
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, topic=topic, group_id=topic)
+    settings = Settings(
+        kafka=kafka,
+        engine=EngineSettings(commit_interval=0.2),
+        routes=dict(routes or {"default": list(handlers)}),
+    )
+    messages = [
+        item
+        if isinstance(item, tuple)
+        else ((item.ordering_key or "").encode() or None, encode_event(item))
+        for item in events
+    ]
+    await ensure_topic(kafka, topic, partitions=1)
+    await produce(kafka, topic, messages)
+    worker = Worker(settings, handlers)
+    await worker.run(until_idle=until_idle)
+    return worker

@@ -1,0 +1,71 @@
+"""Shared fixtures: a Kafka broker for the test session, unique names, and topic creation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import NoError, TopicAlreadyExistsError, for_code
+
+from consumer.devkafka import LocalBroker, free_port
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``$KAFKA_BOOTSTRAP_SERVERS`` if set, else a fresh local broker for this session."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    with LocalBroker(tmp_path_factory.mktemp("kafka"), port=free_port()) as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A topic/group name no other test (or earlier run against the same broker) uses."""
+    test = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name).strip("-")[:80]
+    return f"t-{test}-{uuid.uuid4().hex[:8]}"
+
+
+async def _create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
+    """Create `name` and return once the broker's metadata shows a leader for every partition."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1)]
+        )
+        # The admin client reports per-topic failures in the response instead of raising them.
+        for topic in response.to_object()["topic_errors"]:
+            error = for_code(topic["error_code"])
+            if error not in (NoError, TopicAlreadyExistsError):
+                raise error(f"creating topic {name}: {topic['error_message']}")
+        # Metadata is polled: the broker offers nothing to wait on until leaders are elected.
+        async with asyncio.timeout(30):
+            while True:
+                if _has_leaders(await admin.describe_topics([name]), partitions):
+                    return
+                await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
+def _has_leaders(described: list[dict[str, Any]], partitions: int) -> bool:
+    found = described[0]["partitions"] if described and described[0]["error_code"] == 0 else []
+    return len(found) == partitions and all(p["leader"] >= 0 for p in found)
+
+
+@pytest.fixture
+def create_topic() -> Callable[..., Awaitable[None]]:
+    """``await create_topic(bootstrap, name, partitions=1)``: a topic ready to produce to.
+
+    A fixture rather than an import, so tests need not import conftest as a module.
+    """
+    return _create_topic

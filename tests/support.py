@@ -1,0 +1,150 @@
+"""Helpers shared by the broker-backed tests: settings, offsets, recording handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from consumer.config import Settings, load_settings
+from consumer.events import RecordingEvent
+from consumer.handler import Context
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def settings_for(bootstrap: str, topic: str, group: str, **overrides: str) -> Settings:
+    """The project's defaults pointed at a test's own topic and group, with env-style overrides."""
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "RECORDING_CONSUMER__KAFKA__TOPIC": topic,
+        "RECORDING_CONSUMER__KAFKA__GROUP_ID": group,
+        "RECORDING_CONSUMER__ENGINE__COMMIT_INTERVAL": "0.2",
+    }
+    env.update({f"RECORDING_CONSUMER__{k.upper()}": v for k, v in overrides.items()})
+    return load_settings(environ=env)
+
+
+async def committed_and_end(
+    bootstrap: str, topic: str, group: str
+) -> tuple[dict[int, int], dict[int, int]]:
+    """(committed offset, end offset) per partition for `group` on `topic`."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = sorted(TopicPartition(topic, p["partition"]) for p in described["partitions"])
+    assert partitions, f"topic {topic} has no partitions"
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+        committed = {tp.partition: (await consumer.committed(tp)) or 0 for tp in partitions}
+        return committed, {tp.partition: ends[tp] for tp in partitions}
+    finally:
+        await consumer.stop()
+
+
+async def wait_for(condition: Callable[[], bool], seconds: float = 30.0, what: str = "it") -> None:
+    """Poll `condition` until it holds, failing after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Recorder:
+    """A handler that remembers every event it was given, with its context."""
+
+    seen: list[tuple[RecordingEvent, Context]] = field(default_factory=list)
+
+    async def handle(self, event: RecordingEvent, ctx: Context) -> None:
+        self.seen.append((event, ctx))
+
+    def recording_ids(self) -> list[Any]:
+        return [event.recording_id for event, _ in self.seen]
+
+
+def worker_process(
+    bootstrap: str,
+    topic: str,
+    handled: Path,
+    until_idle: float | None = None,
+    **env: str,
+) -> subprocess.Popen[bytes]:
+    """`recording-consumer run` in a child process, every status routed to AppendToFile.
+
+    `env` keys name settings (``ENGINE__ORDERING``) or, when they start with ``TEST_``, the
+    handler's own knobs (see tests/slow_handlers.py).
+    """
+    settings = {k: v for k, v in env.items() if not k.startswith("TEST_")}
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "RECORDING_CONSUMER__KAFKA__TOPIC": topic,
+        "RECORDING_CONSUMER__KAFKA__GROUP_ID": topic,
+        "RECORDING_CONSUMER__PLUGINS__APPEND": "tests.slow_handlers:AppendToFile",
+        "RECORDING_CONSUMER__ROUTES__DEFAULT": '["append"]',
+        "RECORDING_CONSUMER__LOGGING__FORMAT": "json",
+        "TEST_HANDLED_FILE": str(handled),
+        **{f"RECORDING_CONSUMER__{k}": v for k, v in settings.items()},
+        **{k: v for k, v in env.items() if k.startswith("TEST_")},
+    }
+    idle = ["--until-idle", str(until_idle)] if until_idle is not None else []
+    config = REPO / "tests" / "minimal.toml"
+    return subprocess.Popen(
+        [sys.executable, "-m", "consumer", "run", "--config", str(config), *idle],
+        env=full_env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def handled_lines(path: Path) -> list[tuple[int, int]]:
+    """(partition, offset) of each event AppendToFile wrote to `path`."""
+    if not path.exists():
+        return []
+    rows = (line.split(":") for line in path.read_text().splitlines())
+    return [(int(partition), int(offset)) for partition, offset, _ in rows]
+
+
+async def read_topic(bootstrap: str, topic: str, seconds: float = 30.0) -> list[Any]:
+    """Every record in `topic` now, in offset order per partition, read without a group."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[Any] = []
+        async with asyncio.timeout(seconds):
+            while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
+                batch = await consumer.getmany(timeout_ms=200)
+                records += [r for rs in batch.values() for r in rs]
+        return records
+    finally:
+        await consumer.stop()

@@ -1,0 +1,215 @@
+"""docker-compose.yml and the Dockerfile agree with the code: settings, topics, versions, users."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import yaml
+
+from consumer.config import ENV_ALIASES, ENV_PREFIX, EngineSettings, Settings, load_settings
+from consumer.devkafka import KAFKA_VERSION
+from consumer.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = REPO / "docker-compose.yml"
+DOCKERFILE = REPO / "Dockerfile"
+CONFIG_FILE = REPO / "config" / "consumer.toml"
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+    return data
+
+
+def service(name: str) -> dict[str, Any]:
+    services: dict[str, dict[str, Any]] = compose()["services"]
+    return services[name]
+
+
+def worker_env() -> dict[str, str]:
+    env = service("worker")["environment"]
+    assert isinstance(env, dict), "worker environment should be a mapping"
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def unread_variables(env: dict[str, str]) -> list[str]:
+    """Names load_settings would silently ignore: neither an alias nor under the prefix."""
+    return [n for n in env if n not in ENV_ALIASES and not n.startswith(ENV_PREFIX)]
+
+
+def setting_at(settings: Settings, keys: tuple[str, ...]) -> Any:
+    node: Any = msgspec.to_builtins(settings)
+    for key in keys:
+        node = node[key]
+    return node
+
+
+def env_keys(name: str) -> tuple[str, ...]:
+    if name in ENV_ALIASES:
+        return ENV_ALIASES[name]
+    return tuple(part.lower() for part in name.removeprefix(ENV_PREFIX).split("__"))
+
+
+def toml_value(value: str) -> Any:
+    """How the documented scheme reads a value: TOML when it parses, else the plain string."""
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return value
+
+
+def seconds(duration: str | int | float) -> float:
+    """A compose duration (``45s``, ``1m30s``, ``1500ms``) in seconds."""
+    if isinstance(duration, int | float):
+        return float(duration)
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", duration)
+    assert parts, f"not a compose duration: {duration!r}"
+    assert "".join(n + u for n, u in parts) == duration, f"not a compose duration: {duration!r}"
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined and comments dropped."""
+    lines: list[str] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        lines.append(pending + line)
+        pending = ""
+    return [(w[0].upper(), w[1] if len(w) > 1 else "") for w in (x.split(None, 1) for x in lines)]
+
+
+def final_stage() -> list[tuple[str, str]]:
+    instructions = dockerfile_instructions()
+    last_from = max(i for i, (op, _) in enumerate(instructions) if op == "FROM")
+    return instructions[last_from:]
+
+
+def created_topics() -> list[str]:
+    """Topics the create-topics script creates, with its $$VARIABLES resolved from its env."""
+    create = service("create-topics")
+    script = " ".join(
+        create["command"] if isinstance(create["command"], list) else [create["command"]]
+    )
+    env = {str(k): str(v) for k, v in (create.get("environment") or {}).items()}
+    topics: list[str] = []
+    for line in script.splitlines():
+        if "kafka-topics.sh" not in line or "--create" not in line:
+            continue
+        assert "--if-not-exists" in line, f"topic creation is not idempotent: {line}"
+        match = re.search(r'--topic[ =]"?(\$\$\{?(\w+)\}?|[\w.-]+)"?', line)
+        assert match, f"no --topic in {line}"
+        topics.append(env[match[2]] if match[2] else match[1])
+    return topics
+
+
+def test_worker_environment_is_all_read_by_the_worker() -> None:
+    """Every worker variable is one load_settings reads, and the settings carry its value."""
+    env = worker_env()
+    assert unread_variables(env) == []
+    settings = load_settings(path=CONFIG_FILE, environ=env)
+    for name, value in env.items():
+        assert setting_at(settings, env_keys(name)) == toml_value(value), name
+    assert settings.kafka.bootstrap_servers == env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert settings.kafka.topic == env["RECORDING_CONSUMER__KAFKA__TOPIC"]
+    assert settings.kafka.group_id == env["RECORDING_CONSUMER__KAFKA__GROUP_ID"]
+    assert settings.logging.format == "json"
+
+
+def test_misspelt_worker_variable_is_caught() -> None:
+    """A misspelt key fails load_settings naming it; a misspelt prefix is flagged as unread."""
+    env = worker_env() | {"RECORDING_CONSUMER__KAFKA__GROUPID": "oops"}
+    with pytest.raises(ConfigError, match=r"kafka\.groupid") as caught:
+        load_settings(path=CONFIG_FILE, environ=env)
+    assert caught.value.key == "kafka.groupid"
+    assert "RECORDING_CONSUMER__KAFKA__GROUPID" in str(caught.value)
+    typo = worker_env() | {"RECORDING_CONSUMERS__KAFKA__TOPIC": "other"}
+    assert unread_variables(typo) == ["RECORDING_CONSUMERS__KAFKA__TOPIC"]
+
+
+def test_kafka_image_matches_devkafka_version() -> None:
+    """The compose broker runs the same Kafka version as the local dev broker."""
+    assert service("kafka")["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    assert service("create-topics")["image"] == service("kafka")["image"]
+
+
+def test_created_topics_are_the_workers() -> None:
+    """create-topics makes exactly the worker's topic and its <topic>.dlq dead-letter topic."""
+    settings = load_settings(path=CONFIG_FILE, environ=worker_env())
+    topic = settings.kafka.topic
+    dead_letter = settings.dead_letter.topic or f"{topic}.dlq"
+    assert dead_letter == f"{topic}.dlq"
+    assert created_topics() == [topic, dead_letter]
+    depends = service("worker")["depends_on"]
+    assert depends["create-topics"]["condition"] == "service_completed_successfully"
+    assert service("create-topics")["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+def test_dockerfile_runs_recording_consumer_as_non_root() -> None:
+    """The image's last USER is a non-root uid and its ENTRYPOINT is the project's script."""
+    stage = final_stage()
+    users = [args.strip() for op, args in stage if op == "USER"]
+    assert users, "the final stage sets no USER, so it runs as root"
+    user = users[-1].split(":")[0]
+    assert user not in {"root", "0"}
+    entrypoints = [json.loads(args) for op, args in stage if op == "ENTRYPOINT"]
+    assert entrypoints[-1] == ["recording-consumer"]
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert "recording-consumer" in scripts
+
+
+def test_stop_grace_period_outlasts_shutdown_grace() -> None:
+    """Compose waits longer than the worker's drain time before it sends SIGKILL."""
+    grace = seconds(service("worker")["stop_grace_period"])
+    effective = load_settings(path=CONFIG_FILE, environ=worker_env()).engine.shutdown_grace
+    assert grace > EngineSettings().shutdown_grace
+    assert grace > effective
+
+
+def test_compose_duration_parser() -> None:
+    """The duration helper reads compose's forms and rejects garbage."""
+    assert seconds("45s") == 45.0
+    assert seconds("1m30s") == 90.0
+    assert seconds("1500ms") == 1.5
+    with pytest.raises(AssertionError):
+        seconds("45 seconds")
+
+
+def _compose_cli() -> list[str] | None:
+    docker = shutil.which("docker")
+    if docker is None:
+        return None
+    found = subprocess.run(
+        [docker, "compose", "version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    return [docker, "compose"] if found.returncode == 0 else None
+
+
+def test_docker_compose_config_validates() -> None:
+    """`docker compose config -q` accepts the file (needs the compose plugin, not an engine)."""
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("no `docker compose` CLI plugin here; the schema was not validated")
+    done = subprocess.run(
+        [*cli, "-f", str(COMPOSE_FILE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

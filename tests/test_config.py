@@ -1,0 +1,110 @@
+"""Settings: the file, the environment overrides, and start-up failures that name the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from consumer.config import load_settings
+from consumer.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def check_config(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "consumer", "check-config", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_shipped_config_is_valid() -> None:
+    """config/consumer.toml loads and routes every documented status."""
+    settings = load_settings(REPO / "config" / "consumer.toml", environ={})
+    for status in ("processing", "partial", "complete", "deleted", "error", "default"):
+        assert settings.routes[status] == ["log"]
+
+
+def test_unknown_key_exits_non_zero_naming_it(tmp_path: Path) -> None:
+    """A misspelt key stops start-up with its dotted name and exit status 2."""
+    config = tmp_path / "c.toml"
+    config.write_text('[kafka]\ntopci = "x"\n')
+    result = check_config("--config", str(config))
+    assert result.returncode == 2
+    assert "kafka.topci: unknown key" in result.stderr
+
+
+def test_wrong_type_exits_non_zero_naming_it(tmp_path: Path) -> None:
+    """A value of the wrong type stops start-up naming the key and the expected type."""
+    config = tmp_path / "c.toml"
+    config.write_text('[engine]\ncommit_every = "often"\n')
+    result = check_config("--config", str(config))
+    assert result.returncode == 2
+    assert "engine.commit_every: Expected `int`, got `str`" in result.stderr
+
+
+def test_missing_file_exits_non_zero_naming_it(tmp_path: Path) -> None:
+    """A config path that does not exist stops start-up naming the path."""
+    result = check_config("--config", str(tmp_path / "nope.toml"))
+    assert result.returncode == 2
+    assert f"config file not found: {tmp_path / 'nope.toml'}" in result.stderr
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    """A file that is not TOML is reported as such, with its path."""
+    config = tmp_path / "c.toml"
+    config.write_text("[kafka\n")
+    with pytest.raises(ConfigError, match=r"c\.toml is not valid TOML"):
+        load_settings(config, environ={})
+
+
+def test_route_entry_of_wrong_type_names_the_status() -> None:
+    """A route that is not a list of names is reported under routes.<status>."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"RECORDING_CONSUMER__ROUTES__COMPLETE": "log"})
+    assert info.value.key == "routes.complete"
+    assert "RECORDING_CONSUMER__ROUTES__COMPLETE" in str(info.value)
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    """KAFKA_BOOTSTRAP_SERVERS and RECORDING_CONSUMER__* replace file values, typed as TOML."""
+    config = tmp_path / "c.toml"
+    config.write_text('[kafka]\nbootstrap_servers = "file:9092"\ntopic = "file-topic"\n')
+    settings = load_settings(
+        config,
+        environ={
+            "KAFKA_BOOTSTRAP_SERVERS": "env:9093",
+            "RECORDING_CONSUMER__ENGINE__COMMIT_EVERY": "7",
+            "RECORDING_CONSUMER__ROUTES__COMPLETE": '["log", "other"]',
+            "RECORDING_CONSUMER__HANDLERS__LOG__LEVEL": "debug",
+            "UNRELATED": "ignored",
+        },
+    )
+    assert settings.kafka.bootstrap_servers == "env:9093"
+    assert settings.kafka.topic == "file-topic"
+    assert settings.engine.commit_every == 7
+    assert settings.routes["complete"] == ["log", "other"]
+    assert settings.handlers["log"] == {"level": "debug"}
+
+
+def test_environment_typo_is_an_error_naming_the_variable() -> None:
+    """An override for a key that does not exist fails instead of being ignored."""
+    with pytest.raises(ConfigError, match="RECORDING_CONSUMER__KAFKA__TOPCI") as info:
+        load_settings(environ={"RECORDING_CONSUMER__KAFKA__TOPCI": "x"})
+    assert info.value.key == "kafka.topci"
+
+
+def test_check_config_prints_effective_settings() -> None:
+    """check-config prints the merged settings as JSON and exits 0."""
+    env = {"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": "somewhere:9092"}
+    result = check_config(env=env)
+    assert result.returncode == 0, result.stderr
+    assert '"bootstrap_servers": "somewhere:9092"' in result.stdout

@@ -1,0 +1,68 @@
+"""The local Kafka launcher: a broker that really works, and env overrides that start nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from consumer import devkafka
+
+
+async def test_broker_answers_metadata(kafka_bootstrap: str) -> None:
+    """The session broker serves cluster metadata with at least one broker in it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        cluster = await admin.describe_cluster()
+    finally:
+        await admin.close()
+    assert cluster["brokers"]
+
+
+async def test_produced_message_round_trips(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """A message produced to a fresh topic is consumed back with its key and value intact."""
+    await create_topic(kafka_bootstrap, unique_name, partitions=2)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(unique_name, b"payload", key=b"key")
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        unique_name,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=unique_name,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=20_000, max_records=1)
+    finally:
+        await consumer.stop()
+    records = [record for batch in batches.values() for record in batch]
+    assert [(r.key, r.value) for r in records] == [(b"key", b"payload")]
+
+
+def test_env_bootstrap_starts_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """With KAFKA_BOOTSTRAP_SERVERS set, bootstrap_servers() returns it and creates no state."""
+    home = tmp_path / "devkafka-home"
+    monkeypatch.setenv("DEVKAFKA_HOME", str(home))
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.example:9092,kafka2.example:9093")
+    assert devkafka.bootstrap_servers() == "kafka.example:9092,kafka2.example:9093"
+    assert not home.exists()
+
+
+def test_server_properties_use_given_ports(tmp_path: Path) -> None:
+    """The rendered config listens and advertises on the ports it was given, on 127.0.0.1."""
+    rendered = devkafka.render_server_properties(19092, 19093, tmp_path / "data")
+    lines = set(rendered.splitlines())
+    assert "listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093" in lines
+    assert "advertised.listeners=PLAINTEXT://127.0.0.1:19092" in lines
+    assert "controller.quorum.voters=1@127.0.0.1:19093" in lines
+    assert f"log.dirs={tmp_path / 'data'}" in lines

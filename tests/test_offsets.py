@@ -1,0 +1,70 @@
+"""Offset bookkeeping: pure units, no broker."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consumer.engine.offsets import OffsetTracker
+
+
+def reference_commit_point(offsets: list[int], finished: set[int]) -> int | None:
+    """The answer by definition: one past the longest finished prefix, if any."""
+    point = None
+    for offset in offsets:
+        if offset not in finished:
+            break
+        point = offset + 1
+    return point
+
+
+def test_commit_point_waits_for_the_gap() -> None:
+    """An offset finishing before its predecessor does not move the commit point past the gap."""
+    tracker: OffsetTracker[str] = OffsetTracker()
+    for offset in (10, 11, 12):
+        tracker.add("p0", offset)
+    tracker.finish("p0", 12)
+    tracker.finish("p0", 10)
+    assert tracker.uncommitted() == {"p0": 11}
+    tracker.finish("p0", 11)
+    assert tracker.uncommitted() == {"p0": 13}
+
+
+def test_committed_points_are_not_repeated() -> None:
+    """After a commit is recorded, the same point is not reported again."""
+    tracker: OffsetTracker[str] = OffsetTracker()
+    tracker.add("p0", 0)
+    tracker.finish("p0", 0)
+    tracker.committed(tracker.uncommitted())
+    assert tracker.uncommitted() == {}
+    assert tracker.in_flight() == 0
+
+
+def test_forget_drops_a_partition() -> None:
+    """A revoked partition's unfinished offsets no longer count as in flight."""
+    tracker: OffsetTracker[str] = OffsetTracker()
+    tracker.add("p0", 5)
+    tracker.add("p1", 7)
+    tracker.forget(["p0"])
+    assert tracker.in_flight() == 1
+    assert tracker.in_flight(["p0"]) == 0
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=10_000), unique=True, max_size=60).map(sorted),
+    st.data(),
+)
+def test_any_completion_order_matches_the_reference(
+    offsets: list[int], data: st.DataObject
+) -> None:
+    """Whatever order messages finish in, the commit point is the contiguous finished prefix."""
+    tracker: OffsetTracker[int] = OffsetTracker()
+    for offset in offsets:
+        tracker.add(0, offset)
+    order = data.draw(st.permutations(offsets))
+    finished: set[int] = set()
+    for offset in order[: data.draw(st.integers(0, len(order)))]:
+        tracker.finish(0, offset)
+        finished.add(offset)
+        expected = reference_commit_point(offsets, finished)
+        assert tracker.uncommitted().get(0) == expected

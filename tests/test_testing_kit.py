@@ -1,0 +1,158 @@
+"""The plugin author's kit: event factories, the handler runner, the broker round trip."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import msgspec
+import pytest
+
+from consumer.errors import RetryLater
+from consumer.events import (
+    ConferenceRecordingAvailable,
+    RecordingAvailable,
+    RecordingEvent,
+    decode,
+    encode_event,
+)
+from consumer.handler import Context
+from consumer.handlers.log import LogHandler
+from consumer.testing import (
+    kafka_round_trip,
+    make_conference_event,
+    make_event,
+    run_handler,
+    running,
+)
+
+OPTIONAL = {"parent_call_id", "enqueued_time", "transfer_caller_id", "transfer_to"}
+"""Fields Bandwidth only sends in special cases (transfers, queued calls)."""
+
+
+def test_make_event_is_fully_populated_and_round_trips() -> None:
+    """Every usual field is set, the mediaUrl is the event's own, and JSON decodes back equal."""
+    event = make_event()
+    empty = {f for f in event.__struct_fields__ if getattr(event, f) in (None, ())}
+    assert empty == OPTIONAL | {"malformed_raw"}
+    assert event.status == "complete"
+    assert event.media_url == (
+        f"https://voice.bandwidth.com/api/v2/accounts/{event.account_id}/calls/{event.call_id}"
+        f"/recordings/{event.recording_id}/media"
+    )
+    assert decode(encode_event(event)) == event
+
+
+def test_make_event_overrides_by_attribute_name() -> None:
+    """Overrides use snake_case names; URLs follow changed ids unless overridden themselves."""
+    event = make_event(recording_id="r-1", status="partial", from_="+15550000000")
+    assert (event.recording_id, event.status, event.from_) == ("r-1", "partial", "+15550000000")
+    assert event.media_url is not None
+    assert event.media_url.endswith("/recordings/r-1/media")
+    assert make_event(media_url=None, status="deleted").media_url is None
+    with pytest.raises(TypeError):
+        make_event(recordingId="r-1")
+
+
+def test_make_conference_event() -> None:
+    """A conference event is complete too, with its conference media path."""
+    event = make_conference_event(conference_id="conf-1")
+    assert isinstance(event, ConferenceRecordingAvailable)
+    assert event.media_url is not None
+    assert "/conferences/conf-1/recordings/" in event.media_url
+    assert decode(encode_event(event)) == event
+
+
+async def test_run_handler_captures_logs_with_bound_fields() -> None:
+    """Log lines come back as dicts carrying the fields the engine binds."""
+    run = await run_handler(LogHandler(), make_event(recording_id="r-1"))
+    assert run.error is None
+    (line,) = run.logs
+    assert line["event"] == "recording event"
+    assert line["log_level"] == "info"
+    assert (line["recordingId"], line["handler"], line["offset"]) == ("r-1", "LogHandler", 0)
+    assert run.messages == ["recording event"]
+
+
+@dataclass
+class Chatty:
+    """Publishes a copy of each event, then fails if asked to; counts start and close."""
+
+    fail: bool = False
+    calls: list[str] = field(default_factory=list)
+
+    async def start(self) -> None:
+        self.calls.append("start")
+
+    async def handle(self, event: RecordingEvent, ctx: Context) -> None:
+        self.calls.append(f"handle {ctx.attempt}")
+        await ctx.publish("copies", ctx.value, key=ctx.record.key, headers=[("h", b"1")])
+        if self.fail:
+            raise RetryLater("try again", delay=3)
+
+    async def close(self) -> None:
+        self.calls.append("close")
+
+
+async def test_run_handler_records_publishes_and_lifecycle() -> None:
+    """Publishes are recorded with key and headers; start and close wrap the handle call."""
+    handler = Chatty()
+    event = make_event()
+    run = await run_handler(handler, event, attempt=3)
+    (sent,) = run.published
+    assert (sent.topic, sent.value, sent.key, sent.headers) == (
+        "copies",
+        encode_event(event),
+        event.recording_id.encode() if event.recording_id else None,
+        (("h", b"1"),),
+    )
+    assert handler.calls == ["start", "handle 3", "close"]
+
+
+async def test_run_handler_returns_the_error_after_what_happened_before_it() -> None:
+    """A raised exception is returned, together with the publishes made before it."""
+    run = await run_handler(Chatty(fail=True), make_event(), value=b"raw")
+    assert isinstance(run.error, RetryLater)
+    assert run.error.delay == 3
+    assert [p.value for p in run.published] == [b"raw"]
+
+
+async def test_running_shares_one_started_handler() -> None:
+    """Inside `running`, many runs reuse one started handler without restarting it."""
+    handler = Chatty()
+    async with running(handler):
+        for _ in range(2):
+            await run_handler(handler, make_event(), lifecycle=False)
+    assert handler.calls == ["start", "handle 1", "handle 1", "close"]
+
+
+@dataclass
+class Seen:
+    """Remembers the recording ids and raw values it was given."""
+
+    ids: list[str | None] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+
+    async def handle(self, event: RecordingEvent, ctx: Context) -> None:
+        self.ids.append(event.recording_id)
+        self.values.append(ctx.value)
+
+
+async def test_kafka_round_trip_runs_the_worker(kafka_bootstrap: str, unique_name: str) -> None:
+    """Events go through a real topic and the real Worker to the handler, original bytes intact."""
+    raw = msgspec.json.encode({"eventType": "recordingAvailable", "recordingId": "r-raw"})
+    handler = Seen()
+    async with asyncio.timeout(60):
+        await kafka_round_trip(
+            kafka_bootstrap,
+            {"seen": handler},
+            [
+                make_event(recording_id="r-1"),
+                make_conference_event(recording_id="r-2"),
+                (b"r-raw", raw),
+            ],
+            topic=unique_name,
+        )
+    assert handler.ids == ["r-1", "r-2", "r-raw"]
+    assert handler.values[2] == raw
+    assert isinstance(decode(handler.values[0]), RecordingAvailable)
