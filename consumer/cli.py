@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from consumer.config import Settings, load_settings
-from consumer.errors import ConfigError, PluginError
+from consumer.errors import ConfigError, ConsumerError
 
 if TYPE_CHECKING:
     from consumer.engine.worker import Worker
@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config, os.environ)
         result: int = args.command(args, settings)
-    except (ConfigError, PluginError) as exc:
+    except ConsumerError as exc:
         print(f"recording-consumer: {exc}", file=sys.stderr)
         return 2
     return result
@@ -68,6 +68,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("file", nargs="?", default="-", help="JSON lines, or - for stdin")
     inspect.set_defaults(command=_inspect)
+
+    handlers = sub.add_parser(
+        "handlers", parents=[common], help="list the handlers found, with their options"
+    )
+    handlers.set_defaults(command=_handlers)
+
+    dlq = sub.add_parser("dlq", help="dead letters: list them, or put them back on the topic")
+    dlq_sub = dlq.add_subparsers(required=True, metavar="ACTION")
+    show = dlq_sub.add_parser("show", parents=[common], help="list dead letters and why")
+    show.add_argument("--limit", type=int, help="at most this many")
+    show.set_defaults(command=_dlq_show)
+    replay = dlq_sub.add_parser(
+        "replay", parents=[common], help="republish dead letters to their original topic"
+    )
+    replay.add_argument("--error-class", help="only dead letters with this error class")
+    replay.add_argument("--handler", help="only dead letters of this handler")
+    replay.add_argument("--recording-id", help="only dead letters of this recording")
+    replay.add_argument("--dry-run", action="store_true", help="print, publish nothing")
+    replay.add_argument(
+        "--group",
+        help="consumer group that remembers replay progress (default: <group_id>.dlq-replay)",
+    )
+    replay.set_defaults(command=_dlq_replay)
     return parser
 
 
@@ -117,6 +140,46 @@ def _inspect(args: argparse.Namespace, settings: Settings) -> int:
             return inspect_lines(lines, settings, sys.stdout)
     except OSError as exc:
         raise ConfigError(f"cannot read {args.file}: {exc.strerror}") from None
+
+
+def _handlers(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.plugins import describe
+
+    for name, origin, options in describe(settings.plugins):
+        print(f"{name}  ({origin})")
+        for option, type_name, default in options:
+            print(f"    {option}: {type_name} = {default}")
+    return 0
+
+
+def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.dlq import show
+    from consumer.engine.deadletter import dead_letter_topic
+
+    count = asyncio.run(show(settings.kafka, dead_letter_topic(settings), args.limit, sys.stdout))
+    print(f"{count} dead letters", file=sys.stderr)
+    return 0
+
+
+def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.dlq import replay
+    from consumer.engine.deadletter import dead_letter_topic
+
+    count = asyncio.run(
+        replay(
+            settings.kafka,
+            dead_letter_topic(settings),
+            args.group or f"{settings.kafka.group_id}.dlq-replay",
+            error_class=args.error_class,
+            handler=args.handler,
+            recording_id=args.recording_id,
+            dry_run=args.dry_run,
+            out=sys.stdout,
+        )
+    )
+    verb = "would replay" if args.dry_run else "replayed"
+    print(f"{verb} {count} dead letters", file=sys.stderr)
+    return 0
 
 
 def _produce(args: argparse.Namespace, settings: Settings) -> int:

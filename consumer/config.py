@@ -102,6 +102,13 @@ class EventSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     unknown_event_types: Literal["skip", "warn"] = "warn"
 
 
+class PluginSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    allow: list[str] | None = None
+    """Installed (entry-point) handlers that may load, by name; unset lets every one load."""
+    paths: dict[str, str] = msgspec.field(default_factory=dict)
+    """Handler name to ``module:attribute``, for handlers that are not installed as packages."""
+
+
 class LoggingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     format: Literal["auto", "json", "console"] = "auto"
     """auto: console when stdout is a terminal, JSON lines otherwise."""
@@ -119,8 +126,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Status to the ordered handler names; ``default`` takes statuses with no entry."""
     handlers: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     """Options per handler name, validated by the handler's own Struct."""
-    plugins: dict[str, str] = msgspec.field(default_factory=dict)
-    """Handler name to ``module:attribute``, for handlers that are not installed as packages."""
+    plugins: PluginSettings = msgspec.field(default_factory=lambda: PluginSettings())
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -141,10 +147,12 @@ def _check_tables(raw: dict[str, Any]) -> None:
     tables: tuple[tuple[str, Any], ...] = (
         ("routes", list[str]),
         ("handlers", dict[str, Any]),
-        ("plugins", str),
+        ("plugins.paths", str),
     )
     for section, value_type in tables:
-        table = raw.get(section)
+        table: Any = raw
+        for part in section.split("."):
+            table = table.get(part) if isinstance(table, dict) else None
         if isinstance(table, dict):
             for key, value in table.items():
                 try:
@@ -204,7 +212,8 @@ _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
 _AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 
 
-def _config_error(exc: msgspec.ValidationError, from_env: Mapping[str, str]) -> ConfigError:
+def validation_key(exc: msgspec.ValidationError) -> tuple[str, str]:
+    """The dotted key a msgspec validation error is about, and its reason."""
     message = str(exc)
     at = _AT_PATH.search(message)
     path = at["path"] if at else ""
@@ -212,7 +221,12 @@ def _config_error(exc: msgspec.ValidationError, from_env: Mapping[str, str]) -> 
     unknown = _UNKNOWN_FIELD.match(reason)
     if unknown:
         path, reason = f"{path}.{unknown['field']}", "unknown key"
-    key = re.sub(r"\[(\d+)\]", r".\1", path).strip(".") or "(top level)"
+    return re.sub(r"\[(\d+)\]", r".\1", path).strip("."), reason
+
+
+def _config_error(exc: msgspec.ValidationError, from_env: Mapping[str, str]) -> ConfigError:
+    key, reason = validation_key(exc)
+    key = key or "(top level)"
     source = from_env.get(key) or next(
         (var for k, var in from_env.items() if key.startswith(k + ".")), None
     )

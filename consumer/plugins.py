@@ -8,22 +8,28 @@ from typing import Any
 
 import msgspec
 
+from consumer.config import PluginSettings, validation_key
 from consumer.errors import PluginError
 from consumer.handler import Handler
 
 ENTRY_POINT_GROUP = "recording_consumer.handlers"
 
 
-def discover(references: Mapping[str, str] | None = None) -> dict[str, EntryPoint]:
-    """Every handler by name: installed entry points plus ``module:attribute`` references.
+def discover(settings: PluginSettings) -> dict[str, EntryPoint]:
+    """Every usable handler by name: allowed entry points plus ``module:attribute`` paths.
 
     Two sources claiming one name is an error, so a plugin can never shadow another silently.
     """
     found: dict[str, EntryPoint] = {}
-    configured = [
-        EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in (references or {}).items()
+    installed = [
+        ep
+        for ep in entry_points(group=ENTRY_POINT_GROUP)
+        if settings.allow is None or ep.name in settings.allow
     ]
-    for ep in [*entry_points(group=ENTRY_POINT_GROUP), *configured]:
+    configured = [
+        EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in settings.paths.items()
+    ]
+    for ep in [*installed, *configured]:
         if ep.name in found and found[ep.name].value != ep.value:
             raise PluginError(
                 f"handler name {ep.name!r} is claimed by both {_origin(found[ep.name])} "
@@ -34,12 +40,10 @@ def discover(references: Mapping[str, str] | None = None) -> dict[str, EntryPoin
 
 
 def build_handlers(
-    names: Iterable[str],
-    options: Mapping[str, Mapping[str, Any]],
-    references: Mapping[str, str] | None = None,
+    names: Iterable[str], options: Mapping[str, Mapping[str, Any]], settings: PluginSettings
 ) -> dict[str, Handler]:
     """Load and construct each named handler once, validating its options."""
-    available = discover(references)
+    available = discover(settings)
     handlers: dict[str, Handler] = {}
     for name in dict.fromkeys(names):
         if name not in available:
@@ -63,9 +67,11 @@ def _construct(name: str, factory: Any, raw_options: Mapping[str, Any]) -> Handl
         handler = factory()
     else:
         try:
-            options = msgspec.convert(raw_options, options_type, strict=False)
+            options = msgspec.convert(raw_options, options_type, strict=True)
         except msgspec.ValidationError as exc:
-            raise PluginError(f"handlers.{name}: {exc}") from None
+            key, reason = validation_key(exc)
+            where = ".".join(part for part in ("handlers", name, key) if part)
+            raise PluginError(f"{where}: {reason}") from None
         handler = factory(options)
     if not isinstance(handler, Handler):
         raise PluginError(f"handler {name!r} has no async handle(event, ctx) method")
@@ -75,3 +81,30 @@ def _construct(name: str, factory: Any, raw_options: Mapping[str, Any]) -> Handl
 def _origin(ep: EntryPoint) -> str:
     dist = ep.dist
     return f"{dist.name} {dist.version} ({ep.value})" if dist else f"config plugins ({ep.value})"
+
+
+def describe(settings: PluginSettings) -> list[tuple[str, str, list[tuple[str, str, str]]]]:
+    """(name, origin, [(option, type, default)]) for every usable handler, by name."""
+    described: list[tuple[str, str, list[tuple[str, str, str]]]] = []
+    for name, ep in sorted(discover(settings).items()):
+        try:
+            options_type = getattr(ep.load(), "Options", None)
+        except (ImportError, AttributeError) as exc:
+            described.append((name, f"{_origin(ep)}: cannot be loaded: {exc}", []))
+            continue
+        options = [
+            (f.name, _type_name(f.type), "(required)" if f.required else repr(_default(f)))
+            for f in (msgspec.structs.fields(options_type) if options_type else ())
+        ]
+        described.append((name, _origin(ep), options))
+    return described
+
+
+def _default(f: msgspec.structs.FieldInfo) -> Any:
+    return f.default_factory() if f.default is msgspec.NODEFAULT else f.default
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type) and not hasattr(annotation, "__origin__"):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")

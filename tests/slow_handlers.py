@@ -10,11 +10,19 @@ from consumer.events import RecordingEvent
 from consumer.handler import Context
 
 
+def _append(variable: str, ctx: Context, event: RecordingEvent) -> None:
+    path = os.environ.get(variable)
+    if path:
+        line = f"{ctx.record.partition}:{ctx.record.offset}:{event.recording_id}\n"
+        with Path(path).open("a") as out:  # one small O_APPEND write: atomic across processes
+            out.write(line)
+
+
 class AppendToFile:
-    """Sleeps a little, then appends ``partition:offset:recordingId`` to $TEST_HANDLED_FILE."""
+    """Notes the start in $TEST_STARTED_FILE, sleeps $TEST_HANDLER_DELAY seconds, then appends
+    ``partition:offset:recordingId`` to $TEST_HANDLED_FILE."""
 
     async def handle(self, event: RecordingEvent, ctx: Context) -> None:
+        _append("TEST_STARTED_FILE", ctx, event)
         await asyncio.sleep(float(os.environ.get("TEST_HANDLER_DELAY", "0")))
-        line = f"{ctx.record.partition}:{ctx.record.offset}:{event.recording_id}\n"
-        with Path(os.environ["TEST_HANDLED_FILE"]).open("a") as out:  # noqa: ASYNC230 - tiny write
-            out.write(line)
+        _append("TEST_HANDLED_FILE", ctx, event)

@@ -99,7 +99,7 @@ def worker_process(
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "RECORDING_CONSUMER__KAFKA__TOPIC": topic,
         "RECORDING_CONSUMER__KAFKA__GROUP_ID": topic,
-        "RECORDING_CONSUMER__PLUGINS__APPEND": "tests.slow_handlers:AppendToFile",
+        "RECORDING_CONSUMER__PLUGINS__PATHS__APPEND": "tests.slow_handlers:AppendToFile",
         "RECORDING_CONSUMER__ROUTES__DEFAULT": '["append"]',
         "RECORDING_CONSUMER__LOGGING__FORMAT": "json",
         "TEST_HANDLED_FILE": str(handled),
@@ -108,21 +108,34 @@ def worker_process(
     }
     idle = ["--until-idle", str(until_idle)] if until_idle is not None else []
     config = REPO / "tests" / "minimal.toml"
-    return subprocess.Popen(
-        [sys.executable, "-m", "consumer", "run", "--config", str(config), *idle],
-        env=full_env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    # Output goes to a file, not a pipe: nobody reads a pipe while the worker runs, and a
+    # full one would block it.
+    with handled.with_name(handled.name + ".log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "consumer", "run", "--config", str(config), *idle],
+            env=full_env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def exit_status(process: subprocess.Popen[bytes], seconds: float = 60) -> int:
+    """Wait for a worker process to exit; its output is in ``<handled>.log``."""
+    return await asyncio.to_thread(process.wait, seconds)
 
 
 def handled_lines(path: Path) -> list[tuple[int, int]]:
     """(partition, offset) of each event AppendToFile wrote to `path`."""
+    return [(partition, offset) for partition, offset, _ in handled_records(path)]
+
+
+def handled_records(path: Path) -> list[tuple[int, int, str]]:
+    """(partition, offset, recordingId) of each event AppendToFile wrote to `path`, in order."""
     if not path.exists():
         return []
     rows = (line.split(":") for line in path.read_text().splitlines())
-    return [(int(partition), int(offset)) for partition, offset, _ in rows]
+    return [(int(partition), int(offset), rid) for partition, offset, rid in rows]
 
 
 async def read_topic(bootstrap: str, topic: str, seconds: float = 30.0) -> list[Any]:

@@ -9,6 +9,7 @@ task, so a long backoff holds up nothing but its own lane.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping
@@ -58,8 +59,9 @@ class Worker:
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
         self._last_activity: float | None = None
-        self._last_commit = time.monotonic()
         self._since_commit = 0
+        self._commit_due = asyncio.Event()
+        self._commit_lock = asyncio.Lock()
         self._log = structlog.get_logger("consumer.worker")
         self.tally = Tally()
 
@@ -95,14 +97,13 @@ class Worker:
             consumer.subscribe([kafka.topic], listener=_Rebalance(self, consumer))
             self._log.info("worker started", topic=kafka.topic, group=kafka.group_id)
             async with asyncio.TaskGroup() as tg:
-                workers = [
-                    tg.create_task(self._work(delivery)) for _ in range(engine.max_in_flight)
-                ]
+                tasks = [tg.create_task(self._work(delivery)) for _ in range(engine.max_in_flight)]
+                tasks.append(tg.create_task(self._commit_periodically(consumer)))
                 try:
                     await self._fetch(consumer, until_idle)
                     await self._drain()
                 finally:
-                    for task in workers:
+                    for task in tasks:
                         task.cancel()
             await self._commit(consumer)
 
@@ -142,8 +143,10 @@ class Worker:
         stop = asyncio.ensure_future(self._stopping.wait())
         try:
             while True:
+                # While paused, poll briefly: it keeps the member alive and notices the drain.
+                timeout_ms = 20 if self._paused else 200
                 fetch = asyncio.ensure_future(
-                    consumer.getmany(timeout_ms=200, max_records=max_records)
+                    consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
                 )
                 await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
                 if not fetch.done():
@@ -157,7 +160,6 @@ class Worker:
                 if batch:
                     self._last_activity = time.monotonic()
                 self._apply_backpressure(consumer)
-                await self._maybe_commit(consumer)
                 if until_idle is not None and self._idle_for(until_idle):
                     self._log.info("idle, stopping", idle_seconds=until_idle)
                     return
@@ -217,7 +219,7 @@ class Worker:
         )
         self.tally.outcomes["skipped"] += 1
         self._offsets.finish(tp, record.offset)
-        self._since_commit += 1
+        self._count_finished()
 
     async def _work(self, delivery: Delivery) -> None:
         loop = asyncio.get_running_loop()
@@ -250,10 +252,15 @@ class Worker:
         if job.generation != self._generation[tp]:
             return  # revoked meanwhile; the partition's next owner has it
         self._offsets.finish(tp, job.record.offset)
-        self._since_commit += 1
+        self._count_finished()
         following = self._lanes.pop(job.lane)
         if following is not None:
             self._ready.put_nowait(following)
+
+    def _count_finished(self) -> None:
+        self._since_commit += 1
+        if self._since_commit >= self._settings.engine.commit_every:
+            self._commit_due.set()
 
     def _cancel_timers(self, which: Callable[[Job], bool]) -> None:
         for job in [job for job in self._timers if which(job)]:
@@ -289,12 +296,15 @@ class Worker:
             )
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        """Over the bound, stop fetching until half of what is buffered has finished.
+
+        Every assigned partition pauses, not only those with work buffered: a quiet one would
+        otherwise deliver a full fetch each and break the bound.
+        """
         bound = self._settings.engine.max_buffered
         buffered = self._offsets.in_flight()
         if buffered >= bound:
-            behind = {
-                tp for tp in consumer.assignment() if self._offsets.in_flight([tp])
-            } - self._paused
+            behind = set(consumer.assignment()) - self._paused
             if behind:
                 consumer.pause(*behind)
                 self._paused |= behind
@@ -312,26 +322,30 @@ class Worker:
             and not self._offsets.uncommitted()
         )
 
-    async def _maybe_commit(self, consumer: AIOKafkaConsumer) -> None:
-        engine = self._settings.engine
-        due = time.monotonic() - self._last_commit >= engine.commit_interval
-        if due or self._since_commit >= engine.commit_every:
+    async def _commit_periodically(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit every interval, or sooner once `commit_every` messages finished."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.engine.commit_interval):
+                    await self._commit_due.wait()
             await self._commit(consumer)
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition] | None = None
     ) -> None:
-        points = self._offsets.uncommitted(partitions)
-        self._last_commit, self._since_commit = time.monotonic(), 0
-        if not points:
-            return
-        try:
-            await consumer.commit(points)
-        except KafkaError as exc:
-            # Nothing is lost: the points stay uncommitted and the next commit includes them.
-            self._log.warning("commit failed", error=repr(exc))
-            return
-        self._offsets.committed(points)
+        async with self._commit_lock:
+            self._commit_due.clear()
+            self._since_commit = 0
+            points = self._offsets.uncommitted(partitions)
+            if not points:
+                return
+            try:
+                await consumer.commit(points)
+            except KafkaError as exc:
+                # Nothing is lost: the points stay uncommitted and a later commit sends them.
+                self._log.warning("commit failed", error=repr(exc))
+                return
+            self._offsets.committed(points)
         self._log.debug("committed", offsets={_name(tp): o for tp, o in points.items()})
 
     async def _start_handlers(self, stack: AsyncExitStack) -> None:

@@ -1,0 +1,218 @@
+"""Worker processes killed, stopped, joined and removed mid-stream: nothing is lost.
+
+These run `recording-consumer run` as child processes against the session's real broker,
+with tests/slow_handlers.py:AppendToFile recording what each process handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import msgspec
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from consumer.config import KafkaSettings
+from consumer.produce import produce
+from consumer.samples import recording_event
+from tests.support import (
+    committed_and_end,
+    exit_status,
+    handled_lines,
+    handled_records,
+    wait_for,
+    worker_process,
+)
+
+# Short sessions so a killed member is noticed quickly; the broker's minimum is 6 s.
+GROUP_TIMING = {"KAFKA__SESSION_TIMEOUT_MS": "6000", "KAFKA__HEARTBEAT_INTERVAL_MS": "500"}
+
+
+def events(count: int, keys: int) -> list[tuple[bytes, bytes]]:
+    """`count` complete events spread over `keys` Kafka keys, recordingId ``r-<key>-<seq>``."""
+    out = []
+    for n in range(count):
+        key, seq = f"k{n % keys:03d}", n // keys
+        recording = recording_event(f"r-{key}-{seq:05d}", f"c-{n}", "complete")
+        out.append((key.encode(), msgspec.json.encode(recording)))
+    return out
+
+
+def assert_per_key_order(path: Path) -> None:
+    """No event is handled before every earlier event of its key was handled at least once."""
+    seen: dict[str, set[int]] = {}
+    for _, _, recording_id in handled_records(path):
+        _, key, seq = recording_id.split("-")
+        done = seen.setdefault(key, set())
+        if int(seq) not in done:
+            assert done == set(range(int(seq))), f"{recording_id} overtook an earlier event"
+            done.add(int(seq))
+
+
+async def test_sigkill_at_several_points_loses_nothing(
+    kafka_bootstrap: str,
+    unique_name: str,
+    create_topic: Callable[..., Awaitable[None]],
+    tmp_path: Path,
+) -> None:
+    """Killed with SIGKILL three times mid-stream and restarted: every event handled, all
+    committed, and each kill repeats no more than was buffered or uncommitted at the time."""
+    await create_topic(kafka_bootstrap, unique_name, partitions=3)
+    total = 4000
+    await produce(KafkaSettings(bootstrap_servers=kafka_bootstrap), unique_name, events(total, 400))
+    handled = tmp_path / "handled"
+    knobs = {
+        **GROUP_TIMING,
+        "ENGINE__MAX_IN_FLIGHT": "20",
+        "ENGINE__MAX_BUFFERED": "300",
+        "ENGINE__COMMIT_EVERY": "200",
+        "ENGINE__FETCH_MAX_RECORDS": "100",
+        "TEST_HANDLER_DELAY": "0.002",
+    }
+    # Redone after a kill: whatever was fetched and not committed. That is at most the buffer
+    # bound plus one fetch (backpressure applies after a fetch) plus what finished since the
+    # last commit (a commit is due every 200).
+    bound_per_kill = 300 + 100 + 200
+    per_kill = []
+    for fraction in (0.15, 0.45, 0.75):
+        worker = worker_process(kafka_bootstrap, unique_name, handled, **knobs)
+        point = int(total * fraction)
+        await wait_for(lambda p=point: len(handled_lines(handled)) >= p, 90, f"{point} handled")
+        worker.send_signal(signal.SIGKILL)
+        assert await exit_status(worker) == -signal.SIGKILL
+        committed, _ = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+        per_kill.append(len(set(handled_lines(handled))) - sum(committed.values()))
+    final = worker_process(kafka_bootstrap, unique_name, handled, until_idle=2, **knobs)
+    assert await exit_status(final, 120) == 0, (tmp_path / "handled.log").read_text()[-3000:]
+
+    lines = handled_lines(handled)
+    committed, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    assert set(lines) == {(p, o) for p, n in end.items() for o in range(n)}, "nothing lost"
+    assert committed == end
+    duplicates = len(lines) - len(set(lines))
+    assert duplicates <= 3 * bound_per_kill
+    print(
+        f"\n{total} events, 3 SIGKILLs: {duplicates} handled twice, handled but uncommitted "
+        f"at each kill: {per_kill} (bound {bound_per_kill})"
+    )
+
+
+async def test_workers_join_and_leave_while_events_flow(
+    kafka_bootstrap: str,
+    unique_name: str,
+    create_topic: Callable[..., Awaitable[None]],
+    tmp_path: Path,
+) -> None:
+    """Two workers share 6 partitions, a third joins, one leaves: nothing lost, keys in order."""
+    await create_topic(kafka_bootstrap, unique_name, partitions=6)
+    handled = tmp_path / "handled"
+    knobs = {**GROUP_TIMING, "TEST_HANDLER_DELAY": "0.003"}
+    stream = events(3000, 60)
+    first, second = (worker_process(kafka_bootstrap, unique_name, handled, **knobs) for _ in "ab")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        third = None
+        for n, (key, value) in enumerate(stream):
+            await producer.send(unique_name, value, key=key)
+            if n % 100 == 99:
+                await producer.flush()
+                await asyncio.sleep(0.1)  # paces the stream over about 3 s
+            if n == 1000:
+                third = worker_process(kafka_bootstrap, unique_name, handled, **knobs)
+            if n == 2000:
+                first.send_signal(signal.SIGTERM)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    assert await exit_status(first) == 0
+    expected = {f"r-k{n % 60:03d}-{n // 60:05d}" for n in range(len(stream))}
+    await wait_for(
+        lambda: {rid for _, _, rid in handled_records(handled)} >= expected, 120, "every event"
+    )
+    assert third is not None
+    for worker in (second, third):
+        worker.send_signal(signal.SIGTERM)
+    for worker in (second, third):
+        assert await exit_status(worker) == 0
+
+    assert_per_key_order(handled)
+    committed, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    assert committed == end
+    assert sum(end.values()) == len(stream)
+    repeats = sum(n - 1 for n in Counter(handled_lines(handled)).values())
+    print(f"\n3000 events through 2 rebalances: {repeats} handled twice")
+
+
+async def test_sigterm_lets_running_handlers_finish_and_commits_them(
+    kafka_bootstrap: str,
+    unique_name: str,
+    create_topic: Callable[..., Awaitable[None]],
+    tmp_path: Path,
+) -> None:
+    """SIGTERM with ten 2-second handlers running: they finish, are committed, exit 0."""
+    await create_topic(kafka_bootstrap, unique_name)
+    await produce(KafkaSettings(bootstrap_servers=kafka_bootstrap), unique_name, events(30, 30))
+    started, handled, later = tmp_path / "started", tmp_path / "handled", tmp_path / "later"
+    worker = worker_process(
+        kafka_bootstrap,
+        unique_name,
+        handled,
+        ENGINE__MAX_IN_FLIGHT="10",
+        TEST_HANDLER_DELAY="2",
+        TEST_STARTED_FILE=str(started),
+    )
+    await wait_for(lambda: len(handled_lines(started)) == 10, 60, "ten handlers running")
+    signalled = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert await exit_status(worker) == 0
+    assert time.monotonic() - signalled < 10
+    assert sorted(handled_lines(handled)) == sorted(handled_lines(started))
+    committed, _ = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    assert committed == {0: 10}
+
+    restart = worker_process(kafka_bootstrap, unique_name, later, until_idle=1)
+    assert await exit_status(restart, 90) == 0
+    assert sorted(o for _, o in handled_lines(later)) == list(range(10, 30))
+
+
+@pytest.mark.parametrize("how", ["second signal", "grace period"])
+async def test_stuck_handlers_are_cancelled_and_redelivered(
+    kafka_bootstrap: str,
+    unique_name: str,
+    create_topic: Callable[..., Awaitable[None]],
+    tmp_path: Path,
+    how: str,
+) -> None:
+    """A second SIGTERM, or the grace period running out, cancels handlers; nothing is lost."""
+    await create_topic(kafka_bootstrap, unique_name)
+    await produce(KafkaSettings(bootstrap_servers=kafka_bootstrap), unique_name, events(5, 5))
+    started, handled, later = tmp_path / "started", tmp_path / "handled", tmp_path / "later"
+    worker = worker_process(
+        kafka_bootstrap,
+        unique_name,
+        handled,
+        ENGINE__SHUTDOWN_GRACE="600" if how == "second signal" else "1",
+        TEST_HANDLER_DELAY="600",
+        TEST_STARTED_FILE=str(started),
+    )
+    await wait_for(lambda: len(handled_lines(started)) == 5, 60, "five handlers running")
+    signalled = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    if how == "second signal":
+        await asyncio.sleep(0.5)  # the first signal must be seen first; the outcome is awaited
+        worker.send_signal(signal.SIGTERM)
+    assert await exit_status(worker) == 0
+    assert time.monotonic() - signalled < 15
+    assert handled_lines(handled) == []
+    committed, _ = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    assert committed == {0: 0}
+
+    restart = worker_process(kafka_bootstrap, unique_name, later, until_idle=1)
+    assert await exit_status(restart, 90) == 0
+    assert sorted(o for _, o in handled_lines(later)) == list(range(5))
