@@ -38,11 +38,10 @@ run: install
 
 demo: install
 	@export KAFKA_BOOTSTRAP_SERVERS=$$($(DEVKAFKA) bootstrap) \
-	  RECORDING_CONSUMER__KAFKA__TOPIC=demo.recordings.$$$$ \
-	  RECORDING_CONSUMER__KAFKA__GROUP_ID=demo.$$$$ \
-	  RECORDING_CONSUMER__LOGGING__FORMAT=console && \
-	$(BIN)/recording-consumer produce --repeat 2 && \
-	$(BIN)/recording-consumer run --until-idle 2
+	  RECORDING_CONSUMER__KAFKA__TOPIC=demo.source.$$$$ \
+	  RECORDING_CONSUMER__KAFKA__GROUP_ID=demo.$$$$ && \
+	$(BIN)/recording-consumer produce --config config/demo.toml --repeat 2 && \
+	$(BIN)/recording-consumer run --config config/demo.toml --until-idle 2
 
 clean: kafka-down
 	rm -rf $(VENV) .devkafka .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -10,6 +10,7 @@ import pytest
 
 from consumer.config import load_settings
 from consumer.errors import ConfigError
+from consumer.plugins import build_handlers
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -108,3 +109,12 @@ def test_check_config_prints_effective_settings() -> None:
     result = check_config(env=env)
     assert result.returncode == 0, result.stderr
     assert '"bootstrap_servers": "somewhere:9092"' in result.stdout
+
+
+def test_demo_config_loads_and_its_handlers_build() -> None:
+    """config/demo.toml is valid and every handler its routes name can be built."""
+    settings = load_settings(REPO / "config" / "demo.toml", environ={})
+    names = {name for route in settings.routes.values() for name in route}
+    handlers = build_handlers(names, settings.handlers, settings.plugins)
+    assert sorted(handlers) == ["log", "publish"]
+    assert settings.routes["complete"] == ["log", "publish"]

@@ -1,0 +1,133 @@
+"""Dead letters put back and handled; Bandwidth's repeated callbacks dropped. Real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import msgspec
+import pytest
+from structlog.testing import capture_logs
+
+from consumer.engine.worker import Worker
+from consumer.errors import PermanentFailure
+from consumer.events import RecordingEvent
+from consumer.handler import Context
+from consumer.produce import produce
+from consumer.samples import recording_event
+from tests.support import REPO, committed_and_end, settings_for
+
+
+def event(recording_id: str, status: str = "complete") -> tuple[bytes, bytes]:
+    value = msgspec.json.encode(recording_event(recording_id, f"c-{recording_id}", status))
+    return recording_id.encode(), value
+
+
+@dataclass
+class Switchable:
+    """Refuses `broken` recordings permanently until `broken` is emptied."""
+
+    broken: set[str]
+    handled: list[tuple[str | None, str | None]] = field(default_factory=list)
+
+    async def handle(self, event: RecordingEvent, ctx: Context) -> None:
+        if event.recording_id in self.broken:
+            raise PermanentFailure("storage bucket missing")
+        self.handled.append((event.recording_id, event.status))
+
+
+def cli(bootstrap: str, topic: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`recording-consumer <args>` against `topic` (and a group of the same name)."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "RECORDING_CONSUMER__KAFKA__TOPIC": topic,
+        "RECORDING_CONSUMER__KAFKA__GROUP_ID": topic,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "consumer", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_replayed_dead_letters_are_handled_and_replay_is_not_repeated(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """`dlq replay` puts a dead letter back, the worker handles it, a second replay does nothing."""
+    await create_topic(kafka_bootstrap, unique_name)
+    settings = settings_for(kafka_bootstrap, unique_name, unique_name)
+    await produce(settings.kafka, unique_name, [event("r-ok"), event("r-bad")])
+    handler = Switchable(broken={"r-bad"})
+    await asyncio.wait_for(Worker(settings, {"log": handler}).run(until_idle=1.0), 60)
+    assert handler.handled == [("r-ok", "complete")]
+
+    result = cli(kafka_bootstrap, unique_name, "dlq", "replay", "--error-class", "PermanentFailure")
+    assert result.returncode == 0, result.stderr
+    assert "replayed 1 dead letters" in result.stderr
+    handler.broken.clear()  # the operator fixed the bucket
+    await asyncio.wait_for(Worker(settings, {"log": handler}).run(until_idle=1.0), 60)
+    assert handler.handled == [("r-ok", "complete"), ("r-bad", "complete")]
+
+    _, end_before = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    again = cli(kafka_bootstrap, unique_name, "dlq", "replay")
+    assert again.returncode == 0, again.stderr
+    assert "replayed 0 dead letters" in again.stderr
+    committed, end_after = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    assert end_after == end_before == committed == {0: 3}
+
+
+@pytest.mark.parametrize(("window", "expected"), [(10_000, 2), (0, 3)])
+async def test_bandwidth_retries_are_dropped_within_the_window(
+    kafka_bootstrap: str,
+    unique_name: str,
+    create_topic: Callable[..., Awaitable[None]],
+    window: int,
+    expected: int,
+) -> None:
+    """A repeated (recordingId, eventType, status) is dropped as a duplicate; window 0 keeps it."""
+    await create_topic(kafka_bootstrap, unique_name)
+    settings = settings_for(
+        kafka_bootstrap, unique_name, unique_name, ENGINE__DEDUPE_WINDOW=str(window)
+    )
+    repeated = event("r-1")
+    await produce(settings.kafka, unique_name, [repeated, repeated, event("r-1", "deleted")])
+    handler = Switchable(broken=set())
+    with capture_logs() as logs:
+        await asyncio.wait_for(Worker(settings, {"log": handler}).run(until_idle=1.0), 60)
+
+    assert len(handler.handled) == expected
+    assert handler.handled[-1] == ("r-1", "deleted")
+    duplicates = [e for e in logs if e.get("outcome") == "duplicate"]
+    assert [(e["offset"], e["log_level"]) for e in duplicates] == ([(1, "debug")] if window else [])
+    committed, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    assert committed == end == {0: 3}
+
+
+async def test_dlq_show_lists_dead_letters_with_reasons(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """`recording-consumer dlq show` prints each dead letter's origin, handler and error."""
+    await create_topic(kafka_bootstrap, unique_name)
+    settings = settings_for(kafka_bootstrap, unique_name, unique_name)
+    bad = b'{"eventType":"recordingAvailable","recordingId":"r-x","channels":"one"}'
+    await produce(settings.kafka, unique_name, [event("r-bad"), (None, bad)])
+    handler = Switchable(broken={"r-bad"})
+    await asyncio.wait_for(Worker(settings, {"log": handler}).run(until_idle=1.0), 60)
+
+    result = cli(kafka_bootstrap, unique_name, "dlq", "show")
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()
+    assert f"from={unique_name}/0/0" in first
+    assert "recordingId=r-bad handler=log error=PermanentFailure" in first
+    assert f"from={unique_name}/0/1" in second
+    assert "error=DecodeError" in second
+    assert "path=$.channels" in second
+    assert "2 dead letters" in result.stderr
