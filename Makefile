@@ -4,21 +4,25 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEVKAFKA := $(BIN)/python -m consumer.devkafka
+# The example third-party handler plugin: installed so the tests can prove discovery end to end.
+EXAMPLE := examples/recording-consumer-audit
 
 .PHONY: install lint format test run demo kafka-up kafka-down clean
 
 install: $(BIN)/recording-consumer
 
-$(BIN)/recording-consumer: pyproject.toml
+$(BIN)/recording-consumer: pyproject.toml $(EXAMPLE)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e $(EXAMPLE)
 	touch $@
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy consumer
+	$(BIN)/mypy $(EXAMPLE)
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import msgspec
 
 if TYPE_CHECKING:
     import httpx
@@ -13,8 +14,7 @@ if TYPE_CHECKING:
     from consumer.events import RecordingEvent
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(msgspec.Struct, frozen=True, gc=False):  # one per message: a Struct is cheapest
     """Where a message came from: the Kafka record without its value."""
 
     topic: str
@@ -26,21 +26,44 @@ class Record:
     """Milliseconds since the epoch, as Kafka stamped it."""
 
 
-@dataclass(frozen=True, slots=True)
 class Context:
     """What a handler gets besides the event; built by the engine for every attempt."""
 
-    log: FilteringBoundLogger
-    """Already bound to topic, partition, offset, recordingId, status and handler name."""
-    record: Record
-    value: bytes
-    """The message value exactly as it arrived, for handlers that forward the original."""
-    attempt: int
-    """1 for the first delivery to this handler, 2 for its first retry, and so on."""
-    http: httpx.AsyncClient
-    """The worker's shared HTTP client: connection pools are reused across messages."""
-    publish: Publish
-    """Send a message through the worker's shared Kafka producer."""
+    __slots__ = ("_bind", "_log", "attempt", "http", "publish", "record", "value")
+
+    def __init__(
+        self,
+        log: FilteringBoundLogger,
+        record: Record,
+        value: bytes,
+        attempt: int,
+        http: httpx.AsyncClient,
+        publish: Publish,
+        *,
+        bind: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> None:
+        self._log = log
+        self._bind = bind
+        self.record = record
+        self.value = value
+        """The message value exactly as it arrived, for handlers that forward the original."""
+        self.attempt = attempt
+        """1 for the first delivery to this handler, 2 for its first retry, and so on."""
+        self.http = http
+        """The worker's shared HTTP client: connection pools are reused across messages."""
+        self.publish = publish
+        """Send a message through the worker's shared Kafka producer."""
+
+    @property
+    def log(self) -> FilteringBoundLogger:
+        """Bound to topic, partition, offset, recordingId, status and handler name.
+
+        Binding costs more than a whole no-op handler, so it waits for the first use of `log`.
+        """
+        if self._bind is not None:
+            self._log = self._log.bind(**self._bind())
+            self._bind = None
+        return self._log
 
 
 class Publish(Protocol):

@@ -19,6 +19,7 @@ def discover(settings: PluginSettings) -> dict[str, EntryPoint]:
     """Every usable handler by name: allowed entry points plus ``module:attribute`` paths.
 
     Two sources claiming one name is an error, so a plugin can never shadow another silently.
+    ``[plugins] allow`` limits installed handlers only: a ``paths`` entry is explicit already.
     """
     found: dict[str, EntryPoint] = {}
     installed = [
@@ -39,16 +40,35 @@ def discover(settings: PluginSettings) -> dict[str, EntryPoint]:
     return found
 
 
+def _unavailable(name: str, available: Mapping[str, EntryPoint], settings: PluginSettings) -> str:
+    """Why `name` is not a usable handler, with the names that are."""
+    known = ", ".join(sorted(available)) or "none"
+    blocked = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if blocked:
+        return (
+            f"handler {name!r} is installed ({_origin(blocked[0])}) but not in plugins.allow "
+            f"{settings.allow}; available handlers: {known}"
+        )
+    return f"unknown handler {name!r}; available handlers: {known}"
+
+
 def build_handlers(
     names: Iterable[str], options: Mapping[str, Mapping[str, Any]], settings: PluginSettings
 ) -> dict[str, Handler]:
-    """Load and construct each named handler once, validating its options."""
+    """Load and construct each named handler once, validating its options.
+
+    `options` may also hold options for available handlers no route uses (they are not built),
+    but not for names that are no handler at all.
+    """
     available = discover(settings)
+    for name in options:
+        # Options for a handler that does not exist are a typo (or a missing package).
+        if name not in available:
+            raise PluginError(f"handlers.{name}: {_unavailable(name, available, settings)}")
     handlers: dict[str, Handler] = {}
     for name in dict.fromkeys(names):
         if name not in available:
-            known = ", ".join(sorted(available)) or "none"
-            raise PluginError(f"unknown handler {name!r}; available handlers: {known}")
+            raise PluginError(_unavailable(name, available, settings))
         try:
             factory = available[name].load()
         except (ImportError, AttributeError) as exc:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.engine.lanes import Lanes
+from consumer.engine.lanes import Lanes, ReadyQueue
 
 
 def test_same_key_waits_for_the_head() -> None:
@@ -47,3 +49,46 @@ def test_per_key_order_is_arrival_order(ops: list[tuple[str, bool]]) -> None:
             running[key] = n
     for order in ran.values():
         assert order == sorted(order)
+
+
+async def test_ready_queue_hands_out_in_order() -> None:
+    """Items put before anyone waits come out first in, first out."""
+    queue: ReadyQueue[int] = ReadyQueue()
+    for n in range(3):
+        queue.put(n)
+    assert [await queue.get() for _ in range(3)] == [0, 1, 2]
+
+
+async def test_ready_queue_wakes_one_waiter_per_item() -> None:
+    """With five tasks waiting, one item is taken by exactly one of them; the rest keep waiting."""
+    queue: ReadyQueue[str] = ReadyQueue()
+    got: list[str] = []
+
+    async def take() -> None:
+        got.append(await queue.get())
+
+    tasks = [asyncio.create_task(take()) for _ in range(5)]
+    await asyncio.sleep(0)  # let every task reach its wait
+    queue.put("job")
+    await asyncio.wait(tasks, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+    for _ in range(3):
+        await asyncio.sleep(0)  # room for a second taker, if the item were handed out twice
+    assert got == ["job"]
+    assert sum(task.done() for task in tasks) == 1
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_ready_queue_passes_the_wakeup_on_when_the_woken_task_is_cancelled() -> None:
+    """A waiter woken for an item but cancelled before it ran leaves the item to another."""
+    queue: ReadyQueue[str] = ReadyQueue()
+    first = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    second = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    queue.put("job")  # wakes `first`, which has not run yet
+    first.cancel()
+    async with asyncio.timeout(5):
+        assert await second == "job"
+    assert first.cancelled()

@@ -113,4 +113,6 @@ def test_unknown_handler_in_routes_fails_start_up() -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert "unknown handler 'nope'; available handlers: download, log, publish" in result.stderr
+    # Installed plugins (make install adds the example package's `audit`) are listed too.
+    assert "unknown handler 'nope'; available handlers: " in result.stderr
+    assert "download, log, publish" in result.stderr

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -43,10 +45,10 @@ class Job:
     generation: int
     event: RecordingEvent | None = None
     error: DecodeError | None = None
-    route: tuple[str, ...] = ()
+    route: tuple[tuple[str, Handler], ...] = ()
     pending: list[tuple[str, Handler]] = field(default_factory=list)
     """Handlers that have not succeeded yet; a retry re-runs only these."""
-    attempts: Counter[str] = field(default_factory=Counter)
+    attempts: dict[str, int] = field(default_factory=dict)
     failures: dict[str, BaseException] = field(default_factory=dict)
     given_up: list[str] = field(default_factory=list)
     first_failure: float | None = None
@@ -73,33 +75,33 @@ class Delivery:
         self._recent = recent
         self._http = http
         self._publish = publish
-        self._log = structlog.get_logger("consumer.delivery")
+        # Resolved once: a lazy proxy would rebuild the logger on every call. The outcome
+        # line's fields are only gathered for levels that are on.
+        self._log = structlog.get_logger("consumer.delivery").bind()
+        self._enabled = frozenset(
+            level
+            for level in ("debug", "info", "warning", "error")
+            if self._log.is_enabled_for(logging.getLevelNamesMapping()[level.upper()])
+        )
         self._tally = tally
 
     async def attempt(self, job: Job) -> float | None:
         """Run what is pending; returns the seconds until a retry is due, or None when finished."""
-        log = self._log.bind(
-            topic=job.record.topic, partition=job.record.partition, offset=job.record.offset
-        )
         if job.error is not None:
             await self._dead_letter(job, None, job.error)
-            self.outcome(
-                log, "error", "undecodable", job, error=job.error.reason, path=job.error.path
-            )
+            self.outcome("error", "undecodable", job, error=job.error.reason, path=job.error.path)
             return None
         event = job.event
         assert event is not None
-        log = log.bind(**event.summary())
         repeat = (event.recording_id, event.event_type, event.status)
-        if job.attempts.total() == 0 and event.recording_id is not None and repeat in self._recent:
-            self.outcome(log, "debug", "duplicate", job)
+        if not job.attempts and event.recording_id is not None and repeat in self._recent:
+            self.outcome("debug", "duplicate", job)
             return None
-        await self._run_pending(job, event, log)
+        await self._run_pending(job, event)
         delay = self._schedule(job)
         if delay is not None:
             failed = sorted(name for name, _ in job.pending)
             self.outcome(
-                log,
                 "warning",
                 "retried",
                 job,
@@ -113,7 +115,6 @@ class Delivery:
             first = job.failures[job.given_up[0]]
             await self._dead_letter(job, ",".join(job.given_up), first)
             self.outcome(
-                log,
                 "error",
                 "dead_lettered",
                 job,
@@ -125,25 +126,34 @@ class Delivery:
         if event.recording_id is not None:
             self._recent.add(repeat)
         outcome = "handled" if job.route else "unrouted"
-        self.outcome(log, "info", outcome, job, handlers=job.route, attempts=_max_attempts(job))
+        if "info" in self._enabled:  # the common case: gather the line's fields only if seen
+            handlers = tuple(name for name, _ in job.route)
+            self.outcome("info", outcome, job, handlers=handlers, attempts=_max_attempts(job))
+        else:
+            self._tally.outcomes[outcome] += 1
         return None
 
-    async def _run_pending(self, job: Job, event: RecordingEvent, log: Any) -> None:
+    async def _run_pending(self, job: Job, event: RecordingEvent) -> None:
         still_failing: list[tuple[str, Handler]] = []
+        attempts = job.attempts
         for name, handler in job.pending:
-            job.attempts[name] += 1
+            attempts[name] = attempt = attempts.get(name, 0) + 1
             ctx = Context(
-                log=log.bind(handler=name),
-                record=job.record,
-                value=job.value or b"",
-                attempt=job.attempts[name],
-                http=self._http,
-                publish=self._publish,
+                self._log,
+                job.record,
+                job.value or b"",
+                attempt,
+                self._http,
+                self._publish,
+                bind=partial(_handler_fields, job, name),
             )
             timeout = self._policies.get(name, self._default_policy).timeout
             try:
-                async with asyncio.timeout(timeout):
+                if timeout is None:
                     await handler.handle(event, ctx)
+                else:
+                    async with asyncio.timeout(timeout):
+                        await handler.handle(event, ctx)
             except Exception as exc:
                 now = time.time()
                 job.first_failure = job.first_failure or now
@@ -151,7 +161,8 @@ class Delivery:
                 job.failures[name] = exc
                 still_failing.append((name, handler))
             else:
-                job.failures.pop(name, None)
+                if job.failures:
+                    job.failures.pop(name, None)
                 self._tally.routed[(event.status or "(none)", name)] += 1
         job.pending = still_failing
 
@@ -181,11 +192,25 @@ class Delivery:
         )
         await self._dead_letters.publish(job.record, job.value, failure)
 
-    def outcome(self, log: Any, level: str, outcome: str, job: Job, **fields: Any) -> None:
+    def outcome(self, level: str, outcome: str, job: Job, **fields: Any) -> None:
         """The one canonical line for a message's outcome (or for a retry being scheduled)."""
         self._tally.outcomes[outcome] += 1
-        duration_ms = round((time.perf_counter() - job.started) * 1000, 3)
-        getattr(log, level)("message", outcome=outcome, duration_ms=duration_ms, **fields)
+        if level in self._enabled:
+            duration_ms = round((time.perf_counter() - job.started) * 1000, 3)
+            getattr(self._log, level)(
+                "message", **_fields(job), outcome=outcome, duration_ms=duration_ms, **fields
+            )
+
+
+def _fields(job: Job) -> dict[str, Any]:
+    """What every line about a message carries: where it came from and what it is."""
+    record = job.record
+    where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+    return where | job.event.summary() if job.event is not None else where
+
+
+def _handler_fields(job: Job, handler: str) -> dict[str, Any]:
+    return _fields(job) | {"handler": handler}
 
 
 def _max_attempts(job: Job) -> int:

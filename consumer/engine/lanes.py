@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
@@ -45,3 +46,55 @@ class Lanes(Generic[K, J]):
 
     def __len__(self) -> int:
         return len(self._lanes)
+
+
+class ReadyQueue(Generic[J]):
+    """Jobs free to run, taken by a pool of worker tasks.
+
+    asyncio.Queue wakes one waiting task per item put. Handlers that finish without
+    suspending let the first woken task drain a whole fetched batch alone, so the other
+    tasks woke for nothing: a hundred task switches per batch, more than the work itself.
+    Here one waiter is woken at a time, and it passes the wake-up on when work remains.
+    """
+
+    __slots__ = ("_items", "_waiters", "_waking")
+
+    def __init__(self) -> None:
+        self._items: deque[J] = deque()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waking = False
+        """A waiter was woken and has not run yet."""
+
+    def put(self, item: J) -> None:
+        self._items.append(item)
+        if not self._waking:
+            self._wake()
+
+    async def get(self) -> J:
+        items = self._items
+        while not items:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._waking = False
+                    self._wake()  # woken, then cancelled: someone else must take the work
+                raise
+            self._waking = False
+        item = items.popleft()
+        if items and not self._waking:
+            self._wake()
+        return item
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._waking = True
+                return
+
+    def __len__(self) -> int:
+        return len(self._items)

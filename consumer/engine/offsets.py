@@ -27,8 +27,13 @@ class PartitionOffsets:
         self._pending.append(offset)
 
     def finish(self, offset: int) -> None:
-        self._done.add(offset)
         pending, done = self._pending, self._done
+        if not done and pending and pending[0] == offset:
+            # Finishing in order is the common case: no set to fill and drain.
+            pending.popleft()
+            self._next = offset + 1
+            return
+        done.add(offset)
         while pending and pending[0] in done:
             done.discard(first := pending.popleft())
             self._next = first + 1

@@ -1,9 +1,7 @@
-"""The worker: fetches, hands jobs to key-ordered lanes, commits only what is finished.
+"""The worker: joins the group, fetches and decodes, commits only what is finished.
 
-One task fetches and dispatches; ``max_in_flight`` tasks run jobs from a ready queue. A job
-is ready when it heads its lane (its partition and ordering key), so one recording's events
-never overtake each other while other recordings proceed. Retries wait on timers, not on a
-task, so a long backoff holds up nothing but its own lane.
+One task fetches and dispatches jobs to the scheduler, ``max_in_flight`` tasks run them, one
+commits. Rebalances and shutdown wait (bounded) for running handlers before handing over.
 """
 
 from __future__ import annotations
@@ -11,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -25,8 +22,7 @@ from consumer.config import Settings
 from consumer.engine.deadletter import DeadLetterPublisher, dead_letter_topic
 from consumer.engine.dedupe import RecentlyHandled
 from consumer.engine.delivery import Delivery, Job, Tally
-from consumer.engine.lanes import Lanes
-from consumer.engine.offsets import OffsetTracker
+from consumer.engine.scheduler import Scheduler
 from consumer.errors import DecodeError
 from consumer.events import EventDecoder, OtherEvent, UnknownEvent
 from consumer.handler import Handler, Record
@@ -45,17 +41,9 @@ class Worker:
         self._router = Router(settings.routes, handlers)
         self._decoder = EventDecoder()
         self._by_key = settings.engine.ordering == "key"
-        self._offsets: OffsetTracker[TopicPartition] = OffsetTracker()
-        self._lanes: Lanes[tuple[TopicPartition, Hashable], Job] = Lanes()
-        self._ready: asyncio.Queue[Job] = asyncio.Queue()
-        self._timers: dict[Job, asyncio.TimerHandle] = {}
-        self._generation: defaultdict[TopicPartition, int] = defaultdict(int)
-        """Bumped when a partition is revoked, so its old jobs are recognised and ignored."""
-        self._revoking: set[TopicPartition] = set()
-        self._executing: Counter[TopicPartition] = Counter()
-        self._progress = asyncio.Event()
+        self._scheduler = Scheduler(on_finished=self._count_finished)
+        self._offsets = self._scheduler.offsets
         self._paused: set[TopicPartition] = set()
-        self._closing = False
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
         self._last_activity: float | None = None
@@ -97,11 +85,12 @@ class Worker:
             consumer.subscribe([kafka.topic], listener=_Rebalance(self, consumer))
             self._log.info("worker started", topic=kafka.topic, group=kafka.group_id)
             async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(self._work(delivery)) for _ in range(engine.max_in_flight)]
+                work = self._scheduler.work
+                tasks = [tg.create_task(work(delivery)) for _ in range(engine.max_in_flight)]
                 tasks.append(tg.create_task(self._commit_periodically(consumer)))
                 try:
                     await self._fetch(consumer, until_idle)
-                    await self._drain()
+                    await self._scheduler.drain(engine.shutdown_grace, self._force)
                 finally:
                     for task in tasks:
                         task.cancel()
@@ -154,7 +143,7 @@ class Worker:
                     return
                 batch = fetch.result()
                 for tp, messages in batch.items():
-                    generation = self._generation[tp]
+                    generation = self._scheduler.generation(tp)
                     for message in messages:
                         self._dispatch(tp, message, generation)
                 if batch:
@@ -179,12 +168,13 @@ class Worker:
         try:
             event = self._decoder.decode(message.value or b"")
         except DecodeError as exc:
-            self._enqueue(Job(record, message.value, (tp, _UNDECODABLE), generation, error=exc))
+            job = Job(record, message.value, (tp, _UNDECODABLE), generation, error=exc)
+            self._scheduler.submit(job)
             return
         if isinstance(event, OtherEvent | UnknownEvent):
             self._skip(tp, record, event)
             return
-        if event.malformed:
+        if event.malformed_raw:
             self._log.warning(
                 "malformed fields kept as raw text",
                 topic=record.topic,
@@ -195,13 +185,10 @@ class Worker:
             )
         key = (record.key or event.ordering_key) if self._by_key else None
         route = self._router.route(event.status)
-        job = Job(record, message.value, (tp, key), generation, event=event, pending=list(route))
-        job.route = tuple(name for name, _ in route)
-        self._enqueue(job)
-
-    def _enqueue(self, job: Job) -> None:
-        if self._lanes.push(job.lane, job):
-            self._ready.put_nowait(job)
+        job = Job(
+            record, message.value, (tp, key), generation, event, route=route, pending=[*route]
+        )
+        self._scheduler.submit(job)
 
     def _skip(self, tp: TopicPartition, record: Record, event: OtherEvent | UnknownEvent) -> None:
         events = self._settings.events
@@ -218,82 +205,12 @@ class Worker:
             offset=record.offset,
         )
         self.tally.outcomes["skipped"] += 1
-        self._offsets.finish(tp, record.offset)
-        self._count_finished()
-
-    async def _work(self, delivery: Delivery) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            job = await self._ready.get()
-            tp = job.lane[0]
-            if self._closing or tp in self._revoking or job.generation != self._generation[tp]:
-                continue
-            self._executing[tp] += 1
-            try:
-                delay = await delivery.attempt(job)
-            except Exception:
-                # A bug in the engine, not in a handler: keep the message (uncommitted) and
-                # try it again rather than lose it or take the worker down.
-                self._log.exception("engine error; retrying message", offset=job.record.offset)
-                delay = 1.0
-            finally:
-                self._executing[tp] -= 1
-                self._progress.set()
-            if delay is not None:
-                self._timers[job] = loop.call_later(delay, self._requeue, job)
-            else:
-                self._finish(job, tp)
-
-    def _requeue(self, job: Job) -> None:
-        del self._timers[job]
-        self._ready.put_nowait(job)
-
-    def _finish(self, job: Job, tp: TopicPartition) -> None:
-        if job.generation != self._generation[tp]:
-            return  # revoked meanwhile; the partition's next owner has it
-        self._offsets.finish(tp, job.record.offset)
-        self._count_finished()
-        following = self._lanes.pop(job.lane)
-        if following is not None:
-            self._ready.put_nowait(following)
+        self._scheduler.finish_now(tp, record.offset)
 
     def _count_finished(self) -> None:
         self._since_commit += 1
         if self._since_commit >= self._settings.engine.commit_every:
             self._commit_due.set()
-
-    def _cancel_timers(self, which: Callable[[Job], bool]) -> None:
-        for job in [job for job in self._timers if which(job)]:
-            self._timers.pop(job).cancel()
-
-    async def _wait_until(self, done: Callable[[], bool], seconds: float) -> bool:
-        """Wait until `done()` holds; False if `seconds` pass or a second stop signal comes."""
-        force = asyncio.ensure_future(self._force.wait())
-        try:
-            async with asyncio.timeout(seconds):
-                while not done():
-                    self._progress.clear()
-                    progress = asyncio.ensure_future(self._progress.wait())
-                    await asyncio.wait({progress, force}, return_when=asyncio.FIRST_COMPLETED)
-                    progress.cancel()
-                    if force.done():
-                        return False
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            force.cancel()
-
-    async def _drain(self) -> None:
-        """Stop starting work; give running handlers the grace period to finish."""
-        self._closing = True
-        self._cancel_timers(lambda job: True)
-        grace = self._settings.engine.shutdown_grace
-        if not await self._wait_until(lambda: self._executing.total() == 0, grace):
-            self._log.warning(
-                "cancelling handlers still running; their messages will be redelivered",
-                running=self._executing.total(),
-            )
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
         """Over the bound, stop fetching until half of what is buffered has finished.
@@ -371,20 +288,11 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         worker = self._worker
-        worker._revoking |= revoked
-        worker._cancel_timers(lambda job: job.lane[0] in revoked)
-        finished = await worker._wait_until(
-            lambda: all(worker._executing[tp] == 0 for tp in revoked),
-            worker._settings.engine.shutdown_grace,
-        )
-        if not finished:
+        grace = worker._settings.engine.shutdown_grace
+        if not await worker._scheduler.quiesce(revoked, grace, worker._force):
             worker._log.warning("revoked with handlers still running", partitions=_names(revoked))
         await worker._commit(self._consumer, revoked)
-        for tp in revoked:
-            worker._generation[tp] += 1
-        worker._offsets.forget(revoked)
-        worker._lanes.drop(lambda lane: lane[0] in revoked)
-        worker._revoking -= revoked
+        worker._scheduler.forget(revoked)
         worker._paused -= revoked
         if revoked:
             worker._log.info("partitions revoked", partitions=_names(revoked))

@@ -1,0 +1,235 @@
+"""Shared by the engine benchmarks: the broker, ~1 KB events, a fast backlog, timed runs.
+
+Every timed run starts its clock at the first fetched message and stops it when the last
+message is committed, so group joins, topic creation and leaving the group count for no side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from consumer.config import EngineSettings, KafkaSettings, LoggingSettings, Settings
+from consumer.devkafka import bootstrap_servers
+from consumer.engine.worker import Worker
+from consumer.events import RecordingEvent
+from consumer.handler import Context
+from consumer.samples import recording_event
+
+Message = tuple[bytes, bytes]
+
+
+def bootstrap() -> str:
+    """``$KAFKA_BOOTSTRAP_SERVERS``, else the long-lived local broker (started if needed)."""
+    return bootstrap_servers()
+
+
+def event_value(recording_id: str, status: str) -> bytes:
+    """A fully populated recordingAvailable of about 1 KB, as Bandwidth sends them."""
+    event = recording_event(recording_id, f"c-{recording_id[2:]}", status)
+    event |= {
+        "parentCallId": f"c-{uuid.UUID(int=zlib.crc32(recording_id.encode()))}",
+        "enqueuedTime": "2026-11-27T10:15:29.001Z",
+        "tag": "campaign=spring-renewals;agent=4711;queue=billing-escalations;priority=normal",
+        "transferCallerId": "+15557778888",
+        "transferTo": "+15559990000",
+    }
+    return msgspec.json.encode(event)
+
+
+def messages(count: int, keys: int | None = None) -> list[Message]:
+    """`count` (key, value) pairs; every event its own recording, or `keys` recordings in turn."""
+    statuses = ("processing", "complete")
+    out = []
+    for n in range(count):
+        r = n if keys is None else n % keys
+        recording = f"r-{r:08d}-{uuid.UUID(int=r)}"
+        out.append((recording.encode(), event_value(recording, statuses[n % 2])))
+    return out
+
+
+async def publish_backlog(
+    server: str, topic: str, partitions: int, data: Sequence[Message]
+) -> None:
+    """Create `topic` and fill it, keys hashed to partitions, in batches of up to ~900 KB."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=server)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=server, acks=1, max_batch_size=900_000, max_request_size=1_000_000
+    )
+    await producer.start()
+    try:
+        by_partition: list[list[Message]] = [[] for _ in range(partitions)]
+        for key, value in data:
+            by_partition[zlib.crc32(key) % partitions].append((key, value))
+        acks = []
+        for partition, pending in enumerate(by_partition):
+            batch = producer.create_batch()
+            for key, value in pending:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    acks.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            acks.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*acks)
+    finally:
+        await producer.stop()
+
+
+def fresh(prefix: str) -> str:
+    return f"bench.{prefix}.{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Timing:
+    """One run: when the first message arrived, the last was handled, the last was committed."""
+
+    count: int
+    started: float
+    first: float = 0.0
+    last: float = 0.0
+    committed: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return self.committed - self.first
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+
+class Probe:
+    """A handler that notes the first and last event it saw; `then` runs per event."""
+
+    def __init__(self, total: int, then: Callable[[RecordingEvent, Context], Any] | None = None):
+        self.total = total
+        self.seen = 0
+        self.first = 0.0
+        self.last = 0.0
+        self.done = asyncio.Event()
+        self._then = then
+
+    async def handle(self, event: RecordingEvent, ctx: Context) -> None:
+        if self.seen == 0:
+            self.first = time.perf_counter()
+        if self._then is not None:
+            await self._then(event, ctx)
+        self.seen += 1
+        if self.seen == self.total:
+            self.last = time.perf_counter()
+            self.done.set()
+
+
+def worker_settings(server: str, topic: str, level: str, **engine: Any) -> Settings:
+    return Settings(
+        kafka=KafkaSettings(bootstrap_servers=server, topic=topic, group_id=fresh("worker")),
+        engine=EngineSettings(**engine),
+        logging=LoggingSettings(format="json", level=level),  # type: ignore[arg-type]
+        routes={"default": ["probe"]},
+    )
+
+
+async def time_worker(settings: Settings, probe: Probe) -> Timing:
+    """Run the project's Worker until the probe saw every event and every offset is committed."""
+    worker = Worker(settings, {"probe": probe})
+    timing = Timing(probe.total, time.perf_counter())
+    run = asyncio.create_task(worker.run())
+    done = asyncio.create_task(probe.done.wait())
+    await asyncio.wait({run, done}, return_when=asyncio.FIRST_COMPLETED)
+    if run.done():
+        run.result()
+        raise RuntimeError(f"worker returned after {probe.seen} of {probe.total} events")
+    # A shutdown commits at once; otherwise the tail would wait for commit_interval.
+    worker.stop()
+    # The benchmark's only peek inside the worker: the engine signals no "committed" event.
+    offsets = worker._offsets
+    while offsets.in_flight() or offsets.uncommitted():  # noqa: ASYNC110
+        await asyncio.sleep(0.0005)
+    timing.committed = time.perf_counter()
+    await run
+    timing.first, timing.last = probe.first, probe.last
+    return timing
+
+
+async def time_bare(
+    server: str,
+    topic: str,
+    total: int,
+    per_message: Callable[[Any], None] | None = None,
+    *,
+    commit: bool = True,
+) -> Timing:
+    """A bare aiokafka loop: `getmany` (the worker's max_records), `per_message`, and a commit
+    after every batch (or, without `commit`, once at the end)."""
+    max_records = EngineSettings().fetch_max_records
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=server,
+        group_id=fresh("bare"),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    timing = Timing(total, time.perf_counter())
+    await consumer.start()
+    try:
+        seen = 0
+        while seen < total:
+            batch = await consumer.getmany(timeout_ms=200, max_records=max_records)
+            if not batch:
+                continue
+            if seen == 0:
+                timing.first = time.perf_counter()
+            for records in batch.values():
+                if per_message is not None:
+                    for record in records:
+                        per_message(record)
+                seen += len(records)
+            if seen >= total:
+                timing.last = time.perf_counter()
+            if commit or seen >= total:
+                await consumer.commit()
+        timing.committed = time.perf_counter()
+    finally:
+        await consumer.stop()
+    return timing
+
+
+@contextlib.contextmanager
+def stdout_to_devnull() -> Iterator[None]:
+    """Per-event JSON lines go to /dev/null: writing them costs, a terminal would not be fair."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"

@@ -1,0 +1,141 @@
+"""Which job runs when: one at a time per lane, `max_in_flight` at once, retries on timers.
+
+A job is ready when it heads its lane (its partition and ordering key), so one recording's
+events never overtake each other while other recordings proceed. Retries wait on timers, not
+on a task, so a long backoff holds up nothing but its own lane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from collections.abc import Callable, Collection, Hashable
+
+import structlog
+from aiokafka import TopicPartition
+
+from consumer.engine.delivery import Delivery, Job
+from consumer.engine.lanes import Lanes, ReadyQueue
+from consumer.engine.offsets import OffsetTracker
+
+
+class Scheduler:
+    """Lanes, the ready queue, retry timers and the offsets they finish."""
+
+    def __init__(self, on_finished: Callable[[], None]) -> None:
+        self.offsets: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._on_finished = on_finished
+        self._lanes: Lanes[tuple[TopicPartition, Hashable], Job] = Lanes()
+        self._ready: ReadyQueue[Job] = ReadyQueue()
+        self._timers: dict[Job, asyncio.TimerHandle] = {}
+        self._generation: defaultdict[TopicPartition, int] = defaultdict(int)
+        """Bumped when a partition is revoked, so its old jobs are recognised and ignored."""
+        self._revoking: set[TopicPartition] = set()
+        self._executing: Counter[TopicPartition] = Counter()
+        self._progress = asyncio.Event()
+        self._closing = False
+        self._log = structlog.get_logger("consumer.scheduler")
+
+    def generation(self, tp: TopicPartition) -> int:
+        return self._generation[tp]
+
+    def submit(self, job: Job) -> None:
+        """Queue a job whose offset was added; it runs once it heads its lane."""
+        if self._lanes.push(job.lane, job):
+            self._ready.put(job)
+
+    def finish_now(self, tp: TopicPartition, offset: int) -> None:
+        """A message that needs no handler (skipped by policy) is finished as it is fetched."""
+        self.offsets.finish(tp, offset)
+        self._on_finished()
+
+    async def work(self, delivery: Delivery) -> None:
+        """One of the `max_in_flight` tasks: run ready jobs until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            job = await self._ready.get()
+            tp = job.lane[0]
+            if self._closing or tp in self._revoking or job.generation != self._generation[tp]:
+                continue
+            self._executing[tp] += 1
+            try:
+                delay = await delivery.attempt(job)
+            except Exception:
+                # A bug in the engine, not in a handler: keep the message (uncommitted) and
+                # try it again rather than lose it or take the worker down.
+                self._log.exception("engine error; retrying message", offset=job.record.offset)
+                delay = 1.0
+            finally:
+                self._executing[tp] -= 1
+                self._progress.set()
+            if delay is not None:
+                self._timers[job] = loop.call_later(delay, self._requeue, job)
+            else:
+                self._finish(job, tp)
+
+    def _requeue(self, job: Job) -> None:
+        del self._timers[job]
+        self._ready.put(job)
+
+    def _finish(self, job: Job, tp: TopicPartition) -> None:
+        if job.generation != self._generation[tp]:
+            return  # revoked meanwhile; the partition's next owner has it
+        self.offsets.finish(tp, job.record.offset)
+        self._on_finished()
+        following = self._lanes.pop(job.lane)
+        if following is not None:
+            self._ready.put(following)
+
+    async def quiesce(
+        self, partitions: Collection[TopicPartition], grace: float, force: asyncio.Event
+    ) -> bool:
+        """Start nothing more for `partitions`, drop their retry waits, and wait for what runs.
+
+        False when `grace` ran out or `force` was set first.
+        """
+        self._revoking |= set(partitions)
+        self._cancel_timers(lambda job: job.lane[0] in partitions)
+        return await self._wait_until(
+            lambda: all(self._executing[tp] == 0 for tp in partitions), grace, force
+        )
+
+    def forget(self, partitions: Collection[TopicPartition]) -> None:
+        """Hand revoked partitions over: their unfinished work belongs to the next owner."""
+        for tp in partitions:
+            self._generation[tp] += 1
+        self.offsets.forget(partitions)
+        self._lanes.drop(lambda lane: lane[0] in partitions)
+        self._revoking -= set(partitions)
+
+    async def drain(self, grace: float, force: asyncio.Event) -> None:
+        """Stop starting work; give running handlers `grace` seconds to finish."""
+        self._closing = True
+        self._cancel_timers(lambda job: True)
+        if not await self._wait_until(lambda: self._executing.total() == 0, grace, force):
+            self._log.warning(
+                "cancelling handlers still running; their messages will be redelivered",
+                running=self._executing.total(),
+            )
+
+    def _cancel_timers(self, which: Callable[[Job], bool]) -> None:
+        for job in [job for job in self._timers if which(job)]:
+            self._timers.pop(job).cancel()
+
+    async def _wait_until(
+        self, done: Callable[[], bool], seconds: float, force: asyncio.Event
+    ) -> bool:
+        forced = asyncio.ensure_future(force.wait())
+        try:
+            async with asyncio.timeout(seconds):
+                while not done():
+                    self._progress.clear()
+                    progress = asyncio.ensure_future(self._progress.wait())
+                    await asyncio.wait({progress, forced}, return_when=asyncio.FIRST_COMPLETED)
+                    progress.cancel()
+                    if forced.done():
+                        return False
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            forced.cancel()
