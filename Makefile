@@ -47,5 +47,6 @@ demo: install
 	$(BIN)/recording-consumer produce --config config/demo.toml --repeat 2 && \
 	$(BIN)/recording-consumer run --config config/demo.toml --until-idle 2
 
-clean: kafka-down
+clean:
+	-[ -x $(BIN)/python ] && $(DEVKAFKA) down
 	rm -rf $(VENV) .devkafka .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

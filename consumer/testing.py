@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import httpx
 import structlog
@@ -38,6 +38,7 @@ from consumer.produce import ensure_topic, produce
 __all__ = [
     "HandlerRun",
     "Published",
+    "RoundTrip",
     "kafka_round_trip",
     "make_conference_event",
     "make_event",
@@ -221,6 +222,20 @@ async def run_handler(
         except Exception as exc:
             error = exc
     return HandlerRun([dict(entry) for entry in capture.entries], published, error, ctx)
+
+
+class RoundTrip(Protocol):
+    """`kafka_round_trip` with its broker already chosen (the ``handler_round_trip`` fixture)."""
+
+    async def __call__(
+        self,
+        handlers: Mapping[str, Handler],
+        events: Iterable[RecordingEvent | tuple[bytes | None, bytes]],
+        *,
+        topic: str | None = None,
+        routes: Mapping[str, list[str]] | None = None,
+        until_idle: float = 1.0,
+    ) -> Worker: ...
 
 
 async def kafka_round_trip(

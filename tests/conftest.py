@@ -1,30 +1,20 @@
-"""Shared fixtures: a Kafka broker for the test session, unique names, and topic creation."""
+"""Shared fixtures: unique names and topic creation.
+
+The session's broker, `kafka_bootstrap`, comes from the project's own pytest plugin
+(consumer/pytest_plugin.py), the one plugin authors get.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import NoError, TopicAlreadyExistsError, for_code
-
-from consumer.devkafka import LocalBroker, free_port
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``$KAFKA_BOOTSTRAP_SERVERS`` if set, else a fresh local broker for this session."""
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if external:
-        yield external
-        return
-    with LocalBroker(tmp_path_factory.mktemp("kafka"), port=free_port()) as broker:
-        yield broker.bootstrap
 
 
 @pytest.fixture

@@ -19,12 +19,14 @@ from consumer.events import (
 from consumer.handler import Context
 from consumer.handlers.log import LogHandler
 from consumer.testing import (
+    RoundTrip,
     kafka_round_trip,
     make_conference_event,
     make_event,
     run_handler,
     running,
 )
+from tests.support import committed_and_end
 
 OPTIONAL = {"parent_call_id", "enqueued_time", "transfer_caller_id", "transfer_to"}
 """Fields Bandwidth only sends in special cases (transfers, queued calls)."""
@@ -156,3 +158,20 @@ async def test_kafka_round_trip_runs_the_worker(kafka_bootstrap: str, unique_nam
     assert handler.ids == ["r-1", "r-2", "r-raw"]
     assert handler.values[2] == raw
     assert isinstance(decode(handler.values[0]), RecordingAvailable)
+
+
+async def test_handler_round_trip_fixture_reaches_the_handler_and_commits(
+    handler_round_trip: RoundTrip, kafka_bootstrap: str, unique_name: str
+) -> None:
+    """The pytest plugin's fixture runs a handler over a real topic, committed to the end."""
+    handler = Seen()
+    async with asyncio.timeout(60):
+        worker = await handler_round_trip(
+            {"seen": handler},
+            [make_event(recording_id="r-a"), make_event(recording_id="r-b")],
+            topic=unique_name,
+        )
+    assert handler.ids == ["r-a", "r-b"]
+    assert worker.tally.outcomes["handled"] == 2
+    committed, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    assert committed == end == {0: 2}

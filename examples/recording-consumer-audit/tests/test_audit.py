@@ -14,7 +14,7 @@ from recording_consumer_audit import AuditLogHandler, AuditOptions, read_audit_l
 
 from consumer.errors import ConfigError, PermanentFailure, PluginError, RetryLater
 from consumer.handler import Record
-from consumer.testing import kafka_round_trip, make_event, run_handler, running
+from consumer.testing import RoundTrip, make_event, run_handler, running
 
 
 def audit(path: Path, **options: object) -> AuditLogHandler:
@@ -105,7 +105,7 @@ def test_bad_option_value_is_refused() -> None:
         audit(Path("x"), remember=0)
 
 
-async def test_through_a_real_broker(kafka_bootstrap: str, tmp_path: Path) -> None:
+async def test_through_a_real_broker(handler_round_trip: RoundTrip, tmp_path: Path) -> None:
     """Events produced to Kafka and consumed by the real worker each leave one line, in order."""
     path = tmp_path / "log.jsonl"
     topic = f"audit-{uuid.uuid4().hex[:12]}"
@@ -114,9 +114,7 @@ async def test_through_a_real_broker(kafka_bootstrap: str, tmp_path: Path) -> No
         for n, s in enumerate(["partial", "complete", "error"])
     ]
     async with asyncio.timeout(60):
-        worker = await kafka_round_trip(
-            kafka_bootstrap, {"audit": audit(path)}, events, topic=topic
-        )
+        worker = await handler_round_trip({"audit": audit(path)}, events, topic=topic)
     lines = read_audit_log(path)
     assert [(line.topic, line.offset) for line in lines] == [(topic, 0), (topic, 1), (topic, 2)]
     assert [line.event["status"] for line in lines] == ["partial", "complete", "error"]
