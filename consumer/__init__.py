@@ -1,24 +1,35 @@
 """recording-consumer: Bandwidth recording events from Kafka, routed to handler plugins.
 
-The public surface for plugin authors is what this module exports; everything else is private.
+What plugin authors use: the names exported here (also importable from `consumer.handler`,
+`consumer.events` and `consumer.errors`), and `consumer.testing` with its pytest fixtures.
+Everything else is private and may change.
 """
 
 from consumer.errors import (
+    ConfigError,
     ConsumerError,
     DecodeError,
     HandlerError,
     PermanentFailure,
+    PluginError,
     RetryLater,
 )
-from consumer.handler import Context, Handler, Record
+from consumer.events import ConferenceRecordingAvailable, RecordingAvailable, RecordingEvent
+from consumer.handler import Context, Handler, Publish, Record
 
 __all__ = [
+    "ConferenceRecordingAvailable",
+    "ConfigError",
     "ConsumerError",
     "Context",
     "DecodeError",
     "Handler",
     "HandlerError",
     "PermanentFailure",
+    "PluginError",
+    "Publish",
     "Record",
+    "RecordingAvailable",
+    "RecordingEvent",
     "RetryLater",
 ]

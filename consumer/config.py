@@ -41,9 +41,10 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     max_in_flight: int = 100
     """Handlers running at once, across all keys and partitions."""
     max_buffered: int = 2_000
-    """Fetched plus in-flight messages at which fetching pauses for the partitions behind."""
+    """Fetched but unfinished messages at which fetching pauses (until half have finished)."""
     shutdown_grace: float = 30.0
-    """Seconds in-flight handlers get to finish after SIGTERM before they are cancelled."""
+    """Seconds running handlers get to finish after SIGTERM before they are cancelled; also
+    how long a rebalance waits for a revoked partition's running handlers."""
     dedupe_window: int = 10_000
     """Recent (recordingId, eventType, status) handled successfully, to drop Bandwidth's repeats;
     0 turns duplicate suppression off."""

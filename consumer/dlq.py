@@ -76,13 +76,14 @@ async def replay(
     replaying them later, with other filters, needs another `group`. With `dry_run` nothing is
     published or committed. Returns how many were (or, dry, would be) replayed.
     """
-    wanted = {dl.ERROR_CLASS: error_class, dl.HANDLER: handler}
 
-    def matches(message: Any) -> bool:
-        fields = dlq_fields(message.headers)
-        if any(v is not None and fields.get(k) != v for k, v in wanted.items()):
+    def matches(fields: dict[str, str], value: bytes | None) -> bool:
+        if error_class is not None and fields.get(dl.ERROR_CLASS) != error_class:
             return False
-        return recording_id is None or recording_id_of(message.value) == recording_id
+        # dlq.handler lists every handler that gave up on the message, comma-separated.
+        if handler is not None and handler not in fields.get(dl.HANDLER, "").split(","):
+            return False
+        return recording_id is None or recording_id_of(value) == recording_id
 
     producer = None
     if not dry_run:
@@ -97,9 +98,10 @@ async def replay(
             async for batch in reader.batches():
                 sent = []
                 for message in (m for records in batch.values() for m in records):
-                    if not matches(message):
+                    fields = dlq_fields(message.headers)
+                    if not matches(fields, message.value):
                         continue
-                    destination = dlq_fields(message.headers).get(dl.TOPIC)
+                    destination = fields.get(dl.TOPIC)
                     where = _where(message)
                     if destination is None:
                         out.write(f"skipped {where}: no {dl.TOPIC} header\n")

@@ -31,11 +31,20 @@ def configure_logging(settings: LoggingSettings) -> None:
     ]
     renderer: list[Any]
     factory: Any
+    # Tracebacks without local variables: a handler's locals may hold credentials.
     if use_json:
-        renderer = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer(_dumps)]
+        tracebacks = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        renderer = [
+            structlog.processors.ExceptionRenderer(tracebacks),
+            structlog.processors.JSONRenderer(_dumps),
+        ]
         factory = structlog.BytesLoggerFactory()
     else:
-        renderer = [structlog.dev.ConsoleRenderer(colors=tty)]
+        renderer = [
+            structlog.dev.ConsoleRenderer(
+                colors=tty, exception_formatter=structlog.dev.plain_traceback
+            )
+        ]
         factory = structlog.PrintLoggerFactory()
     structlog.configure(
         processors=shared + renderer,
@@ -45,5 +54,5 @@ def configure_logging(settings: LoggingSettings) -> None:
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
-    # aiokafka logs through the standard library; route its warnings to the same stream.
+    # aiokafka logs through the standard library: its warnings go to stderr.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(name)s: %(message)s")

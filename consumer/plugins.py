@@ -21,23 +21,24 @@ def discover(settings: PluginSettings) -> dict[str, EntryPoint]:
     Two sources claiming one name is an error, so a plugin can never shadow another silently.
     ``[plugins] allow`` limits installed handlers only: a ``paths`` entry is explicit already.
     """
-    found: dict[str, EntryPoint] = {}
-    installed = [
-        ep
-        for ep in entry_points(group=ENTRY_POINT_GROUP)
-        if settings.allow is None or ep.name in settings.allow
-    ]
-    configured = [
-        EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in settings.paths.items()
-    ]
-    for ep in [*installed, *configured]:
-        if ep.name in found and found[ep.name].value != ep.value:
-            raise PluginError(
-                f"handler name {ep.name!r} is claimed by both {_origin(found[ep.name])} "
-                f"and {_origin(ep)}"
-            )
-        found[ep.name] = ep
-    return found
+    installed = list(entry_points(group=ENTRY_POINT_GROUP))
+    claims: dict[str, EntryPoint] = {}
+    for ep in installed:
+        if settings.allow is None or ep.name in settings.allow:
+            _claim(claims, ep, claims.get(ep.name))
+    for name, value in settings.paths.items():
+        # A path may not take an installed handler's name, even one the allow-list hides.
+        rival = next((other for other in installed if other.name == name), None)
+        _claim(claims, EntryPoint(name, value, ENTRY_POINT_GROUP), rival)
+    return claims
+
+
+def _claim(claims: dict[str, EntryPoint], ep: EntryPoint, rival: EntryPoint | None) -> None:
+    if rival is not None and rival.value != ep.value:
+        raise PluginError(
+            f"handler name {ep.name!r} is claimed by both {_origin(rival)} and {_origin(ep)}"
+        )
+    claims[ep.name] = ep
 
 
 def _unavailable(name: str, available: Mapping[str, EntryPoint], settings: PluginSettings) -> str:

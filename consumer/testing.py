@@ -4,8 +4,9 @@
     run = await run_handler(MyHandler(), event)
     assert run.error is None and run.messages == ["did it"]
 
-`run_handler` builds the same `Context` the engine does, with a logger that records its lines and
-a `publish` that records what was sent. It returns the handler's exception instead of raising it,
+`run_handler` builds a `Context` like the engine's (its logger binds the handler's class name
+where the engine binds the route name), with a logger that records its lines and a `publish`
+that records what was sent. It returns the handler's exception instead of raising it,
 so a test can check the error together with what was logged and published before it.
 """
 

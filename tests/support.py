@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer.config import Settings, load_settings
 from consumer.events import RecordingEvent
 from consumer.handler import Context
+from consumer.samples import recording_event
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -161,3 +163,9 @@ async def read_topic(bootstrap: str, topic: str, seconds: float = 30.0) -> list[
         return records
     finally:
         await consumer.stop()
+
+
+def recording_message(recording_id: str, status: str = "complete") -> tuple[bytes, bytes]:
+    """(key, value) of a fully populated recordingAvailable event, keyed by its recordingId."""
+    value = msgspec.json.encode(recording_event(recording_id, f"c-{recording_id}", status))
+    return recording_id.encode(), value

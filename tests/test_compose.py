@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import tomllib
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -17,8 +16,8 @@ import yaml
 from consumer.config import ENV_ALIASES, ENV_PREFIX, EngineSettings, Settings, load_settings
 from consumer.devkafka import KAFKA_VERSION
 from consumer.errors import ConfigError
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 CONFIG_FILE = REPO / "config" / "consumer.toml"

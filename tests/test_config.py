@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from consumer.config import load_settings
+from consumer.config import Settings, load_settings
 from consumer.errors import ConfigError
 from consumer.plugins import build_handlers
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support import REPO
 
 
 def check_config(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -27,11 +26,11 @@ def check_config(*args: str, env: dict[str, str] | None = None) -> subprocess.Co
     )
 
 
-def test_shipped_config_is_valid() -> None:
-    """config/consumer.toml loads and routes every documented status."""
+def test_shipped_config_states_the_defaults() -> None:
+    """config/consumer.toml holds exactly the built-in defaults, plus a route per status."""
     settings = load_settings(REPO / "config" / "consumer.toml", environ={})
-    for status in ("processing", "partial", "complete", "deleted", "error", "default"):
-        assert settings.routes[status] == ["log"]
+    statuses = ("processing", "partial", "complete", "deleted", "error", "default")
+    assert settings == Settings(routes={status: ["log"] for status in statuses})
 
 
 def test_unknown_key_exits_non_zero_naming_it(tmp_path: Path) -> None:

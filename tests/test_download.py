@@ -82,6 +82,24 @@ def files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
+async def test_a_json_file_format_does_not_clobber_the_sidecar(
+    server: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    tmp_path: Path,
+) -> None:
+    """fileFormat "json" keeps media and sidecar apart, and a redelivery downloads nothing."""
+    event = served(server, file_format="json")
+    handler = make_handler()
+    assert (await run_handler(handler, event, http=http)).error is None
+    again = await run_handler(handler, event, http=http)
+    assert again.error is None
+    root = tmp_path / "recordings" / "9900000"
+    assert (root / f"{event.recording_id}.json").read_bytes() == AUDIO
+    assert json.loads((root / f"{event.recording_id}.json.json").read_text())["download"]
+    assert len(server.media_requests) == 1
+
+
 async def test_downloads_file_and_sidecar(
     server: FakeBandwidth,
     http: httpx.AsyncClient,
@@ -94,11 +112,11 @@ async def test_downloads_file_and_sidecar(
     assert run.error is None
     root = tmp_path / "recordings"
     assert files(root) == [
-        f"9900000/{event.recording_id}.json",
         f"9900000/{event.recording_id}.wav",
+        f"9900000/{event.recording_id}.wav.json",
     ]
     assert (root / "9900000" / f"{event.recording_id}.wav").read_bytes() == AUDIO
-    sidecar = json.loads((root / "9900000" / f"{event.recording_id}.json").read_text())
+    sidecar = json.loads((root / "9900000" / f"{event.recording_id}.wav.json").read_text())
     assert sidecar["event"]["recordingId"] == event.recording_id
     assert sidecar["download"]["bytes"] == len(AUDIO)
     assert sidecar["download"]["contentType"] == "audio/vnd.wave"
@@ -299,9 +317,9 @@ async def test_complete_replaces_an_earlier_partial(
     assert run.error is None
     folder = tmp_path / "recordings" / "9900000"
     assert (folder / f"{partial.recording_id}.wav").read_bytes() == b"complete audio"
-    assert json.loads((folder / f"{partial.recording_id}.json").read_text())["event"]["status"] == (
-        "complete"
-    )
+    assert json.loads((folder / f"{partial.recording_id}.wav.json").read_text())["event"][
+        "status"
+    ] == ("complete")
 
 
 async def test_event_without_media_url_is_skipped(

@@ -169,11 +169,11 @@ async def test_complete_events_are_downloaded_to_disk(
     assert worker.returncode == 0, worker.output
     account = directory / "9900000"
     assert sorted(p.name for p in account.iterdir()) == [
-        name for n in range(3) for name in (f"r-{n}.json", f"r-{n}.wav")
+        name for n in range(3) for name in (f"r-{n}.wav", f"r-{n}.wav.json")
     ]
     for n in range(3):
         assert (account / f"r-{n}.wav").read_bytes() == AUDIO
-        sidecar = json.loads((account / f"r-{n}.json").read_text())
+        sidecar = json.loads((account / f"r-{n}.wav.json").read_text())
         assert sidecar["event"]["recordingId"] == f"r-{n}"
         assert sidecar["download"]["bytes"] == len(AUDIO)
     assert len(bandwidth.token_requests) == 1

@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support import REPO
+
 DOC_EXAMPLE = (
     b'{"eventType":"recordingAvailable","eventTime":"2019-09-13T16:49:40.500","accountId":"55555555",'
     b'"callId":"c-1","recordingId":"r-1","status":"complete"}'

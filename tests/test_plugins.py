@@ -272,3 +272,10 @@ def test_guide_settings_load_and_build(tmp_path: Path) -> None:
         if kind == "settings":
             names = {name for route in settings.routes.values() for name in route}
             assert build_handlers(names, settings.handlers, settings.plugins), text
+
+
+def test_path_cannot_take_the_name_of_a_hidden_installed_handler() -> None:
+    """A `paths` entry reusing an installed name fails even when the allow-list hides it."""
+    settings = PluginSettings(allow=["log"], paths={"download": "tests.support:Recorder"})
+    with pytest.raises(PluginError, match="handler name 'download' is claimed by both"):
+        discover(settings)

@@ -17,13 +17,7 @@ from consumer.errors import PermanentFailure
 from consumer.events import RecordingEvent
 from consumer.handler import Context
 from consumer.produce import produce
-from consumer.samples import recording_event
-from tests.support import REPO, committed_and_end, settings_for
-
-
-def event(recording_id: str, status: str = "complete") -> tuple[bytes, bytes]:
-    value = msgspec.json.encode(recording_event(recording_id, f"c-{recording_id}", status))
-    return recording_id.encode(), value
+from tests.support import REPO, committed_and_end, recording_message, settings_for
 
 
 @dataclass
@@ -64,7 +58,9 @@ async def test_replayed_dead_letters_are_handled_and_replay_is_not_repeated(
     """`dlq replay` puts a dead letter back, the worker handles it, a second replay does nothing."""
     await create_topic(kafka_bootstrap, unique_name)
     settings = settings_for(kafka_bootstrap, unique_name, unique_name)
-    await produce(settings.kafka, unique_name, [event("r-ok"), event("r-bad")])
+    await produce(
+        settings.kafka, unique_name, [recording_message("r-ok"), recording_message("r-bad")]
+    )
     handler = Switchable(broken={"r-bad"})
     await asyncio.wait_for(Worker(settings, {"log": handler}).run(until_idle=1.0), 60)
     assert handler.handled == [("r-ok", "complete")]
@@ -97,8 +93,10 @@ async def test_bandwidth_retries_are_dropped_within_the_window(
     settings = settings_for(
         kafka_bootstrap, unique_name, unique_name, ENGINE__DEDUPE_WINDOW=str(window)
     )
-    repeated = event("r-1")
-    await produce(settings.kafka, unique_name, [repeated, repeated, event("r-1", "deleted")])
+    repeated = recording_message("r-1")
+    await produce(
+        settings.kafka, unique_name, [repeated, repeated, recording_message("r-1", "deleted")]
+    )
     handler = Switchable(broken=set())
     with capture_logs() as logs:
         await asyncio.wait_for(Worker(settings, {"log": handler}).run(until_idle=1.0), 60)
@@ -118,7 +116,7 @@ async def test_dlq_show_lists_dead_letters_with_reasons(
     await create_topic(kafka_bootstrap, unique_name)
     settings = settings_for(kafka_bootstrap, unique_name, unique_name)
     bad = b'{"eventType":"recordingAvailable","recordingId":"r-x","channels":"one"}'
-    await produce(settings.kafka, unique_name, [event("r-bad"), (None, bad)])
+    await produce(settings.kafka, unique_name, [recording_message("r-bad"), (None, bad)])
     handler = Switchable(broken={"r-bad"})
     await asyncio.wait_for(Worker(settings, {"log": handler}).run(until_idle=1.0), 60)
 
@@ -131,3 +129,21 @@ async def test_dlq_show_lists_dead_letters_with_reasons(
     assert "error=DecodeError" in second
     assert "path=$.channels" in second
     assert "2 dead letters" in result.stderr
+
+
+async def test_replay_filter_matches_one_of_several_failed_handlers(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """A dead letter two handlers gave up on is replayed when --handler names either of them."""
+    await create_topic(kafka_bootstrap, unique_name)
+    settings = settings_for(kafka_bootstrap, unique_name, unique_name)
+    settings = msgspec.structs.replace(settings, routes={"default": ["first", "second"]})
+    await produce(settings.kafka, unique_name, [recording_message("r-both")])
+    handlers = {"first": Switchable({"r-both"}), "second": Switchable({"r-both"})}
+    await asyncio.wait_for(Worker(settings, handlers).run(until_idle=1.0), 60)
+
+    result = cli(kafka_bootstrap, unique_name, "dlq", "replay", "--handler", "second")
+    assert result.returncode == 0, result.stderr
+    assert "replayed 1 dead letters" in result.stderr
+    _, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    assert end == {0: 2}

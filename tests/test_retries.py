@@ -18,19 +18,13 @@ from consumer.errors import PermanentFailure, RetryLater
 from consumer.events import RecordingEvent
 from consumer.handler import Context
 from consumer.produce import produce
-from consumer.samples import recording_event
-from tests.support import committed_and_end, read_topic, settings_for, wait_for
+from tests.support import committed_and_end, read_topic, recording_message, settings_for, wait_for
 
 FAST_RETRIES = {
     "RETRY__INITIAL_DELAY": "0.1",
     "RETRY__MAX_DELAY": "0.4",
     "RETRY__MAX_ATTEMPTS": "3",
 }
-
-
-def event(recording_id: str, status: str = "complete") -> tuple[bytes, bytes]:
-    value = msgspec.json.encode(recording_event(recording_id, f"c-{recording_id}", status))
-    return recording_id.encode(), value
 
 
 @dataclass
@@ -62,7 +56,7 @@ async def test_fails_twice_then_succeeds_with_growing_backoff(
     """Two failures, then success: three attempts, each wait within its doubling ceiling."""
     await create_topic(kafka_bootstrap, unique_name)
     settings = settings_for(kafka_bootstrap, unique_name, unique_name, **FAST_RETRIES)
-    await produce(settings.kafka, unique_name, [event("r-flaky")])
+    await produce(settings.kafka, unique_name, [recording_message("r-flaky")])
     flaky = Scripted(failures=2)
     with capture_logs() as logs:
         await asyncio.wait_for(Worker(settings, {"log": flaky}).run(until_idle=1.0), 60)
@@ -90,7 +84,7 @@ async def test_always_failing_ends_in_dead_letter_topic_with_every_header(
     """After max_attempts the original message and the failure's headers reach <topic>.dlq."""
     await create_topic(kafka_bootstrap, unique_name)
     settings = settings_for(kafka_bootstrap, unique_name, unique_name, **FAST_RETRIES)
-    key, value = event("r-doomed")
+    key, value = recording_message("r-doomed")
     await produce(settings.kafka, unique_name, [(key, value)])
     doomed = Scripted(failures=99)
     await asyncio.wait_for(Worker(settings, {"log": doomed}).run(until_idle=1.0), 60)
@@ -123,7 +117,9 @@ async def test_permanent_failure_skips_retries_and_only_failed_handlers_rerun(
     settings = msgspec.structs.replace(
         settings, routes={"complete": ["steady", "flaky"], "error": ["broken"]}
     )
-    await produce(settings.kafka, unique_name, [event("r-a"), event("r-b", "error")])
+    await produce(
+        settings.kafka, unique_name, [recording_message("r-a"), recording_message("r-b", "error")]
+    )
     steady, flaky = Scripted(failures=0), Scripted(failures=1)
     broken = Scripted(failures=99, error=lambda: PermanentFailure("404 from media API"))
     handlers = {"steady": steady, "flaky": flaky, "broken": broken}
@@ -145,8 +141,8 @@ async def test_retry_wait_does_not_hold_up_other_keys(
     """While one recording waits 3 s for its retry, 200 others on its partition are handled."""
     await create_topic(kafka_bootstrap, unique_name)
     settings = settings_for(kafka_bootstrap, unique_name, unique_name)
-    others = [event(f"r-other-{n:03d}") for n in range(200)]
-    await produce(settings.kafka, unique_name, [event("r-slow"), *others])
+    others = [recording_message(f"r-other-{n:03d}") for n in range(200)]
+    await produce(settings.kafka, unique_name, [recording_message("r-slow"), *others])
     handler = Scripted(failures=1, error=lambda: RetryLater("429", delay=3.0), only="r-slow")
     worker = Worker(settings, {"log": handler})
     started = time.monotonic()
@@ -177,7 +173,7 @@ async def test_dead_letter_topic_unavailable_holds_the_commit(
         await admin.create_topics([NewTopic(dlq, 1, 1, topic_configs={"max.message.bytes": "1"})])
         settings = settings_for(kafka_bootstrap, unique_name, unique_name)
         bad = b'{"eventType":"recordingAvailable","channels":"one"}'
-        await produce(settings.kafka, unique_name, [(None, bad), event("r-after")])
+        await produce(settings.kafka, unique_name, [(None, bad), recording_message("r-after")])
         handler = Scripted(failures=0)
         worker = Worker(settings, {"log": handler})
         run = asyncio.create_task(worker.run(until_idle=1.0))
@@ -225,7 +221,7 @@ async def test_handler_timeout_counts_as_a_failure(
         RETRY__HANDLERS__LOG__TIMEOUT="0.2",
         RETRY__HANDLERS__LOG__MAX_ATTEMPTS="2",
     )
-    await produce(settings.kafka, unique_name, [event("r-slow")])
+    await produce(settings.kafka, unique_name, [recording_message("r-slow")])
     sleepy = Sleepy(seconds=30)
     started = time.monotonic()
     await asyncio.wait_for(Worker(settings, {"log": sleepy}).run(until_idle=1.0), 60)

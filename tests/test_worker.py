@@ -10,10 +10,13 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from msgspec.json import encode
+
 from consumer.engine.worker import Worker
 from consumer.produce import produce
-from consumer.samples import SAMPLE_STATUSES, sample_messages
+from consumer.samples import SAMPLE_STATUSES, recording_event, sample_messages
 from tests.support import (
+    REPO,
     Recorder,
     committed_and_end,
     exit_status,
@@ -22,8 +25,6 @@ from tests.support import (
     wait_for,
     worker_process,
 )
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 async def test_every_status_is_routed_and_committed(
@@ -52,10 +53,18 @@ async def test_every_status_is_routed_and_committed(
     assert committed == end
     assert sum(end.values()) == len(SAMPLE_STATUSES) * 3 + 1
 
+    # One new event: the rerun must handle it, and only it.
+    await produce(
+        settings.kafka,
+        unique_name,
+        [(b"r-new", encode(recording_event("r-new", "c-new", "error")))],
+    )
     again = {name: Recorder() for name in handlers}
     rerun = Worker(settings, again)
     await asyncio.wait_for(rerun.run(until_idle=1.0), timeout=60)
-    assert all(not recorder.seen for recorder in again.values())
+    assert again["alerts"].recording_ids() == ["r-new"]
+    assert not again["downloads"].seen
+    assert not again["audit"].seen
 
 
 def _fields(settings: object) -> dict[str, object]:

@@ -68,7 +68,6 @@ class Delivery:
         publish: Publish,
         tally: Tally,
     ) -> None:
-        self._retry = retry
         self._policies = {name: retry.policy_for(name) for name in retry.handlers}
         self._default_policy = retry.policy_for("")
         self._dead_letters = dead_letters
@@ -154,17 +153,33 @@ class Delivery:
                 else:
                     async with asyncio.timeout(timeout):
                         await handler.handle(event, ctx)
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the engine is cancelling this attempt (shutdown)
+                # A handler's own stray cancellation is its failure, not the end of a worker task.
+                self._fail(job, name, exc, handler, still_failing)
             except Exception as exc:
-                now = time.time()
-                job.first_failure = job.first_failure or now
-                job.last_failure = now
-                job.failures[name] = exc
-                still_failing.append((name, handler))
+                self._fail(job, name, exc, handler, still_failing)
             else:
                 if job.failures:
                     job.failures.pop(name, None)
                 self._tally.routed[(event.status or "(none)", name)] += 1
         job.pending = still_failing
+
+    @staticmethod
+    def _fail(
+        job: Job,
+        name: str,
+        error: BaseException,
+        handler: Handler,
+        still_failing: list[tuple[str, Handler]],
+    ) -> None:
+        now = time.time()
+        job.first_failure = job.first_failure or now
+        job.last_failure = now
+        job.failures[name] = error
+        still_failing.append((name, handler))
 
     def _schedule(self, job: Job) -> float | None:
         """Give up on handlers out of attempts; the delay before the others try again."""

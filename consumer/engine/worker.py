@@ -45,7 +45,7 @@ class Worker:
         self._offsets = self._scheduler.offsets
         self._paused: set[TopicPartition] = set()
         self._stopping = asyncio.Event()
-        self._force = asyncio.Event()
+        self._cancel_now = asyncio.Event()
         self._last_activity: float | None = None
         self._since_commit = 0
         self._commit_due = asyncio.Event()
@@ -56,7 +56,10 @@ class Worker:
     def stop(self) -> None:
         """Finish in-flight work, commit and leave; asked twice, cancel what is still running."""
         if self._stopping.is_set():
-            self._force.set()
+            self._log.warning("stopping now: cancelling running handlers")
+            self._cancel_now.set()
+        else:
+            self._log.info("stopping: finishing running handlers")
         self._stopping.set()
 
     async def run(self, until_idle: float | None = None) -> None:
@@ -90,7 +93,7 @@ class Worker:
                 tasks.append(tg.create_task(self._commit_periodically(consumer)))
                 try:
                     await self._fetch(consumer, until_idle)
-                    await self._scheduler.drain(engine.shutdown_grace, self._force)
+                    await self._scheduler.drain(engine.shutdown_grace, self._cancel_now)
                 finally:
                     for task in tasks:
                         task.cancel()
@@ -106,6 +109,7 @@ class Worker:
             dead_letter_topic(settings),
             settings.kafka.group_id,
             settings.dead_letter,
+            source_topic=settings.kafka.topic,
         )
         await dead_letters.ensure_topic()
 
@@ -149,7 +153,7 @@ class Worker:
                 if batch:
                     self._last_activity = time.monotonic()
                 self._apply_backpressure(consumer)
-                if until_idle is not None and self._idle_for(until_idle):
+                if until_idle is not None and await self._idle_for(consumer, until_idle):
                     self._log.info("idle, stopping", idle_seconds=until_idle)
                     return
         finally:
@@ -231,13 +235,20 @@ class Worker:
             self._log.info("resumed", partitions=_names(self._paused), buffered=buffered)
             self._paused.clear()
 
-    def _idle_for(self, seconds: float) -> bool:
-        return (
-            self._last_activity is not None
-            and time.monotonic() - self._last_activity >= seconds
-            and self._offsets.in_flight() == 0
-            and not self._offsets.uncommitted()
-        )
+    async def _idle_for(self, consumer: AIOKafkaConsumer, seconds: float) -> bool:
+        if (
+            self._last_activity is None
+            or time.monotonic() - self._last_activity < seconds
+            or self._offsets.in_flight()
+            or self._offsets.uncommitted()
+        ):
+            return False
+        # Idle means a fetch showed nothing is left, not merely that none came back in time.
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None or await consumer.position(tp) < highwater:
+                return False
+        return True
 
     async def _commit_periodically(self, consumer: AIOKafkaConsumer) -> None:
         """Commit every interval, or sooner once `commit_every` messages finished."""
@@ -289,11 +300,16 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         worker = self._worker
         grace = worker._settings.engine.shutdown_grace
-        if not await worker._scheduler.quiesce(revoked, grace, worker._force):
-            worker._log.warning("revoked with handlers still running", partitions=_names(revoked))
-        await worker._commit(self._consumer, revoked)
-        worker._scheduler.forget(revoked)
-        worker._paused -= revoked
+        try:
+            if not await worker._scheduler.quiesce(revoked, grace, worker._cancel_now):
+                worker._log.warning(
+                    "revoked with handlers still running", partitions=_names(revoked)
+                )
+            await worker._commit(self._consumer, revoked)
+        finally:
+            # aiokafka swallows a listener's exception: the hand-over must happen regardless.
+            worker._scheduler.forget(revoked)
+            worker._paused -= revoked
         if revoked:
             worker._log.info("partitions revoked", partitions=_names(revoked))
 

@@ -6,9 +6,9 @@ before any credential) leaves the process. The request goes to a URL rebuilt fro
 parts, never to the string as received.
 
 Files land as ``<directory>/<accountId>/<recordingId>.<fileFormat>`` next to a JSON sidecar
-``<recordingId>.json``. Both are written to a temporary file, fsynced and renamed into place, the
-sidecar last: a sidecar whose byte count matches the media file is what "done" means, so a crash
-between the two renames only costs a repeated download.
+``<recordingId>.<fileFormat>.json``. Both are written to a temporary file, fsynced and renamed
+into place, the sidecar last: a sidecar whose byte count matches the media file is what "done"
+means, so a crash between the two renames only costs a repeated download.
 """
 
 from __future__ import annotations
@@ -135,7 +135,9 @@ class DownloadHandler:
         if not _FILE_FORMAT.fullmatch(file_format):
             raise PermanentFailure("fileFormat is not a plain lowercase word")
         folder = self._directory / account
-        return folder / f"{recording}.{file_format}", folder / f"{recording}.json"
+        media = folder / f"{recording}.{file_format}"
+        # `<file>.json`, not `<recording>.json`: a fileFormat of "json" must not clobber it.
+        return media, media.with_name(media.name + ".json")
 
     async def _fetch(self, url: str, media: Path, ctx: Context) -> tuple[int, str, str | None]:
         try:

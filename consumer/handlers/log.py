@@ -10,7 +10,12 @@ if TYPE_CHECKING:
 
 
 class LogHandler:
-    """Writes the event's summary at info level; the default route's handler."""
+    """Writes the event at info level; ``ctx.log`` already carries its ids and status."""
 
     async def handle(self, event: RecordingEvent, ctx: Context) -> None:
-        ctx.log.info("recording event", **event.summary())
+        ctx.log.info(
+            "recording event",
+            fileFormat=event.file_format,
+            duration=str(event.duration) if event.duration is not None else None,
+            mediaUrl=event.media_url,
+        )
