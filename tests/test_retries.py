@@ -35,7 +35,7 @@ class Scripted:
     """
 
     failures: int
-    error: Callable[[], Exception] = lambda: RuntimeError("media server said no")
+    error: Callable[[], BaseException] = lambda: RuntimeError("media server said no")
     only: str | None = None
     attempts: dict[str, list[float]] = field(default_factory=dict)
     succeeded: list[str] = field(default_factory=list)
@@ -232,3 +232,23 @@ async def test_handler_timeout_counts_as_a_failure(
     headers = {name: raw.decode() for name, raw in dead.headers}
     assert headers["dlq.error.class"] == "TimeoutError"
     assert headers["dlq.attempts"] == "2"
+
+
+async def test_a_handler_raising_cancelled_error_is_retried_not_fatal(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """A stray CancelledError from a handler is a failed attempt; the worker keeps going."""
+    await create_topic(kafka_bootstrap, unique_name)
+    settings = settings_for(
+        kafka_bootstrap, unique_name, unique_name, **FAST_RETRIES, ENGINE__MAX_IN_FLIGHT="1"
+    )
+    await produce(
+        settings.kafka, unique_name, [recording_message("r-odd"), recording_message("r-next")]
+    )
+    odd = Scripted(failures=1, error=asyncio.CancelledError, only="r-odd")
+    await asyncio.wait_for(Worker(settings, {"log": odd}).run(until_idle=1.0), 60)
+
+    assert sorted(odd.succeeded) == ["r-next", "r-odd"]
+    assert len(odd.attempts["r-odd"]) == 2
+    committed, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    assert committed == end
