@@ -36,10 +36,8 @@ def settings_for(bootstrap: str, topic: str, group: str, **overrides: str) -> Se
     return load_settings(environ=env)
 
 
-async def committed_and_end(
-    bootstrap: str, topic: str, group: str
-) -> tuple[dict[int, int], dict[int, int]]:
-    """(committed offset, end offset) per partition for `group` on `topic`."""
+async def topic_partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
+    """The partitions of `topic`, in order; the topic must exist."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -48,6 +46,14 @@ async def committed_and_end(
         await admin.close()
     partitions = sorted(TopicPartition(topic, p["partition"]) for p in described["partitions"])
     assert partitions, f"topic {topic} has no partitions"
+    return partitions
+
+
+async def committed_and_end(
+    bootstrap: str, topic: str, group: str
+) -> tuple[dict[int, int], dict[int, int]]:
+    """(committed offset, end offset) per partition for `group` on `topic`."""
+    partitions = await topic_partitions(bootstrap, topic)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
     )
@@ -142,13 +148,7 @@ def handled_records(path: Path) -> list[tuple[int, int, str]]:
 
 async def read_topic(bootstrap: str, topic: str, seconds: float = 30.0) -> list[Any]:
     """Every record in `topic` now, in offset order per partition, read without a group."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+    partitions = await topic_partitions(bootstrap, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:

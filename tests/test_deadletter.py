@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -17,7 +16,7 @@ from consumer.engine import deadletter as dl
 from consumer.engine.deadletter import DeadLetterPublisher, Failure, dead_letter_headers
 from consumer.errors import DecodeError, PermanentFailure
 from consumer.handler import Record
-from tests.support import read_topic, wait_for
+from tests.support import read_topic, topic_partitions, wait_for
 
 FIRST = 1_795_000_000.25  # 2026-11-18T11:06:40.250Z
 LAST = 1_795_000_012.5
@@ -142,7 +141,7 @@ async def test_publish_creates_the_topic_and_the_dead_letter_round_trips(
         (dl.FIRST_FAILURE, b"2026-11-18T11:06:40.250Z"),
         (dl.LAST_FAILURE, b"2026-11-18T11:06:52.500Z"),
     ]
-    assert len(await _partitions(kafka_bootstrap, dlq_topic)) == 3
+    assert len(await topic_partitions(kafka_bootstrap, dlq_topic)) == 3
 
 
 async def test_publish_retries_until_the_topic_accepts_the_dead_letter(
@@ -195,13 +194,3 @@ async def test_ensure_topic_logs_and_returns_when_the_broker_is_unreachable(
     (entry,) = [e for e in logs if e["event"] == "cannot create dead-letter topic"]
     assert entry["log_level"] == "error"
     assert "KafkaConnectionError" in entry["error"]
-
-
-async def _partitions(bootstrap: str, topic: str) -> list[Any]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    return list(described["partitions"])
