@@ -6,10 +6,10 @@ import sys
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer.config import KafkaSettings
+from consumer.topics import create_topic
 
 PROGRESS_FROM = 10_000
 """Below this many messages a progress bar is noise."""
@@ -20,9 +20,7 @@ async def ensure_topic(settings: KafkaSettings, topic: str, partitions: int) -> 
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, partitions, replication_factor=1)])
-    except TopicAlreadyExistsError:
-        pass
+        await create_topic(admin, topic, partitions)
     finally:
         await admin.close()
 

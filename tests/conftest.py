@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import NoError, TopicAlreadyExistsError, for_code
+from aiokafka.admin import AIOKafkaAdminClient
+
+from consumer import topics
 
 
 @pytest.fixture
@@ -29,14 +30,7 @@ async def _create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        response = await admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1)]
-        )
-        # The admin client reports per-topic failures in the response instead of raising them.
-        for topic in response.to_object()["topic_errors"]:
-            error = for_code(topic["error_code"])
-            if error not in (NoError, TopicAlreadyExistsError):
-                raise error(f"creating topic {name}: {topic['error_message']}")
+        await topics.create_topic(admin, name, partitions)
         # Metadata is polled: the broker offers nothing to wait on until leaders are elected.
         async with asyncio.timeout(30):
             while True:

@@ -15,12 +15,12 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import NoError, TopicAlreadyExistsError, for_code
+from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer.config import DeadLetterSettings, Settings
 from consumer.errors import DecodeError
 from consumer.handler import Record
+from consumer.topics import create_topic
 
 PREFIX = "dlq."
 TOPIC = "dlq.topic"
@@ -159,17 +159,8 @@ class DeadLetterPublisher:
         try:
             await admin.start()
             partitions = await self._source_partitions(admin)
-            # -1 asks the broker for its default; aiokafka then insists on an assignment
-            # argument, and an empty one means "none".
-            topic = NewTopic(self.topic, partitions, -1, replica_assignments={})
-            response = await admin.create_topics([topic])
-            # The admin client reports per-topic failures in the response instead of raising.
-            for result in response.to_object()["topic_errors"]:
-                error = for_code(result["error_code"])
-                if error is NoError:
-                    self._log.info("dead-letter topic created", partitions=partitions)
-                elif error is not TopicAlreadyExistsError:
-                    raise error(result["error_message"])
+            if await create_topic(admin, self.topic, partitions):
+                self._log.info("dead-letter topic created", partitions=partitions)
         except Exception as exc:
             self._log.error("cannot create dead-letter topic", error=repr(exc))
         finally:

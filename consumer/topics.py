@@ -1,0 +1,27 @@
+"""Creating topics. aiokafka's admin client reports a topic's failure inside its response
+instead of raising it, so every caller needs the same unpacking."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka.admin import NewTopic
+from aiokafka.errors import NoError, TopicAlreadyExistsError, for_code
+
+
+async def create_topic(admin: Any, name: str, partitions: int = -1) -> bool:
+    """Create `name` unless it exists; True if this call created it.
+
+    -1 partitions, and always the replication factor, mean the broker's defaults, so a
+    production cluster's policy applies. Any other failure is raised as its Kafka error.
+    """
+    # With -1 replication aiokafka insists on an assignment argument; an empty one means none.
+    topic = NewTopic(name, partitions, -1, replica_assignments={})
+    response = await admin.create_topics([topic])
+    for result in response.to_object()["topic_errors"]:
+        error = for_code(result["error_code"])
+        if error is TopicAlreadyExistsError:
+            return False
+        if error is not NoError:
+            raise error(result["error_message"])
+    return True
