@@ -20,9 +20,13 @@ def _append(variable: str, ctx: Context, event: RecordingEvent) -> None:
 
 class AppendToFile:
     """Notes the start in $TEST_STARTED_FILE, sleeps $TEST_HANDLER_DELAY seconds, then appends
-    ``partition:offset:recordingId`` to $TEST_HANDLED_FILE."""
+    ``partition:offset:recordingId`` to $TEST_HANDLED_FILE ($TEST_CANCELLED_FILE if cancelled)."""
 
     async def handle(self, event: RecordingEvent, ctx: Context) -> None:
         _append("TEST_STARTED_FILE", ctx, event)
-        await asyncio.sleep(float(os.environ.get("TEST_HANDLER_DELAY", "0")))
+        try:
+            await asyncio.sleep(float(os.environ.get("TEST_HANDLER_DELAY", "0")))
+        except asyncio.CancelledError:
+            _append("TEST_CANCELLED_FILE", ctx, event)
+            raise
         _append("TEST_HANDLED_FILE", ctx, event)

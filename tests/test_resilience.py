@@ -219,3 +219,35 @@ async def test_stuck_handlers_are_cancelled_and_redelivered(
     restart = worker_process(kafka_bootstrap, unique_name, later, until_idle=1)
     assert await exit_status(restart, 90) == 0
     assert sorted(o for _, o in handled_lines(later)) == list(range(5))
+
+
+async def test_handler_outliving_the_rebalance_wait_is_cancelled(
+    kafka_bootstrap: str,
+    unique_name: str,
+    create_topic: Callable[..., Awaitable[None]],
+    tmp_path: Path,
+) -> None:
+    """When a second worker joins, a handler still running after the grace is cancelled at the
+    hand-over (not left running beside the partition's next owner); both stop cleanly."""
+    await create_topic(kafka_bootstrap, unique_name, partitions=2)
+    await produce(KafkaSettings(bootstrap_servers=kafka_bootstrap), unique_name, events(1, 1))
+    started, cancelled = tmp_path / "started", tmp_path / "cancelled"
+    knobs = {
+        **GROUP_TIMING,
+        "ENGINE__SHUTDOWN_GRACE": "1",
+        "TEST_HANDLER_DELAY": "600",
+        "TEST_STARTED_FILE": str(started),
+        "TEST_CANCELLED_FILE": str(cancelled),
+    }
+    first = worker_process(kafka_bootstrap, unique_name, tmp_path / "first", **knobs)
+    await wait_for(lambda: len(handled_lines(started)) == 1, 60, "the handler running")
+    joined = time.monotonic()
+    second = worker_process(kafka_bootstrap, unique_name, tmp_path / "second", **knobs)
+    await wait_for(lambda: len(handled_lines(cancelled)) >= 1, 60, "the handler cancelled")
+    assert time.monotonic() - joined < 30, "cancelled at the rebalance, not at some later stop"
+    for worker in (first, second):
+        worker.send_signal(signal.SIGTERM)
+    assert await exit_status(first) == 0
+    assert await exit_status(second) == 0
+    committed, _ = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    assert sum(committed.values()) == 0, "the unfinished message was not committed"

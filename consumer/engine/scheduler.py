@@ -32,6 +32,9 @@ class Scheduler:
         """Bumped when a partition is revoked, so its old jobs are recognised and ignored."""
         self._revoking: set[TopicPartition] = set()
         self._executing: Counter[TopicPartition] = Counter()
+        self._running: dict[Job, asyncio.Task[None]] = {}
+        self._abandoned: set[Job] = set()
+        """Jobs cancelled because their partition went to another worker."""
         self._progress = asyncio.Event()
         self._closing = False
         self._log = structlog.get_logger("consumer.scheduler")
@@ -52,20 +55,32 @@ class Scheduler:
     async def work(self, delivery: Delivery) -> None:
         """One of the `max_in_flight` tasks: run ready jobs until cancelled."""
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
         while True:
             job = await self._ready.get()
             tp = job.lane[0]
             if self._closing or tp in self._revoking or job.generation != self._generation[tp]:
                 continue
             self._executing[tp] += 1
+            self._running[job] = task
             try:
                 delay = await delivery.attempt(job)
+            except asyncio.CancelledError:
+                if job not in self._abandoned:
+                    raise
+                # Cancelled by a revocation: unless a shutdown asked too, this task serves on.
+                self._abandoned.discard(job)
+                if task.uncancel():
+                    raise
+                continue
             except Exception:
                 # A bug in the engine, not in a handler: keep the message (uncommitted) and
                 # try it again rather than lose it or take the worker down.
                 self._log.exception("engine error; retrying message", offset=job.record.offset)
                 delay = 1.0
             finally:
+                del self._running[job]
                 self._executing[tp] -= 1
                 self._progress.set()
             if delay is not None:
@@ -91,13 +106,25 @@ class Scheduler:
     ) -> bool:
         """Start nothing more for `partitions`, drop their retry waits, and wait for what runs.
 
-        False when `grace` ran out or `force` was set first.
+        When `grace` runs out or `force` is set first, the attempts still running are cancelled
+        (their messages go to the partition's next owner) and the result is False.
         """
         self._revoking |= set(partitions)
         self._cancel_timers(lambda job: job.lane[0] in partitions)
-        return await self._wait_until(
-            lambda: all(self._executing[tp] == 0 for tp in partitions), grace, force
-        )
+
+        def idle() -> bool:
+            return all(self._executing[tp] == 0 for tp in partitions)
+
+        if await self._wait_until(idle, grace, force):
+            return True
+        # Left running, a handler would hold its slot and could run at the same time as the
+        # next owner's, or as this worker's own if the partition comes back.
+        for job, task in self._running.items():
+            if job.lane[0] in partitions:
+                self._abandoned.add(job)
+                task.cancel()
+        await self._wait_until(idle, grace, asyncio.Event())
+        return False
 
     def forget(self, partitions: Collection[TopicPartition]) -> None:
         """Hand revoked partitions over: their unfinished work belongs to the next owner."""
