@@ -27,7 +27,7 @@ def test_drop_forgets_matching_lanes() -> None:
     lanes.push((0, "a"), 1)
     lanes.push((0, "a"), 2)
     lanes.push((1, "a"), 3)
-    assert lanes.drop(lambda key: key[0] == 0) == 2
+    assert lanes.drop(lambda key: key[0] == 0) == [1, 2]
     assert lanes.pop((0, "a")) is None
     assert lanes.pop((1, "a")) is None
 

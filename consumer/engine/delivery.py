@@ -55,6 +55,14 @@ class Job:
     last_failure: float | None = None
     started: float = field(default_factory=time.perf_counter)
 
+    def resume(self, earlier: Job) -> None:
+        """Carry on the retries of the same message, fetched again after a revocation."""
+        still = {name for name, _ in earlier.pending}
+        self.pending = [(name, handler) for name, handler in self.route if name in still]
+        self.attempts, self.failures = earlier.attempts, earlier.failures
+        self.given_up = earlier.given_up
+        self.first_failure, self.last_failure = earlier.first_failure, earlier.last_failure
+
 
 class Delivery:
     """Runs a job's handlers once per call; the engine schedules the retries it asks for."""

@@ -39,10 +39,10 @@ class Lanes(Generic[K, J]):
         del self._lanes[key]
         return None
 
-    def drop(self, which: Callable[[K], bool]) -> int:
-        """Forget every lane whose key matches; returns how many jobs were dropped."""
+    def drop(self, which: Callable[[K], bool]) -> list[J]:
+        """Forget every lane whose key matches; returns the jobs they held."""
         doomed = [key for key in self._lanes if which(key)]
-        return sum(len(self._lanes.pop(key)) for key in doomed)
+        return [job for key in doomed for job in self._lanes.pop(key)]
 
     def __len__(self) -> int:
         return len(self._lanes)

@@ -35,6 +35,9 @@ class Scheduler:
         self._running: dict[Job, asyncio.Task[None]] = {}
         self._abandoned: set[Job] = set()
         """Jobs cancelled because their partition went to another worker."""
+        self._carried: dict[tuple[TopicPartition, int], Job] = {}
+        """Retry progress of revoked messages, resumed if their partition comes back here:
+        otherwise every rebalance would restart a failing message's attempts."""
         self._progress = asyncio.Event()
         self._closing = False
         self._log = structlog.get_logger("consumer.scheduler")
@@ -44,6 +47,11 @@ class Scheduler:
 
     def submit(self, job: Job) -> None:
         """Queue a job whose offset was added; it runs once it heads its lane."""
+        earlier = (
+            self._carried.pop((job.lane[0], job.record.offset), None) if self._carried else None
+        )
+        if earlier is not None:
+            job.resume(earlier)
         if self._lanes.push(job.lane, job):
             self._ready.put(job)
 
@@ -131,8 +139,14 @@ class Scheduler:
         for tp in partitions:
             self._generation[tp] += 1
         self.offsets.forget(partitions)
-        self._lanes.drop(lambda lane: lane[0] in partitions)
+        for job in self._lanes.drop(lambda lane: lane[0] in partitions):
+            if job.attempts:
+                self._carried[(job.lane[0], job.record.offset)] = job
         self._revoking -= set(partitions)
+
+    def assigned(self, partitions: Collection[TopicPartition]) -> None:
+        """Drop the carried retry progress of partitions that went to another worker."""
+        self._carried = {key: job for key, job in self._carried.items() if key[0] in partitions}
 
     async def drain(self, grace: float, force: asyncio.Event) -> None:
         """Stop starting work; give running handlers `grace` seconds to finish."""

@@ -314,6 +314,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             worker._log.info("partitions revoked", partitions=_names(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._worker._scheduler.assigned(assigned)
         self._worker._last_activity = time.monotonic()
         self._worker._log.info("partitions assigned", partitions=_names(assigned))
 
