@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+import trustme
 from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer import topics
+from tests.tls_server import FakeBandwidth
 
 
 @pytest.fixture
@@ -53,3 +55,18 @@ def create_topic() -> Callable[..., Awaitable[None]]:
     A fixture rather than an import, so tests need not import conftest as a module.
     """
     return _create_topic
+
+
+@pytest.fixture
+def ca() -> trustme.CA:
+    """A throwaway certificate authority for the local HTTPS stand-in for Bandwidth."""
+    return trustme.CA()
+
+
+@pytest.fixture
+async def bandwidth(ca: trustme.CA) -> AsyncIterator[FakeBandwidth]:
+    """A real local HTTPS server answering as Bandwidth's media and token endpoints."""
+    fake = FakeBandwidth(ca)
+    await fake.start()
+    yield fake
+    await fake.close()

@@ -31,19 +31,6 @@ AUDIO = b"RIFF" + bytes(range(256)) * 64
 
 
 @pytest.fixture
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-async def server(ca: trustme.CA) -> AsyncIterator[FakeBandwidth]:
-    fake = FakeBandwidth(ca)
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
 async def http(ca: trustme.CA) -> AsyncIterator[httpx.AsyncClient]:
     async with client_for(ca) as client:
         yield client
@@ -51,7 +38,7 @@ async def http(ca: trustme.CA) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def make_handler(
-    server: FakeBandwidth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bandwidth: FakeBandwidth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., DownloadHandler]:
     monkeypatch.setenv("BANDWIDTH_CLIENT_ID", CLIENT_ID)
     monkeypatch.setenv("BANDWIDTH_CLIENT_SECRET", CLIENT_SECRET)
@@ -59,8 +46,8 @@ def make_handler(
     def build(**options: Any) -> DownloadHandler:
         defaults: dict[str, Any] = {
             "directory": str(tmp_path / "recordings"),
-            "token_url": server.url(TOKEN_PATH),
-            "allowed_hosts": (server.host,),
+            "token_url": bandwidth.url(TOKEN_PATH),
+            "allowed_hosts": (bandwidth.host,),
             "timeout": 5.0,
         }
         return DownloadHandler(DownloadOptions(**(defaults | options)))
@@ -69,13 +56,13 @@ def make_handler(
 
 
 def served(
-    server: FakeBandwidth, maker: Callable[..., RecordingEvent] = make_event, **kw: Any
+    bandwidth: FakeBandwidth, maker: Callable[..., RecordingEvent] = make_event, **kw: Any
 ) -> RecordingEvent:
-    """An event whose mediaUrl points at `server`, which holds its audio."""
+    """An event whose mediaUrl points at `bandwidth`, which holds its audio."""
     event = maker(**kw)
     path = media_path(event)
-    server.media[path] = AUDIO
-    return maker(**kw, media_url=server.url(path))
+    bandwidth.media[path] = AUDIO
+    return maker(**kw, media_url=bandwidth.url(path))
 
 
 def files(root: Path) -> list[str]:
@@ -83,13 +70,13 @@ def files(root: Path) -> list[str]:
 
 
 async def test_a_json_file_format_does_not_clobber_the_sidecar(
-    server: FakeBandwidth,
+    bandwidth: FakeBandwidth,
     http: httpx.AsyncClient,
     make_handler: Callable[..., DownloadHandler],
     tmp_path: Path,
 ) -> None:
     """fileFormat "json" keeps media and sidecar apart, and a redelivery downloads nothing."""
-    event = served(server, file_format="json")
+    event = served(bandwidth, file_format="json")
     handler = make_handler()
     assert (await run_handler(handler, event, http=http)).error is None
     again = await run_handler(handler, event, http=http)
@@ -97,17 +84,17 @@ async def test_a_json_file_format_does_not_clobber_the_sidecar(
     root = tmp_path / "recordings" / "9900000"
     assert (root / f"{event.recording_id}.json").read_bytes() == AUDIO
     assert json.loads((root / f"{event.recording_id}.json.json").read_text())["download"]
-    assert len(server.media_requests) == 1
+    assert len(bandwidth.media_requests) == 1
 
 
 async def test_downloads_file_and_sidecar(
-    server: FakeBandwidth,
+    bandwidth: FakeBandwidth,
     http: httpx.AsyncClient,
     make_handler: Callable[..., DownloadHandler],
     tmp_path: Path,
 ) -> None:
     """A complete event leaves the media and a sidecar; the media request carries a bearer token."""
-    event = served(server)
+    event = served(bandwidth)
     run = await run_handler(make_handler(), event, http=http)
     assert run.error is None
     root = tmp_path / "recordings"
@@ -120,69 +107,69 @@ async def test_downloads_file_and_sidecar(
     assert sidecar["event"]["recordingId"] == event.recording_id
     assert sidecar["download"]["bytes"] == len(AUDIO)
     assert sidecar["download"]["contentType"] == "audio/vnd.wave"
-    (media,) = server.media_requests
+    (media,) = bandwidth.media_requests
     assert media.headers["authorization"] == "Bearer token-1"
-    assert server.token_requests[0].body == b"grant_type=client_credentials"
+    assert bandwidth.token_requests[0].body == b"grant_type=client_credentials"
     assert "recording downloaded" in run.messages
 
 
 async def test_downloads_conference_recording(
-    server: FakeBandwidth,
+    bandwidth: FakeBandwidth,
     http: httpx.AsyncClient,
     make_handler: Callable[..., DownloadHandler],
     tmp_path: Path,
 ) -> None:
     """A conference recording is fetched from its conference media path."""
-    event = served(server, make_conference_event, file_format="mp3")
+    event = served(bandwidth, make_conference_event, file_format="mp3")
     run = await run_handler(make_handler(), event, http=http)
     assert run.error is None
-    assert server.media_requests[0].path.startswith("/api/v2/accounts/9900000/conferences/conf-")
+    assert bandwidth.media_requests[0].path.startswith("/api/v2/accounts/9900000/conferences/conf-")
     assert (tmp_path / "recordings" / "9900000" / f"{event.recording_id}.mp3").exists()
 
 
 async def test_one_token_request_for_many_concurrent_downloads(
-    server: FakeBandwidth, http: httpx.AsyncClient, make_handler: Callable[..., DownloadHandler]
+    bandwidth: FakeBandwidth, http: httpx.AsyncClient, make_handler: Callable[..., DownloadHandler]
 ) -> None:
     """Concurrent downloads share one token request, and the cached token serves later ones."""
-    events = [served(server, recording_id=f"r-{n}") for n in range(8)]
+    events = [served(bandwidth, recording_id=f"r-{n}") for n in range(8)]
     async with running(make_handler()) as handler:
         runs = await asyncio.gather(
             *(run_handler(handler, e, http=http, lifecycle=False) for e in events[:6])
         )
         runs += [await run_handler(handler, e, http=http, lifecycle=False) for e in events[6:]]
     assert [run.error for run in runs] == [None] * 8
-    assert len(server.token_requests) == 1
-    assert len(server.media_requests) == 8
+    assert len(bandwidth.token_requests) == 1
+    assert len(bandwidth.media_requests) == 8
 
 
 async def test_token_near_expiry_is_replaced(
-    server: FakeBandwidth, http: httpx.AsyncClient, make_handler: Callable[..., DownloadHandler]
+    bandwidth: FakeBandwidth, http: httpx.AsyncClient, make_handler: Callable[..., DownloadHandler]
 ) -> None:
     """A token within 60 s of expiring is not used: each download here gets a fresh one."""
-    server.token_lifetime = 60
+    bandwidth.token_lifetime = 60
     async with running(make_handler()) as handler:
         for n in range(2):
-            event = served(server, recording_id=f"r-{n}")
+            event = served(bandwidth, recording_id=f"r-{n}")
             run = await run_handler(handler, event, http=http, lifecycle=False)
             assert run.error is None
-    assert len(server.token_requests) == 2
+    assert len(bandwidth.token_requests) == 2
 
 
 async def test_token_is_refreshed_after_a_401(
-    server: FakeBandwidth, http: httpx.AsyncClient, make_handler: Callable[..., DownloadHandler]
+    bandwidth: FakeBandwidth, http: httpx.AsyncClient, make_handler: Callable[..., DownloadHandler]
 ) -> None:
     """A refused token is replaced and the download retried within the same attempt."""
     async with running(make_handler()) as handler:
         first = await run_handler(
-            handler, served(server, recording_id="r-1"), http=http, lifecycle=False
+            handler, served(bandwidth, recording_id="r-1"), http=http, lifecycle=False
         )
-        server.revoke_tokens()
+        bandwidth.revoke_tokens()
         second = await run_handler(
-            handler, served(server, recording_id="r-2"), http=http, lifecycle=False
+            handler, served(bandwidth, recording_id="r-2"), http=http, lifecycle=False
         )
     assert (first.error, second.error) == (None, None)
-    assert len(server.token_requests) == 2
-    assert [r.headers["authorization"] for r in server.media_requests] == [
+    assert len(bandwidth.token_requests) == 2
+    assert [r.headers["authorization"] for r in bandwidth.media_requests] == [
         "Bearer token-1",
         "Bearer token-1",
         "Bearer token-2",
@@ -190,41 +177,41 @@ async def test_token_is_refreshed_after_a_401(
 
 
 async def test_second_401_retries_later_without_leaking_secrets(
-    server: FakeBandwidth, http: httpx.AsyncClient, make_handler: Callable[..., DownloadHandler]
+    bandwidth: FakeBandwidth, http: httpx.AsyncClient, make_handler: Callable[..., DownloadHandler]
 ) -> None:
     """Two 401s in a row ask for a retry; no credential appears in the error or the logs."""
-    server.script += [Reply(401), Reply(401)]
-    run = await run_handler(make_handler(), served(server), http=http)
+    bandwidth.script += [Reply(401), Reply(401)]
+    run = await run_handler(make_handler(), served(bandwidth), http=http)
     assert isinstance(run.error, RetryLater)
-    assert len(server.media_requests) == 2
+    assert len(bandwidth.media_requests) == 2
     text = repr(run.error) + str(run.error) + repr(run.logs)
     for secret in (CLIENT_ID, CLIENT_SECRET, "token-1", "token-2"):
         assert secret not in text
 
 
 async def test_429_retries_after_the_servers_delay(
-    server: FakeBandwidth,
+    bandwidth: FakeBandwidth,
     http: httpx.AsyncClient,
     make_handler: Callable[..., DownloadHandler],
     tmp_path: Path,
 ) -> None:
     """429 with Retry-After becomes RetryLater with that many seconds, and leaves no file."""
-    server.script.append(Reply(429, headers={"Retry-After": "7"}))
-    run = await run_handler(make_handler(), served(server), http=http)
+    bandwidth.script.append(Reply(429, headers={"Retry-After": "7"}))
+    run = await run_handler(make_handler(), served(bandwidth), http=http)
     assert isinstance(run.error, RetryLater)
     assert run.error.delay == 7.0
     assert files(tmp_path / "recordings") == []
 
 
 async def test_500_then_success_across_two_attempts(
-    server: FakeBandwidth,
+    bandwidth: FakeBandwidth,
     http: httpx.AsyncClient,
     make_handler: Callable[..., DownloadHandler],
     tmp_path: Path,
 ) -> None:
     """A 500 asks for a retry without a delay; the next attempt downloads the recording."""
-    server.script.append(Reply(500))
-    event = served(server)
+    bandwidth.script.append(Reply(500))
+    event = served(bandwidth)
     async with running(make_handler()) as handler:
         first = await run_handler(handler, event, http=http, lifecycle=False)
         second = await run_handler(handler, event, http=http, attempt=2, lifecycle=False)
@@ -236,43 +223,43 @@ async def test_500_then_success_across_two_attempts(
 
 @pytest.mark.parametrize("status", [403, 404, 410])
 async def test_refusals_are_permanent(
-    server: FakeBandwidth,
+    bandwidth: FakeBandwidth,
     http: httpx.AsyncClient,
     make_handler: Callable[..., DownloadHandler],
     status: int,
 ) -> None:
     """403, 404 and other client errors are not retried."""
-    server.script.append(Reply(status))
-    run = await run_handler(make_handler(), served(server), http=http)
+    bandwidth.script.append(Reply(status))
+    run = await run_handler(make_handler(), served(bandwidth), http=http)
     assert isinstance(run.error, PermanentFailure)
     assert str(status) in str(run.error)
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["declared", "streamed"])
 async def test_oversize_is_permanent_and_leaves_nothing(
-    server: FakeBandwidth,
+    bandwidth: FakeBandwidth,
     http: httpx.AsyncClient,
     make_handler: Callable[..., DownloadHandler],
     tmp_path: Path,
     chunked: bool,
 ) -> None:
     """A body over max_bytes, declared or only counted while streaming, fails and is cleaned up."""
-    server.script.append(Reply(200, bytes(3 << 20), chunked=chunked))
-    run = await run_handler(make_handler(max_bytes=2 << 20), served(server), http=http)
+    bandwidth.script.append(Reply(200, bytes(3 << 20), chunked=chunked))
+    run = await run_handler(make_handler(max_bytes=2 << 20), served(bandwidth), http=http)
     assert isinstance(run.error, PermanentFailure)
     assert "max_bytes" in str(run.error)
     assert files(tmp_path / "recordings") == []
 
 
 async def test_slow_server_times_out_and_retries_later(
-    server: FakeBandwidth,
+    bandwidth: FakeBandwidth,
     http: httpx.AsyncClient,
     make_handler: Callable[..., DownloadHandler],
     tmp_path: Path,
 ) -> None:
     """A server slower than `timeout` makes the attempt fail as retryable, leaving no file."""
-    server.script.append(Reply(200, AUDIO, delay=3))
-    run = await run_handler(make_handler(timeout=0.3), served(server), http=http)
+    bandwidth.script.append(Reply(200, AUDIO, delay=3))
+    run = await run_handler(make_handler(timeout=0.3), served(bandwidth), http=http)
     assert isinstance(run.error, RetryLater)
     assert "Timeout" in str(run.error)
     assert files(tmp_path / "recordings") == []
@@ -291,29 +278,29 @@ async def test_connection_refused_retries_later(
 
 
 async def test_second_delivery_makes_no_request(
-    server: FakeBandwidth, http: httpx.AsyncClient, make_handler: Callable[..., DownloadHandler]
+    bandwidth: FakeBandwidth, http: httpx.AsyncClient, make_handler: Callable[..., DownloadHandler]
 ) -> None:
     """A recording already downloaded is not fetched again, and no token is asked for."""
-    event = served(server)
+    event = served(bandwidth)
     await run_handler(make_handler(), event, http=http)
-    before = len(server.requests)
+    before = len(bandwidth.requests)
     again = await run_handler(make_handler(), event, http=http)
     assert again.error is None
-    assert len(server.requests) == before
+    assert len(bandwidth.requests) == before
     assert "already downloaded" in again.messages
 
 
 async def test_complete_replaces_an_earlier_partial(
-    server: FakeBandwidth,
+    bandwidth: FakeBandwidth,
     http: httpx.AsyncClient,
     make_handler: Callable[..., DownloadHandler],
     tmp_path: Path,
 ) -> None:
     """A partial download does not count as done for the complete event that follows it."""
-    partial = served(server, status="partial")
+    partial = served(bandwidth, status="partial")
     await run_handler(make_handler(), partial, http=http)
-    server.script.append(Reply(200, b"complete audio"))
-    run = await run_handler(make_handler(), served(server, status="complete"), http=http)
+    bandwidth.script.append(Reply(200, b"complete audio"))
+    run = await run_handler(make_handler(), served(bandwidth, status="complete"), http=http)
     assert run.error is None
     folder = tmp_path / "recordings" / "9900000"
     assert (folder / f"{partial.recording_id}.wav").read_bytes() == b"complete audio"
@@ -323,17 +310,17 @@ async def test_complete_replaces_an_earlier_partial(
 
 
 async def test_event_without_media_url_is_skipped(
-    server: FakeBandwidth, http: httpx.AsyncClient, make_handler: Callable[..., DownloadHandler]
+    bandwidth: FakeBandwidth, http: httpx.AsyncClient, make_handler: Callable[..., DownloadHandler]
 ) -> None:
     """An error or deleted event has nothing to fetch: logged, no request, no failure."""
     run = await run_handler(make_handler(), make_event(status="error", media_url=None), http=http)
     assert run.error is None
     assert run.messages == ["no mediaUrl, nothing to download"]
-    assert server.requests == []
+    assert bandwidth.requests == []
 
 
 async def test_legacy_basic_auth(
-    server: FakeBandwidth,
+    bandwidth: FakeBandwidth,
     http: httpx.AsyncClient,
     make_handler: Callable[..., DownloadHandler],
     monkeypatch: pytest.MonkeyPatch,
@@ -343,10 +330,10 @@ async def test_legacy_basic_auth(
     (tmp_path / "password").write_text(PASSWORD + "\n")
     monkeypatch.setenv("BANDWIDTH_USERNAME", USERNAME)
     handler = make_handler(auth="basic", password_file=str(tmp_path / "password"))
-    run = await run_handler(handler, served(server), http=http)
+    run = await run_handler(handler, served(bandwidth), http=http)
     assert run.error is None
-    assert server.token_requests == []
-    assert server.media_requests[0].headers["authorization"].startswith("Basic ")
+    assert bandwidth.token_requests == []
+    assert bandwidth.media_requests[0].headers["authorization"].startswith("Basic ")
 
 
 async def test_missing_credentials_fail_at_start(
@@ -388,7 +375,7 @@ REJECTED = {
 
 @pytest.mark.parametrize("make_url", REJECTED.values(), ids=REJECTED.keys())
 async def test_rejected_urls_make_no_request(
-    server: FakeBandwidth,
+    bandwidth: FakeBandwidth,
     http: httpx.AsyncClient,
     make_handler: Callable[..., DownloadHandler],
     make_url: Callable[[FakeBandwidth, str], str],
@@ -396,10 +383,10 @@ async def test_rejected_urls_make_no_request(
     """A mediaUrl that is not this event's media on an allowed https host is never contacted."""
     event = make_event()
     run = await run_handler(
-        make_handler(), make_event(media_url=make_url(server, media_path(event))), http=http
+        make_handler(), make_event(media_url=make_url(bandwidth, media_path(event))), http=http
     )
     assert isinstance(run.error, PermanentFailure)
-    assert (server.connections, server.requests) == (0, [])
+    assert (bandwidth.connections, bandwidth.requests) == (0, [])
 
 
 @pytest.mark.parametrize(
@@ -414,7 +401,7 @@ async def test_rejected_urls_make_no_request(
     ids=["dotdot", "traversal", "separator", "format", "newline"],
 )
 async def test_bad_identifiers_make_no_request(
-    server: FakeBandwidth,
+    bandwidth: FakeBandwidth,
     http: httpx.AsyncClient,
     make_handler: Callable[..., DownloadHandler],
     tmp_path: Path,
@@ -423,8 +410,8 @@ async def test_bad_identifiers_make_no_request(
     """Ids that could escape the directory fail permanently, whatever the URL says."""
     fields = {"account_id": "9900000", "call_id": "c-1", "recording_id": "r-1"} | overrides
     template = "/api/v2/accounts/{account_id}/calls/{call_id}/recordings/{recording_id}/media"
-    event = make_event(**fields, media_url=server.url(template.format_map(fields)))
+    event = make_event(**fields, media_url=bandwidth.url(template.format_map(fields)))
     run = await run_handler(make_handler(), event, http=http)
     assert isinstance(run.error, PermanentFailure)
-    assert (server.connections, server.requests) == (0, [])
+    assert (bandwidth.connections, bandwidth.requests) == (0, [])
     assert not (tmp_path / "recordings").exists()

@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,19 +115,6 @@ async def publish_events(
 async def all_committed(bootstrap: str, topic: str, group: str | None = None) -> None:
     committed, end = await committed_and_end(bootstrap, topic, group or topic)
     assert committed == end
-
-
-@pytest.fixture
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-async def bandwidth(ca: trustme.CA) -> AsyncIterator[FakeBandwidth]:
-    fake = FakeBandwidth(ca)
-    await fake.start()
-    yield fake
-    await fake.close()
 
 
 def served(server: FakeBandwidth, **fields: Any) -> RecordingEvent:

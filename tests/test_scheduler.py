@@ -39,8 +39,9 @@ def fetched(scheduler: Scheduler, offset: int) -> Job:
     return Job(record, b"{}", (TP, b"k"), scheduler.generation(TP), route=route, pending=[*route])
 
 
-async def test_retry_progress_survives_revoke_and_reassignment_to_the_same_worker() -> None:
-    """A message revoked mid-retries and fetched again here resumes at its next attempt."""
+async def revoke_midway(*assignments: list[TopicPartition]) -> tuple[list[int], Scheduler]:
+    """Run one message, revoke its partition after the first attempt, go through the given
+    assignments, fetch it again and run it to the end; returns the attempt numbers seen."""
     finished = asyncio.Event()
     scheduler = Scheduler(on_finished=finished.set)
     delivery = ThreeAttempts()
@@ -51,34 +52,26 @@ async def test_retry_progress_survives_revoke_and_reassignment_to_the_same_worke
             await delivery.first.wait()
             assert await scheduler.quiesce([TP], 5, asyncio.Event())
         scheduler.forget([TP])
-        scheduler.assigned([TP])
+        for assigned in assignments:
+            scheduler.assigned(assigned)
         scheduler.submit(fetched(scheduler, 0))
         async with asyncio.timeout(5):
             await finished.wait()
     finally:
         task.cancel()
-    assert delivery.attempts == [1, 2, 3]
+    return delivery.attempts, scheduler
+
+
+async def test_retry_progress_survives_revoke_and_reassignment_to_the_same_worker() -> None:
+    """A message revoked mid-retries and fetched again here resumes at its next attempt."""
+    attempts, scheduler = await revoke_midway([TP])
+    assert attempts == [1, 2, 3]
     assert scheduler.offsets.uncommitted() == {TP: 1}
 
 
 async def test_retry_progress_is_dropped_when_the_partition_goes_elsewhere() -> None:
-    """Assigned other partitions, the worker forgets the revoked message's attempts."""
-    finished = asyncio.Event()
-    scheduler = Scheduler(on_finished=finished.set)
-    delivery = ThreeAttempts()
-    task = asyncio.create_task(scheduler.work(delivery))  # a stand-in for Delivery
-    try:
-        scheduler.submit(fetched(scheduler, 0))
-        async with asyncio.timeout(5):
-            await delivery.first.wait()
-            assert await scheduler.quiesce([TP], 5, asyncio.Event())
-        scheduler.forget([TP])
-        scheduler.assigned([TopicPartition("recordings", 1)])
-        scheduler.assigned([TP])  # back later: a fresh start, as on any other worker
-        scheduler.submit(fetched(scheduler, 0))
-        async with asyncio.timeout(5):
-            await finished.wait()
-    finally:
-        task.cancel()
-    assert delivery.attempts == [1, 1, 2, 3]
+    """Assigned other partitions, the worker forgets the revoked message's attempts; coming
+    back later, the message starts afresh, as on any other worker."""
+    attempts, scheduler = await revoke_midway([TopicPartition("recordings", 1)], [TP])
+    assert attempts == [1, 1, 2, 3]
     assert scheduler.offsets.uncommitted() == {TP: 1}
