@@ -216,10 +216,36 @@ class LocalBroker:
         log4j = self.state_dir / "log4j2.properties"
         log4j.write_text(LOG4J2)
         self.config_file.write_text(render_server_properties(self.port, free_port(), self.data_dir))
-        config = str(self.config_file)
-        java = [_java(), *JVM_FLAGS, f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{jars}/*"]
+        java = self._java_command(jars)
         cluster_id = _storage_tool(java, "random-uuid").split()[-1]
-        _storage_tool(java, "format", "-t", cluster_id, "-c", config)
+        _storage_tool(java, "format", "-t", cluster_id, "-c", str(self.config_file))
+        return self._launch(java, timeout)
+
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """End the broker process with `sig` and wait until it is gone; keep its data and port.
+
+        For failure drills: `restart()` brings the same broker (topics, offsets, port) back.
+        """
+        pid = self.recorded_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            if not self._wait_gone(pid, STOP_TIMEOUT):
+                raise BrokerError(f"broker pid {pid} did not exit after {sig.name}")
+        self._forget()
+
+    def restart(self, timeout: float = 90) -> str:
+        """Start the broker again on its existing storage and port after `kill()`."""
+        if self.port is None or not self.config_file.exists():
+            raise BrokerError("restart() needs a broker that was started and killed before")
+        return self._launch(self._java_command(ensure_jars()), timeout)
+
+    def _java_command(self, jars: Path) -> list[str]:
+        log4j = self.state_dir / "log4j2.properties"
+        return [_java(), *JVM_FLAGS, f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{jars}/*"]
+
+    def _launch(self, java: list[str], timeout: float) -> str:
+        config = str(self.config_file)
         started = time.monotonic()
         # Launched through sh so the broker is not our child: init reaps it, and no Popen object
         # outlives `up` (Python warns about those, an error under pytest's filterwarnings).

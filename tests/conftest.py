@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ import trustme
 from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer import topics
+from consumer.devkafka import LocalBroker, free_port
 from tests.tls_server import FakeBandwidth
 
 
@@ -70,3 +72,13 @@ async def bandwidth(ca: trustme.CA) -> AsyncIterator[FakeBandwidth]:
     await fake.start()
     yield fake
     await fake.close()
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    """A broker of this test's own, for drills that kill and restart it (`kill`, `restart`).
+
+    Its `start`/`restart` run their own event loop: call them via `asyncio.to_thread` in tests.
+    """
+    with LocalBroker(tmp_path / "kafka", port=free_port()) as broker:
+        yield broker

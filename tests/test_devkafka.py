@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer import devkafka
@@ -66,3 +67,49 @@ def test_server_properties_use_given_ports(tmp_path: Path) -> None:
     assert "advertised.listeners=PLAINTEXT://127.0.0.1:19092" in lines
     assert "controller.quorum.voters=1@127.0.0.1:19093" in lines
     assert f"log.dirs={tmp_path / 'data'}" in lines
+
+
+async def test_killed_broker_restarts_with_its_topics_and_offsets(
+    private_broker: devkafka.LocalBroker,
+    unique_name: str,
+    create_topic: Callable[..., Awaitable[None]],
+) -> None:
+    """After kill() and restart(), the same address serves the topic and the committed offset."""
+    bootstrap = private_broker.bootstrap
+    await create_topic(bootstrap, unique_name)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(unique_name, b"kept")
+    finally:
+        await producer.stop()
+    tp = TopicPartition(unique_name, 0)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=unique_name, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.commit({tp: 1})
+    finally:
+        await consumer.stop()
+
+    await asyncio.to_thread(private_broker.kill)
+    assert private_broker.recorded_pid() is None
+    assert await asyncio.to_thread(private_broker.restart) == bootstrap
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=unique_name,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        assert await consumer.committed(tp) == 1
+        await consumer.seek_to_beginning(tp)
+        record = await asyncio.wait_for(consumer.getone(), 30)
+    finally:
+        await consumer.stop()
+    assert record.value == b"kept"
