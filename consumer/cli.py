@@ -80,12 +80,17 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--limit", type=int, help="at most this many")
     show.set_defaults(command=_dlq_show)
     replay = dlq_sub.add_parser(
-        "replay", parents=[common], help="republish dead letters to their original topic"
+        "replay", parents=[common], help="republish dead letters to the worker's topic"
     )
     replay.add_argument("--error-class", help="only dead letters with this error class")
     replay.add_argument("--handler", help="only dead letters of this handler")
     replay.add_argument("--recording-id", help="only dead letters of this recording")
     replay.add_argument("--dry-run", action="store_true", help="print, publish nothing")
+    replay.add_argument(
+        "--to",
+        metavar="TOPIC",
+        help="topic to republish to (default: kafka.topic; never a dead letter's own header)",
+    )
     replay.add_argument(
         "--group",
         help="consumer group that remembers replay progress (default: <group_id>.dlq-replay)",
@@ -170,6 +175,7 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
             settings.kafka,
             dead_letter_topic(settings),
             args.group or f"{settings.kafka.group_id}.dlq-replay",
+            to=args.to or settings.kafka.topic,
             error_class=args.error_class,
             handler=args.handler,
             recording_id=args.recording_id,

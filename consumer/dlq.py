@@ -62,13 +62,18 @@ async def replay(
     dlq_topic: str,
     group: str,
     *,
+    to: str,
     error_class: str | None,
     handler: str | None,
     recording_id: str | None,
     dry_run: bool,
     out: TextIO,
 ) -> int:
-    """Republish the dead letters matching every given filter to their original topics.
+    """Republish the dead letters matching every given filter to the topic `to`.
+
+    `to` comes from the operator (the worker's source topic unless ``--to`` names another),
+    never from a dead letter's own ``dlq.topic`` header: anyone who can write to the dead-letter
+    topic can forge that one. Kafka's internal topics (``__*``) are refused.
 
     Progress is committed under `group` once a batch is acknowledged, so a replay resumes where
     the last one stopped and never republishes twice (a crash between the broker's ack and the
@@ -85,6 +90,8 @@ async def replay(
             return False
         return recording_id is None or recording_id_of(value) == recording_id
 
+    if to.startswith("__"):
+        raise ConsumerError(f"refusing to replay to {to!r}: it is an internal Kafka topic")
     producer = None
     if not dry_run:
         producer = AIOKafkaProducer(
@@ -101,12 +108,9 @@ async def replay(
                     fields = dlq_fields(message.headers)
                     if not matches(fields, message.value):
                         continue
-                    destination = fields.get(dl.TOPIC)
                     where = _where(message)
-                    if destination is None:
-                        out.write(f"skipped {where}: no {dl.TOPIC} header\n")
-                    elif producer is None:
-                        out.write(f"would replay {where} to {destination}\n")
+                    if producer is None:
+                        out.write(f"would replay {where} to {to}\n")
                         replayed += 1
                     else:
                         headers = [
@@ -114,9 +118,9 @@ async def replay(
                         ]
                         headers.append((dl.REPLAYED_FROM, where.encode()))
                         future = await producer.send(
-                            destination, message.value, key=message.key, headers=headers
+                            to, message.value, key=message.key, headers=headers
                         )
-                        sent.append((future, f"replayed {where} to {destination}\n"))
+                        sent.append((future, f"replayed {where} to {to}\n"))
                 for future, line in sent:
                     await future
                     out.write(line)
