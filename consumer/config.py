@@ -46,8 +46,8 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Seconds running handlers get to finish after SIGTERM before they are cancelled; also
     how long a rebalance waits for a revoked partition's running handlers."""
     dedupe_window: int = 10_000
-    """Recent (recordingId, eventType, status) handled successfully, to drop Bandwidth's repeats;
-    0 turns duplicate suppression off."""
+    """Recent events handled successfully, remembered by their exact bytes, to drop Bandwidth's
+    repeats (counted as the ``duplicate`` outcome); 0 turns duplicate suppression off."""
     fetch_max_records: int = 500
     commit_interval: float = 1.0
     """Seconds between periodic commits."""

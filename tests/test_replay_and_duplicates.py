@@ -20,6 +20,7 @@ from consumer.errors import PermanentFailure
 from consumer.events import RecordingEvent
 from consumer.handler import Context
 from consumer.produce import produce
+from consumer.samples import recording_event
 from tests.support import (
     REPO,
     committed_and_end,
@@ -193,3 +194,28 @@ async def test_forged_dlq_headers_are_stripped_before_dead_lettering(
     assert dl.ERROR_PATH not in dlq_fields(failed.headers)
     assert dl.HANDLER not in dlq_fields(undecoded.headers)
     assert dlq_fields(undecoded.headers)[dl.ERROR_PATH] == "$.channels"
+
+
+async def test_forged_event_without_media_url_does_not_cancel_the_genuine_one(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """A look-alike with no mediaUrl first: the genuine event still runs; its repeat is counted."""
+    await create_topic(kafka_bootstrap, unique_name)
+    settings = settings_for(kafka_bootstrap, unique_name, unique_name)
+    key, genuine = recording_message("r-1")
+    forged = msgspec.json.encode(recording_event("r-1", "c-r-1", "complete") | {"mediaUrl": None})
+    await produce(settings.kafka, unique_name, [(key, forged), (key, genuine), (key, genuine)])
+    seen: list[str | None] = []
+
+    class Download:
+        async def handle(self, event: RecordingEvent, ctx: Context) -> None:
+            seen.append(event.media_url)
+
+    worker = Worker(settings, {"log": Download()})
+    await asyncio.wait_for(worker.run(until_idle=1.0), 60)
+
+    assert seen[0] is None
+    assert seen[1:] == [msgspec.json.decode(genuine)["mediaUrl"]], "genuine event dropped"
+    assert (worker.tally.outcomes["handled"], worker.tally.outcomes["duplicate"]) == (2, 1)
+    committed, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    assert committed == end == {0: 3}
