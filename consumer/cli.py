@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from consumer.config import Settings, load_settings
+from consumer.config import DEFAULT_CONFIG, Settings, load_settings, settings_file
 from consumer.errors import ConfigError, ConsumerError
 
 if TYPE_CHECKING:
@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recording-consumer", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--config", type=Path, help="settings file (default: config/consumer.toml if present)"
+        "--config",
+        type=Path,
+        help="settings file (default: config/consumer.toml in the working directory, if present)",
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -132,7 +134,24 @@ def _print_summary(worker: Worker) -> None:
 
 def _check_config(args: argparse.Namespace, settings: Settings) -> int:
     print(msgspec.json.format(msgspec.json.encode(settings), indent=2).decode())
+    print(_settings_source(args.config), file=sys.stderr)
     return 0
+
+
+def _settings_source(config: Path | None) -> str:
+    """Where the settings came from, naming a default file read from the working directory."""
+    source = settings_file(config)
+    if config is not None:
+        return f"settings file: {config} (--config)"
+    if source is None:
+        return (
+            f"settings file: none (no --config, and no {DEFAULT_CONFIG} in the working "
+            "directory): built-in defaults and the environment"
+        )
+    return (
+        f"settings file: {source.resolve()} (no --config given, so the working directory's "
+        f"{DEFAULT_CONFIG} was read: it is trusted like code; pass --config to choose)"
+    )
 
 
 def _inspect(args: argparse.Namespace, settings: Settings) -> int:
