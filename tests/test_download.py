@@ -14,6 +14,7 @@ import trustme
 
 from consumer.errors import ConfigError, PermanentFailure, PluginError, RetryLater
 from consumer.events import RecordingEvent
+from consumer.handlers.bandwidth_auth import token_ttl
 from consumer.handlers.download import DownloadHandler, DownloadOptions, media_path
 from consumer.testing import make_conference_event, make_event, run_handler, running
 from tests.tls_server import (
@@ -142,17 +143,27 @@ async def test_one_token_request_for_many_concurrent_downloads(
     assert len(bandwidth.media_requests) == 8
 
 
-async def test_token_near_expiry_is_replaced(
-    bandwidth: FakeBandwidth, http: httpx.AsyncClient, make_handler: Callable[..., DownloadHandler]
+@pytest.mark.parametrize(("lifetime", "tokens"), [(60, 1), (0, 3)])
+async def test_short_lived_tokens_serve_half_their_lifetime(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    lifetime: int,
+    tokens: int,
 ) -> None:
-    """A token within 60 s of expiring is not used: each download here gets a fresh one."""
-    bandwidth.token_lifetime = 60
+    """A 60 s token is reused (not refetched per request); one that has expired is replaced."""
+    bandwidth.token_lifetime = lifetime
     async with running(make_handler()) as handler:
-        for n in range(2):
+        for n in range(3):
             event = served(bandwidth, recording_id=f"r-{n}")
             run = await run_handler(handler, event, http=http, lifecycle=False)
             assert run.error is None
-    assert len(bandwidth.token_requests) == 2
+    assert len(bandwidth.token_requests) == tokens
+
+
+def test_token_ttl_keeps_the_margin_for_long_lived_tokens() -> None:
+    """An hour's token is renewed 60 s early; a 60 s one after 30 s; a 100 s one after 50 s."""
+    assert [token_ttl(t) for t in (3600, 60, 100, 0)] == [3540, 30, 50, 0]
 
 
 async def test_token_is_refreshed_after_a_401(
