@@ -133,7 +133,11 @@ def _print_summary(worker: Worker) -> None:
 
 
 def _check_config(args: argparse.Namespace, settings: Settings) -> int:
-    print(msgspec.json.format(msgspec.json.encode(settings), indent=2).decode())
+    from consumer.plugins import masked_options
+
+    handlers = masked_options(settings.handlers, settings.plugins)
+    shown = msgspec.structs.replace(settings, handlers=handlers)
+    print(msgspec.json.format(msgspec.json.encode(shown), indent=2).decode())
     print(_settings_source(args.config), file=sys.stderr)
     return 0
 

@@ -11,6 +11,7 @@ import msgspec
 from consumer.config import PluginSettings, validation_key
 from consumer.errors import PluginError
 from consumer.handler import Handler
+from consumer.secret import decode_secret, masked
 
 ENTRY_POINT_GROUP = "recording_consumer.handlers"
 
@@ -101,7 +102,9 @@ def _construct(name: str, factory: Any, raw_options: Mapping[str, Any]) -> Handl
         handler = factory()
     else:
         try:
-            options = msgspec.convert(raw_options, options_type, strict=True)
+            options = msgspec.convert(
+                raw_options, options_type, strict=True, dec_hook=decode_secret
+            )
         except msgspec.ValidationError as exc:
             key, reason = validation_key(exc)
             where = ".".join(part for part in ("handlers", name, key) if part)
@@ -110,6 +113,25 @@ def _construct(name: str, factory: Any, raw_options: Mapping[str, Any]) -> Handl
     if not isinstance(handler, Handler):
         raise PluginError(f"handler {name!r} has no async handle(event, ctx) method")
     return handler
+
+
+def masked_options(
+    options: Mapping[str, Mapping[str, Any]], settings: PluginSettings
+) -> dict[str, dict[str, Any]]:
+    """Handler options as written, each `Secret` option's value shown as ``***``.
+
+    A handler that cannot be found or loaded has all its values masked: nothing says which
+    of them are secret.
+    """
+    available = discover(settings)
+    shown: dict[str, dict[str, Any]] = {}
+    for name, raw in options.items():
+        try:
+            options_type = getattr(available[name].load(), "Options", None) if raw else None
+        except (KeyError, ImportError, AttributeError):
+            options_type = None
+        shown[name] = masked(options_type, raw) if raw else {}
+    return shown
 
 
 def _origin(ep: EntryPoint) -> str:

@@ -35,9 +35,9 @@ from consumer.handlers.bandwidth_auth import (
     Authenticator,
     BasicAuth,
     OAuth2ClientCredentials,
-    read_secret,
 )
 from consumer.handlers.files import Folder, remove_stale_parts
+from consumer.secret import read_secret
 
 if TYPE_CHECKING:
     from consumer.handler import Context
