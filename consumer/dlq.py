@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from consumer.config import KafkaSettings
 from consumer.engine import deadletter as dl
 from consumer.errors import ConsumerError
+from consumer.printable import escape_controls
 
 FETCH_TIMEOUT_MS = 1_000
 
@@ -141,7 +142,8 @@ def _describe(message: Any) -> str:
     fields = dlq_fields(message.headers)
     source = "/".join(fields.get(k, "?") for k in (dl.TOPIC, dl.PARTITION, dl.OFFSET))
     error = msgspec.json.encode(fields.get(dl.ERROR_MESSAGE, "")).decode()
-    return " ".join(
+    # Headers and values are the producer's: escaped, they cannot drive the terminal.
+    line = " ".join(
         [
             f"{message.partition}/{message.offset}",
             f"from={source}",
@@ -154,6 +156,7 @@ def _describe(message: Any) -> str:
             f"last={fields.get(dl.LAST_FAILURE, '-')}",
         ]
     )
+    return escape_controls(line)
 
 
 class _Reader:

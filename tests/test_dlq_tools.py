@@ -237,3 +237,32 @@ async def test_replay_ignores_a_forged_destination_and_refuses_internal_topics(
     (message,) = await read_topic(kafka_bootstrap, unique_name)
     assert message.value == b'{"recordingId": "r-f"}'
     assert list(message.headers) == [(dl.REPLAYED_FROM, f"{dlq_topic}/0/0".encode())]
+
+
+async def test_show_escapes_control_characters_from_headers_and_values(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """Terminal escape sequences in a dead letter's headers or recordingId are printed escaped."""
+    dlq_topic = f"{unique_name}.dlq"
+    await create_topic(kafka_bootstrap, dlq_topic)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        headers = [
+            (dl.HANDLER, b"log\x1b[2J"),
+            (dl.ERROR_MESSAGE, "boom \x1b]0;title\x07 \x9b31m".encode()),
+            (dl.ERROR_PATH, "$.x\u202e".encode()),
+        ]
+        value = msgspec.json.encode({"recordingId": "r-\x1b[31m"})
+        await producer.send_and_wait(dlq_topic, value, headers=headers)
+    finally:
+        await producer.stop()
+    out = io.StringIO()
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, out), 60) == 1
+    (line,) = out.getvalue().splitlines()
+    for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert raw not in line, f"{raw!r} reached the terminal"
+    assert "recordingId=r-\\x1b[31m" in line
+    assert "handler=log\\x1b[2J" in line
+    assert "path=$.x\\u202e" in line
