@@ -128,7 +128,7 @@ def masked_options(
     for name, raw in options.items():
         try:
             options_type = getattr(available[name].load(), "Options", None) if raw else None
-        except (KeyError, ImportError, AttributeError):
+        except Exception:  # unknown or broken: nothing says which of its options are secret
             options_type = None
         shown[name] = masked(options_type, raw) if raw else {}
     return shown

@@ -51,11 +51,11 @@ class Secret:
 
 def decode_secret(type_: type, value: Any) -> Any:
     """msgspec ``dec_hook``: a settings string becomes a `Secret` where an option asks for one."""
-    if type_ is not Secret:
-        raise NotImplementedError(type_)
-    if not isinstance(value, str):
-        raise TypeError(f"Expected `str`, got `{type(value).__name__}`")
-    return Secret(value)
+    if type_ is Secret and isinstance(value, str):
+        return Secret(value)
+    # A TypeError becomes msgspec's ValidationError, naming the option, as without this hook.
+    expected = "str" if type_ is Secret else getattr(type_, "__name__", str(type_))
+    raise TypeError(f"Expected `{expected}`, got `{type(value).__name__}`")
 
 
 def masked(options_type: type | None, raw: Mapping[str, Any]) -> dict[str, Any]:
