@@ -158,6 +158,7 @@ class DownloadHandler:
             response = await self._send(url, ctx)
             try:
                 _check_status(response)
+                # `<recordingId>.<fileFormat>`, and a recordingId has no dots.
                 _check_content_type(response, media.rpartition(".")[2])
                 size, digest = await _save(response, folder, media, self._options.max_bytes)
             finally:
@@ -252,7 +253,10 @@ def _check_content_type(response: httpx.Response, file_format: str) -> None:
     given = response.headers.get("content-type", "")
     media_type = given.partition(";")[0].strip().lower()
     expected = CONTENT_TYPES.get(file_format)
-    if media_type in expected if expected else media_type.startswith("audio/"):
+    if expected is None:
+        if media_type.startswith("audio/"):
+            return
+    elif media_type in expected:
         return
     wanted = ", ".join(sorted(expected)) if expected else "audio/*"
     raise RetryLater(
