@@ -4,8 +4,12 @@
 #   docker run --rm -e KAFKA_BOOTSTRAP_SERVERS=broker:9092 recording-consumer
 # Settings come from /app/config/consumer.toml, overridden by KAFKA_BOOTSTRAP_SERVERS and
 # RECORDING_CONSUMER__<SECTION>__<KEY> variables (see consumer/config.py).
+# The download handler writes to /app/recordings (its default directory, "recordings", under
+# WORKDIR): a volume owned by the image's user, e.g. `docker run -v recordings:/app/recordings`.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# Pinned by digest (the multi-arch index), tag kept for readers and for updating the pin:
+#   docker buildx imagetools inspect python:3.11-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
@@ -13,15 +17,15 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies first, read from pyproject.toml itself, so this layer is rebuilt only when
-# pyproject.toml changes, not on every source edit.
+# Dependencies first, exactly as locked (versions and hashes: `make lock`), so this layer is
+# rebuilt only when the lock changes, not on every source edit.
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock
+# Then the package itself (non-editable, no dev extras), built with the locked setuptools rather
+# than whatever an isolated build would fetch.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
-# Then the package itself (non-editable, no dev extras; its dependencies are already there).
 COPY consumer ./consumer
-RUN pip install --no-deps . \
+RUN pip install --no-deps --no-build-isolation . \
     && recording-consumer --help > /dev/null
 
 FROM ${PYTHON_IMAGE}
@@ -34,6 +38,9 @@ RUN groupadd --system --gid 10001 app \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY config/ ./config/
+# Owned by the user the worker runs as: a new named volume copies this ownership.
+RUN install -d -o 10001 -g 10001 -m 0750 /app/recordings
+VOLUME ["/app/recordings"]
 USER 10001:10001
 # The worker drains in-flight handlers on SIGTERM for engine.shutdown_grace seconds: give it at
 # least that long before SIGKILL (docker stop -t, compose stop_grace_period, k8s grace period).

@@ -7,7 +7,7 @@ DEVKAFKA := $(BIN)/python -m consumer.devkafka
 # The example third-party handler plugin: installed so the tests can prove discovery end to end.
 EXAMPLE := examples/recording-consumer-audit
 
-.PHONY: install lint format test run demo kafka-up kafka-down clean
+.PHONY: install lint format test run demo kafka-up kafka-down clean lock
 
 install: $(BIN)/recording-consumer
 
@@ -30,6 +30,14 @@ format: install
 
 test: install
 	$(BIN)/pytest
+
+# The image installs from requirements.lock with --require-hashes: rerun after changing the
+# dependencies (or the build-system requirements, locked too for the image's offline build).
+lock: install
+	$(BIN)/pip install --quiet uv
+	$(BIN)/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']))" \
+	  | $(BIN)/uv pip compile pyproject.toml - --universal --python-version 3.11 --generate-hashes \
+	    --custom-compile-command 'make lock' --quiet -o requirements.lock
 
 kafka-up: install
 	$(DEVKAFKA) up

@@ -1,8 +1,8 @@
 """recording-consumer: Bandwidth recording events from Kafka, routed to handler plugins.
 
 What plugin authors use: the names exported here (also importable from `consumer.handler`,
-`consumer.events` and `consumer.errors`), and `consumer.testing` with its pytest fixtures.
-Everything else is private and may change.
+`consumer.events`, `consumer.errors` and `consumer.secret`), and `consumer.testing` with its
+pytest fixtures. Everything else is private and may change.
 """
 
 from consumer.errors import (
@@ -16,6 +16,7 @@ from consumer.errors import (
 )
 from consumer.events import ConferenceRecordingAvailable, RecordingAvailable, RecordingEvent
 from consumer.handler import Context, Handler, Publish, Record
+from consumer.secret import Secret
 
 __all__ = [
     "ConferenceRecordingAvailable",
@@ -32,4 +33,5 @@ __all__ = [
     "RecordingAvailable",
     "RecordingEvent",
     "RetryLater",
+    "Secret",
 ]

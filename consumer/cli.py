@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from consumer.config import Settings, load_settings
+from consumer.config import DEFAULT_CONFIG, Settings, load_settings, settings_file
 from consumer.errors import ConfigError, ConsumerError
 
 if TYPE_CHECKING:
@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recording-consumer", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--config", type=Path, help="settings file (default: config/consumer.toml if present)"
+        "--config",
+        type=Path,
+        help="settings file (default: config/consumer.toml in the working directory, if present)",
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -80,12 +82,17 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--limit", type=int, help="at most this many")
     show.set_defaults(command=_dlq_show)
     replay = dlq_sub.add_parser(
-        "replay", parents=[common], help="republish dead letters to their original topic"
+        "replay", parents=[common], help="republish dead letters to the worker's topic"
     )
     replay.add_argument("--error-class", help="only dead letters with this error class")
     replay.add_argument("--handler", help="only dead letters of this handler")
     replay.add_argument("--recording-id", help="only dead letters of this recording")
     replay.add_argument("--dry-run", action="store_true", help="print, publish nothing")
+    replay.add_argument(
+        "--to",
+        metavar="TOPIC",
+        help="topic to republish to (default: kafka.topic; never a dead letter's own header)",
+    )
     replay.add_argument(
         "--group",
         help="consumer group that remembers replay progress (default: <group_id>.dlq-replay)",
@@ -126,8 +133,29 @@ def _print_summary(worker: Worker) -> None:
 
 
 def _check_config(args: argparse.Namespace, settings: Settings) -> int:
-    print(msgspec.json.format(msgspec.json.encode(settings), indent=2).decode())
+    from consumer.plugins import masked_options
+
+    handlers = masked_options(settings.handlers, settings.plugins)
+    shown = msgspec.structs.replace(settings, handlers=handlers)
+    print(msgspec.json.format(msgspec.json.encode(shown), indent=2).decode())
+    print(_settings_source(args.config), file=sys.stderr)
     return 0
+
+
+def _settings_source(config: Path | None) -> str:
+    """Where the settings came from, naming a default file read from the working directory."""
+    source = settings_file(config)
+    if config is not None:
+        return f"settings file: {config} (--config)"
+    if source is None:
+        return (
+            f"settings file: none (no --config, and no {DEFAULT_CONFIG} in the working "
+            "directory): built-in defaults and the environment"
+        )
+    return (
+        f"settings file: {source.resolve()} (no --config given, so the working directory's "
+        f"{DEFAULT_CONFIG} was read: it is trusted like code; pass --config to choose)"
+    )
 
 
 def _inspect(args: argparse.Namespace, settings: Settings) -> int:
@@ -170,6 +198,7 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
             settings.kafka,
             dead_letter_topic(settings),
             args.group or f"{settings.kafka.group_id}.dlq-replay",
+            to=args.to or settings.kafka.topic,
             error_class=args.error_class,
             handler=args.handler,
             recording_id=args.recording_id,

@@ -46,8 +46,8 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Seconds running handlers get to finish after SIGTERM before they are cancelled; also
     how long a rebalance waits for a revoked partition's running handlers."""
     dedupe_window: int = 10_000
-    """Recent (recordingId, eventType, status) handled successfully, to drop Bandwidth's repeats;
-    0 turns duplicate suppression off."""
+    """Recent events handled successfully, remembered by their exact bytes, to drop Bandwidth's
+    repeats (counted as the ``duplicate`` outcome); 0 turns duplicate suppression off."""
     fetch_max_records: int = 500
     commit_interval: float = 1.0
     """Seconds between periodic commits."""
@@ -105,7 +105,8 @@ class EventSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 class PluginSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     allow: list[str] | None = None
-    """Installed (entry-point) handlers that may load, by name; unset lets every one load."""
+    """Handlers that may load, by name, installed (entry points) and `paths` alike; unset lets
+    every one load."""
     paths: dict[str, str] = msgspec.field(default_factory=dict)
     """Handler name to ``module:attribute``, for handlers that are not installed as packages."""
 
@@ -133,14 +134,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read `path` (or ``config/consumer.toml`` when it exists), apply the environment, validate."""
     raw: dict[str, Any] = {}
-    if path is not None or DEFAULT_CONFIG.exists():
-        raw = _read_toml(path or DEFAULT_CONFIG)
+    source = settings_file(path)
+    if source is not None:
+        raw = _read_toml(source)
     from_env = _apply_environment(raw, environ if environ is not None else {})
     try:
         _check_tables(raw)
         return msgspec.convert(raw, Settings, strict=True)
     except msgspec.ValidationError as exc:
         raise _config_error(exc, from_env) from None
+
+
+def settings_file(path: Path | None) -> Path | None:
+    """The file `load_settings` reads: `path`, else ``config/consumer.toml`` in the working
+    directory when `path` is None and that file exists, else none.
+
+    Settings name code to import (``[plugins] paths``), so that default trusts the working
+    directory: run the worker with ``--config`` anywhere you would not run its code.
+    """
+    if path is not None:
+        return path
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
 
 
 def _check_tables(raw: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from consumer.config import KafkaSettings
 from consumer.engine import deadletter as dl
 from consumer.errors import ConsumerError
+from consumer.printable import escape_controls
 
 FETCH_TIMEOUT_MS = 1_000
 
@@ -62,13 +63,18 @@ async def replay(
     dlq_topic: str,
     group: str,
     *,
+    to: str,
     error_class: str | None,
     handler: str | None,
     recording_id: str | None,
     dry_run: bool,
     out: TextIO,
 ) -> int:
-    """Republish the dead letters matching every given filter to their original topics.
+    """Republish the dead letters matching every given filter to the topic `to`.
+
+    `to` comes from the operator (the worker's source topic unless ``--to`` names another),
+    never from a dead letter's own ``dlq.topic`` header: anyone who can write to the dead-letter
+    topic can forge that one. Kafka's internal topics (``__*``) are refused.
 
     Progress is committed under `group` once a batch is acknowledged, so a replay resumes where
     the last one stopped and never republishes twice (a crash between the broker's ack and the
@@ -85,6 +91,8 @@ async def replay(
             return False
         return recording_id is None or recording_id_of(value) == recording_id
 
+    if to.startswith("__"):
+        raise ConsumerError(f"refusing to replay to {to!r}: it is an internal Kafka topic")
     producer = None
     if not dry_run:
         producer = AIOKafkaProducer(
@@ -101,12 +109,9 @@ async def replay(
                     fields = dlq_fields(message.headers)
                     if not matches(fields, message.value):
                         continue
-                    destination = fields.get(dl.TOPIC)
                     where = _where(message)
-                    if destination is None:
-                        out.write(f"skipped {where}: no {dl.TOPIC} header\n")
-                    elif producer is None:
-                        out.write(f"would replay {where} to {destination}\n")
+                    if producer is None:
+                        out.write(f"would replay {where} to {to}\n")
                         replayed += 1
                     else:
                         headers = [
@@ -114,9 +119,9 @@ async def replay(
                         ]
                         headers.append((dl.REPLAYED_FROM, where.encode()))
                         future = await producer.send(
-                            destination, message.value, key=message.key, headers=headers
+                            to, message.value, key=message.key, headers=headers
                         )
-                        sent.append((future, f"replayed {where} to {destination}\n"))
+                        sent.append((future, f"replayed {where} to {to}\n"))
                 for future, line in sent:
                     await future
                     out.write(line)
@@ -137,7 +142,8 @@ def _describe(message: Any) -> str:
     fields = dlq_fields(message.headers)
     source = "/".join(fields.get(k, "?") for k in (dl.TOPIC, dl.PARTITION, dl.OFFSET))
     error = msgspec.json.encode(fields.get(dl.ERROR_MESSAGE, "")).decode()
-    return " ".join(
+    # Headers and values are the producer's: escaped, they cannot drive the terminal.
+    line = " ".join(
         [
             f"{message.partition}/{message.offset}",
             f"from={source}",
@@ -150,6 +156,7 @@ def _describe(message: Any) -> str:
             f"last={fields.get(dl.LAST_FAILURE, '-')}",
         ]
     )
+    return escape_controls(line)
 
 
 class _Reader:

@@ -10,6 +10,7 @@ import msgspec
 import structlog
 
 from consumer.config import LoggingSettings
+from consumer.printable import escape_log_fields
 
 _encode = msgspec.json.Encoder(enc_hook=repr).encode
 
@@ -41,9 +42,12 @@ def configure_logging(settings: LoggingSettings) -> None:
         factory = structlog.BytesLoggerFactory()
     else:
         renderer = [
+            # Formatted here, not by the renderer, so its text is escaped like the fields.
+            structlog.processors.format_exc_info,
+            escape_log_fields,
             structlog.dev.ConsoleRenderer(
                 colors=tty, exception_formatter=structlog.dev.plain_traceback
-            )
+            ),
         ]
         factory = structlog.PrintLoggerFactory()
     structlog.configure(

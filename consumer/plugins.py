@@ -11,34 +11,37 @@ import msgspec
 from consumer.config import PluginSettings, validation_key
 from consumer.errors import PluginError
 from consumer.handler import Handler
+from consumer.secret import decode_secret, masked
 
 ENTRY_POINT_GROUP = "recording_consumer.handlers"
 
 
 def discover(settings: PluginSettings) -> dict[str, EntryPoint]:
-    """Every usable handler by name: allowed entry points plus ``module:attribute`` paths.
+    """Every usable handler by name: allowed entry points and allowed ``module:attribute`` paths.
 
     Two sources claiming one name is an error, so a plugin can never shadow another silently.
-    ``[plugins] allow`` limits installed handlers only: a ``paths`` entry is explicit already.
+    ``[plugins] allow``, when set, limits both: nothing outside it is ever imported.
     """
     installed = list(entry_points(group=ENTRY_POINT_GROUP))
     claims: dict[str, EntryPoint] = {}
     for ep in installed:
         if settings.allow is None or ep.name in settings.allow:
-            _claim(claims, ep, claims.get(ep.name))
+            _check_clash(ep, claims.get(ep.name))
+            claims[ep.name] = ep
     for name, value in settings.paths.items():
+        ep = EntryPoint(name, value, ENTRY_POINT_GROUP)
         # A path may not take an installed handler's name, even one the allow-list hides.
-        rival = next((other for other in installed if other.name == name), None)
-        _claim(claims, EntryPoint(name, value, ENTRY_POINT_GROUP), rival)
+        _check_clash(ep, next((other for other in installed if other.name == name), None))
+        if settings.allow is None or name in settings.allow:
+            claims[name] = ep
     return claims
 
 
-def _claim(claims: dict[str, EntryPoint], ep: EntryPoint, rival: EntryPoint | None) -> None:
+def _check_clash(ep: EntryPoint, rival: EntryPoint | None) -> None:
     if rival is not None and rival.value != ep.value:
         raise PluginError(
             f"handler name {ep.name!r} is claimed by both {_origin(rival)} and {_origin(ep)}"
         )
-    claims[ep.name] = ep
 
 
 def _unavailable(name: str, available: Mapping[str, EntryPoint], settings: PluginSettings) -> str:
@@ -49,6 +52,11 @@ def _unavailable(name: str, available: Mapping[str, EntryPoint], settings: Plugi
         return (
             f"handler {name!r} is installed ({_origin(blocked[0])}) but not in plugins.allow "
             f"{settings.allow}; available handlers: {known}"
+        )
+    if name in settings.paths:
+        return (
+            f"handler {name!r} is in plugins.paths ({settings.paths[name]}) but not in "
+            f"plugins.allow {settings.allow}; available handlers: {known}"
         )
     return f"unknown handler {name!r}; available handlers: {known}"
 
@@ -76,6 +84,12 @@ def build_handlers(
             raise PluginError(
                 f"handler {name!r} ({available[name].value}) cannot be loaded: {exc}"
             ) from exc
+        # Checked before the call: a path to any callable (`os:getpid`) must not run it.
+        if not (callable(factory) and callable(getattr(factory, "handle", None))):
+            raise PluginError(
+                f"handler {name!r} ({available[name].value}) is not a handler: "
+                "expected a class with an async handle(event, ctx) method"
+            )
         handlers[name] = _construct(name, factory, options.get(name, {}))
     return handlers
 
@@ -88,7 +102,9 @@ def _construct(name: str, factory: Any, raw_options: Mapping[str, Any]) -> Handl
         handler = factory()
     else:
         try:
-            options = msgspec.convert(raw_options, options_type, strict=True)
+            options = msgspec.convert(
+                raw_options, options_type, strict=True, dec_hook=decode_secret
+            )
         except msgspec.ValidationError as exc:
             key, reason = validation_key(exc)
             where = ".".join(part for part in ("handlers", name, key) if part)
@@ -97,6 +113,25 @@ def _construct(name: str, factory: Any, raw_options: Mapping[str, Any]) -> Handl
     if not isinstance(handler, Handler):
         raise PluginError(f"handler {name!r} has no async handle(event, ctx) method")
     return handler
+
+
+def masked_options(
+    options: Mapping[str, Mapping[str, Any]], settings: PluginSettings
+) -> dict[str, dict[str, Any]]:
+    """Handler options as written, each `Secret` option's value shown as ``***``.
+
+    A handler that cannot be found or loaded has all its values masked: nothing says which
+    of them are secret.
+    """
+    available = discover(settings)
+    shown: dict[str, dict[str, Any]] = {}
+    for name, raw in options.items():
+        try:
+            options_type = getattr(available[name].load(), "Options", None) if raw else None
+        except Exception:  # unknown or broken: nothing says which of its options are secret
+            options_type = None
+        shown[name] = masked(options_type, raw) if raw else {}
+    return shown
 
 
 def _origin(ep: EntryPoint) -> str:

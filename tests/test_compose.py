@@ -12,15 +12,20 @@ from typing import Any
 import msgspec
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from consumer.config import ENV_ALIASES, ENV_PREFIX, EngineSettings, Settings, load_settings
 from consumer.devkafka import KAFKA_VERSION
 from consumer.errors import ConfigError
+from consumer.handlers.download import DownloadOptions
 from tests.support import REPO
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 CONFIG_FILE = REPO / "config" / "consumer.toml"
+LOCK_FILE = REPO / "requirements.lock"
+PINNED = re.compile(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}")
+"""``name:tag@sha256:<digest>``: pinned, with the tag kept for readers and updates."""
 
 
 def compose() -> dict[str, Any]:
@@ -142,7 +147,7 @@ def test_misspelt_worker_variable_is_caught() -> None:
 
 def test_kafka_image_matches_devkafka_version() -> None:
     """The compose broker runs the same Kafka version as the local dev broker."""
-    assert service("kafka")["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    assert service("kafka")["image"].partition("@")[0] == f"apache/kafka:{KAFKA_VERSION}"
     assert service("create-topics")["image"] == service("kafka")["image"]
 
 
@@ -212,3 +217,68 @@ def test_docker_compose_config_validates() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_base_images_are_pinned_by_digest_keeping_the_tag() -> None:
+    """Every image pulled, in the Dockerfile and the compose file, is name:tag@sha256:digest."""
+    args = dict(
+        arg.split("=", 1) for op, arg in dockerfile_instructions() if op == "ARG" and "=" in arg
+    )
+    froms = [arg.split()[0] for op, arg in dockerfile_instructions() if op == "FROM"]
+    bases = [args.get(image.strip("${}"), image) for image in froms]
+    assert bases, "no FROM"
+    pulled = [s["image"] for s in compose()["services"].values() if "build" not in s]
+    for image in bases + pulled:
+        assert PINNED.fullmatch(image), f"not pinned by digest: {image}"
+
+
+def locked() -> dict[str, str]:
+    """Package name to version in requirements.lock, every entry checked to carry hashes."""
+    versions: dict[str, str] = {}
+    for entry in re.split(r"\n(?=\S)", LOCK_FILE.read_text()):
+        if entry.startswith("#") or not entry.strip():
+            continue
+        requirement = entry.split()[0]
+        assert "--hash=sha256:" in entry, f"{requirement} has no hash"
+        name, _, version = requirement.partition("==")
+        versions[name.lower()] = version
+    return versions
+
+
+def test_image_installs_the_hashed_lock_that_satisfies_pyproject() -> None:
+    """The image installs requirements.lock with --require-hashes; it pins every dependency."""
+    runs = [args for op, args in dockerfile_instructions() if op == "RUN"]
+    assert any("--require-hashes" in r and "-r requirements.lock" in r for r in runs)
+    assert any("--no-build-isolation ." in r for r in runs), "the build fetches unlocked tools"
+    versions = locked()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    wanted = project["project"]["dependencies"] + project["build-system"]["requires"]
+    for spec in map(Requirement, wanted):
+        name = spec.name.lower()
+        assert name in versions, f"{name} is not in requirements.lock: run `make lock`"
+        assert spec.specifier.contains(versions[name]), f"{name}=={versions[name]} vs {spec}"
+
+
+def test_recordings_volume_is_the_download_default_and_the_users() -> None:
+    """The download handler's default directory is a volume the image's user owns; compose
+    mounts a named volume there."""
+    stage = final_stage()
+    workdir = [args for op, args in stage if op == "WORKDIR"][-1].strip()
+    directory = f"{workdir}/{DownloadOptions().directory}"
+    volumes = [v for op, args in stage if op == "VOLUME" for v in json.loads(args)]
+    assert directory in volumes
+    user = [args for op, args in stage if op == "USER"][-1].strip()
+    uid = user.split(":")[0]
+    made = [
+        i
+        for i, (op, args) in enumerate(stage)
+        if op == "RUN" and directory in args and f"-o {uid}" in args
+    ]
+    volume = next(i for i, (op, args) in enumerate(stage) if op == "VOLUME")
+    # Docker discards changes a later RUN makes inside a declared volume.
+    assert made, f"{directory} is not created owned by {user}"
+    assert made[0] < volume, f"{directory} is created after VOLUME"
+    mounts = service("worker").get("volumes", [])
+    named = [m.split(":")[0] for m in mounts if m.split(":")[1] == directory]
+    assert named, f"the worker mounts nothing at {directory}"
+    assert named[0] in (compose().get("volumes") or {}), "not a named volume"

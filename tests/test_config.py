@@ -117,3 +117,35 @@ def test_demo_config_loads_and_its_handlers_build() -> None:
     handlers = build_handlers(names, settings.handlers, settings.plugins)
     assert sorted(handlers) == ["log", "publish"]
     assert settings.routes["complete"] == ["log", "publish"]
+
+
+def test_check_config_says_which_settings_file_it_read(tmp_path: Path) -> None:
+    """The working directory's default file is read only without --config, and named as such."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "consumer.toml").write_text('[kafka]\ntopic = "from-cwd"\n')
+    given = tmp_path / "given.toml"
+    given.write_text('[kafka]\ntopic = "from-option"\n')
+    env = {"PATH": "/usr/bin:/bin"}
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "consumer", "check-config", *args]
+        done = subprocess.run(
+            command, capture_output=True, text=True, cwd=cwd, env=env, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
+    default = run(cwd=tmp_path)
+    assert '"topic": "from-cwd"' in default.stdout
+    assert default.stderr == (
+        f"settings file: {tmp_path / 'config' / 'consumer.toml'} (no --config given, so the "
+        "working directory's config/consumer.toml was read: it is trusted like code; pass "
+        "--config to choose)\n"
+    )
+    chosen = run("--config", str(given), cwd=tmp_path)
+    assert '"topic": "from-option"' in chosen.stdout
+    assert chosen.stderr == f"settings file: {given} (--config)\n"
+    (tmp_path / "empty").mkdir()
+    none = run(cwd=tmp_path / "empty")
+    assert '"topic": "bandwidth.recordings"' in none.stdout
+    assert none.stderr.startswith("settings file: none (no --config, and no config/consumer.toml")

@@ -25,13 +25,13 @@ RECORD = Record(
     partition=2,
     offset=1234,
     key=b"r-1",
-    headers=(("traceparent", b"00-abc-def-01"), ("dlq.note", b"kept: not ours")),
+    headers=(("traceparent", b"00-abc-def-01"), ("dlq.handler", b"forged")),
     timestamp=1_795_000_000_123,
 )
 
 
 def test_headers_for_a_handler_failure() -> None:
-    """Original headers first, then every dlq.* header, handler named, no path."""
+    """Original headers first (less incoming dlq.* ones), then ours, handler named, no path."""
     failure = Failure.from_exception(
         PermanentFailure("404 Not Found"),
         handler="download",
@@ -41,7 +41,6 @@ def test_headers_for_a_handler_failure() -> None:
     )
     assert dead_letter_headers(RECORD, "recording-consumer", failure, max_bytes=1000) == [
         ("traceparent", b"00-abc-def-01"),
-        ("dlq.note", b"kept: not ours"),
         (dl.TOPIC, b"bandwidth.recordings"),
         (dl.PARTITION, b"2"),
         (dl.OFFSET, b"1234"),

@@ -95,6 +95,7 @@ async def test_replay_republishes_only_matches_and_never_twice(
             kafka,
             dlq_topic,
             group,
+            to=unique_name,
             error_class="PermanentFailure",
             handler="download",
             recording_id=None,
@@ -121,6 +122,7 @@ async def test_replay_republishes_only_matches_and_never_twice(
         kafka,
         dlq_topic,
         group,
+        to=unique_name,
         error_class=None,
         handler=None,
         recording_id=None,
@@ -146,6 +148,7 @@ async def test_dry_run_publishes_and_commits_nothing(
         kafka,
         dlq_topic,
         group,
+        to=unique_name,
         error_class=None,
         handler=None,
         recording_id="r-2",
@@ -174,6 +177,7 @@ async def test_empty_topic_finishes_and_a_missing_one_is_an_error(
         kafka,
         unique_name,
         unique_name,
+        to=unique_name,
         error_class=None,
         handler=None,
         recording_id=None,
@@ -190,3 +194,75 @@ async def test_empty_topic_finishes_and_a_missing_one_is_an_error(
         assert f"{unique_name}.missing" not in await admin.list_topics(), "looking created it"
     finally:
         await admin.close()
+
+
+async def test_replay_ignores_a_forged_destination_and_refuses_internal_topics(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """A dead letter whose dlq.topic says __consumer_offsets goes to `to`; `to="__*"` is refused."""
+    await create_topic(kafka_bootstrap, unique_name)
+    dlq_topic = f"{unique_name}.dlq"
+    await create_topic(kafka_bootstrap, dlq_topic)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        forged = [(dl.TOPIC, b"__consumer_offsets"), (dl.ERROR_CLASS, b"PermanentFailure")]
+        await producer.send_and_wait(dlq_topic, b'{"recordingId": "r-f"}', headers=forged)
+    finally:
+        await producer.stop()
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    group = f"{unique_name}.replay"
+
+    def replay(to: str, out: io.StringIO) -> Awaitable[int]:
+        return dlq.replay(
+            kafka,
+            dlq_topic,
+            group,
+            to=to,
+            error_class=None,
+            handler=None,
+            recording_id=None,
+            dry_run=False,
+            out=out,
+        )
+
+    with pytest.raises(ConsumerError, match="internal Kafka topic"):
+        await asyncio.wait_for(replay("__consumer_offsets", io.StringIO()), 60)
+    committed, _ = await committed_and_end(kafka_bootstrap, dlq_topic, group)
+    assert committed == {0: 0}, "a refused replay consumes nothing"
+
+    out = io.StringIO()
+    assert await asyncio.wait_for(replay(unique_name, out), 60) == 1
+    assert out.getvalue() == f"replayed {dlq_topic}/0/0 to {unique_name}\n"
+    (message,) = await read_topic(kafka_bootstrap, unique_name)
+    assert message.value == b'{"recordingId": "r-f"}'
+    assert list(message.headers) == [(dl.REPLAYED_FROM, f"{dlq_topic}/0/0".encode())]
+
+
+async def test_show_escapes_control_characters_from_headers_and_values(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """Terminal escape sequences in a dead letter's headers or recordingId are printed escaped."""
+    dlq_topic = f"{unique_name}.dlq"
+    await create_topic(kafka_bootstrap, dlq_topic)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        headers = [
+            (dl.HANDLER, b"log\x1b[2J"),
+            (dl.ERROR_MESSAGE, "boom \x1b]0;title\x07 \x9b31m".encode()),
+            (dl.ERROR_PATH, "$.x\u202e".encode()),
+        ]
+        value = msgspec.json.encode({"recordingId": "r-\x1b[31m"})
+        await producer.send_and_wait(dlq_topic, value, headers=headers)
+    finally:
+        await producer.stop()
+    out = io.StringIO()
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, out), 60) == 1
+    (line,) = out.getvalue().splitlines()
+    for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert raw not in line, f"{raw!r} reached the terminal"
+    assert "recordingId=r-\\x1b[31m" in line
+    assert "handler=log\\x1b[2J" in line
+    assert "path=$.x\\u202e" in line

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import trustme
 
 from consumer.errors import ConfigError, PermanentFailure, PluginError, RetryLater
 from consumer.events import RecordingEvent
+from consumer.handlers.bandwidth_auth import token_ttl
 from consumer.handlers.download import DownloadHandler, DownloadOptions, media_path
 from consumer.testing import make_conference_event, make_event, run_handler, running
 from tests.tls_server import (
@@ -28,6 +31,7 @@ from tests.tls_server import (
 )
 
 AUDIO = b"RIFF" + bytes(range(256)) * 64
+WAVE = {"Content-Type": "audio/vnd.wave"}
 
 
 @pytest.fixture
@@ -62,6 +66,8 @@ def served(
     event = maker(**kw)
     path = media_path(event)
     bandwidth.media[path] = AUDIO
+    if event.file_format == "mp3":
+        bandwidth.content_types[path] = "audio/mpeg"
     return maker(**kw, media_url=bandwidth.url(path))
 
 
@@ -142,17 +148,27 @@ async def test_one_token_request_for_many_concurrent_downloads(
     assert len(bandwidth.media_requests) == 8
 
 
-async def test_token_near_expiry_is_replaced(
-    bandwidth: FakeBandwidth, http: httpx.AsyncClient, make_handler: Callable[..., DownloadHandler]
+@pytest.mark.parametrize(("lifetime", "tokens"), [(60, 1), (0, 3)])
+async def test_short_lived_tokens_serve_half_their_lifetime(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    lifetime: int,
+    tokens: int,
 ) -> None:
-    """A token within 60 s of expiring is not used: each download here gets a fresh one."""
-    bandwidth.token_lifetime = 60
+    """A 60 s token is reused (not refetched per request); one that has expired is replaced."""
+    bandwidth.token_lifetime = lifetime
     async with running(make_handler()) as handler:
-        for n in range(2):
+        for n in range(3):
             event = served(bandwidth, recording_id=f"r-{n}")
             run = await run_handler(handler, event, http=http, lifecycle=False)
             assert run.error is None
-    assert len(bandwidth.token_requests) == 2
+    assert len(bandwidth.token_requests) == tokens
+
+
+def test_token_ttl_keeps_the_margin_for_long_lived_tokens() -> None:
+    """An hour's token is renewed 60 s early; a 60 s one after 30 s; a 100 s one after 50 s."""
+    assert [token_ttl(t) for t in (3600, 60, 100, 0)] == [3540, 30, 50, 0]
 
 
 async def test_token_is_refreshed_after_a_401(
@@ -244,7 +260,7 @@ async def test_oversize_is_permanent_and_leaves_nothing(
     chunked: bool,
 ) -> None:
     """A body over max_bytes, declared or only counted while streaming, fails and is cleaned up."""
-    bandwidth.script.append(Reply(200, bytes(3 << 20), chunked=chunked))
+    bandwidth.script.append(Reply(200, bytes(3 << 20), WAVE, chunked=chunked))
     run = await run_handler(make_handler(max_bytes=2 << 20), served(bandwidth), http=http)
     assert isinstance(run.error, PermanentFailure)
     assert "max_bytes" in str(run.error)
@@ -299,7 +315,7 @@ async def test_complete_replaces_an_earlier_partial(
     """A partial download does not count as done for the complete event that follows it."""
     partial = served(bandwidth, status="partial")
     await run_handler(make_handler(), partial, http=http)
-    bandwidth.script.append(Reply(200, b"complete audio"))
+    bandwidth.script.append(Reply(200, b"complete audio", WAVE))
     run = await run_handler(make_handler(), served(bandwidth, status="complete"), http=http)
     assert run.error is None
     folder = tmp_path / "recordings" / "9900000"
@@ -415,3 +431,62 @@ async def test_bad_identifiers_make_no_request(
     assert isinstance(run.error, PermanentFailure)
     assert (bandwidth.connections, bandwidth.requests) == (0, [])
     assert not (tmp_path / "recordings").exists()
+
+
+async def test_symlinked_account_folder_is_refused(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    tmp_path: Path,
+) -> None:
+    """<directory>/<accountId> planted as a symlink out of the root: nothing is written there."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "recordings").mkdir()
+    (tmp_path / "recordings" / "9900000").symlink_to(outside)
+    run = await run_handler(make_handler(), served(bandwidth), http=http)
+    assert isinstance(run.error, PermanentFailure)
+    assert "is a symlink or not a directory" in str(run.error)
+    assert list(outside.iterdir()) == []
+    assert bandwidth.requests == []
+
+
+@pytest.mark.parametrize(
+    ("file_format", "headers"),
+    [("wav", {"Content-Type": "text/html; charset=utf-8"}), ("mp3", WAVE), ("wav", {})],
+    ids=["html", "other-format", "none"],
+)
+async def test_unexpected_content_type_is_retryable_and_saves_nothing(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    tmp_path: Path,
+    file_format: str,
+    headers: dict[str, str],
+) -> None:
+    """A 200 that is not audio of the asked format is not the recording: RetryLater, no file."""
+    bandwidth.script.append(Reply(200, b"<html>maintenance</html>", headers))
+    run = await run_handler(make_handler(), served(bandwidth, file_format=file_format), http=http)
+    assert isinstance(run.error, RetryLater)
+    assert f"for a {file_format} recording" in str(run.error)
+    assert repr(headers.get("Content-Type", "")) in str(run.error)
+    assert files(tmp_path / "recordings") == []
+
+
+async def test_stale_part_files_are_removed_at_start(
+    make_handler: Callable[..., DownloadHandler], tmp_path: Path
+) -> None:
+    """start() removes old .part files below the root; fresh ones and links are left alone."""
+    folder = tmp_path / "recordings" / "9900000"
+    folder.mkdir(parents=True)
+    stale, fresh = folder / ".r-1.wav.0a1b2c.part", folder / ".r-2.wav.3d4e5f.part"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    target = tmp_path / "elsewhere.part"
+    target.write_bytes(b"not ours")
+    os.utime(target, (time.time() - 7200, time.time() - 7200))
+    (folder / ".link.wav.000000.part").symlink_to(target)
+    await make_handler().start()
+    assert sorted(p.name for p in folder.iterdir()) == [".link.wav.000000.part", fresh.name]
+    assert target.read_bytes() == b"not ours"

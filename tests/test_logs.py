@@ -43,3 +43,33 @@ def test_tracebacks_carry_no_local_variables(fmt: str) -> None:
         entry = json.loads(line)
         assert entry["offset"] == 7
         assert entry["exception"][0]["frames"][-1]["name"] == "handler"
+
+
+ESCAPES = """
+import structlog
+from consumer.config import LoggingSettings
+from consumer.logs import configure_logging
+
+configure_logging(LoggingSettings(format="console"))
+log = structlog.get_logger()
+log.info("message", recordingId="r-1\\x1b[2J\\x1b]0;pwned\\x07", tag="\\x9b31m\\u202eevil")
+try:
+    raise RuntimeError("bad \\x1b[31mred")
+except RuntimeError:
+    log.exception("handler \\x1b[1mfailed")
+"""
+
+
+def test_console_format_escapes_control_characters() -> None:
+    """Escape sequences in fields, messages and exceptions are shown escaped, never sent raw."""
+    result = subprocess.run(
+        [sys.executable, "-c", ESCAPES], capture_output=True, text=True, timeout=60, check=True
+    )
+    out = result.stdout
+    for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert raw not in out, f"{raw!r} reached the console"
+    assert "recordingId=r-1\\x1b[2J\\x1b]0;pwned\\x07" in out
+    assert "tag=\\x9b31m\\u202eevil" in out
+    assert "handler \\x1b[1mfailed" in out
+    assert "RuntimeError: bad \\x1b[31mred" in out
+    assert "Traceback (most recent call last):\n" in out, "a traceback keeps its lines"

@@ -173,14 +173,16 @@ def test_allow_list_hides_other_installed_handlers(
 ) -> None:
     """Only allowed entry points are available; an unallowed clashing package is no clash."""
     fake_distribution(tmp_path, monkeypatch, claims="log")
-    settings = PluginSettings(allow=["download"], paths={"recorder": "tests.support:Recorder"})
+    settings = PluginSettings(
+        allow=["download", "recorder"], paths={"recorder": "tests.support:Recorder"}
+    )
     assert sorted(discover(settings)) == ["download", "recorder"]
     with pytest.raises(PluginError) as info:
         build_handlers(["download", "log"], {}, settings)
     message = str(info.value)
     assert message.startswith("handler 'log' is installed (")
     assert message.endswith(
-        "but not in plugins.allow ['download']; available handlers: download, recorder"
+        "but not in plugins.allow ['download', 'recorder']; available handlers: download, recorder"
     )
 
 
@@ -279,3 +281,55 @@ def test_path_cannot_take_the_name_of_a_hidden_installed_handler() -> None:
     settings = PluginSettings(allow=["log"], paths={"download": "tests.support:Recorder"})
     with pytest.raises(PluginError, match="handler name 'download' is claimed by both"):
         discover(settings)
+
+
+def marking_module(directory: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
+    """A module that leaves a mark when imported and when its `touch` is called."""
+    name, marks = f"marking_{uuid.uuid4().hex[:8]}", directory / "marks"
+    (directory / f"{name}.py").write_text(
+        "import pathlib\n"
+        f"MARKS = pathlib.Path({str(marks)!r})\n"
+        "with MARKS.open('a') as f:\n"
+        "    f.write('imported\\n')\n"
+        "def touch():\n"
+        "    with MARKS.open('a') as f:\n"
+        "        f.write('called\\n')\n"
+    )
+    monkeypatch.syspath_prepend(str(directory))
+    return name, marks
+
+
+def test_allow_list_applies_to_paths_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A path outside plugins.allow is neither available nor imported, by run or `handlers`."""
+    module, marks = marking_module(tmp_path, monkeypatch)
+    settings = PluginSettings(allow=["log"], paths={"marker": f"{module}:touch"})
+    assert sorted(discover(settings)) == ["log"]
+    with pytest.raises(PluginError) as info:
+        build_handlers(["marker"], {}, settings)
+    assert str(info.value) == (
+        f"handler 'marker' is in plugins.paths ({module}:touch) but not in plugins.allow "
+        "['log']; available handlers: log"
+    )
+    assert [name for name, _, _ in describe(settings)] == ["log"]
+    listed = cli(
+        "handlers",
+        PLUGINS__ALLOW='["log"]',
+        PLUGINS__PATHS__MARKER=f"{module}:touch",
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert not marks.exists(), "a path outside the allow-list was imported"
+
+
+def test_a_path_to_something_else_is_refused_before_it_is_called(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A path naming a plain function (like os:getpid) fails start-up without calling it."""
+    module, marks = marking_module(tmp_path, monkeypatch)
+    for value in (f"{module}:touch", "os:getpid"):
+        with pytest.raises(PluginError) as info:
+            build_handlers(["thing"], {}, PluginSettings(paths={"thing": value}))
+        assert str(info.value) == (
+            f"handler 'thing' ({value}) is not a handler: "
+            "expected a class with an async handle(event, ctx) method"
+        )
+    assert marks.read_text() == "imported\n", "the function was called"

@@ -10,14 +10,24 @@ from dataclasses import dataclass, field
 
 import msgspec
 import pytest
+from aiokafka import AIOKafkaProducer
 from structlog.testing import capture_logs
 
+from consumer.dlq import dlq_fields
+from consumer.engine import deadletter as dl
 from consumer.engine.worker import Worker
 from consumer.errors import PermanentFailure
 from consumer.events import RecordingEvent
 from consumer.handler import Context
 from consumer.produce import produce
-from tests.support import REPO, committed_and_end, recording_message, settings_for
+from consumer.samples import recording_event
+from tests.support import (
+    REPO,
+    committed_and_end,
+    read_topic,
+    recording_message,
+    settings_for,
+)
 
 
 @dataclass
@@ -147,3 +157,65 @@ async def test_replay_filter_matches_one_of_several_failed_handlers(
     assert "replayed 1 dead letters" in result.stderr
     _, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
     assert end == {0: 2}
+
+
+async def test_forged_dlq_headers_are_stripped_before_dead_lettering(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """Incoming dlq.* headers never reach the dead letter: no forged handler, path or topic."""
+    await create_topic(kafka_bootstrap, unique_name)
+    settings = settings_for(kafka_bootstrap, unique_name, unique_name)
+    forged = [
+        (dl.HANDLER, b"forged-handler"),
+        (dl.ERROR_PATH, b"$.forged"),
+        (dl.TOPIC, b"__consumer_offsets"),
+        ("traceparent", b"t"),
+    ]
+    key, value = recording_message("r-bad")
+    undecodable = b'{"eventType":"recordingAvailable","recordingId":"r-x","channels":"one"}'
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(unique_name, value, key=key, headers=forged)
+        await producer.send_and_wait(unique_name, undecodable, headers=forged)
+    finally:
+        await producer.stop()
+    handler = Switchable(broken={"r-bad"})
+    await asyncio.wait_for(Worker(settings, {"log": handler}).run(until_idle=1.0), 60)
+
+    failed, undecoded = await read_topic(kafka_bootstrap, f"{unique_name}.dlq")
+    for message in (failed, undecoded):
+        names = [name for name, _ in message.headers]
+        assert names[0] == "traceparent", "other headers are kept"
+        ours = [name for name in names if name.startswith(dl.PREFIX)]
+        assert len(ours) == len(set(ours)), f"a dlq.* header appears twice: {names}"
+        assert dlq_fields(message.headers)[dl.TOPIC] == unique_name
+    assert dlq_fields(failed.headers)[dl.HANDLER] == "log"
+    assert dl.ERROR_PATH not in dlq_fields(failed.headers)
+    assert dl.HANDLER not in dlq_fields(undecoded.headers)
+    assert dlq_fields(undecoded.headers)[dl.ERROR_PATH] == "$.channels"
+
+
+async def test_forged_event_without_media_url_does_not_cancel_the_genuine_one(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """A look-alike with no mediaUrl first: the genuine event still runs; its repeat is counted."""
+    await create_topic(kafka_bootstrap, unique_name)
+    settings = settings_for(kafka_bootstrap, unique_name, unique_name)
+    key, genuine = recording_message("r-1")
+    forged = msgspec.json.encode(recording_event("r-1", "c-r-1", "complete") | {"mediaUrl": None})
+    await produce(settings.kafka, unique_name, [(key, forged), (key, genuine), (key, genuine)])
+    seen: list[str | None] = []
+
+    class Download:
+        async def handle(self, event: RecordingEvent, ctx: Context) -> None:
+            seen.append(event.media_url)
+
+    worker = Worker(settings, {"log": Download()})
+    await asyncio.wait_for(worker.run(until_idle=1.0), 60)
+
+    assert seen[0] is None
+    assert seen[1:] == [msgspec.json.decode(genuine)["mediaUrl"]], "genuine event dropped"
+    assert (worker.tally.outcomes["handled"], worker.tally.outcomes["duplicate"]) == (2, 1)
+    committed, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    assert committed == end == {0: 3}

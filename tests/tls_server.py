@@ -54,6 +54,8 @@ class FakeBandwidth:
         ca.issue_cert("localhost", "127.0.0.1").configure_cert(self._tls)
         self.token_lifetime = token_lifetime
         self.media: dict[str, bytes] = {}
+        self.content_types: dict[str, str] = {}
+        """Content-Type per media path; ``audio/vnd.wave`` for paths not in it."""
         self.script: list[Reply] = []
         """Replies for the next media requests, used up in order before `media` is consulted."""
         self.requests: list[Seen] = []
@@ -130,7 +132,8 @@ class FakeBandwidth:
         if self.script:
             return self.script.pop(0)
         if seen.path in self.media:
-            return Reply(200, self.media[seen.path], {"Content-Type": "audio/vnd.wave"})
+            content_type = self.content_types.get(seen.path, "audio/vnd.wave")
+            return Reply(200, self.media[seen.path], {"Content-Type": content_type})
         return Reply(404)
 
 

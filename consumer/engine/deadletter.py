@@ -83,7 +83,12 @@ class Failure:
 def dead_letter_headers(
     record: Record, group: str, failure: Failure, max_bytes: int
 ) -> list[tuple[str, bytes]]:
-    """The original headers, then the ``dlq.*`` ones describing where it came from and why."""
+    """The original headers, then the ``dlq.*`` ones describing where it came from and why.
+
+    Incoming ``dlq.*`` headers are dropped first: whoever produced the message could have forged
+    them, and a forged ``dlq.handler`` or ``dlq.error.path`` would steer ``dlq replay --handler``
+    and ``dlq show`` where ours leave that header out.
+    """
     ours: list[tuple[str, str | bytes]] = [
         (TOPIC, record.topic),
         (PARTITION, str(record.partition)),
@@ -105,7 +110,8 @@ def dead_letter_headers(
         (LAST_FAILURE, iso_utc(failure.last_failure)),
     ]
     encoded = [(name, v if isinstance(v, bytes) else v.encode()) for name, v in ours]
-    return [*record.headers, *encoded]
+    kept = [(name, v) for name, v in record.headers if not name.startswith(PREFIX)]
+    return [*kept, *encoded]
 
 
 def truncate_utf8(text: str, max_bytes: int) -> bytes:

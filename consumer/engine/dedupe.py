@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Hashable
+
+
+def fingerprint(value: bytes) -> bytes:
+    """What makes a message a repeat: its exact bytes, hashed.
+
+    Not (recordingId, eventType, status): anyone who can produce to the topic could send a
+    look-alike without a mediaUrl first, and the genuine event after it would be dropped as a
+    repeat of work that was never done. Bandwidth's own retries are byte-identical. BLAKE2b, not
+    `hash()`, so a repeat cannot be forged by collision.
+    """
+    return hashlib.blake2b(value, digest_size=16).digest()
 
 
 class RecentlyHandled:

@@ -15,7 +15,7 @@ import structlog
 
 from consumer.config import RetrySettings
 from consumer.engine.deadletter import DeadLetterPublisher, Failure
-from consumer.engine.dedupe import RecentlyHandled
+from consumer.engine.dedupe import RecentlyHandled, fingerprint
 from consumer.engine.retry import retry_delay
 from consumer.errors import DecodeError
 from consumer.events import RecordingEvent
@@ -100,7 +100,7 @@ class Delivery:
             return None
         event = job.event
         assert event is not None
-        repeat = (event.recording_id, event.event_type, event.status)
+        repeat = fingerprint(job.value or b"")
         if not job.attempts and event.recording_id is not None and repeat in self._recent:
             self.outcome("debug", "duplicate", job)
             return None

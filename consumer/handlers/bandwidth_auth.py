@@ -1,71 +1,31 @@
 """Credentials for Bandwidth's API: OAuth2 client credentials (default) or legacy HTTP Basic.
 
-Secrets are read from environment variables or files, held in `Secret` (whose repr hides the
-value), and only ever leave the process inside an ``Authorization`` header. Error messages name
-variables, files and HTTP statuses, never values: they end up in logs and dead-letter headers.
+Secrets are read from environment variables or files (`consumer.secret.read_secret`), held in
+`Secret` (whose repr hides the value), and only ever leave the process inside an
+``Authorization`` header. Error messages name variables, files and HTTP statuses, never values:
+they end up in logs and dead-letter headers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import time
-from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
 import httpx
 import msgspec
 
-from consumer.errors import ConfigError, RetryLater
+from consumer.errors import RetryLater
+from consumer.secret import Secret
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
 TOKEN_URL: Final = "https://api.bandwidth.com/api/v1/oauth2/token"
 EXPIRY_MARGIN: Final = 60.0
-"""Seconds before `expires_in` at which a cached token counts as expired, as in Bandwidth's SDK."""
-
-
-class Secret:
-    """A credential value that never shows up in a repr, a log line or a traceback's locals."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-
-def read_secret(
-    env_name: str,
-    file: str | None,
-    *,
-    key: str,
-    environ: Mapping[str, str] | None = None,
-) -> Secret:
-    """The secret in `file` when given, else in `$env_name`; ConfigError names the missing source.
-
-    `key` is the settings key to blame (``handlers.download.client_id_env``).
-    """
-    if file is not None:
-        try:
-            value = Path(file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {file}: {exc.strerror}", key) from None
-        if not value:
-            raise ConfigError(f"{file} is empty", key)
-        return Secret(value)
-    value = (os.environ if environ is None else environ).get(env_name, "").strip()
-    if not value:
-        raise ConfigError(f"environment variable {env_name} is not set", key)
-    return Secret(value)
+"""Seconds before `expires_in` at which a cached token counts as expired, as in Bandwidth's SDK;
+a token living no longer than twice this is kept for half its lifetime instead (`token_ttl`)."""
 
 
 def _basic(user: Secret, password: Secret) -> str:
@@ -93,6 +53,15 @@ class BasicAuth:
 
     def rejected(self, authorization: str) -> None:
         """Nothing to refresh: the same credentials are tried again on the retry."""
+
+
+def token_ttl(lifetime: float) -> float:
+    """Seconds a token of `lifetime` seconds is used before a new one is fetched.
+
+    The margin alone would make a token of 60 s or less expire at once, and every request would
+    fetch one; half the lifetime still leaves the other half for requests already under way.
+    """
+    return max(lifetime - EXPIRY_MARGIN, lifetime / 2)
 
 
 class _TokenReply(msgspec.Struct):
@@ -123,7 +92,7 @@ class OAuth2ClientCredentials:
             # Whoever waited on the lock finds the token its predecessor fetched.
             if self._header is None or time.monotonic() >= self._expires_at:
                 self._header, lifetime = await self._fetch(http)
-                self._expires_at = time.monotonic() + lifetime - EXPIRY_MARGIN
+                self._expires_at = time.monotonic() + token_ttl(lifetime)
                 log.debug("oauth2 token obtained", expires_in=lifetime)
             return self._header
 

@@ -8,17 +8,16 @@ parts, never to the string as received.
 Files land as ``<directory>/<accountId>/<recordingId>.<fileFormat>`` next to a JSON sidecar
 ``<recordingId>.<fileFormat>.json``. Both are written to a temporary file, fsynced and renamed
 into place, the sidecar last: a sidecar whose byte count matches the media file is what "done"
-means, so a crash between the two renames only costs a repeated download.
+means, so a crash between the two renames only costs a repeated download. A symlinked
+``<accountId>`` folder is refused, not followed (see `consumer.handlers.files`), and a reply
+whose content type is not audio of the event's format is not saved.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import os
 import re
-import tempfile
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import msgspec
+import structlog
 
 from consumer.errors import PermanentFailure, PluginError, RetryLater
 from consumer.events import ConferenceRecordingAvailable, RecordingEvent, encode_event
@@ -35,8 +35,9 @@ from consumer.handlers.bandwidth_auth import (
     Authenticator,
     BasicAuth,
     OAuth2ClientCredentials,
-    read_secret,
 )
+from consumer.handlers.files import Folder, remove_stale_parts
+from consumer.secret import read_secret
 
 if TYPE_CHECKING:
     from consumer.handler import Context
@@ -46,6 +47,11 @@ WRITE_BUFFER: Final = 1 << 20
 """Bytes gathered before one write in a worker thread: few thread hops, bounded memory."""
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _FILE_FORMAT = re.compile(r"[a-z0-9]{1,8}")
+CONTENT_TYPES: Final = {
+    "wav": frozenset({"audio/vnd.wave", "audio/wav", "audio/wave", "audio/x-wav"}),
+    "mp3": frozenset({"audio/mpeg", "audio/mp3"}),
+}
+"""Media types accepted per fileFormat; another format accepts any ``audio/*``."""
 
 
 class DownloadOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -88,8 +94,13 @@ class DownloadHandler:
         self._auth: Authenticator | None = None
 
     async def start(self) -> None:
-        """Read the credentials, so a missing one stops the worker before it consumes."""
+        """Read the credentials, so a missing one stops the worker before it consumes; remove
+        temporary files an earlier run left behind."""
         o, key = self._options, "handlers.download."
+        for path in await asyncio.to_thread(remove_stale_parts, self._directory):
+            structlog.get_logger("consumer.download").info(
+                "removed stale temporary file", path=path
+            )
         if o.auth == "basic":
             self._auth = BasicAuth(
                 read_secret(o.username_env, o.username_file, key=key + "username_env"),
@@ -110,41 +121,46 @@ class DownloadHandler:
             ctx.log.info("no mediaUrl, nothing to download")
             return
         url = checked_media_url(event, self._allowed)
-        media, sidecar = self._paths(event)
-        if await asyncio.to_thread(_already_done, media, sidecar, event.status):
-            ctx.log.info("already downloaded", path=str(media))
+        folder, media, sidecar = self._paths(event)
+        path = str(folder.path / media)
+        if await asyncio.to_thread(_already_done, folder, media, sidecar, event.status):
+            ctx.log.info("already downloaded", path=path)
             return
-        size, digest, content_type = await self._fetch(url, media, ctx)
+        size, digest, content_type = await self._fetch(url, folder, media, ctx)
         record = {
             "event": msgspec.json.decode(encode_event(event)),
             "download": {
-                "file": media.name,
+                "file": media,
                 "bytes": size,
                 "sha256": digest,
                 "contentType": content_type,
                 "completedAt": datetime.now(UTC).isoformat(),
             },
         }
-        await asyncio.to_thread(_write_atomically, sidecar, msgspec.json.encode(record))
-        ctx.log.info("recording downloaded", path=str(media), bytes=size)
+        await asyncio.to_thread(folder.write_atomically, sidecar, msgspec.json.encode(record))
+        ctx.log.info("recording downloaded", path=path, bytes=size)
 
-    def _paths(self, event: RecordingEvent) -> tuple[Path, Path]:
+    def _paths(self, event: RecordingEvent) -> tuple[Folder, str, str]:
+        """The account's folder, and the media and sidecar file names in it."""
         account = _identifier(event.account_id, "accountId")
         recording = _identifier(event.recording_id, "recordingId")
         file_format = event.file_format or "wav"
         if not _FILE_FORMAT.fullmatch(file_format):
             raise PermanentFailure("fileFormat is not a plain lowercase word")
-        folder = self._directory / account
-        media = folder / f"{recording}.{file_format}"
+        media = f"{recording}.{file_format}"
         # `<file>.json`, not `<recording>.json`: a fileFormat of "json" must not clobber it.
-        return media, media.with_name(media.name + ".json")
+        return Folder(self._directory, account), media, media + ".json"
 
-    async def _fetch(self, url: str, media: Path, ctx: Context) -> tuple[int, str, str | None]:
+    async def _fetch(
+        self, url: str, folder: Folder, media: str, ctx: Context
+    ) -> tuple[int, str, str | None]:
         try:
             response = await self._send(url, ctx)
             try:
                 _check_status(response)
-                size, digest = await _save(response, media, self._options.max_bytes)
+                # `<recordingId>.<fileFormat>`, and a recordingId has no dots.
+                _check_content_type(response, media.rpartition(".")[2])
+                size, digest = await _save(response, folder, media, self._options.max_bytes)
             finally:
                 await response.aclose()
         except httpx.TransportError as exc:
@@ -230,6 +246,25 @@ def _check_status(response: httpx.Response) -> None:
     raise PermanentFailure(f"media request answered HTTP {status}")
 
 
+def _check_content_type(response: httpx.Response, file_format: str) -> None:
+    """A 200 that is not audio of the format asked for is not the recording: an error page from
+    something in between, or a server fault. Retryable: neither says the recording is gone, and
+    the retries are bounded before the message is dead-lettered with this reason."""
+    given = response.headers.get("content-type", "")
+    media_type = given.partition(";")[0].strip().lower()
+    expected = CONTENT_TYPES.get(file_format)
+    if expected is None:
+        if media_type.startswith("audio/"):
+            return
+    elif media_type in expected:
+        return
+    wanted = ", ".join(sorted(expected)) if expected else "audio/*"
+    raise RetryLater(
+        f"media request answered content type {given[:100]!r}, not {wanted} "
+        f"for a {file_format} recording"
+    )
+
+
 def _retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
     if value is None:
@@ -243,14 +278,19 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-async def _save(response: httpx.Response, media: Path, max_bytes: int) -> tuple[int, str]:
+async def _save(
+    response: httpx.Response, folder: Folder, media: str, max_bytes: int
+) -> tuple[int, str]:
     """Stream the body to `media` atomically; (size, sha256). Nothing is left behind on failure."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise PermanentFailure(f"recording is {declared} bytes, more than max_bytes={max_bytes}")
-    file = await asyncio.to_thread(_temporary, media)
+    part = folder.part_name(media)
+    file: IO[bytes] | None = None
     digest, size, pending = hashlib.sha256(), 0, bytearray()
     try:
+        # Inside the try: a cancellation right after the file is made still removes it.
+        file = await asyncio.to_thread(folder.create, part)
         async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > max_bytes:
@@ -260,54 +300,16 @@ async def _save(response: httpx.Response, media: Path, max_bytes: int) -> tuple[
                 await asyncio.to_thread(_write, file, digest, bytes(pending))
                 pending.clear()
         await asyncio.to_thread(_write, file, digest, bytes(pending))
-        await asyncio.to_thread(_commit, file, media)
+        await asyncio.to_thread(folder.commit, file, part, media)
     except BaseException:
-        _discard(file)
+        folder.discard(file, part)
         raise
     return size, digest.hexdigest()
-
-
-def _temporary(target: Path) -> IO[bytes]:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Closed by _commit or _discard, hence no context manager.
-    return tempfile.NamedTemporaryFile(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False
-    )
-
-
-def _discard(file: IO[bytes]) -> None:
-    # Synchronous on purpose: it must also run while the task is being cancelled.
-    file.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(file.name)
 
 
 def _write(file: IO[bytes], digest: hashlib._Hash, data: bytes) -> None:
     file.write(data)
     digest.update(data)
-
-
-def _commit(file: IO[bytes], target: Path) -> None:
-    """fsync, close and rename into place, then fsync the directory so the rename survives."""
-    file.flush()
-    os.fsync(file.fileno())
-    file.close()
-    os.replace(file.name, target)
-    fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    file = _temporary(target)
-    try:
-        file.write(data)
-        _commit(file, target)
-    except BaseException:
-        _discard(file)
-        raise
 
 
 class _Done(msgspec.Struct):
@@ -323,14 +325,14 @@ class _Sidecar(msgspec.Struct):
     download: _Done
 
 
-def _already_done(media: Path, sidecar: Path, status: str | None) -> bool:
+def _already_done(folder: Folder, media: str, sidecar: str, status: str | None) -> bool:
     """A sidecar matching the media file's size, for this status or for ``complete``.
 
     A ``partial`` recording is fetched again when its ``complete`` event arrives.
     """
     try:
-        done = msgspec.json.decode(sidecar.read_bytes(), type=_Sidecar)
-        size = media.stat().st_size
+        done = msgspec.json.decode(folder.read(sidecar), type=_Sidecar)
+        size = folder.size(media)
     except (OSError, msgspec.DecodeError):
         return False
     return size == done.download.bytes and done.event.status in (status, "complete")
