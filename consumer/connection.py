@@ -76,27 +76,37 @@ def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
 def check_security(kafka: KafkaSettings) -> KafkaSettings:
     """Validate the security keys as a whole and read ``sasl_password_file``; returns `kafka`
     with the password in ``sasl_password``. Raises ConfigError naming the key at fault."""
+    _check_sasl(kafka)
+    _check_tls(kafka)
+    return _with_password(kafka)
+
+
+def _check_sasl(kafka: KafkaSettings) -> None:
     protocol = kafka.security_protocol
-    if protocol in SASL_PROTOCOLS:
-        for key in ("sasl_mechanism", "sasl_username"):
-            if not getattr(kafka, key):
-                raise _error(key, f"required with security_protocol {protocol}")
-        if kafka.sasl_password is not None and kafka.sasl_password_file is not None:
-            raise _error("sasl_password_file", "set either this or kafka.sasl_password, not both")
-        if kafka.sasl_password is None and kafka.sasl_password_file is None:
-            raise _error(
-                "sasl_password",
-                f"required with security_protocol {protocol} (or sasl_password_file)",
-            )
-    else:
+    if protocol not in SASL_PROTOCOLS:
         for key in _SASL_KEYS:
             if getattr(kafka, key) is not None:
-                raise _error(key, f"set, but security_protocol {protocol} does not use SASL")
+                needs = "SASL needs SASL_SSL or SASL_PLAINTEXT"
+                raise _error(key, f"set, but security_protocol is {protocol} ({needs})")
+        return
+    for key in ("sasl_mechanism", "sasl_username"):
+        if not getattr(kafka, key):
+            raise _error(key, f"required with security_protocol {protocol}")
+    if kafka.sasl_password is not None and kafka.sasl_password_file is not None:
+        raise _error("sasl_password_file", "set either this or kafka.sasl_password, not both")
+    if kafka.sasl_password is None and kafka.sasl_password_file is None:
+        why = f"required with security_protocol {protocol} (or sasl_password_file)"
+        raise _error("sasl_password", why)
+
+
+def _check_tls(kafka: KafkaSettings) -> None:
+    protocol = kafka.security_protocol
     if protocol not in TLS_PROTOCOLS:
         for key in _FILE_KEYS:
             if getattr(kafka, key) is not None:
-                raise _error(key, f"set, but security_protocol {protocol} does not use TLS")
-        return _with_password(kafka)
+                needs = "TLS needs SSL or SASL_SSL"
+                raise _error(key, f"set, but security_protocol is {protocol} ({needs})")
+        return
     if kafka.ssl_keyfile and not kafka.ssl_certfile:
         raise _error("ssl_keyfile", "set without kafka.ssl_certfile")
     for key in _FILE_KEYS:
@@ -107,8 +117,9 @@ def check_security(kafka: KafkaSettings) -> KafkaSettings:
         ssl_context(kafka)
     except ssl.SSLError as exc:
         key = "ssl_keyfile" if kafka.ssl_keyfile else "ssl_certfile"
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise _error(key, "is not the private key of kafka.ssl_certfile") from None
         raise _error(key, f"cannot be used with kafka.ssl_certfile: {exc.reason or exc}") from None
-    return _with_password(kafka)
 
 
 def _with_password(kafka: KafkaSettings) -> KafkaSettings:
@@ -127,7 +138,7 @@ def _with_password(kafka: KafkaSettings) -> KafkaSettings:
 def _check_pem(key: str, path: str) -> None:
     data = _read(key, path)
     if _PEM_MARKERS[key] not in data:
-        what = "a private key" if key == "ssl_keyfile" else "a certificate"
+        what = "private key" if key == "ssl_keyfile" else "certificate"
         raise _error(key, f"{path} holds no PEM {what}")
     if key == "ssl_keyfile" and b"ENCRYPTED" in data:
         # OpenSSL would ask for the passphrase on the terminal, or fail obscurely without one.
