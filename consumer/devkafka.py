@@ -30,7 +30,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from consumer import devkafka_security
-from consumer.devkafka_security import Security
+from consumer.devkafka_security import PLAIN_USER, SCRAM_USER, Security
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
@@ -445,8 +445,8 @@ def up(secured: bool = False) -> str:
 
 def _describe_security(security: Security) -> None:
     tls = security.tls_dir
-    _say(f"SASL_SSL {security.sasl_ssl}: SCRAM-SHA-512 user {devkafka_security.SCRAM_USER}, ")
-    _say(f"  PLAIN user {devkafka_security.PLAIN_USER}; passwords in {tls}/<user>.password")
+    users = f"{SCRAM_USER} (SCRAM-SHA-512), {PLAIN_USER} (PLAIN)"
+    _say(f"SASL_SSL {security.sasl_ssl}: users {users}; passwords in {tls}/<user>.password")
     _say(f"SSL {security.ssl}: client certificate {security.certfile}, key {security.keyfile}")
     _say(f"CA certificate: {security.cafile}")
 
@@ -488,7 +488,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             broker = _run_broker(secured)
             pid = broker.recorded_pid()
-            print("stopped" if pid is None else f"running {broker.bootstrap} (pid {pid})")
+            if pid is None:
+                print("stopped")
+            else:
+                address = broker.security.sasl_ssl if secured else broker.bootstrap
+                print(f"running {address} (pid {pid})")
     except BrokerError as err:
         _say(str(err))
         return 1
