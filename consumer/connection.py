@@ -38,6 +38,8 @@ TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 DIAGNOSE_TIMEOUT = 15.0
 """Seconds the probe after a failed start waits per bootstrap address."""
 
+_HOSTNAME_MISMATCH = 62
+"""OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH."""
 _SASL_KEYS = ("sasl_mechanism", "sasl_username", "sasl_password", "sasl_password_file")
 _FILE_KEYS = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
 _PEM_MARKERS = {
@@ -219,11 +221,11 @@ def _describe(exc: BaseException, kafka: KafkaSettings) -> tuple[str, bool]:
     if isinstance(exc, UnsupportedSaslMechanismError):
         return f"SASL mechanism {kafka.sasl_mechanism} is not enabled on this listener", False
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return (
-            f"certificate verify failed: {exc.verify_message} "
-            f"(the broker's certificate checked against {ca})",
-            False,
-        )
+        if exc.verify_code == _HOSTNAME_MISMATCH:
+            why = "the broker's certificate must name the host clients connect to"
+        else:
+            why = f"the broker's certificate checked against {ca}"
+        return f"certificate verify failed: {exc.verify_message} ({why})", False
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake failed: {exc.reason or exc} (is this a TLS listener?)", False
     if isinstance(exc, KafkaConnectionError) and "closed" in str(exc):

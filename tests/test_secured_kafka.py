@@ -14,10 +14,14 @@ from pathlib import Path
 
 import pytest
 import trustme
+from aiokafka.admin import AIOKafkaAdminClient
 
+from consumer import connection
+from consumer.config import KafkaSettings
 from consumer.devkafka import LocalBroker
 from consumer.devkafka_security import SCRAM_USER
 from consumer.engine import deadletter as dl
+from consumer.errors import KafkaConnectError
 from consumer.samples import sample_messages
 from consumer.testing import kafka_round_trip
 from tests.secured import MODES, secured_env, secured_settings
@@ -146,3 +150,32 @@ def test_missing_client_certificate_exits_with_one_line(secured_kafka: LocalBrok
     )
     line, _ = _cannot_connect(env, security.keyfile.read_text().splitlines()[1])
     assert "it may require a client certificate (kafka.ssl_certfile is not set)" in line
+
+
+async def test_hostname_mismatch_is_named_and_the_check_can_be_turned_off(
+    secured_kafka: LocalBroker,
+) -> None:
+    """A host the certificate does not name fails clearly; ssl_check_hostname=false allows it."""
+    security = secured_kafka.security
+    # "127.1" reaches 127.0.0.1 but is not a name the broker's certificate holds.
+    address = "127.1:" + security.ssl.rsplit(":", 1)[1]
+    for check in (True, False):
+        kafka = KafkaSettings(
+            bootstrap_servers=address,
+            security_protocol="SSL",
+            ssl_cafile=str(security.cafile),
+            ssl_certfile=str(security.certfile),
+            ssl_keyfile=str(security.keyfile),
+            ssl_check_hostname=check,
+        )
+        admin = AIOKafkaAdminClient(**connection.client_options(kafka))
+        if check:
+            with pytest.raises(KafkaConnectError, match="Hostname mismatch") as failed:
+                await connection.start(admin, kafka)
+            assert not failed.value.retryable
+        else:
+            await connection.start(admin, kafka)
+            try:
+                assert isinstance(await admin.list_topics(), list)
+            finally:
+                await admin.close()
