@@ -23,6 +23,8 @@ from consumer.secret import Secret, decode_secret
 
 ENV_PREFIX = "RECORDING_CONSUMER__"
 ENV_ALIASES = {"KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers")}
+VERBATIM_ENV_KEYS = frozenset({("kafka", "sasl_password")})
+"""Taken as the plain string given, never as TOML: a secret must not become a number."""
 DEFAULT_CONFIG = Path("config/consumer.toml")
 
 
@@ -212,7 +214,7 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[
                 dotted = ".".join(keys)
                 raise ConfigError(f"{dotted}: {name} sets a key inside a non-table value", dotted)
             node = child
-        node[keys[-1]] = _parse_env_value(value)
+        node[keys[-1]] = value if keys in VERBATIM_ENV_KEYS else _parse_env_value(value)
         applied[".".join(keys)] = name
     return applied
 

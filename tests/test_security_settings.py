@@ -152,6 +152,18 @@ def test_password_file_is_read_once_without_its_newline(tmp_path: Path) -> None:
     assert "ssl_context" not in options
 
 
+@pytest.mark.parametrize("password", ["12345678", '"quoted"', "true", "[x]"])
+def test_password_from_environment_is_taken_verbatim(password: str) -> None:
+    """A password that happens to read as TOML (a number, quotes) reaches clients unchanged."""
+    env = {
+        "RECORDING_CONSUMER__KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+        "RECORDING_CONSUMER__KAFKA__SASL_MECHANISM": "SCRAM-SHA-256",
+        "RECORDING_CONSUMER__KAFKA__SASL_USERNAME": "svc",
+        "RECORDING_CONSUMER__KAFKA__SASL_PASSWORD": password,
+    }
+    assert client_options(load_settings(environ=env).kafka)["sasl_plain_password"] == password
+
+
 def test_password_stays_out_of_reprs_and_log_lines() -> None:
     """Settings' repr and str, and a JSON log line carrying them, never contain the password."""
     settings = Settings(kafka=KafkaSettings(sasl_password=Secret(PASSWORD)))
