@@ -10,11 +10,15 @@ from pathlib import Path
 import pytest
 import structlog
 import trustme
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import SaslAuthenticationFailed
 
+from consumer import connection
 from consumer.cli import main
 from consumer.config import KafkaSettings, Settings, load_settings
 from consumer.connection import client_options, connect_error
+from consumer.devkafka import free_port
+from consumer.errors import KafkaConnectError
 from consumer.secret import Secret
 from tests.support import REPO
 
@@ -200,3 +204,13 @@ def test_tls_context_follows_the_settings(pems: dict[str, str]) -> None:
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname is False
     assert len(context.get_ca_certs()) == 1
+
+
+async def test_refused_connection_is_one_retryable_line() -> None:
+    """Nothing listening: a KafkaConnectError saying so in one line, marked worth retrying."""
+    kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    with pytest.raises(KafkaConnectError) as failed:
+        await connection.start(admin, kafka)
+    assert "connection refused" in str(failed.value)
+    assert failed.value.retryable
