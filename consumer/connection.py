@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -162,15 +160,21 @@ async def start(client: Any, kafka: KafkaSettings) -> None:
     """``await client.start()``; if it cannot connect, close it and raise `KafkaConnectError`.
 
     aiokafka's own error only says it could not bootstrap, so the bootstrap addresses are
-    probed once more to learn the cause. aiokafka's per-address error log is held back during
-    the start: the raised error says the same, once.
+    probed once more to learn the cause. aiokafka's per-address error lines are held back
+    meanwhile: on failure the raised error says it once; on success they are logged after all.
     """
+    log = logging.getLogger("aiokafka")
+    held = _HeldBootstrapErrors()
+    log.addFilter(held)
     try:
-        with _quiet_bootstrap_errors():
-            await client.start()
+        await client.start()
     except KafkaConnectionError as exc:
         await (client.stop() if hasattr(client, "stop") else client.close())
         raise await diagnose(kafka) or connect_error(exc, kafka) from None
+    finally:
+        log.removeFilter(held)
+    for record in held.records:
+        log.handle(record)
 
 
 async def diagnose(kafka: KafkaSettings) -> KafkaConnectError | None:
@@ -260,19 +264,15 @@ def _text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-class _BootstrapErrors(logging.Filter):
-    """Drops aiokafka's per-address bootstrap failures, which `start` reports itself."""
+class _HeldBootstrapErrors(logging.Filter):
+    """Keeps aiokafka's per-address bootstrap failures back, in `records`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(("Unable connect to", "Unable to request metadata"))
-
-
-@contextmanager
-def _quiet_bootstrap_errors() -> Iterator[None]:
-    log = logging.getLogger("aiokafka")
-    quiet = _BootstrapErrors()
-    log.addFilter(quiet)
-    try:
-        yield
-    finally:
-        log.removeFilter(quiet)
+        if str(record.msg).startswith(("Unable connect to", "Unable to request metadata")):
+            self.records.append(record)
+            return False
+        return True

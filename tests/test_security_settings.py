@@ -214,3 +214,19 @@ async def test_refused_connection_is_one_retryable_line() -> None:
         await connection.start(admin, kafka)
     assert "connection refused" in str(failed.value)
     assert failed.value.retryable
+
+
+async def test_bootstrap_errors_are_still_logged_when_another_address_works(
+    kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A dead bootstrap address beside a live one: the start succeeds and the dead one is logged."""
+    dead = f"127.0.0.1:{free_port()}"
+    kafka = KafkaSettings(bootstrap_servers=f"{dead},{kafka_bootstrap}")
+    # aiokafka tries the addresses in random order: start until the dead one came first.
+    for _ in range(30):
+        admin = AIOKafkaAdminClient(**client_options(kafka))
+        await connection.start(admin, kafka)
+        await admin.close()
+        if any(dead in record.getMessage() for record in caplog.records):
+            return
+    pytest.fail(f"30 starts never logged the dead address {dead}")
