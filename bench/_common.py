@@ -24,7 +24,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from consumer.config import EngineSettings, KafkaSettings, LoggingSettings, Settings
+from consumer.config import EngineSettings, KafkaSettings, LoggingSettings, Settings, load_settings
+from consumer.connection import client_options
 from consumer.devkafka import bootstrap_servers
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
@@ -37,6 +38,17 @@ Message = tuple[bytes, bytes]
 def bootstrap() -> str:
     """``$KAFKA_BOOTSTRAP_SERVERS``, else the long-lived local broker (started if needed)."""
     return bootstrap_servers()
+
+
+def kafka_settings(server: str, **fields: Any) -> KafkaSettings:
+    """`server` with the environment's [kafka] settings (security included), and `fields`."""
+    kafka = load_settings(environ=os.environ).kafka
+    return msgspec.structs.replace(kafka, bootstrap_servers=server, **fields)
+
+
+def connect(server: str) -> dict[str, Any]:
+    """aiokafka client arguments for `server`, secured as the environment says."""
+    return client_options(kafka_settings(server))
 
 
 def event_value(recording_id: str, status: str) -> bytes:
@@ -67,14 +79,14 @@ async def publish_backlog(
     server: str, topic: str, partitions: int, data: Sequence[Message]
 ) -> None:
     """Create `topic` and fill it, keys hashed to partitions, in batches of up to ~900 KB."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=server)
+    admin = AIOKafkaAdminClient(**connect(server))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, partitions, replication_factor=1)])
     finally:
         await admin.close()
     producer = AIOKafkaProducer(
-        bootstrap_servers=server, acks=1, max_batch_size=900_000, max_request_size=1_000_000
+        **connect(server), acks=1, max_batch_size=900_000, max_request_size=1_000_000
     )
     await producer.start()
     try:
@@ -143,7 +155,7 @@ class Probe:
 
 def worker_settings(server: str, topic: str, level: str, **engine: Any) -> Settings:
     return Settings(
-        kafka=KafkaSettings(bootstrap_servers=server, topic=topic, group_id=fresh("worker")),
+        kafka=kafka_settings(server, topic=topic, group_id=fresh("worker")),
         engine=EngineSettings(**engine),
         logging=LoggingSettings(format="json", level=level),  # type: ignore[arg-type]
         routes={"default": ["probe"]},
@@ -185,7 +197,7 @@ async def time_bare(
     max_records = EngineSettings().fetch_max_records
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=server,
+        **connect(server),
         group_id=fresh("bare"),
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import bootstrap, fresh, messages, publish_backlog, verdict
+from _common import bootstrap, connect, fresh, messages, publish_backlog, verdict
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 PARTITIONS = 6
@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 async def lag(server: str, topic: str, group: str) -> int:
     """Messages not yet committed by `group`, summed over the topic's partitions."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=server, group_id=group)
+    consumer = AIOKafkaConsumer(**connect(server), group_id=group)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]

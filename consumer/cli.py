@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from consumer.config import DEFAULT_CONFIG, Settings, load_settings, settings_file
-from consumer.errors import ConfigError, ConsumerError
+from consumer.errors import ConfigError, ConsumerError, KafkaConnectError
+from consumer.secret import encode_secret
 
 if TYPE_CHECKING:
     from consumer.engine.worker import Worker
@@ -25,6 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config, os.environ)
         result: int = args.command(args, settings)
+    except KafkaConnectError as exc:
+        print(f"recording-consumer: {exc}", file=sys.stderr)
+        return 1
     except ConsumerError as exc:
         print(f"recording-consumer: {exc}", file=sys.stderr)
         return 2
@@ -137,7 +141,8 @@ def _check_config(args: argparse.Namespace, settings: Settings) -> int:
 
     handlers = masked_options(settings.handlers, settings.plugins)
     shown = msgspec.structs.replace(settings, handlers=handlers)
-    print(msgspec.json.format(msgspec.json.encode(shown), indent=2).decode())
+    encoded = msgspec.json.encode(shown, enc_hook=encode_secret)
+    print(msgspec.json.format(encoded, indent=2).decode())
     print(_settings_source(args.config), file=sys.stderr)
     return 0
 

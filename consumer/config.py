@@ -17,10 +17,14 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from consumer.connection import check_security
 from consumer.errors import ConfigError
+from consumer.secret import Secret, decode_secret
 
 ENV_PREFIX = "RECORDING_CONSUMER__"
 ENV_ALIASES = {"KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers")}
+VERBATIM_ENV_KEYS = frozenset({("kafka", "sasl_password")})
+"""Taken as the plain string given, never as TOML: a secret must not become a number."""
 DEFAULT_CONFIG = Path("config/consumer.toml")
 
 
@@ -33,6 +37,18 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
     max_poll_interval_ms: int = 300_000
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: Secret | None = None
+    sasl_password_file: str | None = None
+    """Read once at start-up (trailing newline dropped): for Docker and Kubernetes secrets."""
+    ssl_cafile: str | None = None
+    """CA bundle (PEM) for the brokers' certificates; unset: the system trust store."""
+    ssl_certfile: str | None = None
+    """Client certificate (PEM) for mutual TLS; may hold the key too."""
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
 
 
 class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -140,9 +156,10 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     from_env = _apply_environment(raw, environ if environ is not None else {})
     try:
         _check_tables(raw)
-        return msgspec.convert(raw, Settings, strict=True)
+        settings = msgspec.convert(raw, Settings, strict=True, dec_hook=decode_secret)
     except msgspec.ValidationError as exc:
         raise _config_error(exc, from_env) from None
+    return msgspec.structs.replace(settings, kafka=check_security(settings.kafka))
 
 
 def settings_file(path: Path | None) -> Path | None:
@@ -211,7 +228,7 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[
                 dotted = ".".join(keys)
                 raise ConfigError(f"{dotted}: {name} sets a key inside a non-table value", dotted)
             node = child
-        node[keys[-1]] = _parse_env_value(value)
+        node[keys[-1]] = value if keys in VERBATIM_ENV_KEYS else _parse_env_value(value)
         applied[".".join(keys)] = name
     return applied
 

@@ -29,6 +29,9 @@ from types import TracebackType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
+from consumer import devkafka_security
+from consumer.devkafka_security import PLAIN_USER, SCRAM_USER, Security
+
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
 DEFAULT_PORT = 9092
@@ -191,21 +194,36 @@ async def _answers_metadata(bootstrap: str, deadline: float, alive: Callable[[],
 
 
 class LocalBroker:
-    """One KRaft broker process whose config, data, log and pid live in `state_dir`."""
+    """One KRaft broker process whose config, data, log and pid live in `state_dir`.
 
-    def __init__(self, state_dir: Path, port: int | None = None) -> None:
+    `secured` adds SASL_SSL and mutual-TLS SSL listeners beside the PLAINTEXT one (`security`).
+    """
+
+    def __init__(self, state_dir: Path, port: int | None = None, *, secured: bool = False) -> None:
         self.state_dir = state_dir.absolute()
         self.port = port
+        self.secured = secured
         self._requested_port = port
         self.pid_file = self.state_dir / "broker.pid"
         self.port_file = self.state_dir / "broker.port"
         self.data_dir = self.state_dir / "data"
         self.log_file = self.state_dir / "broker.log"
         self.config_file = self.state_dir / "server.properties"
+        self.tls_dir = self.state_dir / "tls"
+        self._listeners_file = self.tls_dir / "listeners"
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def security(self) -> Security:
+        """The secured listeners' addresses and client credentials (a secured broker only)."""
+        try:
+            sasl_ssl, ssl = self._listeners_file.read_text().split()
+        except (OSError, ValueError):
+            raise BrokerError(f"no secured broker was started in {self.state_dir}") from None
+        return Security(sasl_ssl=sasl_ssl, ssl=ssl, tls_dir=self.tls_dir)
 
     def start(self, timeout: float = 90) -> str:
         """Format fresh storage, start the broker, return its bootstrap once it serves metadata."""
@@ -215,11 +233,28 @@ class LocalBroker:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log4j = self.state_dir / "log4j2.properties"
         log4j.write_text(LOG4J2)
-        self.config_file.write_text(render_server_properties(self.port, free_port(), self.data_dir))
+        controller_port = free_port()
+        properties = render_server_properties(self.port, controller_port, self.data_dir)
+        format_extra: list[str] = []
+        if self.secured:
+            properties += self._secure(controller_port)
+            format_extra = devkafka_security.scram_arguments(self.tls_dir)
+        self.config_file.write_text(properties)
         java = self._java_command(jars)
         cluster_id = _storage_tool(java, "random-uuid").split()[-1]
-        _storage_tool(java, "format", "-t", cluster_id, "-c", str(self.config_file))
+        _storage_tool(java, "format", "-t", cluster_id, "-c", str(self.config_file), *format_extra)
         return self._launch(java, timeout)
+
+    def _secure(self, controller_port: int) -> str:
+        """Fresh certificates and passwords; the secured listeners' server.properties lines."""
+        assert self.port is not None
+        shutil.rmtree(self.tls_dir, ignore_errors=True)
+        devkafka_security.write_tls_files(self.tls_dir)
+        sasl_ssl_port, ssl_port = free_port(), free_port()
+        self._listeners_file.write_text(f"127.0.0.1:{sasl_ssl_port} 127.0.0.1:{ssl_port}\n")
+        return devkafka_security.render_security_properties(
+            self.port, sasl_ssl_port, ssl_port, controller_port, self.tls_dir
+        )
 
     def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
         """End the broker process with `sig` and wait until it is gone; keep its data and port.
@@ -280,7 +315,8 @@ class LocalBroker:
             if not _port_is_free(self._requested_port):
                 raise BrokerError(f"port {self._requested_port} on 127.0.0.1 is already in use")
             return self._requested_port
-        if _port_is_free(DEFAULT_PORT):
+        # 9092 is left to the plain broker, which is the one clients expect there.
+        if not self.secured and _port_is_free(DEFAULT_PORT):
             return DEFAULT_PORT
         port = free_port()
         _say(f"port {DEFAULT_PORT} is busy, using {port} instead")
@@ -365,7 +401,8 @@ def _storage_tool(java: list[str], *args: str) -> str:
     )
     if done.returncode != 0:
         output = _tail(done.stdout + done.stderr)
-        raise BrokerError(f"kafka.tools.StorageTool {' '.join(args)} failed:\n{output}")
+        # Only the subcommand: the arguments may hold a SCRAM password.
+        raise BrokerError(f"kafka.tools.StorageTool {args[0]} failed:\n{output}")
     return done.stdout
 
 
@@ -384,23 +421,39 @@ def _is_our_broker(pid: int, config_file: Path) -> bool:
         return False
 
 
-def _run_broker() -> LocalBroker:
+def _run_broker(secured: bool = False) -> LocalBroker:
+    if secured:
+        return LocalBroker(devkafka_home() / "secured", secured=True)
     return LocalBroker(devkafka_home() / "run")
 
 
-def up() -> str:
-    """Ensure the long-lived broker in ``$DEVKAFKA_HOME/run`` is serving; return its bootstrap."""
-    broker = _run_broker()
+def up(secured: bool = False) -> str:
+    """Ensure the long-lived broker in ``$DEVKAFKA_HOME/run`` is serving; return its bootstrap.
+
+    `secured`: the one in ``$DEVKAFKA_HOME/secured``, and its SASL_SSL listener's address.
+    """
+    broker = _run_broker(secured)
     with _locked(broker.state_dir / ".lock"):
-        if broker.answers():
-            return broker.bootstrap
-        broker.stop()  # a recorded broker that is alive but silent is hung; start afresh
-        return broker.start()
+        if not broker.answers():
+            broker.stop()  # a recorded broker that is alive but silent is hung; start afresh
+            broker.start()
+        if secured:
+            _describe_security(broker.security)
+            return broker.security.sasl_ssl
+        return broker.bootstrap
 
 
-def down() -> None:
+def _describe_security(security: Security) -> None:
+    tls = security.tls_dir
+    users = f"{SCRAM_USER} (SCRAM-SHA-512), {PLAIN_USER} (PLAIN)"
+    _say(f"SASL_SSL {security.sasl_ssl}: users {users}; passwords in {tls}/<user>.password")
+    _say(f"SSL {security.ssl}: client certificate {security.certfile}, key {security.keyfile}")
+    _say(f"CA certificate: {security.cafile}")
+
+
+def down(secured: bool = False) -> None:
     """Stop the long-lived broker, if one is running."""
-    broker = _run_broker()
+    broker = _run_broker(secured)
     with _locked(broker.state_dir / ".lock"):
         broker.stop()
 
@@ -417,19 +470,29 @@ def main(argv: list[str] | None = None) -> int:
     """The ``python -m consumer.devkafka`` command line; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m consumer.devkafka", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "bootstrap"])
-    command = parser.parse_args(argv).command
+    parser.add_argument(
+        "--secured",
+        action="store_true",
+        help="the broker with SASL_SSL (SCRAM-SHA-512, PLAIN) and mutual-TLS SSL listeners",
+    )
+    args = parser.parse_args(argv)
+    command, secured = args.command, args.secured
     try:
-        if command == "up":
-            print(up())
+        if command == "up" or (command == "bootstrap" and secured):
+            print(up(secured))
         elif command == "bootstrap":
             print(bootstrap_servers())
         elif command == "down":
-            down()
+            down(secured)
             _say("stopped")
         else:
-            broker = _run_broker()
+            broker = _run_broker(secured)
             pid = broker.recorded_pid()
-            print("stopped" if pid is None else f"running {broker.bootstrap} (pid {pid})")
+            if pid is None:
+                print("stopped")
+            else:
+                address = broker.security.sasl_ssl if secured else broker.bootstrap
+                print(f"running {address} (pid {pid})")
     except BrokerError as err:
         _say(str(err))
         return 1

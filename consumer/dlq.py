@@ -14,6 +14,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from consumer import connection
 from consumer.config import KafkaSettings
 from consumer.engine import deadletter as dl
 from consumer.errors import ConsumerError
@@ -95,13 +96,11 @@ async def replay(
         raise ConsumerError(f"refusing to replay to {to!r}: it is an internal Kafka topic")
     producer = None
     if not dry_run:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id, acks="all"
-        )
+        producer = AIOKafkaProducer(**connection.client_options(kafka), acks="all")
     replayed = 0
     async with _Reader(kafka, dlq_topic, group=group) as reader:
         if producer is not None:
-            await producer.start()
+            await connection.start(producer, kafka)
         try:
             async for batch in reader.batches():
                 sent = []
@@ -175,13 +174,12 @@ class _Reader:
         partitions = await self._partitions()
         # Built only now: a consumer that is never started warns when collected.
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap_servers,
-            client_id=self._kafka.client_id,
+            **connection.client_options(self._kafka),
             group_id=self._group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        await self._consumer.start()
+        await connection.start(self._consumer, self._kafka)
         try:
             self._consumer.assign(partitions)
             for tp in partitions:
@@ -203,8 +201,8 @@ class _Reader:
 
     async def _partitions(self) -> list[TopicPartition]:
         # Asking a consumer for the partitions of a missing topic would auto-create it.
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._kafka.bootstrap_servers)
-        await admin.start()
+        admin = AIOKafkaAdminClient(**connection.client_options(self._kafka))
+        await connection.start(admin, self._kafka)
         try:
             if self._topic not in await admin.list_topics():
                 raise ConsumerError(f"topic {self._topic!r} does not exist")

@@ -3,6 +3,7 @@
     ConsumerError                  base of everything raised on purpose
     ├── ConfigError                bad settings; the worker refuses to start
     ├── PluginError                a handler cannot be found, loaded or configured
+    ├── KafkaConnectError          Kafka cannot be reached, or refuses our credentials
     ├── DecodeError                a Kafka message is not a usable event
     └── HandlerError               raised by handlers to choose what happens next
         ├── RetryLater             try again, optionally after a given delay
@@ -31,6 +32,18 @@ class ConfigError(ConsumerError):
 
 class PluginError(ConsumerError):
     """A handler plugin is unknown, ambiguous, broken or misconfigured; found before consuming."""
+
+
+class KafkaConnectError(ConsumerError):
+    """A client could not connect; the message is one line naming the cause, never a secret.
+
+    aiokafka only says it could not bootstrap. `retryable` is False for authentication and TLS
+    failures, which trying again cannot fix, and True for refusals and timeouts.
+    """
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class DecodeError(ConsumerError):

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from consumer import connection
 from consumer.config import KafkaSettings
 from consumer.topics import create_topic
 
@@ -17,8 +18,8 @@ PROGRESS_FROM = 10_000
 
 async def ensure_topic(settings: KafkaSettings, topic: str, partitions: int) -> None:
     """Create `topic` if it does not exist yet; an existing topic is left as it is."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
+    admin = AIOKafkaAdminClient(**connection.client_options(settings))
+    await connection.start(admin, settings)
     try:
         await create_topic(admin, topic, partitions)
     finally:
@@ -29,10 +30,8 @@ async def produce(
     settings: KafkaSettings, topic: str, messages: Sequence[tuple[bytes | None, bytes]]
 ) -> int:
     """Send every (key, value) and wait until the broker acknowledged all of them."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, linger_ms=5, acks="all"
-    )
-    await producer.start()
+    producer = AIOKafkaProducer(**connection.client_options(settings), linger_ms=5, acks="all")
+    await connection.start(producer, settings)
     progress = _Progress(len(messages)) if len(messages) >= PROGRESS_FROM else None
     try:
         pending = []

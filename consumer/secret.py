@@ -58,6 +58,13 @@ def decode_secret(type_: type, value: Any) -> Any:
     raise TypeError(f"Expected `{expected}`, got `{type(value).__name__}`")
 
 
+def encode_secret(obj: Any) -> Any:
+    """msgspec ``enc_hook``: a `Secret` is written as the mask."""
+    if isinstance(obj, Secret):
+        return MASK
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
 def masked(options_type: type | None, raw: Mapping[str, Any]) -> dict[str, Any]:
     """`raw` options with the value of every option typed with `Secret` replaced by ``***``.
 

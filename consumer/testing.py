@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
 import httpx
+import msgspec
 import structlog
 from structlog.testing import LogCapture
 
@@ -240,7 +241,7 @@ class RoundTrip(Protocol):
 
 
 async def kafka_round_trip(
-    bootstrap: str,
+    bootstrap: str | KafkaSettings,
     handlers: Mapping[str, Handler],
     events: Iterable[RecordingEvent | tuple[bytes | None, bytes]],
     *,
@@ -250,12 +251,17 @@ async def kafka_round_trip(
 ) -> Worker:
     """Produce `events` to a fresh topic and run the project's Worker over them until idle.
 
+    `bootstrap` is an address, or KafkaSettings for a secured cluster (its topic and group are
+    replaced by the fresh topic).
+
     Events are sent as `encode_event` JSON keyed by recording id; ``(key, value)`` pairs as they
     are. `routes` defaults to every status going to every handler, in the given order.
     Returns the finished Worker, for its counters. Bound it with ``asyncio.timeout`` in tests.
     """
     topic = topic or f"kit-{uuid.uuid4().hex[:12]}"
-    kafka = KafkaSettings(bootstrap_servers=bootstrap, topic=topic, group_id=topic)
+    if isinstance(bootstrap, str):
+        bootstrap = KafkaSettings(bootstrap_servers=bootstrap)
+    kafka = msgspec.structs.replace(bootstrap, topic=topic, group_id=topic)
     settings = Settings(
         kafka=kafka,
         engine=EngineSettings(commit_interval=0.2),

@@ -82,3 +82,13 @@ def private_broker(tmp_path: Path) -> Iterator[LocalBroker]:
     """
     with LocalBroker(tmp_path / "kafka", port=free_port()) as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def secured_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """One broker per session with SASL_SSL (SCRAM-SHA-512, PLAIN) and mutual-TLS SSL listeners,
+    started by the first test that asks; `.security` has the addresses and credentials and
+    `.bootstrap` is its PLAINTEXT listener, for the tests' own set-up and checks."""
+    state = tmp_path_factory.mktemp("secured-kafka")
+    with LocalBroker(state, port=free_port(), secured=True) as broker:
+        yield broker

@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from structlog.testing import capture_logs
 
-from consumer.config import DeadLetterSettings
+from consumer.config import DeadLetterSettings, KafkaSettings
 from consumer.engine import deadletter as dl
 from consumer.engine.deadletter import DeadLetterPublisher, Failure, dead_letter_headers
 from consumer.errors import DecodeError, PermanentFailure
@@ -110,7 +110,7 @@ async def test_publish_creates_the_topic_and_the_dead_letter_round_trips(
     dlq_topic = f"{unique_name}.dlq"
     publisher = DeadLetterPublisher(
         producer,
-        kafka_bootstrap,
+        KafkaSettings(bootstrap_servers=kafka_bootstrap),
         dlq_topic,
         "the-group",
         DeadLetterSettings(error_max_bytes=10),
@@ -159,7 +159,11 @@ async def test_publish_retries_until_the_topic_accepts_the_dead_letter(
         failure = Failure("h", "RuntimeError", "boom", None, 5, FIRST, LAST)
         with capture_logs() as logs:
             publisher = DeadLetterPublisher(
-                producer, kafka_bootstrap, unique_name, "g", DeadLetterSettings()
+                producer,
+                KafkaSettings(bootstrap_servers=kafka_bootstrap),
+                unique_name,
+                "g",
+                DeadLetterSettings(),
             )
             publishing = asyncio.create_task(publisher.publish(RECORD, b"value", failure))
 
@@ -187,7 +191,9 @@ async def test_ensure_topic_logs_and_returns_when_the_broker_is_unreachable(
     producer: AIOKafkaProducer,
 ) -> None:
     """A topic that cannot be created is an error in the log, not an exception."""
-    publisher = DeadLetterPublisher(producer, "127.0.0.1:1", "x.dlq", "g", DeadLetterSettings())
+    publisher = DeadLetterPublisher(
+        producer, KafkaSettings(bootstrap_servers="127.0.0.1:1"), "x.dlq", "g", DeadLetterSettings()
+    )
     with capture_logs() as logs:
         await asyncio.wait_for(publisher.ensure_topic(), 30)
     (entry,) = [e for e in logs if e["event"] == "cannot create dead-letter topic"]

@@ -35,7 +35,13 @@ async def _dead_letters(bootstrap: str, source: str) -> str:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        publisher = DeadLetterPublisher(producer, bootstrap, dlq_topic, "g", DeadLetterSettings())
+        publisher = DeadLetterPublisher(
+            producer,
+            KafkaSettings(bootstrap_servers=bootstrap),
+            dlq_topic,
+            "g",
+            DeadLetterSettings(),
+        )
         await publisher.ensure_topic()
         for offset, (rid, failure) in enumerate(FAILURES):
             record = Record(source, 0, offset, rid.encode(), (("traceparent", b"t"),), 1)

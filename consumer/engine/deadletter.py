@@ -17,7 +17,8 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from consumer.config import DeadLetterSettings, Settings
+from consumer.config import DeadLetterSettings, KafkaSettings, Settings
+from consumer.connection import client_options
 from consumer.errors import DecodeError
 from consumer.handler import Record
 from consumer.topics import create_topic
@@ -140,7 +141,7 @@ class DeadLetterPublisher:
     def __init__(
         self,
         producer: AIOKafkaProducer,
-        bootstrap_servers: str,
+        kafka: KafkaSettings,
         topic: str,
         group: str,
         settings: DeadLetterSettings,
@@ -149,7 +150,7 @@ class DeadLetterPublisher:
     ) -> None:
         self.topic = topic
         self._producer = producer
-        self._bootstrap = bootstrap_servers
+        self._kafka = kafka
         self._group = group
         self._settings = settings
         self._source_topic = source_topic
@@ -161,7 +162,7 @@ class DeadLetterPublisher:
         Partitions follow the source topic when it is known; replication is the broker's default
         (``default.replication.factor``), so a production cluster's policy applies.
         """
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        admin = AIOKafkaAdminClient(**client_options(self._kafka))
         try:
             await admin.start()
             partitions = await self._source_partitions(admin)

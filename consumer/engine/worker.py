@@ -18,6 +18,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from consumer import connection
 from consumer.config import Settings
 from consumer.engine.deadletter import DeadLetterPublisher, dead_letter_topic
 from consumer.engine.dedupe import RecentlyHandled
@@ -66,21 +67,18 @@ class Worker:
         kafka, engine = self._settings.kafka, self._settings.engine
         async with AsyncExitStack() as stack:
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=kafka.bootstrap_servers,
+                **connection.client_options(kafka),
                 group_id=kafka.group_id,
-                client_id=kafka.client_id,
                 enable_auto_commit=False,
                 auto_offset_reset=kafka.auto_offset_reset,
                 session_timeout_ms=kafka.session_timeout_ms,
                 heartbeat_interval_ms=kafka.heartbeat_interval_ms,
                 max_poll_interval_ms=kafka.max_poll_interval_ms,
             )
-            await consumer.start()
+            await connection.start(consumer, kafka)
             stack.push_async_callback(self._leave, consumer)
-            producer = AIOKafkaProducer(
-                bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id, acks="all"
-            )
-            await producer.start()
+            producer = AIOKafkaProducer(**connection.client_options(kafka), acks="all")
+            await connection.start(producer, kafka)
             stack.push_async_callback(producer.stop)
             http = await stack.enter_async_context(httpx.AsyncClient())
             delivery = await self._build_delivery(producer, http)
@@ -105,7 +103,7 @@ class Worker:
         settings = self._settings
         dead_letters = DeadLetterPublisher(
             producer,
-            settings.kafka.bootstrap_servers,
+            settings.kafka,
             dead_letter_topic(settings),
             settings.kafka.group_id,
             settings.dead_letter,

@@ -1,0 +1,40 @@
+"""Settings for the secured test broker's listeners, as the environment a user would set."""
+
+from __future__ import annotations
+
+from consumer.config import KafkaSettings, load_settings
+from consumer.devkafka_security import PLAIN_USER, SCRAM_USER, Security
+
+MODES = ("scram", "plain", "mtls")
+"""SASL_SSL with SCRAM-SHA-512, SASL_SSL with PLAIN, SSL with a client certificate."""
+
+
+def secured_env(security: Security, mode: str, *, password_file: bool = False) -> dict[str, str]:
+    """``RECORDING_CONSUMER__KAFKA__*`` variables that reach `security` in `mode`."""
+    prefix = "RECORDING_CONSUMER__KAFKA__"
+    env = {f"{prefix}SSL_CAFILE": str(security.cafile)}
+    if mode == "mtls":
+        env |= {
+            "KAFKA_BOOTSTRAP_SERVERS": security.ssl,
+            f"{prefix}SECURITY_PROTOCOL": "SSL",
+            f"{prefix}SSL_CERTFILE": str(security.certfile),
+            f"{prefix}SSL_KEYFILE": str(security.keyfile),
+        }
+        return env
+    user, mechanism = {"scram": (SCRAM_USER, "SCRAM-SHA-512"), "plain": (PLAIN_USER, "PLAIN")}[mode]
+    env |= {
+        "KAFKA_BOOTSTRAP_SERVERS": security.sasl_ssl,
+        f"{prefix}SECURITY_PROTOCOL": "SASL_SSL",
+        f"{prefix}SASL_MECHANISM": mechanism,
+        f"{prefix}SASL_USERNAME": user,
+    }
+    if password_file:
+        env[f"{prefix}SASL_PASSWORD_FILE"] = str(security.password_file(user))
+    else:
+        env[f"{prefix}SASL_PASSWORD"] = security.password(user)
+    return env
+
+
+def secured_settings(security: Security, mode: str) -> KafkaSettings:
+    """The [kafka] settings `secured_env` makes, validated as at start-up."""
+    return load_settings(environ=secured_env(security, mode)).kafka
