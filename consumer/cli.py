@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from consumer.config import Settings, load_settings
-from consumer.errors import ConfigError, ConsumerError
+from consumer.config import KafkaSettings, Settings, load_settings
+from consumer.errors import ConfigError, ConsumerError, KafkaUnreachable
 
 if TYPE_CHECKING:
     from consumer.engine.worker import Worker
@@ -25,6 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config, os.environ)
         result: int = args.command(args, settings)
+    except KafkaUnreachable as exc:
+        print(f"recording-consumer: {exc}", file=sys.stderr)
+        return 1
     except ConsumerError as exc:
         print(f"recording-consumer: {exc}", file=sys.stderr)
         return 2
@@ -95,10 +98,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    import structlog
+
     from consumer.engine.worker import Worker
     from consumer.logs import configure_logging
+    from consumer.observability.server import endpoint, listen_address
     from consumer.plugins import build_handlers
 
+    listen_address(settings.observability.listen)  # a malformed address fails before anything
     configure_logging(settings.logging)
     names = {name for route in settings.routes.values() for name in route}
     worker = Worker(settings, build_handlers(names, settings.handlers, settings.plugins))
@@ -107,9 +114,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)
-        await worker.run(until_idle=args.until_idle)
+        async with endpoint(worker):
+            await worker.run(until_idle=args.until_idle)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except KafkaUnreachable as exc:
+        structlog.get_logger("consumer.worker").error(str(exc))
+        return 1
     if args.until_idle is not None:
         _print_summary(worker)
     return 0
@@ -156,7 +168,11 @@ def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.dlq import show
     from consumer.engine.deadletter import dead_letter_topic
 
-    count = asyncio.run(show(settings.kafka, dead_letter_topic(settings), args.limit, sys.stdout))
+    async def show_all() -> int:
+        await _reach(settings.kafka)
+        return await show(settings.kafka, dead_letter_topic(settings), args.limit, sys.stdout)
+
+    count = asyncio.run(show_all())
     print(f"{count} dead letters", file=sys.stderr)
     return 0
 
@@ -165,8 +181,9 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.dlq import replay
     from consumer.engine.deadletter import dead_letter_topic
 
-    count = asyncio.run(
-        replay(
+    async def replay_all() -> int:
+        await _reach(settings.kafka)
+        return await replay(
             settings.kafka,
             dead_letter_topic(settings),
             args.group or f"{settings.kafka.group_id}.dlq-replay",
@@ -176,7 +193,8 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
             dry_run=args.dry_run,
             out=sys.stdout,
         )
-    )
+
+    count = asyncio.run(replay_all())
     verb = "would replay" if args.dry_run else "replayed"
     print(f"{verb} {count} dead letters", file=sys.stderr)
     return 0
@@ -196,9 +214,24 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
         messages = sample_messages(args.repeat)
 
     async def publish() -> int:
+        await _reach(settings.kafka)
         await ensure_topic(settings.kafka, topic, args.partitions)
         return await produce(settings.kafka, topic, messages)
 
     count = asyncio.run(publish())
     print(f"produced {count} messages to {topic}", file=sys.stderr)
     return 0
+
+
+async def _reach(kafka: KafkaSettings) -> None:
+    """Wait for the broker like the worker does, reporting on stderr (stdout may be data)."""
+    from consumer.observability.startup import wait_for_kafka
+
+    def waiting(attempt: int, error: str, left: float) -> None:
+        print(
+            f"recording-consumer: Kafka at {kafka.bootstrap_servers} not reachable yet "
+            f"(attempt {attempt}: {error}); retrying for {left:.0f} s more",
+            file=sys.stderr,
+        )
+
+    await wait_for_kafka(kafka, waiting)

@@ -4,6 +4,7 @@
     ├── ConfigError                bad settings; the worker refuses to start
     ├── PluginError                a handler cannot be found, loaded or configured
     ├── DecodeError                a Kafka message is not a usable event
+    ├── KafkaUnreachable           no broker answered within kafka.startup_timeout
     └── HandlerError               raised by handlers to choose what happens next
         ├── RetryLater             try again, optionally after a given delay
         └── PermanentFailure       do not retry; dead-letter the message now
@@ -44,6 +45,11 @@ class DecodeError(ConsumerError):
         super().__init__(f"{reason} (at {path})" if path else reason)
         self.reason = reason
         self.path = path
+
+
+class KafkaUnreachable(ConsumerError):
+    """No broker answered at start-up: an operational state to report in one line (exit 1),
+    not a crash to show as a traceback."""
 
 
 class HandlerError(ConsumerError):

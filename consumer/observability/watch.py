@@ -1,0 +1,126 @@
+"""Watchers running beside the worker: broker reachability and lag, the event loop, a stats line.
+
+A probe of the broker every few seconds doubles as the lag sample: the end offsets of the
+assigned partitions, fetched even while they are paused or idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+if TYPE_CHECKING:
+    from consumer.engine.worker import Worker
+
+PROBE_EVERY = 2.0
+PROBE_TIMEOUT = 5.0
+"""A probe slower than this counts as a failure: a hung broker is as unusable as a dead one."""
+TICK = 0.1
+
+_log = structlog.get_logger("consumer.watch")
+
+
+async def watch_broker(worker: Worker, consumer: AIOKafkaConsumer) -> None:
+    """Probe the broker, keep lag current, log outages once and a stats line every interval."""
+    stats = _Stats(worker)
+    start_points: dict[TopicPartition, int] = {}
+    while True:
+        await _probe(worker, consumer, start_points)
+        stats.maybe_log()
+        await asyncio.sleep(PROBE_EVERY)
+
+
+async def watch_loop(worker: Worker) -> None:
+    """Note how late the loop runs a short timer: a late one means something blocked it."""
+    health = worker.health
+    loop = asyncio.get_running_loop()
+    while True:
+        asked = loop.time()
+        await asyncio.sleep(TICK)
+        late = loop.time() - asked - TICK
+        health.loop_ran(late)
+        if late >= worker.settings.observability.loop_block_timeout:
+            _log.warning("event loop blocked", seconds=round(late, 1))
+
+
+async def _probe(
+    worker: Worker, consumer: AIOKafkaConsumer, start_points: dict[TopicPartition, int]
+) -> None:
+    health = worker.health
+    assigned = sorted(consumer.assignment())
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            if not assigned:
+                await consumer.topics()
+                ends: dict[TopicPartition, int] = {}
+            else:
+                ends = await consumer.end_offsets(assigned)
+            for tp in set(start_points) - set(assigned):
+                del start_points[tp]
+            lag = {}
+            for tp in assigned:
+                committed = worker.committed_offset(tp)
+                if committed is None:
+                    committed = start_points.get(tp)
+                if committed is None:
+                    committed = start_points[tp] = await _start_point(consumer, tp)
+                lag[tp] = max(0, ends[tp] - committed)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        if health.down_since is None:
+            health.down_since = time.monotonic()
+            error = type(exc).__name__ if isinstance(exc, TimeoutError) else repr(exc)
+            _log.error(
+                "broker unreachable",
+                bootstrap=worker.settings.kafka.bootstrap_servers,
+                error=error,
+            )
+        return
+    if health.down_since is not None:
+        outage = time.monotonic() - health.down_since
+        health.down_since = None
+        _log.warning("broker reachable again", outage_seconds=round(outage, 1))
+    health.sampled_lag(lag)
+
+
+async def _start_point(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+    """Where this group stands on `tp` before this worker committed anything to it."""
+    committed: int | None = await consumer.committed(tp)
+    if committed is None:
+        committed = await consumer.position(tp)
+    return committed
+
+
+class _Stats:
+    """The periodic stats line: rates and counts since the last line, lag and load now."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+        self._every = worker.settings.observability.stats_interval
+        self._last = time.monotonic()
+        self._outcomes = worker.tally.outcomes.copy()
+
+    def maybe_log(self) -> None:
+        now = time.monotonic()
+        if not self._every or now - self._last < self._every:
+            return
+        worker = self._worker
+        outcomes = worker.tally.outcomes.copy()
+        delta = outcomes - self._outcomes
+        finished = sum(n for outcome, n in delta.items() if outcome != "retried")
+        load = worker.load()
+        _log.info(
+            "stats",
+            seconds=round(now - self._last, 1),
+            messages_per_second=round(finished / (now - self._last), 1),
+            outcomes=dict(sorted(delta.items())),
+            lag=sum(worker.health.lag.values()),
+            in_flight=load.in_flight,
+            buffered=load.buffered,
+            paused_partitions=load.paused,
+        )
+        self._last, self._outcomes = now, outcomes
