@@ -36,6 +36,7 @@ class Health:
         self._blocked_until = 0.0
         self._blocked_for = 0.0
         self.lag: dict[TopicPartition, int] = {}
+        self._ends: dict[TopicPartition, int] = {}
         self.last_commit: dict[TopicPartition, float] = {}
         """Wall-clock time of each assigned partition's last commit."""
         self._progress: dict[TopicPartition, float] = {}
@@ -57,15 +58,18 @@ class Health:
             self.lag.pop(tp, None)
             self.last_commit.pop(tp, None)
 
-    def committed(self, partitions: Collection[TopicPartition]) -> None:
+    def committed(self, points: dict[TopicPartition, int]) -> None:
+        """Offsets committed: progress, and lag against the last known end offsets."""
         now, wall = time.monotonic(), time.time()
-        for tp in partitions:
+        for tp, offset in points.items():
             self._progress[tp] = now
             self.last_commit[tp] = wall
+            if tp in self._ends:
+                self.lag[tp] = max(0, self._ends[tp] - offset)
 
-    def sampled_lag(self, lag: dict[TopicPartition, int]) -> None:
+    def sampled_lag(self, lag: dict[TopicPartition, int], ends: dict[TopicPartition, int]) -> None:
         """A fresh lag sample; a caught-up partition counts as making progress."""
-        self.lag = lag
+        self.lag, self._ends = lag, ends
         now = time.monotonic()
         for tp, behind in lag.items():
             if behind == 0:

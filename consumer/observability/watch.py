@@ -29,7 +29,11 @@ async def watch_broker(worker: Worker, consumer: AIOKafkaConsumer) -> None:
     """Probe the broker, keep lag current, log outages once and a stats line every interval."""
     stats = _Stats(worker)
     start_points: dict[TopicPartition, int] = {}
+    rebalances = worker.tally.rebalances
     while True:
+        if worker.tally.rebalances != rebalances:  # the group's offsets may have moved since
+            start_points.clear()
+            rebalances = worker.tally.rebalances
         await _probe(worker, consumer, start_points)
         stats.maybe_log()
         await asyncio.sleep(PROBE_EVERY)
@@ -60,15 +64,13 @@ async def _probe(
                 ends: dict[TopicPartition, int] = {}
             else:
                 ends = await consumer.end_offsets(assigned)
-            for tp in set(start_points) - set(assigned):
-                del start_points[tp]
             lag = {}
             for tp in assigned:
                 committed = worker.committed_offset(tp)
                 if committed is None:
                     committed = start_points.get(tp)
                 if committed is None:
-                    committed = start_points[tp] = await _start_point(consumer, tp)
+                    committed = start_points[tp] = await _start_point(worker, consumer, tp)
                 lag[tp] = max(0, ends[tp] - committed)
     except (KafkaError, OSError, TimeoutError) as exc:
         if health.down_since is None:
@@ -84,15 +86,20 @@ async def _probe(
         outage = time.monotonic() - health.down_since
         health.down_since = None
         _log.warning("broker reachable again", outage_seconds=round(outage, 1))
-    health.sampled_lag(lag)
+    health.sampled_lag(lag, ends)
 
 
-async def _start_point(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
-    """Where this group stands on `tp` before this worker committed anything to it."""
+async def _start_point(worker: Worker, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+    """Where this group stood on `tp` before this worker committed anything to it."""
     committed: int | None = await consumer.committed(tp)
-    if committed is None:
-        committed = await consumer.position(tp)
-    return committed
+    if committed is not None:
+        return committed
+    # Never committed: the group started where auto_offset_reset put it.
+    if worker.settings.kafka.auto_offset_reset == "earliest":
+        start: int = (await consumer.beginning_offsets([tp]))[tp]
+    else:
+        start = await consumer.position(tp)
+    return start
 
 
 class _Stats:
