@@ -38,34 +38,38 @@ def _dumps_text(obj: Any, **_: Any) -> str:
 
 
 class Repeats:
-    """A processor writing an identical warning or error once per interval.
+    """A processor writing an identical warning or error at most once per interval.
 
-    The first time a line is written in an interval it carries ``repeated``: how many identical
-    ones were held back in the interval before.
+    The next time such a line is written it carries ``repeated``: how many were held back.
     """
 
     def __init__(self, interval: float = REPEAT_INTERVAL) -> None:
         self._interval = interval
-        self._started = time.monotonic()
-        self._seen: dict[str, int] = {}
-        self._held: dict[str, int] = {}
+        self._swept = time.monotonic()
+        self._lines: dict[str, list[float]] = {}
+        """Line -> [when it was last written, how many were held back since]."""
 
     def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
         if event.get("level") not in _COLLAPSED:
             return event
         now = time.monotonic()
-        if now - self._started >= self._interval:
-            self._held = {key: n for key, n in self._seen.items() if n}
-            self._seen, self._started = {}, now
+        if now - self._swept >= self._interval:
+            self._swept = now
+            self._lines = {
+                key: seen
+                for key, seen in self._lines.items()
+                if seen[1] or now - seen[0] < self._interval
+            }
         key = repr([item for item in event.items() if not item[0].startswith("_")])
-        if key in self._seen:
-            self._seen[key] += 1
-            raise structlog.DropEvent
-        if len(self._seen) < _MAX_TRACKED:
-            self._seen[key] = 0
-        held = self._held.pop(key, 0)
-        if held:
-            event["repeated"] = held
+        seen = self._lines.get(key)
+        if seen is not None:
+            if now - seen[0] < self._interval:
+                seen[1] += 1
+                raise structlog.DropEvent
+            if seen[1]:
+                event["repeated"] = int(seen[1])
+        if seen is not None or len(self._lines) < _MAX_TRACKED:
+            self._lines[key] = [now, 0]
         return event
 
 
