@@ -55,7 +55,7 @@ async def _attempt(kafka: KafkaSettings, *, seconds: float) -> str | None:
     """
     try:
         async with asyncio.timeout(seconds):
-            reason = await _first_open_port(kafka.bootstrap_servers)
+            reason = await port_refusal(kafka.bootstrap_servers)
             if reason is not None:
                 return reason
             client = AIOKafkaClient(
@@ -72,8 +72,8 @@ async def _attempt(kafka: KafkaSettings, *, seconds: float) -> str | None:
     return None
 
 
-async def _first_open_port(bootstrap: str) -> str | None:
-    """None once one bootstrap server accepts a connection, else the last refusal."""
+async def port_refusal(bootstrap: str) -> str | None:
+    """None once a bootstrap server accepts a TCP connection, else why the last one did not."""
     reason = "no bootstrap servers"
     for server in bootstrap.split(","):
         host, _, port = server.strip().rpartition(":")

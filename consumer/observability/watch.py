@@ -7,12 +7,15 @@ assigned partitions, fetched even while they are paused or idle.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
+
+from consumer.observability.startup import port_refusal
 
 if TYPE_CHECKING:
     from consumer.engine.worker import Worker
@@ -75,18 +78,24 @@ async def _probe(
     except (KafkaError, OSError, TimeoutError) as exc:
         if health.down_since is None:
             health.down_since = time.monotonic()
-            error = type(exc).__name__ if isinstance(exc, TimeoutError) else repr(exc)
-            _log.error(
-                "broker unreachable",
-                bootstrap=worker.settings.kafka.bootstrap_servers,
-                error=error,
-            )
+            bootstrap = worker.settings.kafka.bootstrap_servers
+            _log.error("broker unreachable", bootstrap=bootstrap, error=await _why(bootstrap, exc))
         return
     if health.down_since is not None:
         outage = time.monotonic() - health.down_since
         health.down_since = None
         _log.warning("broker reachable again", outage_seconds=round(outage, 1))
     health.sampled_lag(lag, ends)
+
+
+async def _why(bootstrap: str, exc: Exception) -> str:
+    """A refused connection says more than the client's timeout or not-ready error."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            refused = await port_refusal(bootstrap)
+            if refused is not None:
+                return refused
+    return f"no answer within {PROBE_TIMEOUT:.0f} s" if isinstance(exc, TimeoutError) else repr(exc)
 
 
 async def _start_point(worker: Worker, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
