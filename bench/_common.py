@@ -24,11 +24,18 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from consumer.config import EngineSettings, KafkaSettings, LoggingSettings, Settings
+from consumer.config import (
+    EngineSettings,
+    KafkaSettings,
+    LoggingSettings,
+    ObservabilitySettings,
+    Settings,
+)
 from consumer.devkafka import bootstrap_servers
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.handler import Context
+from consumer.observability.server import endpoint
 from consumer.samples import recording_event
 
 Message = tuple[bytes, bytes]
@@ -141,18 +148,27 @@ class Probe:
             self.done.set()
 
 
-def worker_settings(server: str, topic: str, level: str, **engine: Any) -> Settings:
+def worker_settings(
+    server: str, topic: str, level: str, listen: str = "", **engine: Any
+) -> Settings:
+    """`listen` serves the worker's /metrics endpoint there; by default there is none."""
     return Settings(
         kafka=KafkaSettings(bootstrap_servers=server, topic=topic, group_id=fresh("worker")),
         engine=EngineSettings(**engine),
         logging=LoggingSettings(format="json", level=level),  # type: ignore[arg-type]
         routes={"default": ["probe"]},
+        observability=ObservabilitySettings(listen=listen),
     )
 
 
 async def time_worker(settings: Settings, probe: Probe) -> Timing:
     """Run the project's Worker until the probe saw every event and every offset is committed."""
     worker = Worker(settings, {"probe": probe})
+    async with endpoint(worker):
+        return await _time_run(worker, probe)
+
+
+async def _time_run(worker: Worker, probe: Probe) -> Timing:
     timing = Timing(probe.total, time.perf_counter())
     run = asyncio.create_task(worker.run())
     done = asyncio.create_task(probe.done.wait())
