@@ -80,6 +80,33 @@ def test_no_broker_at_start_exits_1_with_one_line(command: list[str]) -> None:
         assert result.stderr == ""
 
 
+async def test_probes_while_waiting_for_kafka(tmp_path: Path) -> None:
+    """While start-up waits for an absent broker the worker is live (no restart loop) but not
+    ready: /healthz 200, /readyz 503, past loop_block_timeout; SIGTERM ends the wait."""
+    port = free_port()
+    worker = worker_process(
+        f"127.0.0.1:{free_port()}",
+        "never-created",
+        tmp_path / "handled",
+        OBSERVABILITY__LISTEN=f"127.0.0.1:{port}",
+        OBSERVABILITY__LOOP_BLOCK_TIMEOUT="0.5",
+        KAFKA__STARTUP_TIMEOUT="60",
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            await wait_for_ready(client, 503)
+            log = tmp_path / "handled.log"
+            await wait_for(lambda: "waiting for Kafka" in events_in(log), 30, "a retry line")
+            started = time.monotonic()
+            while time.monotonic() - started < 1.0:  # past loop_block_timeout
+                assert (await client.get("/healthz")).status_code == 200
+                assert (await client.get("/readyz")).status_code == 503
+                await asyncio.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert await exit_status(worker, 30) == 0  # SIGTERM ends the wait at once
+
+
 async def test_broker_outage_while_running(
     private_broker: LocalBroker,
     unique_name: str,

@@ -20,7 +20,7 @@ from consumer.engine.retry import retry_delay
 from consumer.errors import DecodeError
 from consumer.events import RecordingEvent
 from consumer.handler import Context, Handler, Publish, Record
-from consumer.observability.metrics import Durations, message_labels
+from consumer.observability.metrics import MAX_RAW_SERIES, Durations, message_labels
 
 if TYPE_CHECKING:
     import httpx
@@ -33,8 +33,8 @@ class Tally:
     outcomes: Counter[str] = field(default_factory=Counter)
     routed: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(status, handler) -> events that handler finished."""
-    messages: Counter[tuple[str, ...]] = field(default_factory=Counter)
-    """(outcome, status, event type) label values -> messages, for the metrics."""
+    messages: dict[tuple[str, str | None, str | None], int] = field(default_factory=dict)
+    """(outcome, status, event type) -> messages, for the metrics, which fold the values."""
     retries: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
     """Reason (undecodable, handler_failed) -> messages dead-lettered."""
@@ -45,8 +45,16 @@ class Tally:
 
     def finished(self, outcome: str, status: str | None, event_type: str | None) -> None:
         self.outcomes[outcome] += 1
-        if outcome != "retried":
-            self.messages[message_labels(outcome, status, event_type)] += 1
+        if outcome == "retried":
+            return
+        # Counted as they come (the hot path); folded into label values only when scraped.
+        messages = self.messages
+        key = (outcome, status, event_type)
+        count = messages.get(key)
+        if count is None and len(messages) >= MAX_RAW_SERIES:
+            key = message_labels(*key)  # odd values keep coming: fold now, stay bounded
+            count = messages.get(key)
+        messages[key] = 1 if count is None else count + 1
 
 
 @dataclass(slots=True, eq=False)

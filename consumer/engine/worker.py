@@ -88,7 +88,8 @@ class Worker:
 
     async def run(self, until_idle: float | None = None) -> None:
         kafka, engine = self._settings.kafka, self._settings.engine
-        await wait_for_kafka(kafka, self._waiting_for_kafka)
+        if not await self._reach_kafka():
+            return
         async with AsyncExitStack() as stack:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=kafka.bootstrap_servers,
@@ -306,6 +307,20 @@ class Worker:
             self.tally.commits += 1
             self.health.committed(points)
         self._log.debug("committed", offsets={_name(tp): o for tp, o in points.items()})
+
+    async def _reach_kafka(self) -> bool:
+        """Wait for the broker; False when stopped meanwhile (SIGTERM during start-up)."""
+        reach = asyncio.ensure_future(wait_for_kafka(self._settings.kafka, self._waiting_for_kafka))
+        stop = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({reach, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if reach.done():
+            reach.result()
+            return True
+        reach.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reach
+        return False
 
     def _waiting_for_kafka(self, attempt: int, error: str, left: float) -> None:
         self._log.warning(

@@ -32,7 +32,8 @@ class Health:
         self.down_since: float | None = None
         """When the broker stopped answering, or None while it answers."""
         self.last_fetch = now
-        self.last_tick = now
+        self.last_tick: float | None = None
+        """When the loop watcher last ran; None while it is not running (start-up, shutdown)."""
         self._blocked_until = 0.0
         self._blocked_for = 0.0
         self.lag: dict[TopicPartition, int] = {}
@@ -86,7 +87,7 @@ class Health:
         """Why the worker is not live; empty while it makes progress."""
         now = time.monotonic()
         found = []
-        overdue = now - self.last_tick
+        overdue = 0.0 if self.last_tick is None else now - self.last_tick
         if overdue >= self._block:
             found.append(f"event loop blocked for {overdue:.1f} s")
         elif now < self._blocked_until:

@@ -7,6 +7,7 @@ tally and the worker's current state into Prometheus families at scrape time.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Final
 
@@ -37,10 +38,14 @@ OUTCOMES: Final = {
     "undecodable": "undecodable",
 }
 """The engine's outcome names to the metric's; a retry being scheduled is not an outcome."""
+MAX_RAW_SERIES: Final = 1_000
+"""Distinct raw (outcome, status, event type) counted as they are before folding them at once."""
 BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
-def message_labels(outcome: str, status: str | None, event_type: str | None) -> tuple[str, ...]:
+def message_labels(
+    outcome: str, status: str | None, event_type: str | None
+) -> tuple[str, str, str]:
     """(outcome, status, event_type) label values, unknown values folded into `other`."""
     return (
         OUTCOMES[outcome],
@@ -93,7 +98,10 @@ class WorkerCollector(Collector):
         messages = _counter(
             "messages", "Messages finished, by outcome.", ["outcome", "status", "event_type"]
         )
-        for labels, count in sorted(tally.messages.items()):
+        folded: Counter[tuple[str, str, str]] = Counter()
+        for raw, count in list(tally.messages.items()):
+            folded[message_labels(*raw)] += count
+        for labels, count in sorted(folded.items()):
             messages.add_metric(list(labels), count)
         yield messages
         yield tally.durations.family()

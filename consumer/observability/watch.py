@@ -46,13 +46,17 @@ async def watch_loop(worker: Worker) -> None:
     """Note how late the loop runs a short timer: a late one means something blocked it."""
     health = worker.health
     loop = asyncio.get_running_loop()
-    while True:
-        asked = loop.time()
-        await asyncio.sleep(TICK)
-        late = loop.time() - asked - TICK
-        health.loop_ran(late)
-        if late >= worker.settings.observability.loop_block_timeout:
-            _log.warning("event loop blocked", seconds=round(late, 1))
+    health.loop_ran(0.0)
+    try:
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(TICK)
+            late = loop.time() - asked - TICK
+            health.loop_ran(late)
+            if late >= worker.settings.observability.loop_block_timeout:
+                _log.warning("event loop blocked", seconds=round(late, 1))
+    finally:
+        health.last_tick = None
 
 
 async def _probe(
