@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import statistics
 import sys
 import time
 import timeit
@@ -88,21 +89,24 @@ async def main(server: str, count: int, rounds: int) -> None:
     del data
     print(f"{count:,} events on {PARTITIONS} partitions, best of {rounds} rounds each")
     configure_logging(LoggingSettings(format="json", level="warning"))
-    best: dict[bool, Timing] = {}
+    rates: dict[bool, list[float]] = {False: [], True: []}
     scrapes: list[float] = []
     with stdout_to_devnull():
         for n in range(rounds):
             for on in (n % 2 == 0, n % 2 == 1):  # alternate which goes first
-                run = await timed(server, topic, count, on, scrapes)
-                if on not in best or run.rate > best[on].rate:
-                    best[on] = run
-    off, on = best[False], best[True]
-    for label, run in (
-        ("metrics off (no endpoint)", off),
-        (f"metrics on (scraped every {SCRAPE_EVERY:.0f} s)", on),
+                rates[on].append((await timed(server, topic, count, on, scrapes)).rate)
+    for on, label in (
+        (False, "off (no endpoint)"),
+        (True, f"on (scraped every {SCRAPE_EVERY:.0f} s)"),
     ):
-        print(f"  {label:34} {run.rate:>10,.0f} events/s  ({run.seconds:.3f} s)")
-    print(f"  on / off: {on.rate / off.rate:.3f}")
+        runs = rates[on]
+        print(
+            f"  metrics {label:26} best {max(runs):>8,.0f}  median {statistics.median(runs):>8,.0f}"
+            f" events/s  (all: {', '.join(f'{r:,.0f}' for r in runs)})"
+        )
+    best = max(rates[True]) / max(rates[False])
+    median = statistics.median(rates[True]) / statistics.median(rates[False])
+    print(f"  on / off: best {best:.3f}, median {median:.3f}")
     if scrapes:
         print(f"  {len(scrapes)} scrapes, slowest {max(scrapes) * 1000:.1f} ms")
     print(f"  counting per message (outcome + duration): {counting_cost():.0f} ns")

@@ -115,7 +115,8 @@ async def test_broker_outage_while_running(
 ) -> None:
     """Broker killed and restarted under a running worker: /readyz goes 503 then 200, the log
     says `broker unreachable` and `broker reachable again`, every line is JSON, identical
-    problems are written once per interval, and every event is handled and committed."""
+    problems are written once per interval, stats lines come, and every event is handled and
+    committed."""
     bootstrap = private_broker.bootstrap  # started by the fixture
     await create_topic(bootstrap, unique_name, partitions=2)
     kafka = KafkaSettings(bootstrap_servers=bootstrap)
@@ -130,6 +131,7 @@ async def test_broker_outage_while_running(
         OBSERVABILITY__LISTEN=f"127.0.0.1:{port}",
         KAFKA__SESSION_TIMEOUT_MS="6000",
         KAFKA__HEARTBEAT_INTERVAL_MS="500",
+        OBSERVABILITY__STATS_INTERVAL="3",
     )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
@@ -166,6 +168,10 @@ async def test_broker_outage_while_running(
     assert back["outage_seconds"] > 0
     assert any(line.get("logger", "").startswith("aiokafka") for line in lines)
     assert_repeats_collapsed(lines)
+    stats = [line for line in lines if line["event"] == "stats"]
+    assert stats, "no stats line"
+    assert sum(line["outcomes"].get("handled", 0) for line in stats) <= 100
+    assert {"messages_per_second", "lag", "in_flight", "buffered"} <= set(stats[-1])
 
 
 def events_in(log: Path) -> set[str]:
