@@ -28,7 +28,7 @@ from consumer.events import EventDecoder, OtherEvent, UnknownEvent
 from consumer.handler import Handler, Record
 from consumer.observability.health import Health
 from consumer.observability.startup import start_client, wait_for_kafka
-from consumer.observability.watch import watch_broker, watch_loop
+from consumer.observability.watch import log_stats, watch_broker, watch_loop
 from consumer.routing import Router
 
 _UNDECODABLE = object()
@@ -119,6 +119,7 @@ class Worker:
                 tasks.append(tg.create_task(self._commit_periodically(consumer)))
                 tasks.append(tg.create_task(watch_broker(self, consumer)))
                 tasks.append(tg.create_task(watch_loop(self)))
+                tasks.append(tg.create_task(log_stats(self)))
                 try:
                     await self._fetch(consumer, until_idle)
                     await self._scheduler.drain(engine.shutdown_grace, self._cancel_now)

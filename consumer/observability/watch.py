@@ -29,8 +29,7 @@ _log = structlog.get_logger("consumer.watch")
 
 
 async def watch_broker(worker: Worker, consumer: AIOKafkaConsumer) -> None:
-    """Probe the broker, keep lag current, log outages once and a stats line every interval."""
-    stats = _Stats(worker)
+    """Probe the broker, keep lag current, log an outage's start and end once each."""
     start_points: dict[TopicPartition, int] = {}
     rebalances = worker.tally.rebalances
     while True:
@@ -38,8 +37,33 @@ async def watch_broker(worker: Worker, consumer: AIOKafkaConsumer) -> None:
             start_points.clear()
             rebalances = worker.tally.rebalances
         await _probe(worker, consumer, start_points)
-        stats.maybe_log()
         await asyncio.sleep(PROBE_EVERY)
+
+
+async def log_stats(worker: Worker) -> None:
+    """Every ``observability.stats_interval`` seconds, one line of rates, outcomes and load."""
+    every = worker.settings.observability.stats_interval
+    if not every:
+        return
+    last, before = time.monotonic(), worker.tally.outcomes.copy()
+    while True:
+        await asyncio.sleep(every)
+        now, outcomes = time.monotonic(), worker.tally.outcomes.copy()
+        delta = outcomes - before
+        finished = sum(n for outcome, n in delta.items() if outcome != "retried")
+        load = worker.load()
+        _log.info(
+            "stats",
+            seconds=round(now - last, 1),
+            messages_per_second=round(finished / (now - last), 1),
+            outcomes=dict(sorted(delta.items())),
+            lag=sum(worker.health.lag.values()),
+            in_flight=load.in_flight,
+            buffered=load.buffered,
+            paused_partitions=load.paused,
+            broker_reachable=worker.health.down_since is None,
+        )
+        last, before = now, outcomes
 
 
 async def watch_loop(worker: Worker) -> None:
@@ -113,34 +137,3 @@ async def _start_point(worker: Worker, consumer: AIOKafkaConsumer, tp: TopicPart
     else:
         start = await consumer.position(tp)
     return start
-
-
-class _Stats:
-    """The periodic stats line: rates and counts since the last line, lag and load now."""
-
-    def __init__(self, worker: Worker) -> None:
-        self._worker = worker
-        self._every = worker.settings.observability.stats_interval
-        self._last = time.monotonic()
-        self._outcomes = worker.tally.outcomes.copy()
-
-    def maybe_log(self) -> None:
-        now = time.monotonic()
-        if not self._every or now - self._last < self._every:
-            return
-        worker = self._worker
-        outcomes = worker.tally.outcomes.copy()
-        delta = outcomes - self._outcomes
-        finished = sum(n for outcome, n in delta.items() if outcome != "retried")
-        load = worker.load()
-        _log.info(
-            "stats",
-            seconds=round(now - self._last, 1),
-            messages_per_second=round(finished / (now - self._last), 1),
-            outcomes=dict(sorted(delta.items())),
-            lag=sum(worker.health.lag.values()),
-            in_flight=load.in_flight,
-            buffered=load.buffered,
-            paused_partitions=load.paused,
-        )
-        self._last, self._outcomes = now, outcomes
