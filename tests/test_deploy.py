@@ -39,6 +39,7 @@ def deployment() -> dict[str, Any]:
 
 def container() -> dict[str, Any]:
     (worker,) = deployment()["spec"]["template"]["spec"]["containers"]
+    assert isinstance(worker, dict)
     return worker
 
 
