@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from consumer.config import KafkaSettings, Settings, load_settings
+from consumer.config import Settings, load_settings
 from consumer.errors import ConfigError, ConsumerError, KafkaUnreachable
 
 if TYPE_CHECKING:
+    from consumer.config import KafkaSettings
     from consumer.engine.worker import Worker
 
 
@@ -168,11 +169,8 @@ def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.dlq import show
     from consumer.engine.deadletter import dead_letter_topic
 
-    async def show_all() -> int:
-        await _reach(settings.kafka)
-        return await show(settings.kafka, dead_letter_topic(settings), args.limit, sys.stdout)
-
-    count = asyncio.run(show_all())
+    asyncio.run(_reach(settings.kafka))
+    count = asyncio.run(show(settings.kafka, dead_letter_topic(settings), args.limit, sys.stdout))
     print(f"{count} dead letters", file=sys.stderr)
     return 0
 
@@ -181,9 +179,9 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.dlq import replay
     from consumer.engine.deadletter import dead_letter_topic
 
-    async def replay_all() -> int:
-        await _reach(settings.kafka)
-        return await replay(
+    asyncio.run(_reach(settings.kafka))
+    count = asyncio.run(
+        replay(
             settings.kafka,
             dead_letter_topic(settings),
             args.group or f"{settings.kafka.group_id}.dlq-replay",
@@ -193,8 +191,7 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
             dry_run=args.dry_run,
             out=sys.stdout,
         )
-
-    count = asyncio.run(replay_all())
+    )
     verb = "would replay" if args.dry_run else "replayed"
     print(f"{verb} {count} dead letters", file=sys.stderr)
     return 0

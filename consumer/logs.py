@@ -22,7 +22,7 @@ _encode = msgspec.json.Encoder(enc_hook=repr).encode
 
 REPEAT_INTERVAL = 10.0
 """Seconds during which an identical warning or error is written only once."""
-_COLLAPSED = frozenset({"warning", "error", "critical", "exception"})
+_COLLAPSED = frozenset({"warning", "error", "critical"})
 _MAX_TRACKED = 1_000
 """Distinct lines remembered per interval; more (per-message warnings) are written as they come."""
 
@@ -84,7 +84,6 @@ def configure_logging(settings: LoggingSettings) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: list[Any]
-    foreign: list[Any]
     factory: Any
     # Tracebacks without local variables: a handler's locals may hold credentials.
     if use_json:
@@ -93,10 +92,9 @@ def configure_logging(settings: LoggingSettings) -> None:
             structlog.processors.ExceptionRenderer(tracebacks),
             structlog.processors.JSONRenderer(_dumps),
         ]
-        foreign = [renderer[0], structlog.processors.JSONRenderer(_dumps_text)]
         factory = structlog.BytesLoggerFactory()
     else:
-        renderer = foreign = [
+        renderer = [
             structlog.dev.ConsoleRenderer(
                 colors=tty, exception_formatter=structlog.dev.plain_traceback
             )
@@ -110,7 +108,9 @@ def configure_logging(settings: LoggingSettings) -> None:
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
-    _route_standard_library(settings, shared, foreign)
+    # The standard library's records are rendered to text, not bytes.
+    foreign = [*renderer[:-1], structlog.processors.JSONRenderer(_dumps_text)]
+    _route_standard_library(settings, shared, foreign if use_json else renderer)
 
 
 def _route_standard_library(
