@@ -24,13 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from consumer.config import (
-    EngineSettings,
-    KafkaSettings,
-    LoggingSettings,
-    ObservabilitySettings,
-    Settings,
-)
+from consumer.config import EngineSettings, KafkaSettings, LoggingSettings, Settings
 from consumer.devkafka import bootstrap_servers
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
@@ -148,22 +142,21 @@ class Probe:
             self.done.set()
 
 
-def worker_settings(
-    server: str, topic: str, level: str, listen: str = "", **engine: Any
-) -> Settings:
-    """`listen` serves the worker's /metrics endpoint there; by default there is none."""
+def worker_settings(server: str, topic: str, level: str, **engine: Any) -> Settings:
     return Settings(
         kafka=KafkaSettings(bootstrap_servers=server, topic=topic, group_id=fresh("worker")),
         engine=EngineSettings(**engine),
         logging=LoggingSettings(format="json", level=level),  # type: ignore[arg-type]
         routes={"default": ["probe"]},
-        observability=ObservabilitySettings(listen=listen),
     )
 
 
-async def time_worker(settings: Settings, probe: Probe) -> Timing:
-    """Run the project's Worker until the probe saw every event and every offset is committed."""
+async def time_worker(settings: Settings, probe: Probe, *, serve: bool = False) -> Timing:
+    """Run the project's Worker until the probe saw every event and every offset is committed;
+    with `serve`, its HTTP endpoint too (on ``observability.listen``)."""
     worker = Worker(settings, {"probe": probe})
+    if not serve:
+        return await _time_run(worker, probe)
     async with endpoint(worker):
         return await _time_run(worker, probe)
 

@@ -22,6 +22,7 @@ import time
 import timeit
 
 import httpx
+import msgspec
 from _common import (
     Probe,
     Timing,
@@ -34,7 +35,7 @@ from _common import (
     worker_settings,
 )
 
-from consumer.config import LoggingSettings
+from consumer.config import LoggingSettings, ObservabilitySettings
 from consumer.devkafka import free_port
 from consumer.engine.delivery import Tally
 from consumer.logs import configure_logging
@@ -56,12 +57,13 @@ async def scrape_forever(url: str, scrapes: list[float]) -> None:
 
 async def timed(server: str, topic: str, count: int, on: bool, scrapes: list[float]) -> Timing:
     listen = f"127.0.0.1:{free_port()}" if on else ""
-    settings = worker_settings(server, topic, "warning", listen=listen)
+    settings = worker_settings(server, topic, "warning")
+    settings = msgspec.structs.replace(settings, observability=ObservabilitySettings(listen=listen))
     scraper = (
         asyncio.create_task(scrape_forever(f"http://{listen}/metrics", scrapes)) if on else None
     )
     try:
-        return await time_worker(settings, Probe(count))
+        return await time_worker(settings, Probe(count), serve=on)
     finally:
         if scraper is not None:
             scraper.cancel()

@@ -26,6 +26,8 @@ DEFAULT_CONFIG = Path("config/consumer.toml")
 
 class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     bootstrap_servers: str = "127.0.0.1:9092"
+    startup_timeout: float = 60.0
+    """Seconds to keep trying to reach the broker at start-up before exiting 1."""
     topic: str = "bandwidth.recordings"
     group_id: str = "recording-consumer"
     client_id: str = "recording-consumer"
@@ -33,8 +35,6 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
     max_poll_interval_ms: int = 300_000
-    startup_timeout: float = 60.0
-    """Seconds to keep trying to reach the broker at start-up before exiting 1."""
 
 
 class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -27,7 +27,7 @@ from consumer.errors import DecodeError
 from consumer.events import EventDecoder, OtherEvent, UnknownEvent
 from consumer.handler import Handler, Record
 from consumer.observability.health import Health
-from consumer.observability.startup import start_client, wait_for_kafka
+from consumer.observability.startup import wait_for_kafka
 from consumer.observability.watch import log_stats, watch_broker, watch_loop
 from consumer.routing import Router
 
@@ -101,12 +101,12 @@ class Worker:
                 heartbeat_interval_ms=kafka.heartbeat_interval_ms,
                 max_poll_interval_ms=kafka.max_poll_interval_ms,
             )
-            await start_client(consumer, kafka.bootstrap_servers)
+            await consumer.start()
             stack.push_async_callback(self._leave, consumer)
             producer = AIOKafkaProducer(
                 bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id, acks="all"
             )
-            await start_client(producer, kafka.bootstrap_servers)
+            await producer.start()
             stack.push_async_callback(producer.stop)
             http = await stack.enter_async_context(httpx.AsyncClient())
             delivery = await self._build_delivery(producer, http)

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any
 
 from aiokafka import AIOKafkaClient
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaError
 
 from consumer.config import KafkaSettings
 from consumer.errors import KafkaUnreachable
@@ -46,16 +45,6 @@ async def wait_for_kafka(kafka: KafkaSettings, on_retry: OnRetry) -> None:
             on_retry(attempt, error, left)
         await asyncio.sleep(min(delay, left))
         delay = min(delay * 2, BACKOFF_MAX)
-
-
-async def start_client(client: Any, bootstrap: str) -> None:
-    """Start an aiokafka client; if the broker went away since `wait_for_kafka`, close the client
-    (no unclosed-client warning) and say so in one line."""
-    try:
-        await client.start()
-    except KafkaConnectionError as exc:
-        await client.stop()
-        raise KafkaUnreachable(f"cannot reach Kafka at {bootstrap}: {exc}") from None
 
 
 async def _attempt(kafka: KafkaSettings, *, seconds: float) -> str | None:
