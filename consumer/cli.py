@@ -99,8 +99,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    import structlog
-
     from consumer.engine.worker import Worker
     from consumer.logs import configure_logging
     from consumer.observability.server import endpoint, listen_address
@@ -118,11 +116,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         async with endpoint(worker):
             await worker.run(until_idle=args.until_idle)
 
-    try:
-        asyncio.run(serve())
-    except KafkaUnreachable as exc:
-        structlog.get_logger("consumer.worker").error(str(exc))
-        return 1
+    asyncio.run(serve())
     if args.until_idle is not None:
         _print_summary(worker)
     return 0

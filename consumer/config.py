@@ -119,8 +119,9 @@ class LoggingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 
 class ObservabilitySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    listen: str = "0.0.0.0:9464"
-    """``host:port`` serving /metrics, /healthz and /readyz; an empty string turns it off."""
+    listen: str = ""
+    """``host:port`` serving /metrics, /healthz and /readyz; empty (the default) turns it off.
+    The container image sets ``0.0.0.0:9464``."""
     stall_timeout: float = 600.0
     """Seconds a partition with lag may commit nothing before /healthz reports it stalled."""
     loop_block_timeout: float = 5.0

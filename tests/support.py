@@ -100,9 +100,7 @@ def worker_process(
     `env` keys name settings (``ENGINE__ORDERING``) or, when they start with ``TEST_``, the
     handler's own knobs (see tests/slow_handlers.py).
     """
-    # No endpoint unless asked: tests run several workers at once, one port would not do.
-    settings = {"OBSERVABILITY__LISTEN": ""}
-    settings |= {k: v for k, v in env.items() if not k.startswith("TEST_")}
+    settings = {k: v for k, v in env.items() if not k.startswith("TEST_")}
     full_env = {
         **os.environ,
         "PYTHONPATH": str(REPO),

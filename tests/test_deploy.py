@@ -56,6 +56,12 @@ def k8s_settings() -> Settings:
     return load_settings(path=CONFIG_FILE, environ=plain_env())
 
 
+def image_env() -> dict[str, str]:
+    """The final stage's ENV variables, as ``NAME=value`` pairs."""
+    pairs = (p for op, args in final_stage() if op == "ENV" for p in args.split())
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
 def port_of(listen: str) -> int:
     address = listen_address(listen)
     assert address is not None, "the endpoint is off"
@@ -82,7 +88,9 @@ def test_probes_and_ports_match_the_endpoint() -> None:
     """Liveness probes /healthz and readiness /readyz on the port observability.listen
     names, which the Dockerfile exposes, the scrape annotation names and compose checks."""
     port = port_of(k8s_settings().observability.listen)
-    assert port == port_of(Settings().observability.listen)
+    image = load_settings(path=CONFIG_FILE, environ=image_env())
+    assert port_of(image.observability.listen) == port
+    assert Settings().observability.listen == "", "off unless asked, outside the image"
     worker = container()
     (declared,) = worker["ports"]
     assert declared["containerPort"] == port
