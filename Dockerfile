@@ -45,5 +45,8 @@ USER 10001:10001
 # The worker drains in-flight handlers on SIGTERM for engine.shutdown_grace seconds: give it at
 # least that long before SIGKILL (docker stop -t, compose stop_grace_period, k8s grace period).
 STOPSIGNAL SIGTERM
+# /metrics, /healthz (liveness), /readyz (readiness) on observability.listen: on in the image.
+ENV RECORDING_CONSUMER__OBSERVABILITY__LISTEN=0.0.0.0:9464
+EXPOSE 9464
 ENTRYPOINT ["recording-consumer"]
 CMD ["run", "--config", "/app/config/consumer.toml"]

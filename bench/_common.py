@@ -30,6 +30,7 @@ from consumer.devkafka import bootstrap_servers
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.handler import Context
+from consumer.observability.server import endpoint
 from consumer.samples import recording_event
 
 Message = tuple[bytes, bytes]
@@ -162,9 +163,17 @@ def worker_settings(server: str, topic: str, level: str, **engine: Any) -> Setti
     )
 
 
-async def time_worker(settings: Settings, probe: Probe) -> Timing:
-    """Run the project's Worker until the probe saw every event and every offset is committed."""
+async def time_worker(settings: Settings, probe: Probe, *, serve: bool = False) -> Timing:
+    """Run the project's Worker until the probe saw every event and every offset is committed;
+    with `serve`, its HTTP endpoint too (on ``observability.listen``)."""
     worker = Worker(settings, {"probe": probe})
+    if not serve:
+        return await _time_run(worker, probe)
+    async with endpoint(worker):
+        return await _time_run(worker, probe)
+
+
+async def _time_run(worker: Worker, probe: Probe) -> Timing:
     timing = Timing(probe.total, time.perf_counter())
     run = asyncio.create_task(worker.run())
     done = asyncio.create_task(probe.done.wait())

@@ -18,6 +18,7 @@ from consumer.errors import ConfigError, ConsumerError, KafkaConnectError
 from consumer.secret import encode_secret
 
 if TYPE_CHECKING:
+    from consumer.config import KafkaSettings
     from consumer.engine.worker import Worker
 
 
@@ -108,8 +109,10 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.engine.worker import Worker
     from consumer.logs import configure_logging
+    from consumer.observability.server import endpoint, listen_address
     from consumer.plugins import build_handlers
 
+    listen_address(settings.observability.listen)  # a malformed address fails before anything
     configure_logging(settings.logging)
     names = {name for route in settings.routes.values() for name in route}
     worker = Worker(settings, build_handlers(names, settings.handlers, settings.plugins))
@@ -118,7 +121,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)
-        await worker.run(until_idle=args.until_idle)
+        async with endpoint(worker):
+            await worker.run(until_idle=args.until_idle)
 
     asyncio.run(serve())
     if args.until_idle is not None:
@@ -189,6 +193,7 @@ def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.dlq import show
     from consumer.engine.deadletter import dead_letter_topic
 
+    asyncio.run(_reach(settings.kafka))
     count = asyncio.run(show(settings.kafka, dead_letter_topic(settings), args.limit, sys.stdout))
     print(f"{count} dead letters", file=sys.stderr)
     return 0
@@ -198,6 +203,7 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.dlq import replay
     from consumer.engine.deadletter import dead_letter_topic
 
+    asyncio.run(_reach(settings.kafka))
     count = asyncio.run(
         replay(
             settings.kafka,
@@ -230,9 +236,24 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
         messages = sample_messages(args.repeat)
 
     async def publish() -> int:
+        await _reach(settings.kafka)
         await ensure_topic(settings.kafka, topic, args.partitions)
         return await produce(settings.kafka, topic, messages)
 
     count = asyncio.run(publish())
     print(f"produced {count} messages to {topic}", file=sys.stderr)
     return 0
+
+
+async def _reach(kafka: KafkaSettings) -> None:
+    """Wait for the broker like the worker does, reporting on stderr (stdout may be data)."""
+    from consumer.observability.startup import wait_for_kafka
+
+    def waiting(attempt: int, error: str, left: float) -> None:
+        print(
+            f"recording-consumer: Kafka at {kafka.bootstrap_servers} not reachable yet "
+            f"(attempt {attempt}: {error}); retrying for {left:.0f} s more",
+            file=sys.stderr,
+        )
+
+    await wait_for_kafka(kafka, waiting)

@@ -30,6 +30,8 @@ DEFAULT_CONFIG = Path("config/consumer.toml")
 
 class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     bootstrap_servers: str = "127.0.0.1:9092"
+    startup_timeout: float = 60.0
+    """Seconds to keep trying to reach the broker at start-up before exiting 1."""
     topic: str = "bandwidth.recordings"
     group_id: str = "recording-consumer"
     client_id: str = "recording-consumer"
@@ -133,6 +135,18 @@ class LoggingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class ObservabilitySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    listen: str = ""
+    """``host:port`` serving /metrics, /healthz and /readyz; empty (the default) turns it off.
+    The container image sets ``0.0.0.0:9464``."""
+    stall_timeout: float = 600.0
+    """Seconds a partition with lag may commit nothing before /healthz reports it stalled."""
+    loop_block_timeout: float = 5.0
+    """Seconds the event loop may go without running before /healthz reports it blocked."""
+    stats_interval: float = 60.0
+    """Seconds between stats lines in the log; 0 turns them off."""
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
     engine: EngineSettings = msgspec.field(default_factory=EngineSettings)
@@ -140,6 +154,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
     dead_letter: DeadLetterSettings = msgspec.field(default_factory=DeadLetterSettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
+    observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
     routes: dict[str, list[str]] = msgspec.field(default_factory=lambda: {"default": ["log"]})
     """Status to the ordered handler names; ``default`` takes statuses with no entry."""
     handlers: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)

@@ -207,11 +207,12 @@ def connect_error(
 ) -> KafkaConnectError:
     """`exc`, raised while connecting to `address`, as one line naming the cause (secret-free)."""
     cause, retryable = _describe(exc, kafka)
+    if kafka.sasl_password is not None and kafka.sasl_password.reveal():
+        cause = cause.replace(kafka.sasl_password.reveal(), MASK)
+    cause = " ".join(cause.split())
     where = address or kafka.bootstrap_servers
     line = f"cannot connect to Kafka at {where} ({kafka.security_protocol}): {cause}"
-    if kafka.sasl_password is not None and kafka.sasl_password.reveal():
-        line = line.replace(kafka.sasl_password.reveal(), MASK)
-    return KafkaConnectError(" ".join(line.split()), retryable=retryable)
+    return KafkaConnectError(line, retryable=retryable, cause=cause)
 
 
 def _describe(exc: BaseException, kafka: KafkaSettings) -> tuple[str, bool]:

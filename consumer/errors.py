@@ -3,7 +3,8 @@
     ConsumerError                  base of everything raised on purpose
     ├── ConfigError                bad settings; the worker refuses to start
     ├── PluginError                a handler cannot be found, loaded or configured
-    ├── KafkaConnectError          Kafka cannot be reached, or refuses our credentials
+    ├── KafkaConnectError          Kafka cannot be reached (within kafka.startup_timeout),
+    │                              or refuses our credentials
     ├── DecodeError                a Kafka message is not a usable event
     └── HandlerError               raised by handlers to choose what happens next
         ├── RetryLater             try again, optionally after a given delay
@@ -38,12 +39,14 @@ class KafkaConnectError(ConsumerError):
     """A client could not connect; the message is one line naming the cause, never a secret.
 
     aiokafka only says it could not bootstrap. `retryable` is False for authentication and TLS
-    failures, which trying again cannot fix, and True for refusals and timeouts.
+    failures, which trying again cannot fix, and True for refusals and timeouts. `cause` is
+    the line's reason alone, for messages that name the address their own way.
     """
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, cause: str = "") -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.cause = cause or message
 
 
 class DecodeError(ConsumerError):

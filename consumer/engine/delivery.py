@@ -20,6 +20,7 @@ from consumer.engine.retry import retry_delay
 from consumer.errors import DecodeError
 from consumer.events import RecordingEvent
 from consumer.handler import Context, Handler, Publish, Record
+from consumer.observability.metrics import MAX_RAW_SERIES, Durations, message_labels
 
 if TYPE_CHECKING:
     import httpx
@@ -32,6 +33,28 @@ class Tally:
     outcomes: Counter[str] = field(default_factory=Counter)
     routed: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(status, handler) -> events that handler finished."""
+    messages: dict[tuple[str, str | None, str | None], int] = field(default_factory=dict)
+    """(outcome, status, event type) -> messages, for the metrics, which fold the values."""
+    retries: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    """Reason (undecodable, handler_failed) -> messages dead-lettered."""
+    durations: Durations = field(default_factory=Durations)
+    commits: int = 0
+    commit_failures: int = 0
+    rebalances: int = 0
+
+    def finished(self, outcome: str, status: str | None, event_type: str | None) -> None:
+        self.outcomes[outcome] += 1
+        if outcome == "retried":
+            return
+        # Counted as they come (the hot path); folded into label values only when scraped.
+        messages = self.messages
+        key = (outcome, status, event_type)
+        count = messages.get(key)
+        if count is None and len(messages) >= MAX_RAW_SERIES:
+            key = message_labels(*key)  # odd values keep coming: fold now, stay bounded
+            count = messages.get(key)
+        messages[key] = 1 if count is None else count + 1
 
 
 @dataclass(slots=True, eq=False)
@@ -104,8 +127,8 @@ class Delivery:
         if not job.attempts and event.recording_id is not None and repeat in self._recent:
             self.outcome("debug", "duplicate", job)
             return None
-        await self._run_pending(job, event)
-        delay = self._schedule(job)
+        failed_after = await self._run_pending(job, event)
+        delay = self._schedule(job, failed_after)
         if delay is not None:
             failed = sorted(name for name, _ in job.pending)
             self.outcome(
@@ -137,11 +160,14 @@ class Delivery:
             handlers = tuple(name for name, _ in job.route)
             self.outcome("info", outcome, job, handlers=handlers, attempts=_max_attempts(job))
         else:
-            self._tally.outcomes[outcome] += 1
+            self._tally.finished(outcome, event.status, event.event_type)
         return None
 
-    async def _run_pending(self, job: Job, event: RecordingEvent) -> None:
+    async def _run_pending(self, job: Job, event: RecordingEvent) -> dict[str, float]:
+        """Returns the seconds each failed attempt took."""
         still_failing: list[tuple[str, Handler]] = []
+        failed_after: dict[str, float] = {}
+        durations = self._tally.durations
         attempts = job.attempts
         for name, handler in job.pending:
             attempts[name] = attempt = attempts.get(name, 0) + 1
@@ -155,6 +181,7 @@ class Delivery:
                 bind=partial(_handler_fields, job, name),
             )
             timeout = self._policies.get(name, self._default_policy).timeout
+            started = time.perf_counter()
             try:
                 if timeout is None:
                     await handler.handle(event, ctx)
@@ -167,13 +194,17 @@ class Delivery:
                     raise  # the engine is cancelling this attempt (shutdown)
                 # A handler's own stray cancellation is its failure, not the end of a worker task.
                 self._fail(job, name, exc, handler, still_failing)
+                failed_after[name] = time.perf_counter() - started
             except Exception as exc:
                 self._fail(job, name, exc, handler, still_failing)
+                failed_after[name] = time.perf_counter() - started
             else:
+                durations.observe(name, "ok", time.perf_counter() - started)
                 if job.failures:
                     job.failures.pop(name, None)
                 self._tally.routed[(event.status or "(none)", name)] += 1
         job.pending = still_failing
+        return failed_after
 
     @staticmethod
     def _fail(
@@ -189,18 +220,22 @@ class Delivery:
         job.failures[name] = error
         still_failing.append((name, handler))
 
-    def _schedule(self, job: Job) -> float | None:
+    def _schedule(self, job: Job, failed_after: dict[str, float]) -> float | None:
         """Give up on handlers out of attempts; the delay before the others try again."""
         delays: list[float] = []
         retrying: list[tuple[str, Handler]] = []
+        tally = self._tally
         for name, handler in job.pending:
             policy = self._policies.get(name, self._default_policy)
             delay = retry_delay(policy, job.attempts[name], job.failures[name])
             if delay is None:
                 job.given_up.append(name)
+                tally.durations.observe(name, "failed", failed_after.get(name, 0.0))
             else:
                 delays.append(delay)
                 retrying.append((name, handler))
+                tally.durations.observe(name, "retry", failed_after.get(name, 0.0))
+                tally.retries[name] += 1
         job.pending = retrying
         # Every retrying handler waits at least as long as the most patient one asked.
         return max(delays) if delays else None
@@ -214,10 +249,15 @@ class Delivery:
             last_failure=job.last_failure,
         )
         await self._dead_letters.publish(job.record, job.value, failure)
+        self._tally.dead_letters["undecodable" if handler is None else "handler_failed"] += 1
 
     def outcome(self, level: str, outcome: str, job: Job, **fields: Any) -> None:
         """The one canonical line for a message's outcome (or for a retry being scheduled)."""
-        self._tally.outcomes[outcome] += 1
+        event = job.event
+        if event is None:
+            self._tally.finished(outcome, None, None)
+        else:
+            self._tally.finished(outcome, event.status, event.event_type)
         if level in self._enabled:
             duration_ms = round((time.perf_counter() - job.started) * 1000, 3)
             getattr(self._log, level)(

@@ -80,6 +80,10 @@ class OffsetTracker(Generic[P]):
     def committed(self, points: dict[P, int]) -> None:
         self._committed.update(points)
 
+    def committed_point(self, partition: P) -> int | None:
+        """The commit point last committed for `partition`, if any."""
+        return self._committed.get(partition)
+
     def in_flight(self, partitions: Iterable[P] | None = None) -> int:
         selected = self._partitions if partitions is None else partitions
         return sum(self._partitions[p].in_flight for p in selected if p in self._partitions)

@@ -42,6 +42,11 @@ class Scheduler:
         self._closing = False
         self._log = structlog.get_logger("consumer.scheduler")
 
+    @property
+    def running(self) -> int:
+        """Handler attempts running now."""
+        return len(self._running)
+
     def generation(self, tp: TopicPartition) -> int:
         return self._generation[tp]
 

@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import structlog
@@ -27,10 +27,21 @@ from consumer.engine.scheduler import Scheduler
 from consumer.errors import DecodeError
 from consumer.events import EventDecoder, OtherEvent, UnknownEvent
 from consumer.handler import Handler, Record
+from consumer.observability.health import Health
+from consumer.observability.startup import wait_for_kafka
+from consumer.observability.watch import log_stats, watch_broker, watch_loop
 from consumer.routing import Router
 
 _UNDECODABLE = object()
 """The lane key of messages that could not be decoded: they have no recording to order by."""
+
+
+class Load(NamedTuple):
+    """How busy the worker is now, for the metrics and the stats line."""
+
+    in_flight: int
+    buffered: int
+    paused: int
 
 
 class Worker:
@@ -53,6 +64,7 @@ class Worker:
         self._commit_lock = asyncio.Lock()
         self._log = structlog.get_logger("consumer.worker")
         self.tally = Tally()
+        self.health = Health(settings)
 
     def stop(self) -> None:
         """Finish in-flight work, commit and leave; asked twice, cancel what is still running."""
@@ -61,10 +73,24 @@ class Worker:
             self._cancel_now.set()
         else:
             self._log.info("stopping: finishing running handlers")
+        self.health.draining = True
         self._stopping.set()
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def load(self) -> Load:
+        return Load(self._scheduler.running, self._offsets.in_flight(), len(self._paused))
+
+    def committed_offset(self, tp: TopicPartition) -> int | None:
+        """The offset this worker last committed for `tp`, if it committed one."""
+        return self._offsets.committed_point(tp)
 
     async def run(self, until_idle: float | None = None) -> None:
         kafka, engine = self._settings.kafka, self._settings.engine
+        if not await self._reach_kafka():
+            return
         async with AsyncExitStack() as stack:
             consumer = AIOKafkaConsumer(
                 **connection.client_options(kafka),
@@ -89,6 +115,9 @@ class Worker:
                 work = self._scheduler.work
                 tasks = [tg.create_task(work(delivery)) for _ in range(engine.max_in_flight)]
                 tasks.append(tg.create_task(self._commit_periodically(consumer)))
+                tasks.append(tg.create_task(watch_broker(self, consumer)))
+                tasks.append(tg.create_task(watch_loop(self)))
+                tasks.append(tg.create_task(log_stats(self)))
                 try:
                     await self._fetch(consumer, until_idle)
                     await self._scheduler.drain(engine.shutdown_grace, self._cancel_now)
@@ -140,6 +169,7 @@ class Worker:
                     consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
                 )
                 await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+                self.health.last_fetch = time.monotonic()
                 if not fetch.done():
                     fetch.cancel()
                     return
@@ -206,7 +236,7 @@ class Worker:
             partition=record.partition,
             offset=record.offset,
         )
-        self.tally.outcomes["skipped"] += 1
+        self.tally.finished("skipped", None, event.event_type)
         self._scheduler.finish_now(tp, record.offset)
 
     def _count_finished(self) -> None:
@@ -269,10 +299,36 @@ class Worker:
                 await consumer.commit(points)
             except KafkaError as exc:
                 # Nothing is lost: the points stay uncommitted and a later commit sends them.
+                self.tally.commit_failures += 1
                 self._log.warning("commit failed", error=repr(exc))
                 return
             self._offsets.committed(points)
+            self.tally.commits += 1
+            self.health.committed(points)
         self._log.debug("committed", offsets={_name(tp): o for tp, o in points.items()})
+
+    async def _reach_kafka(self) -> bool:
+        """Wait for the broker; False when stopped meanwhile (SIGTERM during start-up)."""
+        reach = asyncio.ensure_future(wait_for_kafka(self._settings.kafka, self._waiting_for_kafka))
+        stop = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({reach, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if reach.done():
+            reach.result()
+            return True
+        reach.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reach
+        return False
+
+    def _waiting_for_kafka(self, attempt: int, error: str, left: float) -> None:
+        self._log.warning(
+            "waiting for Kafka",
+            bootstrap=self._settings.kafka.bootstrap_servers,
+            attempt=attempt,
+            error=error,
+            gives_up_in=round(left),
+        )
 
     async def _start_handlers(self, stack: AsyncExitStack) -> None:
         for handler in self._handlers.values():
@@ -297,6 +353,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         worker = self._worker
+        worker.health.revoked(revoked)
         grace = worker._settings.engine.shutdown_grace
         try:
             if not await worker._scheduler.quiesce(revoked, grace, worker._cancel_now):
@@ -313,6 +370,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._worker._scheduler.assigned(assigned)
+        self._worker.tally.rebalances += 1
+        self._worker.health.assigned(assigned)
         self._worker._last_activity = time.monotonic()
         self._worker._log.info("partitions assigned", partitions=_names(assigned))
 

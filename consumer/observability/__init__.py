@@ -1,0 +1,1 @@
+"""Operating the worker: metrics, liveness and readiness, watchers, start-up against Kafka."""

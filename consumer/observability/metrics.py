@@ -1,0 +1,162 @@
+"""Prometheus metrics: plain counters on the hot path, metric families built only when scraped.
+
+The worker counts into its `Tally` (dict increments, no locks); `WorkerCollector` turns the
+tally and the worker's current state into Prometheus families at scrape time.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from consumer.events import KNOWN_EVENT_TYPES, Status
+
+if TYPE_CHECKING:
+    from consumer.engine.worker import Worker
+
+PREFIX: Final = "recording_consumer_"
+OTHER: Final = "other"
+"""The label value of statuses and event types outside the known set: keeps cardinality bounded."""
+KNOWN_STATUSES: Final = frozenset(str(status) for status in Status)
+OUTCOMES: Final = {
+    "handled": "handled",
+    "skipped": "skipped",
+    "unrouted": "skipped",
+    "duplicate": "duplicate",
+    "dead_lettered": "dead_lettered",
+    "undecodable": "undecodable",
+}
+"""The engine's outcome names to the metric's; a retry being scheduled is not an outcome."""
+MAX_RAW_SERIES: Final = 1_000
+"""Distinct raw (outcome, status, event type) counted as they are before folding them at once."""
+BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+def message_labels(
+    outcome: str, status: str | None, event_type: str | None
+) -> tuple[str, str, str]:
+    """(outcome, status, event_type) label values, unknown values folded into `other`."""
+    return (
+        OUTCOMES[outcome],
+        status if status in KNOWN_STATUSES else OTHER,
+        event_type if event_type in KNOWN_EVENT_TYPES else OTHER,
+    )
+
+
+class Durations:
+    """Handler attempt durations per (handler, result), in Prometheus histogram buckets."""
+
+    __slots__ = ("_series",)
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, str], list[float]] = {}
+        """Per series: a count per bucket (the last is +Inf), then the sum of the seconds."""
+
+    def observe(self, handler: str, result: str, seconds: float) -> None:
+        series = self._series.get((handler, result))
+        if series is None:
+            series = self._series[(handler, result)] = [0.0] * (len(BUCKETS) + 2)
+        series[bisect_left(BUCKETS, seconds)] += 1
+        series[-1] += seconds
+
+    def family(self) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(
+            PREFIX + "handler_duration_seconds",
+            "Duration of handler attempts, by handler and result (ok, retry, failed).",
+            labels=["handler", "result"],
+        )
+        bounds = [*(str(b) for b in BUCKETS), "+Inf"]
+        for labels, series in sorted(self._series.items()):
+            cumulative, total = [], 0.0
+            for bound, count in zip(bounds, series, strict=False):
+                total += count
+                cumulative.append((bound, total))
+            family.add_metric(list(labels), cumulative, sum_value=series[-1])
+        return family
+
+
+class WorkerCollector(Collector):
+    """Reads one worker's tally and state each time Prometheus scrapes."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    def collect(self) -> Iterator[Metric]:
+        worker = self._worker
+        tally, health, load = worker.tally, worker.health, worker.load()
+        messages = _counter(
+            "messages", "Messages finished, by outcome.", ["outcome", "status", "event_type"]
+        )
+        folded: Counter[tuple[str, str, str]] = Counter()
+        for raw, count in list(tally.messages.items()):
+            folded[message_labels(*raw)] += count
+        for labels, count in sorted(folded.items()):
+            messages.add_metric(list(labels), count)
+        yield messages
+        yield tally.durations.family()
+        retries = _counter("retries", "Handler retries scheduled.", ["handler"])
+        for handler, count in sorted(tally.retries.items()):
+            retries.add_metric([handler], count)
+        yield retries
+        dead = _counter("dead_letters", "Messages published to the dead-letter topic.", ["reason"])
+        for reason, count in sorted(tally.dead_letters.items()):
+            dead.add_metric([reason], count)
+        yield dead
+        lag = _gauge(
+            "lag_messages", "High watermark minus committed offset.", ["topic", "partition"]
+        )
+        for tp, behind in sorted(health.lag.items()):
+            lag.add_metric([tp.topic, str(tp.partition)], behind)
+        yield lag
+        yield _gauge("in_flight", "Handler attempts running now.", value=load.in_flight)
+        yield _gauge("buffered", "Fetched messages not finished yet.", value=load.buffered)
+        yield _gauge("paused_partitions", "Partitions paused by backpressure.", value=load.paused)
+        yield _counter("commits", "Successful offset commits.", value=tally.commits)
+        yield _counter("commit_failures", "Failed offset commits.", value=tally.commit_failures)
+        yield _counter("rebalances", "Partition assignments received.", value=tally.rebalances)
+        last = _gauge(
+            "last_commit_timestamp_seconds",
+            "When each assigned partition last committed, in seconds since the epoch.",
+            ["partition"],
+        )
+        for tp, when in sorted(health.last_commit.items()):
+            last.add_metric([str(tp.partition)], when)
+        yield last
+        ready = _gauge("ready", "1 when /readyz answers 200.", value=0 if health.unready() else 1)
+        yield ready
+        yield _gauge(
+            "broker_reachable",
+            "1 unless the last probe of the broker failed.",
+            value=1 if health.down_since is None else 0,
+        )
+
+
+def registry_for(worker: Worker) -> CollectorRegistry:
+    """A registry of the worker's metrics and the process's own (CPU, memory, open files)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WorkerCollector(worker))
+    ProcessCollector(registry=registry)
+    return registry
+
+
+def _counter(
+    name: str, doc: str, labels: list[str] | None = None, value: float | None = None
+) -> CounterMetricFamily:
+    return CounterMetricFamily(PREFIX + name, doc, value=value, labels=labels)
+
+
+def _gauge(
+    name: str, doc: str, labels: list[str] | None = None, value: float | None = None
+) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, doc, value=value, labels=labels)

@@ -1,0 +1,127 @@
+"""Pure units behind the endpoint: liveness and readiness verdicts, histogram buckets, label
+folding. (The broker-backed behaviour is in test_observability.py and test_outage.py.)"""
+
+from __future__ import annotations
+
+import time
+
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+
+from consumer.config import KafkaSettings, ObservabilitySettings, Settings
+from consumer.engine.delivery import Tally
+from consumer.observability.health import Health
+from consumer.observability.metrics import MAX_RAW_SERIES, Durations, message_labels
+
+TP = TopicPartition("recordings", 0)
+
+
+def health(**observability: float) -> Health:
+    return Health(
+        Settings(
+            kafka=KafkaSettings(max_poll_interval_ms=1_000),
+            observability=ObservabilitySettings(**observability),  # type: ignore[arg-type]
+        )
+    )
+
+
+def test_readiness_needs_an_assignment_a_broker_and_no_drain() -> None:
+    """Not ready before the assignment, during a rebalance, an outage, a drain or a failure."""
+    h = health()
+    assert h.unready() == ["waiting for the group's assignment"]
+    h.assigned([TP])
+    assert h.unready() == []
+    h.revoked([TP])
+    assert h.unready() == ["waiting for the group's assignment"]
+    h.assigned([TP])
+    h.down_since = time.monotonic()
+    assert h.unready() == ["broker unreachable"]
+    h.down_since = None
+    h.fail("batch at recordings/0 offset 7 cannot be read")
+    assert h.unready() == ["batch at recordings/0 offset 7 cannot be read"]
+    h.failure = None
+    h.draining = True
+    assert h.unready() == ["draining for shutdown"]
+
+
+def test_liveness_fails_when_the_fetch_loop_stops_turning() -> None:
+    """A fetch loop idle for longer than kafka.max_poll_interval_ms is reported."""
+    h = health()
+    assert h.problems() == []
+    h.last_fetch = time.monotonic() - 2.0
+    (problem,) = h.problems()
+    assert problem.startswith("fetch loop has not run for")
+
+
+def test_liveness_fails_on_a_stalled_lagging_partition_only() -> None:
+    """Lag with no commit past stall_timeout fails; caught up, committing, or during an outage
+    (a restart would not help) it does not."""
+    h = health(stall_timeout=0.2)
+    h.assigned([TP])
+    h.sampled_lag({TP: 0}, {TP: 10})
+    h._progress[TP] -= 1.0  # as if caught up a second ago
+    h.sampled_lag({TP: 4}, {TP: 14})
+    (problem,) = h.problems()
+    assert problem.startswith("recordings/0: 4 behind, nothing committed for")
+    h.down_since = time.monotonic()
+    assert h.problems() == []
+    h.down_since = None
+    h.committed({TP: 14})
+    assert h.problems() == []
+    assert h.lag == {TP: 0}
+
+
+def test_liveness_fails_while_and_just_after_the_loop_was_blocked() -> None:
+    """An overdue loop watcher, or a late tick within loop_block_timeout, is reported."""
+    h = health(loop_block_timeout=0.5)
+    h.loop_ran(0.0)
+    assert h.problems() == []
+    h.last_tick = time.monotonic() - 1.0
+    assert h.problems()[0].startswith("event loop blocked for")
+    h.loop_ran(1.0)
+    assert h.problems() == ["event loop was blocked for 1.0 s"]
+    h.last_tick = None  # watcher stopped (start-up, shutdown): nothing to judge
+    h._blocked_until = 0.0
+    assert h.problems() == []
+
+
+class _One(Collector):
+    def __init__(self, durations: Durations) -> None:
+        self._durations = durations
+
+    def collect(self) -> list[Metric]:
+        return [self._durations.family()]
+
+
+def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
+    """A value equal to a bound counts in that bucket; +Inf and _count hold every value."""
+    durations = Durations()
+    for seconds in (0.005, 0.006, 0.3, 400.0):
+        durations.observe("download", "ok", seconds)
+    registry = CollectorRegistry()
+    registry.register(_One(durations))
+    (family,) = text_string_to_metric_families(generate_latest(registry).decode())
+    buckets = {s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket")}
+    assert buckets["0.005"] == 1
+    assert buckets["0.01"] == 2
+    assert buckets["0.5"] == 3
+    assert buckets["300.0"] == 3
+    assert buckets["+Inf"] == 4
+    (count,) = [s.value for s in family.samples if s.name.endswith("_count")]
+    assert count == 4
+
+
+def test_odd_label_values_stay_bounded() -> None:
+    """Thousands of unknown statuses neither grow the tally without bound nor lose a count."""
+    tally = Tally()
+    for n in range(3 * MAX_RAW_SERIES):
+        tally.finished("handled", f"status-{n}", "recordingAvailable")
+    tally.finished("retried", "complete", "recordingAvailable")
+    assert len(tally.messages) <= MAX_RAW_SERIES + 1
+    assert sum(tally.messages.values()) == 3 * MAX_RAW_SERIES
+    folded = {message_labels(*raw) for raw in tally.messages}
+    assert folded == {("handled", "other", "recordingAvailable")}
+    assert message_labels("unrouted", None, None) == ("skipped", "other", "other")
