@@ -57,7 +57,7 @@ class S3Destination:
         """Open the client and write and delete a zero-byte probe object."""
         config = AioConfig(
             # Two tries inside an attempt; beyond that the engine's backoff decides.
-            retries={"max_attempts": 2, "mode": "standard"},
+            retries={"total_max_attempts": 2, "mode": "standard"},
             connect_timeout=10,
             read_timeout=60,
         )
