@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import subprocess
 import sys
 import time
@@ -44,15 +45,18 @@ def moto_server(deadline: float = 60.0) -> Iterator[str]:
 
 
 class PartBreaker:
-    """A TCP proxy to the store that cuts the next `failures` part uploads mid-body.
+    """A TCP proxy to the store that cuts, mid-body, every part upload of the next `doomed`
+    multipart uploads (however often the client tries a part).
 
     The store itself stays up (HEAD, abort and the other calls pass), as when its write path
     fails; a cut part upload reaches the client as a dropped connection.
     """
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, doomed: int = 0) -> None:
         self._upstream = upstream_port
-        self.failures = 0
+        self.doomed = doomed
+        self._doomed_ids: set[bytes] = set()
+        self._spared_ids: set[bytes] = set()
         self.cut = 0
         self._server: asyncio.Server | None = None
         self.port = 0
@@ -75,8 +79,7 @@ class PartBreaker:
         back = asyncio.create_task(_pipe(up_reader, writer))
         try:
             while data := await reader.read(65536):
-                if b"partNumber=" in data[:2048] and self.failures > 0:
-                    self.failures -= 1
+                if self._dooms(data[:2048]):
                     self.cut += 1
                     up_writer.write(data[: len(data) // 2])
                     break
@@ -89,6 +92,18 @@ class PartBreaker:
             for w in (writer, up_writer):
                 with contextlib.suppress(Exception):
                     w.transport.abort()
+
+    def _dooms(self, head: bytes) -> bool:
+        found = re.search(rb"[?&]uploadId=([^& ]+)", head)
+        if found is None or b"partNumber=" not in head:
+            return False
+        upload = found.group(1)
+        if upload not in self._doomed_ids | self._spared_ids:
+            if len(self._doomed_ids) < self.doomed:
+                self._doomed_ids.add(upload)
+            else:
+                self._spared_ids.add(upload)
+        return upload in self._doomed_ids
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -20,18 +20,17 @@ from consumer.events import RecordingEvent
 from consumer.handlers.download import DownloadHandler, DownloadOptions, media_path
 from consumer.handlers.s3 import PART_SIZE
 from consumer.testing import make_event, run_handler, running
+from tests import test_handlers_e2e
 from tests.s3_store import CREDENTIALS, REGION, PartBreaker, moto_server
-from tests.test_handlers_e2e import (  # the fixture is shared, not copied
-    Finished,
-    all_committed,
-    publish_events,
-    run_worker,  # noqa: F401
-)
+from tests.test_handlers_e2e import Finished, all_committed, publish_events
 from tests.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth, Reply, client_for
 
 AUDIO = b"RIFF" + bytes(range(256)) * 64
 LARGE = PART_SIZE * 2 + 12345
 """Three parts of a multipart upload."""
+
+run_worker = test_handlers_e2e.run_worker
+"""The end-to-end tests' worker-process fixture, shared rather than copied."""
 
 
 @pytest.fixture(scope="session")
@@ -230,16 +229,14 @@ async def test_store_failing_mid_upload_leaves_nothing_and_the_retry_succeeds(
     bucket: str,
 ) -> None:
     """Part uploads cut mid-body: RetryLater, no object, upload aborted; next attempt lands."""
-    breaker = PartBreaker(int(s3_endpoint.rsplit(":", 1)[1]))
+    breaker = PartBreaker(int(s3_endpoint.rsplit(":", 1)[1]), doomed=1)
     await breaker.start()
     audio = bytes(range(256)) * (LARGE // 256)
     event = served(bandwidth, audio)
     try:
         async with running(make_handler(endpoint_url=breaker.url)) as handler:
-            breaker.failures = 1000  # every try within the attempt (botocore's, aiohttp's)
             first = await run_handler(handler, event, http=http, lifecycle=False)
-            breaker.failures = 0
-            assert breaker.cut >= 2
+            assert breaker.cut >= 2  # botocore tried the part again within the attempt
             assert isinstance(first.error, RetryLater)
             assert await keys(s3, bucket) == []
             assert await open_uploads(s3, bucket) == []
@@ -362,3 +359,52 @@ async def test_wrong_bucket_stops_the_worker_with_exit_2(
     assert finished.returncode == 2, finished.output
     assert "handlers.download.destination" in finished.output
     assert "NoSuchBucket" in finished.output
+
+
+async def test_store_failing_mid_upload_through_the_broker(
+    kafka_bootstrap: str,
+    create_topic: Callable[..., Awaitable[None]],
+    run_worker: Callable[..., Awaitable[Finished]],
+    bandwidth: FakeBandwidth,
+    ca: trustme.CA,
+    s3: Any,
+    s3_endpoint: str,
+    bucket: str,
+    unique_name: str,
+    tmp_path: Path,
+) -> None:
+    """The store cuts the first upload's parts: the engine retries the event, which lands
+    whole, with no upload left open and the offset committed."""
+    breaker = PartBreaker(int(s3_endpoint.rsplit(":", 1)[1]), doomed=1)
+    await breaker.start()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    audio = bytes(range(256)) * (LARGE // 256)
+    event = served(bandwidth, audio)
+    await publish_events(kafka_bootstrap, unique_name, [event], create_topic)
+    try:
+        finished = await run_worker(
+            unique_name,
+            SSL_CERT_FILE=str(ca_file),
+            BANDWIDTH_CLIENT_ID=CLIENT_ID,
+            BANDWIDTH_CLIENT_SECRET=CLIENT_SECRET,
+            **CREDENTIALS,
+            AWS_REGION=REGION,
+            ROUTES__DEFAULT='["download"]',
+            HANDLERS__DOWNLOAD__DESTINATION=f"s3://{bucket}/calls",
+            HANDLERS__DOWNLOAD__ENDPOINT_URL=breaker.url,
+            HANDLERS__DOWNLOAD__TOKEN_URL=bandwidth.url(TOKEN_PATH),
+            HANDLERS__DOWNLOAD__ALLOWED_HOSTS=json.dumps([bandwidth.host]),
+        )
+    finally:
+        await breaker.close()
+    assert finished.returncode == 0, finished.output
+    retried = [m for m in finished.lines("message") if m.get("outcome") == "retried"]
+    assert len(retried) == 1
+    assert "object store upload" in retried[0]["error"]
+    assert breaker.cut >= 2
+    await all_committed(kafka_bootstrap, unique_name)
+    media = f"calls/9900000/{event.recording_id}.wav"
+    assert await (await s3.get_object(Bucket=bucket, Key=media))["Body"].read() == audio
+    assert await open_uploads(s3, bucket) == []
+    assert len(bandwidth.media_requests) == 2
