@@ -60,6 +60,10 @@ class S3Destination:
             retries={"total_max_attempts": 2, "mode": "standard"},
             connect_timeout=10,
             read_timeout=60,
+            # Handlers run concurrently (max_in_flight): more than botocore's default of 10.
+            max_pool_connections=32,
+            # The body is SHA-256'd by us; botocore's extra CRC32 pass would only cost CPU.
+            request_checksum_calculation="when_required",
         )
         session = get_session()
         self._client = await self._exits.enter_async_context(
