@@ -52,6 +52,7 @@ METADATA: Final = (
     "status",
 )
 """Event fields stored as object metadata, under their lowercased names (as S3 returns them)."""
+DEFAULT_DESTINATION: Final = "recordings"
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _FILE_FORMAT = re.compile(r"[a-z0-9]{1,8}")
 CONTENT_TYPES: Final = {
@@ -64,9 +65,8 @@ CONTENT_TYPES: Final = {
 class DownloadOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Where recordings go, how to authenticate, and what to accept."""
 
-    destination: str | None = None
-    """A local directory (default ``recordings``) or ``s3://bucket/prefix``; files go to
-    ``<destination>/<accountId>/``."""
+    destination: str = DEFAULT_DESTINATION
+    """A local directory or ``s3://bucket/prefix``; files go to ``<destination>/<accountId>/``."""
     directory: str | None = None
     """Deprecated alias of `destination` for a local directory."""
     endpoint_url: str | None = None
@@ -328,13 +328,14 @@ def _names(event: RecordingEvent) -> Names:
 
 def _destination(options: DownloadOptions) -> Destination:
     key = "handlers.download."
+    target = options.destination
     if options.directory is not None:
-        if options.destination is not None:
+        if target != DEFAULT_DESTINATION:
             raise PluginError(f"{key}directory and {key}destination: set only destination")
         structlog.get_logger("consumer.download").warning(
             f"{key}directory is deprecated: use {key}destination"
         )
-    target = options.destination or options.directory or "recordings"
+        target = options.directory
     if target.startswith("s3://"):
         # Imported here: aiobotocore is heavy, and a local destination never needs it.
         from consumer.handlers.s3 import S3Destination
