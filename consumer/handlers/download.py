@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Final, Literal
 from urllib.parse import urlsplit
@@ -97,7 +98,8 @@ class DownloadOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 
 class DownloadHandler:
-    """Downloads recordings that have a ``mediaUrl``; events without one are logged and skipped."""
+    """Downloads recordings that have a ``mediaUrl``; events without one are logged and skipped,
+    ``deleted`` ones follow `on_deleted`."""
 
     Options: ClassVar[type[DownloadOptions]] = DownloadOptions
 
@@ -178,18 +180,7 @@ class DownloadHandler:
                 _check_content_type(response, names.media.rpartition(".")[2])
                 content_type = response.headers.get("content-type")
                 body = _body(response, self._options.max_bytes)
-
-                def describe(body: Body) -> tuple[bytes, dict[str, str]]:
-                    done = {
-                        "file": names.media,
-                        "bytes": body.size,
-                        "sha256": body.sha256,
-                        "contentType": content_type,
-                        "completedAt": datetime.now(UTC).isoformat(),
-                    }
-                    sidecar = msgspec.json.encode({"event": record, "download": done})
-                    return sidecar, metadata | {"bytes": str(body.size), "sha256": body.sha256}
-
+                describe = partial(_describe, names, record, metadata, content_type)
                 await self._destination.save(names, body, content_type, describe)
             finally:
                 await response.aclose()
@@ -314,6 +305,25 @@ def _body(response: httpx.Response, max_bytes: int) -> Body:
     if declared.isdigit() and int(declared) > max_bytes:
         raise PermanentFailure(f"recording is {declared} bytes, more than max_bytes={max_bytes}")
     return Body(response.aiter_bytes(), max_bytes)
+
+
+def _describe(
+    names: Names,
+    record: dict[str, object],
+    metadata: dict[str, str],
+    content_type: str | None,
+    body: Body,
+) -> tuple[bytes, dict[str, str]]:
+    """The sidecar and the media's metadata, once `body` has been read to its end."""
+    done = {
+        "file": names.media,
+        "bytes": body.size,
+        "sha256": body.sha256,
+        "contentType": content_type,
+        "completedAt": datetime.now(UTC).isoformat(),
+    }
+    sidecar = msgspec.json.encode({"event": record, "download": done})
+    return sidecar, metadata | {"bytes": str(body.size), "sha256": body.sha256}
 
 
 def _names(event: RecordingEvent) -> Names:
