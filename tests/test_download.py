@@ -533,8 +533,9 @@ def test_directory_is_a_deprecated_alias(
         ({"directory": None, "destination": "gs://bucket/x"}, "neither a path nor s3://"),
         ({"directory": None, "region": "eu-west-1"}, "apply to s3:// destinations only"),
         ({"directory": None, "destination": "s3://"}, "is not s3://bucket/prefix"),
+        ({"directory": None, "destination": "s3://b", "max_bytes": 6 << 30}, "max_bytes"),
     ],
-    ids=["other-scheme", "region-for-a-path", "no-bucket"],
+    ids=["other-scheme", "region-for-a-path", "no-bucket", "too-large-to-seal"],
 )
 def test_bad_destinations_fail_at_construction(
     make_handler: Callable[..., DownloadHandler], options: dict[str, Any], message: str

@@ -348,8 +348,10 @@ def _destination(options: DownloadOptions) -> Destination:
         target = options.directory
     if target.startswith("s3://"):
         # Imported here: aiobotocore is heavy, and a local destination never needs it.
-        from consumer.handlers.s3 import S3Destination
+        from consumer.handlers.s3 import MAX_COPY, S3Destination
 
+        if options.max_bytes > MAX_COPY:
+            raise PluginError(f"{key}max_bytes: at most {MAX_COPY} for an s3:// destination")
         return S3Destination(target, endpoint_url=options.endpoint_url, region=options.region)
     if "://" in target:
         raise PluginError(f"{key}destination: {target!r} is neither a path nor s3://bucket/prefix")

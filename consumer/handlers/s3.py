@@ -32,6 +32,8 @@ from consumer.handlers.storage import Body, Describe, Names, Stored
 
 PART_SIZE: Final = 8 << 20
 """Bytes per uploaded part (S3's minimum is 5 MiB): the memory one upload holds."""
+MAX_COPY: Final = 5 << 30
+"""S3's largest CopyObject, by which a multipart upload's metadata is sealed."""
 THROTTLING: Final = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout"})
 _KEY = "handlers.download.destination"
 
