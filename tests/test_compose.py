@@ -260,11 +260,11 @@ def test_image_installs_the_hashed_lock_that_satisfies_pyproject() -> None:
 
 
 def test_recordings_volume_is_the_download_default_and_the_users() -> None:
-    """The download handler's default directory is a volume the image's user owns; compose
+    """The download handler's default destination is a volume the image's user owns; compose
     mounts a named volume there."""
     stage = final_stage()
     workdir = [args for op, args in stage if op == "WORKDIR"][-1].strip()
-    directory = f"{workdir}/{DownloadOptions().directory}"
+    directory = f"{workdir}/{DownloadOptions().destination}"
     volumes = [v for op, args in stage if op == "VOLUME" for v in json.loads(args)]
     assert directory in volumes
     user = [args for op, args in stage if op == "USER"][-1].strip()

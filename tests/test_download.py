@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog.testing
 import trustme
 
 from consumer.errors import ConfigError, PermanentFailure, PluginError, RetryLater
@@ -490,3 +491,55 @@ async def test_stale_part_files_are_removed_at_start(
     await make_handler().start()
     assert sorted(p.name for p in folder.iterdir()) == [".link.wav.000000.part", fresh.name]
     assert target.read_bytes() == b"not ours"
+
+
+@pytest.mark.parametrize(("on_deleted", "left"), [("keep", 2), ("delete", 0)])
+async def test_deleted_event_follows_on_deleted_on_disk(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    tmp_path: Path,
+    on_deleted: str,
+    left: int,
+) -> None:
+    """on_deleted keeps or removes media and sidecar; a second delete of nothing succeeds."""
+    event = served(bandwidth)
+    handler = make_handler(on_deleted=on_deleted)
+    deleted = make_event(status="deleted")
+    async with running(handler):
+        assert (await run_handler(handler, event, http=http, lifecycle=False)).error is None
+        runs = [await run_handler(handler, deleted, http=http, lifecycle=False) for _ in "12"]
+    assert [run.error for run in runs] == [None, None]
+    assert len(files(tmp_path / "recordings")) == left
+    assert len(bandwidth.media_requests) == 1
+
+
+def test_directory_is_a_deprecated_alias(
+    make_handler: Callable[..., DownloadHandler], tmp_path: Path
+) -> None:
+    """`directory` alone still works with a warning; with `destination` as well it is refused."""
+    with structlog.testing.capture_logs() as logs:
+        make_handler()
+    assert "handlers.download.directory is deprecated: use handlers.download.destination" in [
+        line["event"] for line in logs
+    ]
+    with pytest.raises(PluginError, match="set only destination"):
+        make_handler(destination=str(tmp_path / "elsewhere"))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"directory": None, "destination": "gs://bucket/x"}, "neither a path nor s3://"),
+        ({"directory": None, "region": "eu-west-1"}, "apply to s3:// destinations only"),
+        ({"directory": None, "destination": "s3://"}, "is not s3://bucket/prefix"),
+        ({"directory": None, "destination": "s3://b", "max_bytes": 6 << 30}, "max_bytes"),
+    ],
+    ids=["other-scheme", "region-for-a-path", "no-bucket", "too-large-to-seal"],
+)
+def test_bad_destinations_fail_at_construction(
+    make_handler: Callable[..., DownloadHandler], options: dict[str, Any], message: str
+) -> None:
+    """An unsupported URL, or S3 options for a directory, are refused before start."""
+    with pytest.raises((PluginError, ConfigError), match=message):
+        make_handler(**options)

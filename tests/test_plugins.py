@@ -227,7 +227,8 @@ def test_handlers_command_lists_names_origins_and_options() -> None:
     for option in [
         "    path: str = 'audit/recordings.jsonl'",
         "    fsync: bool = True",
-        "    directory: str = 'recordings'",
+        "    destination: str = 'recordings'",
+        "    directory: str | None = None",
         "    auth: Literal['oauth2', 'basic'] = 'oauth2'",
         "    client_id_file: str | None = None",
         "    allowed_hosts: tuple[str, ...] = ('voice.bandwidth.com',)",
@@ -235,7 +236,7 @@ def test_handlers_command_lists_names_origins_and_options() -> None:
         "    payload: Literal['original', 'normalised'] = 'original'",
     ]:
         assert option in lines
-    assert lines[lines.index(heads[1]) + 1] == "    directory: str = 'recordings'"
+    assert lines[lines.index(heads[1]) + 1] == "    destination: str = 'recordings'"
 
 
 def test_handlers_command_honours_the_allow_list() -> None:

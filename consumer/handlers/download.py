@@ -1,27 +1,26 @@
-"""The ``download`` handler: fetch a recording's media from Bandwidth into a local directory.
+"""The ``download`` handler: fetch a recording's media from Bandwidth into a local directory
+or an S3 bucket (``destination``, see `consumer.handlers.storage`).
 
 The event's ``mediaUrl`` is only a claim: it must be https, on an allowed host, and exactly the
 media path of this event's own ids, or the message fails permanently before any request (and so
 before any credential) leaves the process. The request goes to a URL rebuilt from the checked
 parts, never to the string as received.
 
-Files land as ``<directory>/<accountId>/<recordingId>.<fileFormat>`` next to a JSON sidecar
-``<recordingId>.<fileFormat>.json``. Both are written to a temporary file, fsynced and renamed
-into place, the sidecar last: a sidecar whose byte count matches the media file is what "done"
-means, so a crash between the two renames only costs a repeated download. A symlinked
-``<accountId>`` folder is refused, not followed (see `consumer.handlers.files`), and a reply
-whose content type is not audio of the event's format is not saved.
+Media lands as ``<destination>/<accountId>/<recordingId>.<fileFormat>`` next to a JSON sidecar
+``<recordingId>.<fileFormat>.json``, streamed (never whole in memory) and all or nothing. A
+recording the destination already holds, finished, for this status or ``complete``, is not
+downloaded again. A reply whose content type is not audio of the event's format is not saved.
+With ``on_deleted = "delete"`` a ``deleted`` event removes the stored copy.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import partial
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, ClassVar, Final, Literal
+from typing import TYPE_CHECKING, ClassVar, Final, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -36,15 +35,25 @@ from consumer.handlers.bandwidth_auth import (
     BasicAuth,
     OAuth2ClientCredentials,
 )
-from consumer.handlers.files import Folder, remove_stale_parts
+from consumer.handlers.storage import Body, Destination, LocalDestination, Names, Stored
 from consumer.secret import read_secret
 
 if TYPE_CHECKING:
     from consumer.handler import Context
 
 ACCEPT: Final = "audio/vnd.wave, audio/mpeg, application/json"
-WRITE_BUFFER: Final = 1 << 20
-"""Bytes gathered before one write in a worker thread: few thread hops, bounded memory."""
+METADATA: Final = (
+    "recordingId",
+    "callId",
+    "conferenceId",
+    "accountId",
+    "fileFormat",
+    "duration",
+    "channels",
+    "status",
+)
+"""Event fields stored as object metadata, under their lowercased names (as S3 returns them)."""
+DEFAULT_DESTINATION: Final = "recordings"
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _FILE_FORMAT = re.compile(r"[a-z0-9]{1,8}")
 CONTENT_TYPES: Final = {
@@ -57,8 +66,16 @@ CONTENT_TYPES: Final = {
 class DownloadOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Where recordings go, how to authenticate, and what to accept."""
 
-    directory: str = "recordings"
-    """Target root; files go to ``<directory>/<accountId>/``."""
+    destination: str = DEFAULT_DESTINATION
+    """A local directory or ``s3://bucket/prefix``; files go to ``<destination>/<accountId>/``."""
+    directory: str | None = None
+    """Deprecated alias of `destination` for a local directory."""
+    endpoint_url: str | None = None
+    """S3 only: the store's endpoint (MinIO, Ceph, R2); default ``$AWS_ENDPOINT_URL`` or AWS."""
+    region: str | None = None
+    """S3 only: default ``$AWS_REGION``, then the usual AWS configuration."""
+    on_deleted: Literal["keep", "delete"] = "keep"
+    """What a ``deleted`` event does to the stored copy."""
     auth: Literal["oauth2", "basic"] = "oauth2"
     """oauth2: client credentials; basic: legacy API user (retired by Bandwidth 2026-12-02)."""
     client_id_env: str = "BANDWIDTH_CLIENT_ID"
@@ -81,7 +98,8 @@ class DownloadOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 
 class DownloadHandler:
-    """Downloads recordings that have a ``mediaUrl``; events without one are logged and skipped."""
+    """Downloads recordings that have a ``mediaUrl``; events without one are logged and skipped,
+    ``deleted`` ones follow `on_deleted`."""
 
     Options: ClassVar[type[DownloadOptions]] = DownloadOptions
 
@@ -90,17 +108,13 @@ class DownloadHandler:
         if urlsplit(options.token_url).scheme != "https":
             raise PluginError("handlers.download.token_url must be an https URL")
         self._allowed = frozenset(_host_and_port(entry) for entry in options.allowed_hosts)
-        self._directory = Path(options.directory)
+        self._destination = _destination(options)
         self._auth: Authenticator | None = None
 
     async def start(self) -> None:
-        """Read the credentials, so a missing one stops the worker before it consumes; remove
-        temporary files an earlier run left behind."""
+        """Read the credentials and check the destination (a bucket gets a probe object), so
+        either being wrong stops the worker before it consumes."""
         o, key = self._options, "handlers.download."
-        for path in await asyncio.to_thread(remove_stale_parts, self._directory):
-            structlog.get_logger("consumer.download").info(
-                "removed stale temporary file", path=path
-            )
         if o.auth == "basic":
             self._auth = BasicAuth(
                 read_secret(o.username_env, o.username_file, key=key + "username_env"),
@@ -115,57 +129,64 @@ class DownloadHandler:
                 token_url=o.token_url,
                 timeout=o.timeout,
             )
+        await self._destination.start()
+
+    async def close(self) -> None:
+        await self._destination.close()
 
     async def handle(self, event: RecordingEvent, ctx: Context) -> None:
+        if event.status == "deleted":
+            await self._deleted(event, ctx)
+            return
         if event.media_url is None:
             ctx.log.info("no mediaUrl, nothing to download")
             return
         url = checked_media_url(event, self._allowed)
-        folder, media, sidecar = self._paths(event)
-        path = str(folder.path / media)
-        if await asyncio.to_thread(_already_done, folder, media, sidecar, event.status):
+        names = _names(event)
+        record = msgspec.json.decode(encode_event(event))
+        metadata = {k.lower(): str(record[k]) for k in METADATA if record.get(k) is not None}
+        path = self._destination.location(names)
+        stored = await self._destination.stored(names, metadata)
+        if stored is Stored.DONE:
             ctx.log.info("already downloaded", path=path)
             return
-        size, digest, content_type = await self._fetch(url, folder, media, ctx)
-        record = {
-            "event": msgspec.json.decode(encode_event(event)),
-            "download": {
-                "file": media,
-                "bytes": size,
-                "sha256": digest,
-                "contentType": content_type,
-                "completedAt": datetime.now(UTC).isoformat(),
-            },
-        }
-        await asyncio.to_thread(folder.write_atomically, sidecar, msgspec.json.encode(record))
-        ctx.log.info("recording downloaded", path=path, bytes=size)
+        if stored is Stored.OTHER:
+            ctx.log.info("replacing a different stored copy", path=path)
+        body = await self._fetch(url, names, record, metadata, ctx)
+        ctx.log.info("recording downloaded", path=path, bytes=body.size)
 
-    def _paths(self, event: RecordingEvent) -> tuple[Folder, str, str]:
-        """The account's folder, and the media and sidecar file names in it."""
-        account = _identifier(event.account_id, "accountId")
-        recording = _identifier(event.recording_id, "recordingId")
-        file_format = event.file_format or "wav"
-        if not _FILE_FORMAT.fullmatch(file_format):
-            raise PermanentFailure("fileFormat is not a plain lowercase word")
-        media = f"{recording}.{file_format}"
-        # `<file>.json`, not `<recording>.json`: a fileFormat of "json" must not clobber it.
-        return Folder(self._directory, account), media, media + ".json"
+    async def _deleted(self, event: RecordingEvent, ctx: Context) -> None:
+        names = _names(event)
+        path = self._destination.location(names)
+        if self._options.on_deleted == "keep":
+            ctx.log.info("recording deleted at Bandwidth; stored copy kept", path=path)
+            return
+        found = await self._destination.delete(names)
+        ctx.log.info("stored recording deleted" if found else "nothing stored to delete", path=path)
 
     async def _fetch(
-        self, url: str, folder: Folder, media: str, ctx: Context
-    ) -> tuple[int, str, str | None]:
+        self,
+        url: str,
+        names: Names,
+        record: dict[str, object],
+        metadata: dict[str, str],
+        ctx: Context,
+    ) -> Body:
         try:
             response = await self._send(url, ctx)
             try:
                 _check_status(response)
                 # `<recordingId>.<fileFormat>`, and a recordingId has no dots.
-                _check_content_type(response, media.rpartition(".")[2])
-                size, digest = await _save(response, folder, media, self._options.max_bytes)
+                _check_content_type(response, names.media.rpartition(".")[2])
+                content_type = response.headers.get("content-type")
+                body = _body(response, self._options.max_bytes)
+                describe = partial(_describe, names, record, metadata, content_type)
+                await self._destination.save(names, body, content_type, describe)
             finally:
                 await response.aclose()
         except httpx.TransportError as exc:
             raise RetryLater(f"media download failed: {type(exc).__name__}") from exc
-        return size, digest, response.headers.get("content-type")
+        return body
 
     async def _send(self, url: str, ctx: Context) -> httpx.Response:
         """The streaming response; after a 401 the credentials are renewed and tried once more."""
@@ -278,61 +299,62 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-async def _save(
-    response: httpx.Response, folder: Folder, media: str, max_bytes: int
-) -> tuple[int, str]:
-    """Stream the body to `media` atomically; (size, sha256). Nothing is left behind on failure."""
+def _body(response: httpx.Response, max_bytes: int) -> Body:
+    """The response's bytes as a `Body`; PermanentFailure at once if it declares too many."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise PermanentFailure(f"recording is {declared} bytes, more than max_bytes={max_bytes}")
-    part = folder.part_name(media)
-    file: IO[bytes] | None = None
-    digest, size, pending = hashlib.sha256(), 0, bytearray()
-    try:
-        # Inside the try: a cancellation right after the file is made still removes it.
-        file = await asyncio.to_thread(folder.create, part)
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > max_bytes:
-                raise PermanentFailure(f"recording is larger than max_bytes={max_bytes}")
-            pending += chunk
-            if len(pending) >= WRITE_BUFFER:
-                await asyncio.to_thread(_write, file, digest, bytes(pending))
-                pending.clear()
-        await asyncio.to_thread(_write, file, digest, bytes(pending))
-        await asyncio.to_thread(folder.commit, file, part, media)
-    except BaseException:
-        folder.discard(file, part)
-        raise
-    return size, digest.hexdigest()
+    return Body(response.aiter_bytes(), max_bytes)
 
 
-def _write(file: IO[bytes], digest: hashlib._Hash, data: bytes) -> None:
-    file.write(data)
-    digest.update(data)
+def _describe(
+    names: Names,
+    record: dict[str, object],
+    metadata: dict[str, str],
+    content_type: str | None,
+    body: Body,
+) -> tuple[bytes, dict[str, str]]:
+    """The sidecar and the media's metadata, once `body` has been read to its end."""
+    done = {
+        "file": names.media,
+        "bytes": body.size,
+        "sha256": body.sha256,
+        "contentType": content_type,
+        "completedAt": datetime.now(UTC).isoformat(),
+    }
+    sidecar = msgspec.json.encode({"event": record, "download": done})
+    return sidecar, metadata | {"bytes": str(body.size), "sha256": body.sha256}
 
 
-class _Done(msgspec.Struct):
-    bytes: int
+def _names(event: RecordingEvent) -> Names:
+    """The account's folder and the media file's name, from checked identifiers."""
+    account = _identifier(event.account_id, "accountId")
+    recording = _identifier(event.recording_id, "recordingId")
+    file_format = event.file_format or "wav"
+    if not _FILE_FORMAT.fullmatch(file_format):
+        raise PermanentFailure("fileFormat is not a plain lowercase word")
+    return Names(account, f"{recording}.{file_format}")
 
 
-class _SidecarEvent(msgspec.Struct):
-    status: str | None = None
+def _destination(options: DownloadOptions) -> Destination:
+    key = "handlers.download."
+    target = options.destination
+    if options.directory is not None:
+        if target != DEFAULT_DESTINATION:
+            raise PluginError(f"{key}directory and {key}destination: set only destination")
+        structlog.get_logger("consumer.download").warning(
+            f"{key}directory is deprecated: use {key}destination"
+        )
+        target = options.directory
+    if target.startswith("s3://"):
+        # Imported here: aiobotocore is heavy, and a local destination never needs it.
+        from consumer.handlers.s3 import MAX_COPY, S3Destination
 
-
-class _Sidecar(msgspec.Struct):
-    event: _SidecarEvent
-    download: _Done
-
-
-def _already_done(folder: Folder, media: str, sidecar: str, status: str | None) -> bool:
-    """A sidecar matching the media file's size, for this status or for ``complete``.
-
-    A ``partial`` recording is fetched again when its ``complete`` event arrives.
-    """
-    try:
-        done = msgspec.json.decode(folder.read(sidecar), type=_Sidecar)
-        size = folder.size(media)
-    except (OSError, msgspec.DecodeError):
-        return False
-    return size == done.download.bytes and done.event.status in (status, "complete")
+        if options.max_bytes > MAX_COPY:
+            raise PluginError(f"{key}max_bytes: at most {MAX_COPY} for an s3:// destination")
+        return S3Destination(target, endpoint_url=options.endpoint_url, region=options.region)
+    if "://" in target:
+        raise PluginError(f"{key}destination: {target!r} is neither a path nor s3://bucket/prefix")
+    if options.endpoint_url is not None or options.region is not None:
+        raise PluginError(f"{key}endpoint_url and {key}region apply to s3:// destinations only")
+    return LocalDestination(Path(target))

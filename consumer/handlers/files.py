@@ -109,6 +109,15 @@ class Folder:
             with os.fdopen(fd, "rb") as file:
                 return file.read()
 
+    def remove(self, name: str) -> bool:
+        """Unlink `name` itself (a link is removed, not followed); whether it was there."""
+        with self._opened() as folder:
+            try:
+                os.unlink(name, dir_fd=folder)
+            except FileNotFoundError:
+                return False
+        return True
+
     def size(self, name: str) -> int:
         """The size of `name` itself (a link is not followed); OSError if missing."""
         with self._opened() as folder:

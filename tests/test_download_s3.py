@@ -1,0 +1,410 @@
+"""The download handler's bucket destination against a real S3-compatible server (moto) on
+loopback and the local HTTPS stand-in for Bandwidth; end to end through the real broker."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trustme
+from aiobotocore.session import get_session
+
+from consumer.errors import ConfigError, PermanentFailure, RetryLater
+from consumer.events import RecordingEvent
+from consumer.handlers.download import DownloadHandler, DownloadOptions, media_path
+from consumer.handlers.s3 import PART_SIZE
+from consumer.testing import make_event, run_handler, running
+from tests import test_handlers_e2e
+from tests.s3_store import CREDENTIALS, REGION, PartBreaker, moto_server
+from tests.test_handlers_e2e import Finished, all_committed, publish_events
+from tests.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth, Reply, client_for
+
+AUDIO = b"RIFF" + bytes(range(256)) * 64
+LARGE = PART_SIZE * 2 + 12345
+"""Three parts of a multipart upload."""
+
+run_worker = test_handlers_e2e.run_worker
+"""The end-to-end tests' worker-process fixture, shared rather than copied."""
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """One moto server for the session, started as a child process on a free port."""
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+async def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    """A client straight to the store, for creating buckets and looking at what was written."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    async with get_session().create_client("s3", endpoint_url=s3_endpoint) as client:
+        yield client
+
+
+@pytest.fixture
+async def bucket(s3: Any) -> str:
+    name = f"rec-{uuid.uuid4().hex[:12]}"
+    await s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+async def http(ca: trustme.CA) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(ca) as client:
+        yield client
+
+
+@pytest.fixture
+def make_handler(
+    bandwidth: FakeBandwidth, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., DownloadHandler]:
+    monkeypatch.setenv("BANDWIDTH_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("BANDWIDTH_CLIENT_SECRET", CLIENT_SECRET)
+
+    def build(**options: Any) -> DownloadHandler:
+        defaults: dict[str, Any] = {
+            "destination": f"s3://{bucket}/archive",
+            "endpoint_url": s3_endpoint,
+            "token_url": bandwidth.url(TOKEN_PATH),
+            "allowed_hosts": (bandwidth.host,),
+            "timeout": 10.0,
+        }
+        return DownloadHandler(DownloadOptions(**(defaults | options)))
+
+    return build
+
+
+def served(bandwidth: FakeBandwidth, audio: bytes = AUDIO, **kw: Any) -> RecordingEvent:
+    event = make_event(**kw)
+    bandwidth.media[media_path(event)] = audio
+    return make_event(**kw, media_url=bandwidth.url(media_path(event)))
+
+
+async def keys(s3: Any, bucket: str) -> list[str]:
+    listed = await s3.list_objects_v2(Bucket=bucket)
+    return sorted(o["Key"] for o in listed.get("Contents", []))
+
+
+async def open_uploads(s3: Any, bucket: str) -> list[str]:
+    listed = await s3.list_multipart_uploads(Bucket=bucket)
+    return [u["Key"] for u in listed.get("Uploads", [])]
+
+
+async def test_complete_event_lands_with_metadata_and_sidecar(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    s3: Any,
+    bucket: str,
+) -> None:
+    """Object at <prefix>/<account>/<recording>.wav, content type, metadata, and its sidecar."""
+    event = served(bandwidth)
+    run = await run_handler(make_handler(), event, http=http)
+    assert run.error is None
+    media = f"archive/9900000/{event.recording_id}.wav"
+    assert await keys(s3, bucket) == [media, media + ".json"]
+    head = await s3.head_object(Bucket=bucket, Key=media)
+    assert head["ContentType"] == "audio/vnd.wave"
+    assert head["Metadata"] == {
+        "recordingid": event.recording_id,
+        "callid": event.call_id,
+        "accountid": "9900000",
+        "fileformat": "wav",
+        "duration": "PT70.454S",
+        "channels": "1",
+        "status": "complete",
+        "bytes": str(len(AUDIO)),
+        "sha256": hashlib.sha256(AUDIO).hexdigest(),
+    }
+    got = await s3.get_object(Bucket=bucket, Key=media)
+    assert await got["Body"].read() == AUDIO
+    sidecar = await s3.get_object(Bucket=bucket, Key=media + ".json")
+    record = json.loads(await sidecar["Body"].read())
+    assert record["download"]["sha256"] == hashlib.sha256(AUDIO).hexdigest()
+    assert record["event"]["recordingId"] == event.recording_id
+
+
+async def test_large_recording_streams_in_parts_and_is_complete(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    s3: Any,
+    bucket: str,
+) -> None:
+    """A recording of three parts arrives whole, its metadata sealed, no upload left open."""
+    audio = bytes(range(251)) * (LARGE // 251)
+    event = served(bandwidth, audio)
+    run = await run_handler(make_handler(), event, http=http)
+    assert run.error is None
+    media = f"archive/9900000/{event.recording_id}.wav"
+    got = await s3.get_object(Bucket=bucket, Key=media)
+    assert hashlib.sha256(await got["Body"].read()).hexdigest() == hashlib.sha256(audio).hexdigest()
+    head = await s3.head_object(Bucket=bucket, Key=media)
+    assert head["Metadata"]["sha256"] == hashlib.sha256(audio).hexdigest()
+    assert head["Metadata"]["bytes"] == str(len(audio)) == str(head["ContentLength"])
+    assert await open_uploads(s3, bucket) == []
+
+
+async def test_redelivery_makes_no_second_get_and_a_different_copy_is_replaced(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    s3: Any,
+    bucket: str,
+) -> None:
+    """Same event again: no request to Bandwidth. An unsealed object: downloaded and replaced."""
+    event = served(bandwidth)
+    handler = make_handler()
+    async with running(handler):
+        assert (await run_handler(handler, event, http=http, lifecycle=False)).error is None
+        again = await run_handler(handler, event, http=http, lifecycle=False)
+        assert again.error is None
+        assert "already downloaded" in again.messages
+        assert len(bandwidth.media_requests) == 1
+        media = f"archive/9900000/{event.recording_id}.wav"
+        await s3.put_object(Bucket=bucket, Key=media, Body=b"someone else's bytes")
+        third = await run_handler(handler, event, http=http, lifecycle=False)
+    assert third.error is None
+    assert "replacing a different stored copy" in third.messages
+    assert len(bandwidth.media_requests) == 2
+    assert await (await s3.get_object(Bucket=bucket, Key=media))["Body"].read() == AUDIO
+
+
+async def test_deleted_event_removes_object_and_sidecar(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    s3: Any,
+    bucket: str,
+) -> None:
+    """on_deleted="delete": both objects go; deleting again (nothing there) succeeds."""
+    event = served(bandwidth)
+    handler = make_handler(on_deleted="delete")
+    deleted = make_event(recording_id=event.recording_id, status="deleted", media_url=None)
+    async with running(handler):
+        assert (await run_handler(handler, event, http=http, lifecycle=False)).error is None
+        assert len(await keys(s3, bucket)) == 2
+        first = await run_handler(handler, deleted, http=http, lifecycle=False)
+        second = await run_handler(handler, deleted, http=http, lifecycle=False)
+    assert (first.error, second.error) == (None, None)
+    assert await keys(s3, bucket) == []
+    assert "stored recording deleted" in first.messages
+    assert "nothing stored to delete" in second.messages
+
+
+async def test_deleted_event_keeps_the_copy_by_default(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    s3: Any,
+    bucket: str,
+) -> None:
+    """on_deleted="keep" (the default): the stored copy stays and nothing is requested."""
+    event = served(bandwidth)
+    handler = make_handler()
+    async with running(handler):
+        await run_handler(handler, event, http=http, lifecycle=False)
+        deleted = make_event(recording_id=event.recording_id, status="deleted")
+        run = await run_handler(handler, deleted, http=http, lifecycle=False)
+    assert run.error is None
+    assert len(await keys(s3, bucket)) == 2
+    assert len(bandwidth.media_requests) == 1
+
+
+async def test_store_failing_mid_upload_leaves_nothing_and_the_retry_succeeds(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    s3: Any,
+    s3_endpoint: str,
+    bucket: str,
+) -> None:
+    """Part uploads cut mid-body: RetryLater, no object, upload aborted; next attempt lands."""
+    breaker = PartBreaker(int(s3_endpoint.rsplit(":", 1)[1]), doomed=1)
+    await breaker.start()
+    audio = bytes(range(256)) * (LARGE // 256)
+    event = served(bandwidth, audio)
+    try:
+        async with running(make_handler(endpoint_url=breaker.url)) as handler:
+            first = await run_handler(handler, event, http=http, lifecycle=False)
+            assert breaker.cut >= 2  # botocore tried the part again within the attempt
+            assert isinstance(first.error, RetryLater)
+            assert await keys(s3, bucket) == []
+            assert await open_uploads(s3, bucket) == []
+            second = await run_handler(handler, event, http=http, attempt=2, lifecycle=False)
+    finally:
+        await breaker.close()
+    assert second.error is None
+    media = f"archive/9900000/{event.recording_id}.wav"
+    got = await s3.get_object(Bucket=bucket, Key=media)
+    assert await got["Body"].read() == audio
+    assert await open_uploads(s3, bucket) == []
+
+
+async def test_bandwidth_failing_mid_body_aborts_the_upload(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    s3: Any,
+    bucket: str,
+) -> None:
+    """A media body over max_bytes after two parts were sent: permanent, no object, no upload."""
+    bandwidth.script.append(
+        Reply(200, bytes(LARGE), {"Content-Type": "audio/vnd.wave"}, chunked=True)
+    )
+    run = await run_handler(make_handler(max_bytes=LARGE - 1), served(bandwidth), http=http)
+    assert isinstance(run.error, PermanentFailure)
+    assert await keys(s3, bucket) == []
+    assert await open_uploads(s3, bucket) == []
+
+
+async def test_missing_bucket_fails_start(
+    make_handler: Callable[..., DownloadHandler], s3: Any
+) -> None:
+    """start() writes a probe object: a bucket that does not exist stops the worker."""
+    with pytest.raises(ConfigError, match="NoSuchBucket") as caught:
+        await make_handler(destination="s3://no-such-bucket-here/x").start()
+    assert caught.value.key == "handlers.download.destination"
+
+
+async def test_bucket_removed_after_start_fails_permanently(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    s3: Any,
+    bucket: str,
+) -> None:
+    """A bucket gone mid-run: the message fails permanently naming NoSuchBucket."""
+    async with running(make_handler()) as handler:
+        await s3.delete_bucket(Bucket=bucket)
+        run = await run_handler(handler, served(bandwidth), http=http, lifecycle=False)
+    assert isinstance(run.error, PermanentFailure)
+    assert "NoSuchBucket" in str(run.error)
+
+
+async def test_worker_archives_redelivers_and_deletes_through_the_broker(
+    kafka_bootstrap: str,
+    create_topic: Callable[..., Awaitable[None]],
+    run_worker: Callable[..., Awaitable[Finished]],
+    bandwidth: FakeBandwidth,
+    ca: trustme.CA,
+    s3: Any,
+    s3_endpoint: str,
+    bucket: str,
+    unique_name: str,
+    tmp_path: Path,
+) -> None:
+    """Events from Kafka land in the bucket; a second group redelivers them without a GET;
+    a deleted event then removes its recording."""
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    events = [served(bandwidth, recording_id=f"r-{n}", call_id=f"c-{n}") for n in range(3)]
+    await publish_events(kafka_bootstrap, unique_name, events, create_topic)
+    settings = {
+        "SSL_CERT_FILE": str(ca_file),
+        "BANDWIDTH_CLIENT_ID": CLIENT_ID,
+        "BANDWIDTH_CLIENT_SECRET": CLIENT_SECRET,
+        **CREDENTIALS,
+        "AWS_REGION": REGION,
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "ROUTES__DEFAULT": '["download"]',
+        "HANDLERS__DOWNLOAD__DESTINATION": f"s3://{bucket}/calls",
+        "HANDLERS__DOWNLOAD__TOKEN_URL": bandwidth.url(TOKEN_PATH),
+        "HANDLERS__DOWNLOAD__ALLOWED_HOSTS": json.dumps([bandwidth.host]),
+        "HANDLERS__DOWNLOAD__ON_DELETED": "delete",
+    }
+    first = await run_worker(unique_name, **settings)
+    assert first.returncode == 0, first.output
+    await all_committed(kafka_bootstrap, unique_name)
+    expected = [f"calls/9900000/r-{n}.wav{s}" for n in range(3) for s in ("", ".json")]
+    assert await keys(s3, bucket) == expected
+    again = await run_worker(unique_name, KAFKA__GROUP_ID=unique_name + "-again", **settings)
+    assert again.returncode == 0, again.output
+    assert len(again.lines("already downloaded")) == 3
+    assert len(bandwidth.media_requests) == 3
+    deleted = make_event(recording_id="r-0", call_id="c-0", status="deleted", media_url=None)
+    await publish_events(kafka_bootstrap, unique_name + "-deleted", [deleted], create_topic)
+    gone = await run_worker(unique_name + "-deleted", **settings)
+    assert gone.returncode == 0, gone.output
+    assert await keys(s3, bucket) == expected[2:]
+
+
+async def test_wrong_bucket_stops_the_worker_with_exit_2(
+    kafka_bootstrap: str,
+    run_worker: Callable[..., Awaitable[Finished]],
+    s3_endpoint: str,
+    s3: Any,
+    unique_name: str,
+) -> None:
+    """A bucket that does not exist: exit 2 naming the key, before any message is consumed."""
+    finished = await run_worker(
+        unique_name,
+        BANDWIDTH_CLIENT_ID=CLIENT_ID,
+        BANDWIDTH_CLIENT_SECRET=CLIENT_SECRET,
+        **CREDENTIALS,
+        AWS_REGION=REGION,
+        AWS_ENDPOINT_URL=s3_endpoint,
+        ROUTES__DEFAULT='["download"]',
+        HANDLERS__DOWNLOAD__DESTINATION="s3://no-such-bucket-here/calls",
+    )
+    assert finished.returncode == 2, finished.output
+    assert "handlers.download.destination" in finished.output
+    assert "NoSuchBucket" in finished.output
+
+
+async def test_store_failing_mid_upload_through_the_broker(
+    kafka_bootstrap: str,
+    create_topic: Callable[..., Awaitable[None]],
+    run_worker: Callable[..., Awaitable[Finished]],
+    bandwidth: FakeBandwidth,
+    ca: trustme.CA,
+    s3: Any,
+    s3_endpoint: str,
+    bucket: str,
+    unique_name: str,
+    tmp_path: Path,
+) -> None:
+    """The store cuts the first upload's parts: the engine retries the event, which lands
+    whole, with no upload left open and the offset committed."""
+    breaker = PartBreaker(int(s3_endpoint.rsplit(":", 1)[1]), doomed=1)
+    await breaker.start()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    audio = bytes(range(256)) * (LARGE // 256)
+    event = served(bandwidth, audio)
+    await publish_events(kafka_bootstrap, unique_name, [event], create_topic)
+    try:
+        finished = await run_worker(
+            unique_name,
+            SSL_CERT_FILE=str(ca_file),
+            BANDWIDTH_CLIENT_ID=CLIENT_ID,
+            BANDWIDTH_CLIENT_SECRET=CLIENT_SECRET,
+            **CREDENTIALS,
+            AWS_REGION=REGION,
+            ROUTES__DEFAULT='["download"]',
+            HANDLERS__DOWNLOAD__DESTINATION=f"s3://{bucket}/calls",
+            HANDLERS__DOWNLOAD__ENDPOINT_URL=breaker.url,
+            HANDLERS__DOWNLOAD__TOKEN_URL=bandwidth.url(TOKEN_PATH),
+            HANDLERS__DOWNLOAD__ALLOWED_HOSTS=json.dumps([bandwidth.host]),
+        )
+    finally:
+        await breaker.close()
+    assert finished.returncode == 0, finished.output
+    retried = [m for m in finished.lines("message") if m.get("outcome") == "retried"]
+    assert len(retried) == 1
+    assert "object store upload" in retried[0]["error"]
+    assert breaker.cut >= 2
+    await all_committed(kafka_bootstrap, unique_name)
+    media = f"calls/9900000/{event.recording_id}.wav"
+    assert await (await s3.get_object(Bucket=bucket, Key=media))["Body"].read() == audio
+    assert await open_uploads(s3, bucket) == []
+    assert len(bandwidth.media_requests) == 2
