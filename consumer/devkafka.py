@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -133,6 +133,25 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int, taken: Iterable[int | None] = ()) -> list[int]:
+    """`count` distinct free ports, none of them in `taken`.
+
+    Sockets are held open together: closed one by one, the OS may hand the same port out twice
+    (seen as a broker refusing "two listeners on the same port").
+    """
+    with contextlib.ExitStack() as held:
+        ports: list[int] = []
+        avoid = set(taken)
+        while len(ports) < count:
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            if port not in avoid:
+                ports.append(port)
+                avoid.add(port)
+        return ports
+
+
 def _port_is_free(port: int) -> bool:
     with socket.socket() as sock:
         # As the JVM does, so a lingering TIME_WAIT socket from a previous broker is no conflict.
@@ -233,7 +252,7 @@ class LocalBroker:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log4j = self.state_dir / "log4j2.properties"
         log4j.write_text(LOG4J2)
-        controller_port = free_port()
+        (controller_port,) = free_ports(1, taken=[self.port])
         properties = render_server_properties(self.port, controller_port, self.data_dir)
         format_extra: list[str] = []
         if self.secured:
@@ -250,7 +269,7 @@ class LocalBroker:
         assert self.port is not None
         shutil.rmtree(self.tls_dir, ignore_errors=True)
         devkafka_security.write_tls_files(self.tls_dir)
-        sasl_ssl_port, ssl_port = free_port(), free_port()
+        sasl_ssl_port, ssl_port = free_ports(2, taken=[self.port, controller_port])
         self._listeners_file.write_text(f"127.0.0.1:{sasl_ssl_port} 127.0.0.1:{ssl_port}\n")
         return devkafka_security.render_security_properties(
             self.port, sasl_ssl_port, ssl_port, controller_port, self.tls_dir
