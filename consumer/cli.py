@@ -61,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     produce.add_argument(
         "--partitions", type=int, default=6, help="partitions if the topic is created"
     )
+    produce.add_argument(
+        "--compression",
+        choices=["none", "gzip", "snappy", "lz4", "zstd"],
+        help="codec of the produced batches (default: kafka.compression_type)",
+    )
     produce.set_defaults(command=_produce)
 
     inspect = sub.add_parser(
@@ -187,6 +192,9 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.samples import sample_messages
 
     topic = args.topic or settings.kafka.topic
+    kafka = settings.kafka
+    if args.compression is not None:
+        kafka = msgspec.structs.replace(kafka, compression_type=args.compression)
     if args.file:
         lines = args.file.read_bytes().splitlines()
         messages: list[tuple[bytes | None, bytes]] = [
@@ -196,8 +204,8 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
         messages = sample_messages(args.repeat)
 
     async def publish() -> int:
-        await ensure_topic(settings.kafka, topic, args.partitions)
-        return await produce(settings.kafka, topic, messages)
+        await ensure_topic(kafka, topic, args.partitions)
+        return await produce(kafka, topic, messages)
 
     count = asyncio.run(publish())
     print(f"produced {count} messages to {topic}", file=sys.stderr)

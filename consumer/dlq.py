@@ -88,7 +88,10 @@ async def replay(
     producer = None
     if not dry_run:
         producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id, acks="all"
+            bootstrap_servers=kafka.bootstrap_servers,
+            client_id=kafka.client_id,
+            acks="all",
+            compression_type=kafka.producer_compression,
         )
     replayed = 0
     async with _Reader(kafka, dlq_topic, group=group) as reader:
@@ -173,6 +176,7 @@ class _Reader:
             group_id=self._group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level=self._kafka.isolation_level,
         )
         await self._consumer.start()
         try:

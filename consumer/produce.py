@@ -30,7 +30,10 @@ async def produce(
 ) -> int:
     """Send every (key, value) and wait until the broker acknowledged all of them."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, linger_ms=5, acks="all"
+        bootstrap_servers=settings.bootstrap_servers,
+        linger_ms=5,
+        acks="all",
+        compression_type=settings.producer_compression,
     )
     await producer.start()
     progress = _Progress(len(messages)) if len(messages) >= PROGRESS_FROM else None

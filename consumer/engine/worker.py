@@ -74,11 +74,15 @@ class Worker:
                 session_timeout_ms=kafka.session_timeout_ms,
                 heartbeat_interval_ms=kafka.heartbeat_interval_ms,
                 max_poll_interval_ms=kafka.max_poll_interval_ms,
+                isolation_level=kafka.isolation_level,
             )
             await consumer.start()
             stack.push_async_callback(self._leave, consumer)
             producer = AIOKafkaProducer(
-                bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id, acks="all"
+                bootstrap_servers=kafka.bootstrap_servers,
+                client_id=kafka.client_id,
+                acks="all",
+                compression_type=kafka.producer_compression,
             )
             await producer.start()
             stack.push_async_callback(producer.stop)
