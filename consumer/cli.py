@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from consumer.config import Settings, load_settings
-from consumer.errors import ConfigError, ConsumerError
+from consumer.errors import ConfigError, ConsumerError, UnreadableBatch
 
 if TYPE_CHECKING:
     from consumer.engine.worker import Worker
+
+EXIT_UNREADABLE = 3
+"""`run` stopped on a batch it cannot read (2 is a settings error)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,7 +117,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             loop.add_signal_handler(sig, worker.stop)
         await worker.run(until_idle=args.until_idle)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except UnreadableBatch:
+        return EXIT_UNREADABLE  # the worker logged where and why
     if args.until_idle is not None:
         _print_summary(worker)
     return 0

@@ -23,7 +23,8 @@ from consumer.engine.deadletter import DeadLetterPublisher, dead_letter_topic
 from consumer.engine.dedupe import RecentlyHandled
 from consumer.engine.delivery import Delivery, Job, Tally
 from consumer.engine.scheduler import Scheduler
-from consumer.errors import DecodeError
+from consumer.engine.unreadable import unreadable_batch
+from consumer.errors import DecodeError, UnreadableBatch
 from consumer.events import EventDecoder, OtherEvent, UnknownEvent
 from consumer.handler import Handler, Record
 from consumer.routing import Router
@@ -52,6 +53,8 @@ class Worker:
         self._commit_lock = asyncio.Lock()
         self._log = structlog.get_logger("consumer.worker")
         self.tally = Tally()
+        self.fatal: UnreadableBatch | None = None
+        """Set when the worker stops on data it cannot read: readiness and metrics show it."""
 
     def stop(self) -> None:
         """Finish in-flight work, commit and leave; asked twice, cancel what is still running."""
@@ -101,7 +104,11 @@ class Worker:
                 finally:
                     for task in tasks:
                         task.cancel()
+            if self.fatal is None:
+                await self._note_positions(consumer)
             await self._commit(consumer)
+        if self.fatal is not None:
+            raise self.fatal
 
     async def _build_delivery(
         self, producer: AIOKafkaProducer, http: httpx.AsyncClient
@@ -149,19 +156,41 @@ class Worker:
                 if not fetch.done():
                     fetch.cancel()
                     return
-                batch = fetch.result()
+                try:
+                    batch = fetch.result()
+                except Exception as exc:
+                    self.fatal = unreadable_batch(exc)
+                    if self.fatal is None:
+                        raise
+                    self._log.error(
+                        "unreadable batch, stopping",
+                        topic=self.fatal.topic,
+                        partition=self.fatal.partition,
+                        offset=self.fatal.offset,
+                        error=self.fatal.cause,
+                    )
+                    return
                 for tp, messages in batch.items():
                     generation = self._scheduler.generation(tp)
                     for message in messages:
                         self._dispatch(tp, message, generation)
                 if batch:
                     self._last_activity = time.monotonic()
+                await self._note_positions(consumer)
                 self._apply_backpressure(consumer)
                 if until_idle is not None and await self._idle_for(consumer, until_idle):
                     self._log.info("idle, stopping", idle_seconds=until_idle)
                     return
         finally:
             stop.cancel()
+
+    async def _note_positions(self, consumer: AIOKafkaConsumer) -> None:
+        """Let commit points pass offsets that are not records (transaction markers, aborted
+        batches): without this a partition ending in a marker is never committed to its end."""
+        for tp in consumer.assignment():
+            # Known once a fetch answered for it; asking earlier would wait for the position.
+            if consumer.highwater(tp) is not None:
+                self._offsets.reached(tp, await consumer.position(tp))
 
     def _dispatch(self, tp: TopicPartition, message: Any, generation: int) -> None:
         record = Record(
@@ -269,6 +298,12 @@ class Worker:
             self._commit_due.clear()
             self._since_commit = 0
             points = self._offsets.uncommitted(partitions)
+            fatal = self.fatal
+            if fatal is not None and fatal.offset is not None:
+                # The client may have moved its position past a batch it gave up on.
+                bad = TopicPartition(fatal.topic, fatal.partition)
+                if points.get(bad, 0) > fatal.offset:
+                    points[bad] = fatal.offset
             if not points:
                 return
             try:
