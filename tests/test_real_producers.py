@@ -1,0 +1,145 @@
+"""Events written by librdkafka (confluent-kafka), the client behind most producers: every
+codec, and transactions. Real broker; the worker reads them, a second client wrote them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from consumer.cli import main
+from consumer.engine.worker import Worker
+from tests.support import Recorder, committed_and_end, recording_message, settings_for
+
+CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
+PER_CODEC = 40
+
+
+def librdkafka_send(
+    bootstrap: str, topic: str, partition: int, recording_ids: list[str], **config: str
+) -> None:
+    """Send from librdkafka in batches (linger), with `config` such as ``compression.type``."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, **config})
+    for recording_id in recording_ids:
+        key, value = recording_message(recording_id)
+        producer.produce(topic, value=value, key=key, partition=partition)
+    assert producer.flush(60) == 0
+
+
+async def test_every_codec_is_handled_and_committed_to_the_end(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """One partition per codec, each written by librdkafka: all handled, all committed."""
+    await create_topic(kafka_bootstrap, unique_name, len(CODECS))
+    for partition, codec in enumerate(CODECS):
+        ids = [f"{codec}-{n}" for n in range(PER_CODEC)]
+        config = {"compression.type": codec}
+        await asyncio.to_thread(
+            librdkafka_send, kafka_bootstrap, unique_name, partition, ids, **config
+        )
+    recorder = Recorder()
+    settings = settings_for(kafka_bootstrap, unique_name, unique_name)
+    await asyncio.wait_for(Worker(settings, {"log": recorder}).run(until_idle=1.0), 90)
+
+    handled = Counter(str(rid).partition("-")[0] for rid in recorder.recording_ids())
+    committed, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    table = {codec: (handled[codec], committed[p]) for p, codec in enumerate(CODECS)}
+    assert table == dict.fromkeys(CODECS, (PER_CODEC, PER_CODEC)), table
+    assert end == dict.fromkeys(range(len(CODECS)), PER_CODEC)
+
+
+def transactions(bootstrap: str, topic: str) -> None:
+    """p0: 10 committed, 5 aborted, 10 committed; p1: only 5 aborted. Each ends in a marker."""
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": topic})
+    producer.init_transactions(60)
+    plan = [
+        ("commit", [(0, f"ok-a{n}") for n in range(10)]),
+        ("abort", [(n % 2, f"aborted-{n}") for n in range(10)]),
+        ("commit", [(0, f"ok-b{n}") for n in range(10)]),
+    ]
+    for outcome, messages in plan:
+        producer.begin_transaction()
+        for partition, recording_id in messages:
+            key, value = recording_message(recording_id)
+            producer.produce(topic, value=value, key=key, partition=partition)
+        producer.flush(60)
+        if outcome == "commit":
+            producer.commit_transaction(60)
+        else:
+            producer.abort_transaction(60)
+
+
+async def test_aborted_transactions_are_never_handled_and_offsets_pass_markers(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """read_committed (default) handles only committed events and commits past every marker;
+    read_uncommitted hands out the aborted ones too."""
+    await create_topic(kafka_bootstrap, unique_name, 2)
+    await asyncio.to_thread(transactions, kafka_bootstrap, unique_name)
+    committed_ids = [f"ok-a{n}" for n in range(10)] + [f"ok-b{n}" for n in range(10)]
+
+    recorder = Recorder()
+    settings = settings_for(kafka_bootstrap, unique_name, unique_name)
+    assert settings.kafka.isolation_level == "read_committed"
+    await asyncio.wait_for(Worker(settings, {"log": recorder}).run(until_idle=1.0), 90)
+    assert recorder.recording_ids() == committed_ids
+    committed, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    # p0: 25 records and 3 markers; p1: 5 aborted records and their marker.
+    assert committed == end == {0: 28, 1: 6}
+
+    everything = Recorder()
+    group = f"{unique_name}.uncommitted"
+    settings = settings_for(
+        kafka_bootstrap, unique_name, group, KAFKA__ISOLATION_LEVEL="read_uncommitted"
+    )
+    await asyncio.wait_for(Worker(settings, {"log": everything}).run(until_idle=1.0), 90)
+    assert sorted(map(str, everything.recording_ids())) == sorted(
+        [*committed_ids, *(f"aborted-{n}" for n in range(10))]
+    )
+    committed, end = await committed_and_end(kafka_bootstrap, unique_name, group)
+    assert committed == end
+
+
+def librdkafka_read(bootstrap: str, topic: str, count: int) -> list[bytes]:
+    """The values of the first `count` messages of `topic`, read by librdkafka."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": topic, "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    values: list[bytes] = []
+    try:
+        for _ in range(600):
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                values.append(message.value())
+            if len(values) >= count:
+                break
+    finally:
+        consumer.close()
+    return values
+
+
+@pytest.mark.parametrize("codec", ["lz4", "zstd"])
+async def test_produce_compression_is_readable_by_librdkafka(
+    kafka_bootstrap: str, unique_name: str, codec: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`produce --compression` writes batches librdkafka reads back whole."""
+    # argv, not env: main() reads os.environ for settings, so pass everything as flags and env.
+    monkey = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in monkey.items():
+            patch.setenv(name, value)
+        status = await asyncio.to_thread(
+            main,
+            ["produce", "--topic", unique_name, "--partitions", "1", "--compression", codec],
+        )
+    assert status == 0
+    assert f"produced 7 messages to {unique_name}" in capsys.readouterr().err
+    values = await asyncio.to_thread(librdkafka_read, kafka_bootstrap, unique_name, 7)
+    assert len(values) == 7
+    assert all(value.startswith(b"{") for value in values)
