@@ -124,21 +124,16 @@ def librdkafka_read(bootstrap: str, topic: str, count: int) -> list[bytes]:
 
 @pytest.mark.parametrize("codec", ["lz4", "zstd"])
 async def test_produce_compression_is_readable_by_librdkafka(
-    kafka_bootstrap: str, unique_name: str, codec: str, capsys: pytest.CaptureFixture[str]
+    kafka_bootstrap: str,
+    unique_name: str,
+    codec: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`produce --compression` writes batches librdkafka reads back whole."""
-    # argv, not env: main() reads os.environ for settings, so pass everything as flags and env.
-    monkey = {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in monkey.items():
-            patch.setenv(name, value)
-        status = await asyncio.to_thread(
-            main,
-            ["produce", "--topic", unique_name, "--partitions", "1", "--compression", codec],
-        )
-    assert status == 0
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    argv = ["produce", "--topic", unique_name, "--partitions", "1", "--compression", codec]
+    assert await asyncio.to_thread(main, argv) == 0
     assert f"produced 7 messages to {unique_name}" in capsys.readouterr().err
     values = await asyncio.to_thread(librdkafka_read, kafka_bootstrap, unique_name, 7)
     assert len(values) == 7
