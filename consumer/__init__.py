@@ -5,6 +5,7 @@ What plugin authors use: the names exported here (also importable from `consumer
 Everything else is private and may change.
 """
 
+from consumer.cloudevents import CloudEvent
 from consumer.errors import (
     ConfigError,
     ConsumerError,
@@ -13,11 +14,13 @@ from consumer.errors import (
     PermanentFailure,
     PluginError,
     RetryLater,
+    UnreadableBatch,
 )
 from consumer.events import ConferenceRecordingAvailable, RecordingAvailable, RecordingEvent
 from consumer.handler import Context, Handler, Publish, Record
 
 __all__ = [
+    "CloudEvent",
     "ConferenceRecordingAvailable",
     "ConfigError",
     "ConsumerError",
@@ -32,4 +35,5 @@ __all__ = [
     "RecordingAvailable",
     "RecordingEvent",
     "RetryLater",
+    "UnreadableBatch",
 ]

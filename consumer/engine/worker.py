@@ -18,6 +18,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from consumer.cloudevents import MessageDecoder
 from consumer.config import Settings
 from consumer.engine.deadletter import DeadLetterPublisher, dead_letter_topic
 from consumer.engine.dedupe import RecentlyHandled
@@ -25,7 +26,7 @@ from consumer.engine.delivery import Delivery, Job, Tally
 from consumer.engine.scheduler import Scheduler
 from consumer.engine.unreadable import unreadable_batch
 from consumer.errors import DecodeError, UnreadableBatch
-from consumer.events import EventDecoder, OtherEvent, UnknownEvent
+from consumer.events import OtherEvent, UnknownEvent
 from consumer.handler import Handler, Record
 from consumer.routing import Router
 
@@ -40,7 +41,7 @@ class Worker:
         self._settings = settings
         self._handlers = handlers
         self._router = Router(settings.routes, handlers)
-        self._decoder = EventDecoder()
+        self._decoder = MessageDecoder(settings.events.envelope)
         self._by_key = settings.engine.ordering == "key"
         self._scheduler = Scheduler(on_finished=self._count_finished)
         self._offsets = self._scheduler.offsets
@@ -203,7 +204,7 @@ class Worker:
         )
         self._offsets.add(tp, record.offset)
         try:
-            event = self._decoder.decode(message.value or b"")
+            event, envelope = self._decoder.decode(message.value or b"", record.headers)
         except DecodeError as exc:
             job = Job(record, message.value, (tp, _UNDECODABLE), generation, error=exc)
             self._scheduler.submit(job)
@@ -223,7 +224,14 @@ class Worker:
         key = (record.key or event.ordering_key) if self._by_key else None
         route = self._router.route(event.status)
         job = Job(
-            record, message.value, (tp, key), generation, event, route=route, pending=[*route]
+            record,
+            message.value,
+            (tp, key),
+            generation,
+            event,
+            envelope=envelope,
+            route=route,
+            pending=[*route],
         )
         self._scheduler.submit(job)
 
