@@ -1,14 +1,17 @@
 """Events written by librdkafka (confluent-kafka), the client behind most producers: every
-codec, and transactions. Real broker; the worker reads them, a second client wrote them."""
+codec, transactions and CloudEvents. Real broker; a second client writes, the worker reads."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
+import msgspec
 import pytest
 from confluent_kafka import Consumer, Producer
+from structlog.testing import capture_logs
 
 from consumer.cli import main
 from consumer.engine.worker import Worker
@@ -138,3 +141,74 @@ async def test_produce_compression_is_readable_by_librdkafka(
     values = await asyncio.to_thread(librdkafka_read, kafka_bootstrap, unique_name, 7)
     assert len(values) == 7
     assert all(value.startswith(b"{") for value in values)
+
+
+def mixed_envelopes(bootstrap: str, topic: str) -> dict[str, str]:
+    """Structured, binary and raw events in turn from librdkafka; recordingId -> its mode."""
+    producer = Producer({"bootstrap.servers": bootstrap})
+    modes = {}
+    for n in range(9):
+        mode = ("structured", "binary", "raw")[n % 3]
+        recording_id = f"{mode}-{n}"
+        _, callback = recording_message(recording_id)
+        attributes = {
+            "specversion": "1.0",
+            "id": f"evt-{n}",
+            "source": "https://ingress.example.com/bandwidth",
+            "type": "com.bandwidth.voice.recording",
+            "time": "2026-11-27T10:15:31Z",
+        }
+        if mode == "structured":
+            value = b'{"data":' + callback + b"," + msgspec.json.encode(attributes)[1:]
+            headers = [("content-type", b"application/cloudevents+json; charset=utf-8")]
+        elif mode == "binary":
+            value = callback
+            headers = [(f"ce_{k}", v.encode()) for k, v in attributes.items()]
+            headers.append(("content-type", b"application/json"))
+        else:
+            value, headers = callback, []
+        producer.produce(topic, value=value, key=recording_id.encode(), headers=headers)
+        modes[recording_id] = mode
+    assert producer.flush(60) == 0
+    return modes
+
+
+async def test_cloudevents_structured_binary_and_raw_mixed_under_auto(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """auto: each message's envelope (or none) reaches the handler and the canonical line."""
+    await create_topic(kafka_bootstrap, unique_name)
+    modes = await asyncio.to_thread(mixed_envelopes, kafka_bootstrap, unique_name)
+    recorder = Recorder()
+    settings = settings_for(kafka_bootstrap, unique_name, unique_name, EVENTS__ENVELOPE="auto")
+    with capture_logs() as logs:
+        await asyncio.wait_for(Worker(settings, {"log": recorder}).run(until_idle=1.0), 90)
+
+    assert sorted(map(str, recorder.recording_ids())) == sorted(modes)
+    for event, ctx in recorder.seen:
+        n = int(str(event.recording_id).rpartition("-")[2])
+        if modes[str(event.recording_id)] == "raw":
+            assert ctx.envelope is None
+        else:
+            assert ctx.envelope is not None
+            assert (ctx.envelope.id, ctx.envelope.type) == (
+                f"evt-{n}",
+                "com.bandwidth.voice.recording",
+            )
+            assert ctx.envelope.source == "https://ingress.example.com/bandwidth"
+            assert ctx.envelope.time == datetime(2026, 11, 27, 10, 15, 31, tzinfo=UTC)
+    lines = {
+        entry["recordingId"]: entry
+        for entry in logs
+        if entry["event"] == "message" and entry["outcome"] == "handled"
+    }
+    assert len(lines) == 9
+    for recording_id, mode in modes.items():
+        n = recording_id.rpartition("-")[2]
+        expected = None if mode == "raw" else f"evt-{n}"
+        assert lines[recording_id].get("ce_id") == expected
+        if expected:
+            assert lines[recording_id]["ce_time"] == "2026-11-27T10:15:31+00:00"
+            assert lines[recording_id]["ce_source"] == "https://ingress.example.com/bandwidth"
+    committed, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    assert committed == end == {0: 9}
