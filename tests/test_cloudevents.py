@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
+from consumer import Context, RecordingEvent
 from consumer.cloudevents import CloudEvent, MessageDecoder
 from consumer.errors import DecodeError
 from consumer.events import OtherEvent, RecordingAvailable
 from consumer.samples import recording_event
+from consumer.testing import make_event, run_handler
 
 CALLBACK = recording_event("r-1", "c-1", "complete")
 STRUCTURED_HEADERS = (("content-type", b"application/cloudevents+json; charset=utf-8"),)
@@ -143,3 +145,16 @@ def test_an_odd_envelope_time_does_not_lose_the_callback() -> None:
     _, ce = decoder.decode(msgspec.json.encode(CALLBACK), headers)
     assert ce is not None
     assert ce.time is None
+
+
+async def test_handlers_see_the_envelope_in_the_testing_kit() -> None:
+    """run_handler hands `envelope` to the handler as ctx.envelope and binds its log fields."""
+    class Notes:
+        async def handle(self, event: RecordingEvent, ctx: Context) -> None:
+            assert ctx.envelope is not None
+            ctx.log.info("seen", source=ctx.envelope.source)
+
+    ce = CloudEvent(specversion="1.0", id="evt-9", source="/gw", type="t")
+    run = await run_handler(Notes(), make_event(), envelope=ce)
+    assert run.error is None
+    assert [(e["ce_id"], e["source"]) for e in run.logs] == [("evt-9", "/gw")]
