@@ -39,7 +39,7 @@ STRUCTURED = b"application/cloudevents"
 """The media type prefix of the ``content-type`` header that marks structured mode."""
 
 
-class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class CloudEvent(msgspec.Struct, frozen=True, gc=False):
     """The envelope a callback arrived in: the spec's required attributes and its time."""
 
     specversion: str
@@ -153,17 +153,17 @@ def _from_headers(named: dict[str, bytes]) -> CloudEvent:
         raise DecodeError(f"CloudEvent in binary mode without a {name} header", name) from None
     time = named.get("ce_time")
     return CloudEvent(
-        specversion=named["ce_specversion"].decode(errors="replace"),
-        id=id_.decode(errors="replace"),
-        source=source.decode(errors="replace"),
-        type=type_.decode(errors="replace"),
-        time=_header_time(time) if time is not None else None,
+        named["ce_specversion"].decode("utf-8", "replace"),
+        id_.decode("utf-8", "replace"),
+        source.decode("utf-8", "replace"),
+        type_.decode("utf-8", "replace"),
+        None if time is None else _header_time(time),
     )
 
 
 def _header_time(value: bytes) -> datetime | None:
     try:
-        parsed = datetime.fromisoformat(value.decode(errors="replace"))
+        parsed = datetime.fromisoformat(value.decode("utf-8", "replace"))
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
