@@ -149,6 +149,7 @@ def test_an_odd_envelope_time_does_not_lose_the_callback() -> None:
 
 async def test_handlers_see_the_envelope_in_the_testing_kit() -> None:
     """run_handler hands `envelope` to the handler as ctx.envelope and binds its log fields."""
+
     class Notes:
         async def handle(self, event: RecordingEvent, ctx: Context) -> None:
             assert ctx.envelope is not None

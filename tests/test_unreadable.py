@@ -16,39 +16,33 @@ from aiokafka.record._crc32c import crc as crc32c
 
 from consumer.devkafka import LocalBroker
 from tests.support import (
+    BATCH_ATTRIBUTES_AT,
     committed_and_end,
     exit_status,
     handled_lines,
+    record_batches,
     recording_message,
     worker_process,
 )
 
-# Record batch v2 layout: where the CRC sits and where the bytes it covers begin.
-CRC_AT, ATTRIBUTES_AT, LENGTH_AT = 17, 21, 8
-
-
-def batches(segment: bytes) -> list[tuple[int, int]]:
-    """(start, end) of every record batch in a log segment."""
-    found, at = [], 0
-    while at + 12 <= len(segment):
-        (length,) = struct.unpack_from(">i", segment, at + LENGTH_AT)
-        found.append((at, at + 12 + length))
-        at += 12 + length
-    return found
+# Record batch v2: where the CRC sits and where the bytes it covers (attributes on) begin.
+CRC_AT = 17
 
 
 def corrupt(segment_file: Path, marker: bytes, how: str) -> None:
     """Change the batch holding `marker`: a flipped byte (bad CRC) or an unknown codec id."""
     data = bytearray(segment_file.read_bytes())
     where = data.index(marker)
-    start, end = next((s, e) for s, e in batches(bytes(data)) if s <= where < e)
+    start, end = next((s, e) for s, e in record_batches(bytes(data)) if s <= where < e)
     if how == "crc":
         data[where] ^= 0x20
     else:
         # Codec 5 does not exist; the CRC is made right, so only the codec is wrong.
-        data[start + ATTRIBUTES_AT + 1] = (data[start + ATTRIBUTES_AT + 1] & ~0x07) | 0x05
+        data[start + BATCH_ATTRIBUTES_AT + 1] = (
+            data[start + BATCH_ATTRIBUTES_AT + 1] & ~0x07
+        ) | 0x05
         struct.pack_into(
-            ">I", data, start + CRC_AT, crc32c(bytes(data[start + ATTRIBUTES_AT : end]))
+            ">I", data, start + CRC_AT, crc32c(bytes(data[start + BATCH_ATTRIBUTES_AT : end]))
         )
     with segment_file.open("r+b") as f:  # in place: the running broker serves these bytes
         f.seek(start)
