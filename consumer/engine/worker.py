@@ -46,6 +46,8 @@ class Worker:
         self._scheduler = Scheduler(on_finished=self._count_finished)
         self._offsets = self._scheduler.offsets
         self._paused: set[TopicPartition] = set()
+        self._owned: set[TopicPartition] = set()
+        """Assigned and not being revoked: only these partitions' positions move commit points."""
         self._stopping = asyncio.Event()
         self._cancel_now = asyncio.Event()
         self._last_activity: float | None = None
@@ -188,10 +190,13 @@ class Worker:
     async def _note_positions(self, consumer: AIOKafkaConsumer) -> None:
         """Let commit points pass offsets that are not records (transaction markers, aborted
         batches): without this a partition ending in a marker is never committed to its end."""
-        for tp in consumer.assignment():
+        for tp in list(self._owned):
             # Known once a fetch answered for it; asking earlier would wait for the position.
             if consumer.highwater(tp) is not None:
-                self._offsets.reached(tp, await consumer.position(tp))
+                position = await consumer.position(tp)
+                # A partition revoked meanwhile has handed its unfinished work over.
+                if tp in self._owned:
+                    self._offsets.reached(tp, position)
 
     def _dispatch(self, tp: TopicPartition, message: Any, generation: int) -> None:
         record = Record(
@@ -346,6 +351,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         worker = self._worker
+        worker._owned -= revoked
         grace = worker._settings.engine.shutdown_grace
         try:
             if not await worker._scheduler.quiesce(revoked, grace, worker._cancel_now):
@@ -362,6 +368,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._worker._scheduler.assigned(assigned)
+        self._worker._owned |= assigned
         self._worker._last_activity = time.monotonic()
         self._worker._log.info("partitions assigned", partitions=_names(assigned))
 
