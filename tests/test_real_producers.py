@@ -9,25 +9,18 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import msgspec
-import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 from structlog.testing import capture_logs
 
-from consumer.cli import main
-from consumer.devkafka import LocalBroker
 from consumer.engine.worker import Worker
-from consumer.samples import MALFORMED
 from tests.support import (
     Recorder,
     committed_and_end,
     recording_message,
-    segment_codecs,
     settings_for,
 )
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
-LZ4, ZSTD = CODECS.index("lz4"), CODECS.index("zstd")
-"""Codec ids in a record batch's attributes."""
 PER_CODEC = 40
 
 
@@ -114,57 +107,6 @@ async def test_aborted_transactions_are_never_handled_and_offsets_pass_markers(
     )
     committed, end = await committed_and_end(kafka_bootstrap, unique_name, group)
     assert committed == end
-
-
-def librdkafka_read(bootstrap: str, topic: str, count: int) -> list[bytes]:
-    """The values of the first `count` messages of `topic`, read by librdkafka."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{topic}.librdkafka",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe([topic])
-    values: list[bytes] = []
-    try:
-        for _ in range(600):
-            message = consumer.poll(0.2)
-            if message is not None and message.error() is None:
-                values.append(message.value())
-            if len(values) >= count:
-                break
-    finally:
-        consumer.close()
-    return values
-
-
-async def test_what_the_project_produces_is_compressed_and_readable_by_librdkafka(
-    private_broker: LocalBroker,
-    unique_name: str,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """`produce --compression lz4` and zstd dead letters: the broker's log holds those codecs,
-    and librdkafka reads the batches back whole."""
-    bootstrap = private_broker.bootstrap
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
-    argv = ["produce", "--topic", unique_name, "--partitions", "1", "--compression", "lz4"]
-    assert await asyncio.to_thread(main, argv) == 0
-    assert f"produced 7 messages to {unique_name}" in capsys.readouterr().err
-    values = await asyncio.to_thread(librdkafka_read, bootstrap, unique_name, 7)
-    assert len(values) == 7
-    assert all(value.startswith(b"{") for value in values)
-
-    # The sample set ends in an undecodable message: the worker dead-letters it with zstd.
-    settings = settings_for(bootstrap, unique_name, unique_name, KAFKA__COMPRESSION_TYPE="zstd")
-    await asyncio.wait_for(Worker(settings, {"log": Recorder()}).run(until_idle=1.0), 90)
-    dead = await asyncio.to_thread(librdkafka_read, bootstrap, f"{unique_name}.dlq", 1)
-    assert dead == [MALFORMED]
-
-    logs = private_broker.data_dir
-    assert set(segment_codecs(logs / f"{unique_name}-0" / f"{0:020d}.log")) == {LZ4}
-    assert set(segment_codecs(logs / f"{unique_name}.dlq-0" / f"{0:020d}.log")) == {ZSTD}
 
 
 def mixed_envelopes(bootstrap: str, topic: str) -> dict[str, str]:
