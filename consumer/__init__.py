@@ -5,6 +5,7 @@ What plugin authors use: the names exported here (also importable from `consumer
 pytest fixtures. Everything else is private and may change.
 """
 
+from consumer.cloudevents import CloudEvent
 from consumer.errors import (
     ConfigError,
     ConsumerError,
@@ -13,12 +14,14 @@ from consumer.errors import (
     PermanentFailure,
     PluginError,
     RetryLater,
+    UnreadableBatch,
 )
 from consumer.events import ConferenceRecordingAvailable, RecordingAvailable, RecordingEvent
 from consumer.handler import Context, Handler, Publish, Record
 from consumer.secret import Secret
 
 __all__ = [
+    "CloudEvent",
     "ConferenceRecordingAvailable",
     "ConfigError",
     "ConsumerError",
@@ -34,4 +37,5 @@ __all__ = [
     "RecordingEvent",
     "RetryLater",
     "Secret",
+    "UnreadableBatch",
 ]

@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from consumer.config import DEFAULT_CONFIG, Settings, load_settings, settings_file
-from consumer.errors import ConfigError, ConsumerError, KafkaConnectError
+from consumer.errors import ConfigError, ConsumerError, KafkaConnectError, UnreadableBatch
 from consumer.secret import encode_secret
 
 if TYPE_CHECKING:
     from consumer.config import KafkaSettings
     from consumer.engine.worker import Worker
+
+EXIT_UNREADABLE = 3
+"""`run` stopped on a batch it cannot read (2 is a settings error)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     produce.add_argument("--topic", help="default: kafka.topic from the settings")
     produce.add_argument(
         "--partitions", type=int, default=6, help="partitions if the topic is created"
+    )
+    produce.add_argument(
+        "--compression",
+        choices=["none", "gzip", "snappy", "lz4", "zstd"],
+        help="codec of the produced batches (default: kafka.compression_type)",
     )
     produce.set_defaults(command=_produce)
 
@@ -124,7 +132,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         async with endpoint(worker):
             await worker.run(until_idle=args.until_idle)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except UnreadableBatch:
+        return EXIT_UNREADABLE  # the worker logged where and why
     if args.until_idle is not None:
         _print_summary(worker)
     return 0
@@ -227,6 +238,9 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.samples import sample_messages
 
     topic = args.topic or settings.kafka.topic
+    kafka = settings.kafka
+    if args.compression is not None:
+        kafka = msgspec.structs.replace(kafka, compression_type=args.compression)
     if args.file:
         lines = args.file.read_bytes().splitlines()
         messages: list[tuple[bytes | None, bytes]] = [
@@ -236,9 +250,9 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
         messages = sample_messages(args.repeat)
 
     async def publish() -> int:
-        await _reach(settings.kafka)
-        await ensure_topic(settings.kafka, topic, args.partitions)
-        return await produce(settings.kafka, topic, messages)
+        await _reach(kafka)
+        await ensure_topic(kafka, topic, args.partitions)
+        return await produce(kafka, topic, messages)
 
     count = asyncio.run(publish())
     print(f"produced {count} messages to {topic}", file=sys.stderr)

@@ -51,6 +51,15 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """Client certificate (PEM) for mutual TLS; may hold the key too."""
     ssl_keyfile: str | None = None
     ssl_check_hostname: bool = True
+    isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
+    """read_committed: messages of aborted (or still open) transactions are never handed out."""
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    """Codec of the batches the project produces (dead letters, publish, dlq replay, produce)."""
+
+    @property
+    def producer_compression(self) -> str | None:
+        """`compression_type` as aiokafka's producers take it."""
+        return None if self.compression_type == "none" else self.compression_type
 
 
 class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -119,6 +128,9 @@ class EventSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     other_event_types: Literal["skip", "warn"] = "skip"
     """Other Bandwidth callbacks (not recordings): skip at debug level, or with a warning."""
     unknown_event_types: Literal["skip", "warn"] = "warn"
+    envelope: Literal["raw", "cloudevents", "auto"] = "raw"
+    """raw: the value is Bandwidth's callback; cloudevents: a CloudEvent (structured or binary
+    mode, told apart per message); auto: a CloudEvent when its headers say so, else raw."""
 
 
 class PluginSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

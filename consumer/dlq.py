@@ -96,7 +96,11 @@ async def replay(
         raise ConsumerError(f"refusing to replay to {to!r}: it is an internal Kafka topic")
     producer = None
     if not dry_run:
-        producer = AIOKafkaProducer(**connection.client_options(kafka), acks="all")
+        producer = AIOKafkaProducer(
+            **connection.client_options(kafka),
+            acks="all",
+            compression_type=kafka.producer_compression,
+        )
     replayed = 0
     async with _Reader(kafka, dlq_topic, group=group) as reader:
         if producer is not None:
@@ -178,6 +182,7 @@ class _Reader:
             group_id=self._group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level=self._kafka.isolation_level,
         )
         await connection.start(self._consumer, self._kafka)
         try:

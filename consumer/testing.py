@@ -26,6 +26,7 @@ import msgspec
 import structlog
 from structlog.testing import LogCapture
 
+from consumer.cloudevents import CloudEvent
 from consumer.config import EngineSettings, KafkaSettings, Settings
 from consumer.engine.worker import Worker
 from consumer.events import (
@@ -162,6 +163,7 @@ async def run_handler(
     value: bytes | None = None,
     publish: Publish | None = None,
     lifecycle: bool = True,
+    envelope: CloudEvent | None = None,
 ) -> HandlerRun:
     """Run ``handler.handle(event, ctx)`` once with a real Context; never raises what it raised.
 
@@ -171,6 +173,7 @@ async def run_handler(
     With `lifecycle` the handler is started before and closed after; pass False for a handler
     that is already running (see `running`), e.g. to send many events through one instance.
     Exceptions from ``start()`` and ``close()`` propagate: they are not the message's outcome.
+    `envelope` is the CloudEvent the handler sees as ``ctx.envelope``.
     """
     capture = LogCapture()
     published: list[Published] = []
@@ -204,6 +207,7 @@ async def run_handler(
         offset=record.offset,
         handler=type(handler).__name__,
         **event.summary(),
+        **(envelope.log_fields() if envelope is not None else {}),
     )
     async with AsyncExitStack() as stack:
         if http is None:
@@ -217,6 +221,7 @@ async def run_handler(
             http=http,
             publish=record_publish,
             value=encode_event(event) if value is None else value,
+            envelope=envelope,
         )
         error: Exception | None = None
         try:

@@ -19,13 +19,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 
 from consumer import connection
+from consumer.cloudevents import MessageDecoder
 from consumer.config import Settings
 from consumer.engine.deadletter import DeadLetterPublisher, dead_letter_topic
 from consumer.engine.dedupe import RecentlyHandled
 from consumer.engine.delivery import Delivery, Job, Tally
 from consumer.engine.scheduler import Scheduler
-from consumer.errors import DecodeError
-from consumer.events import EventDecoder, OtherEvent, UnknownEvent
+from consumer.engine.unreadable import unreadable_batch
+from consumer.errors import DecodeError, UnreadableBatch
+from consumer.events import OtherEvent, UnknownEvent
 from consumer.handler import Handler, Record
 from consumer.observability.health import Health
 from consumer.observability.startup import wait_for_kafka
@@ -51,11 +53,13 @@ class Worker:
         self._settings = settings
         self._handlers = handlers
         self._router = Router(settings.routes, handlers)
-        self._decoder = EventDecoder()
+        self._decoder = MessageDecoder(settings.events.envelope)
         self._by_key = settings.engine.ordering == "key"
         self._scheduler = Scheduler(on_finished=self._count_finished)
         self._offsets = self._scheduler.offsets
         self._paused: set[TopicPartition] = set()
+        self._owned: set[TopicPartition] = set()
+        """Assigned and not being revoked: only these partitions' positions move commit points."""
         self._stopping = asyncio.Event()
         self._cancel_now = asyncio.Event()
         self._last_activity: float | None = None
@@ -65,6 +69,8 @@ class Worker:
         self._log = structlog.get_logger("consumer.worker")
         self.tally = Tally()
         self.health = Health(settings)
+        self.fatal: UnreadableBatch | None = None
+        """Set when the worker stops on data it cannot read: readiness and metrics show it."""
 
     def stop(self) -> None:
         """Finish in-flight work, commit and leave; asked twice, cancel what is still running."""
@@ -100,10 +106,15 @@ class Worker:
                 session_timeout_ms=kafka.session_timeout_ms,
                 heartbeat_interval_ms=kafka.heartbeat_interval_ms,
                 max_poll_interval_ms=kafka.max_poll_interval_ms,
+                isolation_level=kafka.isolation_level,
             )
             await connection.start(consumer, kafka)
             stack.push_async_callback(self._leave, consumer)
-            producer = AIOKafkaProducer(**connection.client_options(kafka), acks="all")
+            producer = AIOKafkaProducer(
+                **connection.client_options(kafka),
+                acks="all",
+                compression_type=kafka.producer_compression,
+            )
             await connection.start(producer, kafka)
             stack.push_async_callback(producer.stop)
             http = await stack.enter_async_context(httpx.AsyncClient())
@@ -124,7 +135,11 @@ class Worker:
                 finally:
                     for task in tasks:
                         task.cancel()
+            if self.fatal is None:
+                await self._note_positions(consumer)
             await self._commit(consumer)
+        if self.fatal is not None:
+            raise self.fatal
 
     async def _build_delivery(
         self, producer: AIOKafkaProducer, http: httpx.AsyncClient
@@ -173,19 +188,45 @@ class Worker:
                 if not fetch.done():
                     fetch.cancel()
                     return
-                batch = fetch.result()
+                try:
+                    batch = fetch.result()
+                except Exception as exc:
+                    self.fatal = unreadable_batch(exc)
+                    if self.fatal is None:
+                        raise
+                    self._log.error(
+                        "unreadable batch, stopping",
+                        topic=self.fatal.topic,
+                        partition=self.fatal.partition,
+                        offset=self.fatal.offset,
+                        error=self.fatal.cause,
+                    )
+                    self.health.fail(str(self.fatal))
+                    return
                 for tp, messages in batch.items():
                     generation = self._scheduler.generation(tp)
                     for message in messages:
                         self._dispatch(tp, message, generation)
                 if batch:
                     self._last_activity = time.monotonic()
+                await self._note_positions(consumer)
                 self._apply_backpressure(consumer)
                 if until_idle is not None and await self._idle_for(consumer, until_idle):
                     self._log.info("idle, stopping", idle_seconds=until_idle)
                     return
         finally:
             stop.cancel()
+
+    async def _note_positions(self, consumer: AIOKafkaConsumer) -> None:
+        """Let commit points pass offsets that are not records (transaction markers, aborted
+        batches): without this a partition ending in a marker is never committed to its end."""
+        for tp in list(self._owned):
+            # Known once a fetch answered for it; asking earlier would wait for the position.
+            if consumer.highwater(tp) is not None:
+                position = await consumer.position(tp)
+                # A partition revoked meanwhile has handed its unfinished work over.
+                if tp in self._owned:
+                    self._offsets.reached(tp, position)
 
     def _dispatch(self, tp: TopicPartition, message: Any, generation: int) -> None:
         record = Record(
@@ -198,7 +239,7 @@ class Worker:
         )
         self._offsets.add(tp, record.offset)
         try:
-            event = self._decoder.decode(message.value or b"")
+            event, envelope = self._decoder.decode(message.value or b"", record.headers)
         except DecodeError as exc:
             job = Job(record, message.value, (tp, _UNDECODABLE), generation, error=exc)
             self._scheduler.submit(job)
@@ -218,7 +259,14 @@ class Worker:
         key = (record.key or event.ordering_key) if self._by_key else None
         route = self._router.route(event.status)
         job = Job(
-            record, message.value, (tp, key), generation, event, route=route, pending=[*route]
+            record,
+            message.value,
+            (tp, key),
+            generation,
+            event,
+            envelope=envelope,
+            route=route,
+            pending=[*route],
         )
         self._scheduler.submit(job)
 
@@ -293,6 +341,12 @@ class Worker:
             self._commit_due.clear()
             self._since_commit = 0
             points = self._offsets.uncommitted(partitions)
+            fatal = self.fatal
+            if fatal is not None and fatal.offset is not None:
+                # The client may have moved its position past a batch it gave up on.
+                bad = TopicPartition(fatal.topic, fatal.partition)
+                if points.get(bad, 0) > fatal.offset:
+                    points[bad] = fatal.offset
             if not points:
                 return
             try:
@@ -354,6 +408,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         worker = self._worker
         worker.health.revoked(revoked)
+        worker._owned -= revoked
         grace = worker._settings.engine.shutdown_grace
         try:
             if not await worker._scheduler.quiesce(revoked, grace, worker._cancel_now):
@@ -372,6 +427,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._worker._scheduler.assigned(assigned)
         self._worker.tally.rebalances += 1
         self._worker.health.assigned(assigned)
+        self._worker._owned |= assigned
         self._worker._last_activity = time.monotonic()
         self._worker._log.info("partitions assigned", partitions=_names(assigned))
 
