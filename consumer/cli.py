@@ -18,6 +18,7 @@ from consumer.errors import ConfigError, ConsumerError
 
 if TYPE_CHECKING:
     from consumer.engine.worker import Worker
+    from consumer.handler import Handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,7 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(command=_run)
 
-    check = sub.add_parser("check-config", parents=[common], help="validate and print settings")
+    check = sub.add_parser(
+        "check-config",
+        parents=[common],
+        help="validate settings, load and start the handlers as run does (no Kafka), print them",
+    )
     check.set_defaults(command=_check_config)
 
     produce = sub.add_parser("produce", parents=[common], help="publish events to the topic")
@@ -97,11 +102,9 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.engine.worker import Worker
     from consumer.logs import configure_logging
-    from consumer.plugins import build_handlers
 
     configure_logging(settings.logging)
-    names = {name for route in settings.routes.values() for name in route}
-    worker = Worker(settings, build_handlers(names, settings.handlers, settings.plugins))
+    worker = Worker(settings, _routed_handlers(settings))
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
@@ -125,7 +128,28 @@ def _print_summary(worker: Worker) -> None:
     print("\n".join(lines), file=sys.stderr)
 
 
+def _routed_handlers(settings: Settings) -> dict[str, Handler]:
+    """Every handler a route names, loaded and built from its options, as `run` starts them."""
+    from consumer.plugins import build_handlers
+
+    names = {name for route in settings.routes.values() for name in route}
+    return build_handlers(names, settings.handlers, settings.plugins)
+
+
 def _check_config(args: argparse.Namespace, settings: Settings) -> int:
+    handlers = _routed_handlers(settings)
+
+    async def start_and_close() -> None:
+        # The start-up errors run would meet after connecting: missing credentials and the like.
+        for handler in handlers.values():
+            start = getattr(handler, "start", None)
+            if start is not None:
+                await start()
+            close = getattr(handler, "close", None)
+            if close is not None:
+                await close()
+
+    asyncio.run(start_and_close())
     print(msgspec.json.format(msgspec.json.encode(settings), indent=2).decode())
     return 0
 

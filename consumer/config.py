@@ -18,6 +18,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from consumer.errors import ConfigError
+from consumer.validation import problems
 
 ENV_PREFIX = "RECORDING_CONSUMER__"
 ENV_ALIASES = {"KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers")}
@@ -95,6 +96,10 @@ class DeadLetterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     """Defaults to ``<kafka.topic>.dlq``; created if missing."""
     error_max_bytes: int = 1_000
     """Error messages are truncated to this size in dead-letter headers."""
+    max_request_size: int | None = None
+    """Bytes one produce request may take; unset: the source topic's ``max.message.bytes`` (read
+    at start-up) plus room for the dead-letter headers. A message that still does not fit is
+    dead-lettered as a reference record (no value) pointing at its source offset."""
 
 
 class EventSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -138,9 +143,12 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     from_env = _apply_environment(raw, environ if environ is not None else {})
     try:
         _check_tables(raw)
-        return msgspec.convert(raw, Settings, strict=True)
+        settings = msgspec.convert(raw, Settings, strict=True)
     except msgspec.ValidationError as exc:
         raise _config_error(exc, from_env) from None
+    for key, reason in problems(settings):
+        raise _key_error(key, reason, from_env)
+    return settings
 
 
 def _check_tables(raw: dict[str, Any]) -> None:
@@ -227,7 +235,10 @@ def validation_key(exc: msgspec.ValidationError) -> tuple[str, str]:
 
 def _config_error(exc: msgspec.ValidationError, from_env: Mapping[str, str]) -> ConfigError:
     key, reason = validation_key(exc)
-    key = key or "(top level)"
+    return _key_error(key or "(top level)", reason, from_env)
+
+
+def _key_error(key: str, reason: str, from_env: Mapping[str, str]) -> ConfigError:
     source = from_env.get(key) or next(
         (var for k, var in from_env.items() if key.startswith(k + ".")), None
     )

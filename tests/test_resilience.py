@@ -199,7 +199,7 @@ async def test_stuck_handlers_are_cancelled_and_redelivered(
         kafka_bootstrap,
         unique_name,
         handled,
-        ENGINE__SHUTDOWN_GRACE="600" if how == "second signal" else "1",
+        ENGINE__SHUTDOWN_GRACE="250" if how == "second signal" else "1",
         TEST_HANDLER_DELAY="600",
         TEST_STARTED_FILE=str(started),
     )
