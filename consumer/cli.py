@@ -199,6 +199,7 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
             recording_id=args.recording_id,
             dry_run=args.dry_run,
             out=sys.stdout,
+            max_request_size=settings.dead_letter.max_request_size,
         )
     )
     verb = "would replay" if args.dry_run else "replayed"

@@ -5,8 +5,9 @@ Both read up to the end offsets found at start, so they finish even while new de
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing
+from contextlib import AsyncExitStack, aclosing
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -67,6 +68,7 @@ async def replay(
     recording_id: str | None,
     dry_run: bool,
     out: TextIO,
+    max_request_size: int | None = None,
 ) -> int:
     """Republish the dead letters matching every given filter to their original topics.
 
@@ -75,6 +77,10 @@ async def replay(
     commit repeats that one batch). Dead letters that do not match are passed over all the same:
     replaying them later, with other filters, needs another `group`. With `dry_run` nothing is
     published or committed. Returns how many were (or, dry, would be) replayed.
+
+    A reference record (its value was too large to dead-letter) is replayed with the value
+    refetched from its source offset; when the source topic no longer retains it, that is said
+    and the dead letter is passed over. `max_request_size` is ``dead_letter.max_request_size``.
     """
 
     def matches(fields: dict[str, str], value: bytes | None) -> bool:
@@ -88,10 +94,16 @@ async def replay(
     producer = None
     if not dry_run:
         producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id, acks="all"
+            bootstrap_servers=kafka.bootstrap_servers,
+            client_id=kafka.client_id,
+            acks="all",
+            max_request_size=await dl.request_size(
+                kafka.bootstrap_servers, kafka.topic, max_request_size
+            ),
         )
     replayed = 0
-    async with _Reader(kafka, dlq_topic, group=group) as reader:
+    async with _Reader(kafka, dlq_topic, group=group) as reader, AsyncExitStack() as stack:
+        originals = _Originals(kafka, stack)
         if producer is not None:
             await producer.start()
         try:
@@ -103,9 +115,19 @@ async def replay(
                         continue
                     destination = fields.get(dl.TOPIC)
                     where = _where(message)
+                    value = message.value
                     if destination is None:
                         out.write(f"skipped {where}: no {dl.TOPIC} header\n")
-                    elif producer is None:
+                        continue
+                    if dl.VALUE_TOO_LARGE in fields:
+                        value = await originals.value(fields)
+                        if value is None:
+                            out.write(
+                                f"cannot replay {where}: its value was too large to dead-letter "
+                                f"and {_source(fields)} is no longer retained; skipped\n"
+                            )
+                            continue
+                    if producer is None:
                         out.write(f"would replay {where} to {destination}\n")
                         replayed += 1
                     else:
@@ -114,7 +136,7 @@ async def replay(
                         ]
                         headers.append((dl.REPLAYED_FROM, where.encode()))
                         future = await producer.send(
-                            destination, message.value, key=message.key, headers=headers
+                            destination, value, key=message.key, headers=headers
                         )
                         sent.append((future, f"replayed {where} to {destination}\n"))
                 for future, line in sent:
@@ -133,10 +155,16 @@ def _where(message: Any) -> str:
     return f"{message.topic}/{message.partition}/{message.offset}"
 
 
+def _source(fields: dict[str, str]) -> str:
+    return "/".join(fields.get(k, "?") for k in (dl.TOPIC, dl.PARTITION, dl.OFFSET))
+
+
 def _describe(message: Any) -> str:
     fields = dlq_fields(message.headers)
-    source = "/".join(fields.get(k, "?") for k in (dl.TOPIC, dl.PARTITION, dl.OFFSET))
+    source = _source(fields)
     error = msgspec.json.encode(fields.get(dl.ERROR_MESSAGE, "")).decode()
+    too_large = fields.get(dl.VALUE_TOO_LARGE)
+    value = [] if too_large is None else [f"value=too-large:{too_large}-bytes-not-stored"]
     return " ".join(
         [
             f"{message.partition}/{message.offset}",
@@ -148,8 +176,51 @@ def _describe(message: Any) -> str:
             f"path={fields.get(dl.ERROR_PATH, '-')}",
             f"attempts={fields.get(dl.ATTEMPTS, '-')}",
             f"last={fields.get(dl.LAST_FAILURE, '-')}",
+            *value,
         ]
     )
+
+
+class _Originals:
+    """Refetches the source records of reference records, by partition and offset."""
+
+    def __init__(self, kafka: KafkaSettings, stack: AsyncExitStack) -> None:
+        self._kafka = kafka
+        self._stack = stack
+        self._consumer: Any = None
+
+    async def value(self, fields: dict[str, str]) -> bytes | None:
+        """The source record's value, or None when the topic no longer retains that offset."""
+        tp = TopicPartition(fields[dl.TOPIC], int(fields[dl.PARTITION]))
+        offset = int(fields[dl.OFFSET])
+        consumer = await self._started()
+        consumer.assign([tp])
+        first = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        if not first <= offset < end:
+            return None
+        consumer.seek(tp, offset)
+        async with asyncio.timeout(60):
+            while await consumer.position(tp) <= offset:
+                fetched = await consumer.getmany(tp, timeout_ms=FETCH_TIMEOUT_MS)
+                found = [record for record in fetched.get(tp, []) if record.offset >= offset]
+                if found:
+                    # A later offset first means the record was compacted away.
+                    value: bytes | None = found[0].value if found[0].offset == offset else None
+                    return value
+        return None
+
+    async def _started(self) -> Any:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._kafka.bootstrap_servers,
+                client_id=self._kafka.client_id,
+                enable_auto_commit=False,
+            )
+            await consumer.start()
+            self._stack.push_async_callback(consumer.stop)
+            self._consumer = consumer
+        return self._consumer
 
 
 class _Reader:

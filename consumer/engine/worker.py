@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 
 from consumer.config import Settings
-from consumer.engine.deadletter import DeadLetterPublisher, dead_letter_topic
+from consumer.engine.deadletter import DeadLetterPublisher, dead_letter_topic, request_size
 from consumer.engine.dedupe import RecentlyHandled
 from consumer.engine.delivery import Delivery, Job, Tally
 from consumer.engine.handover import COMMIT_WAIT
@@ -82,13 +82,20 @@ class Worker:
             )
             await consumer.start()
             stack.push_async_callback(self._leave, consumer)
+            # Large enough for any message of the source topic, so every one can be dead-lettered.
+            max_request = await request_size(
+                kafka.bootstrap_servers, kafka.topic, self._settings.dead_letter.max_request_size
+            )
             producer = AIOKafkaProducer(
-                bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id, acks="all"
+                bootstrap_servers=kafka.bootstrap_servers,
+                client_id=kafka.client_id,
+                acks="all",
+                max_request_size=max_request,
             )
             await producer.start()
             stack.push_async_callback(producer.stop)
             http = await stack.enter_async_context(httpx.AsyncClient())
-            delivery = await self._build_delivery(producer, http)
+            delivery = await self._build_delivery(producer, http, max_request)
             await self._start_handlers(stack)
             consumer.subscribe([kafka.topic], listener=_Rebalance(self, consumer))
             self._log.info("worker started", topic=kafka.topic, group=kafka.group_id)
@@ -105,7 +112,7 @@ class Worker:
             await self._commit(consumer)
 
     async def _build_delivery(
-        self, producer: AIOKafkaProducer, http: httpx.AsyncClient
+        self, producer: AIOKafkaProducer, http: httpx.AsyncClient, max_request: int
     ) -> Delivery:
         settings = self._settings
         dead_letters = DeadLetterPublisher(
@@ -115,6 +122,7 @@ class Worker:
             settings.kafka.group_id,
             settings.dead_letter,
             source_topic=settings.kafka.topic,
+            max_message_bytes=max_request,
         )
         await dead_letters.ensure_topic()
 
