@@ -99,7 +99,7 @@ class DeadLetterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     max_request_size: int | None = None
     """Bytes one produce request may take; unset: the source topic's ``max.message.bytes`` (read
     at start-up) plus room for the dead-letter headers. A message that still does not fit is
-    dead-lettered as a reference record (no value) pointing at its source offset."""
+    dead-lettered as a reference record (empty value) pointing at its source offset."""
 
 
 class EventSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -40,7 +40,7 @@ REPLAYED_FROM = "dlq.replayed_from"
 """Set by ``dlq replay`` on a republished message: ``<dlq topic>/<partition>/<offset>``."""
 VALUE_TOO_LARGE = "dlq.value.too_large"
 """On a reference record, the original value's size in bytes: the value did not fit in the
-dead-letter topic and is left out; ``dlq replay`` refetches it from the source offset."""
+dead-letter topic and is left out (empty); ``dlq replay`` refetches it from the source offset."""
 
 HEADER_ROOM = 64 * 1024
 """Bytes allowed beyond the source topic's limit for the ``dlq.*`` headers and batch framing."""
@@ -252,6 +252,8 @@ class DeadLetterPublisher:
     ) -> bool:
         """Publish the dead letter whole, or as a reference record if its value is too large;
         True if whole."""
+        if value is None and record.key is None:
+            value = b""  # Kafka takes no record without a key or a value
         try:
             await self._producer.send_and_wait(self.topic, value, key=record.key, headers=headers)
         except MessageSizeTooLargeError:
@@ -260,6 +262,6 @@ class DeadLetterPublisher:
             if size <= sum(len(name) + len(v) for name, v in headers):
                 raise
             reference = [*headers, (VALUE_TOO_LARGE, str(size).encode())]
-            await self._producer.send_and_wait(self.topic, None, key=record.key, headers=reference)
+            await self._producer.send_and_wait(self.topic, b"", key=record.key, headers=reference)
             return False
         return True
