@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +23,14 @@ class Attempt:
     finished: bool
 
 
-def attempts(journal: Path) -> dict[Event, list[Attempt]]:
-    """Every attempt per event, pairing each start with the next end or cancel of its process."""
+def attempts(
+    journal: Path, killed: Mapping[int, float] | None = None
+) -> dict[Event, list[Attempt]]:
+    """Every attempt per event, pairing each start with the next end or cancel of its process.
+
+    An attempt never closed stops when its process was killed (`killed`: pid to the
+    time.monotonic() its death was seen), or never.
+    """
     open_: dict[tuple[int, Event], float] = {}
     found: defaultdict[Event, list[Attempt]] = defaultdict(list)
     lines = journal.read_text().splitlines() if journal.exists() else []
@@ -36,7 +42,7 @@ def attempts(journal: Path) -> dict[Event, list[Attempt]]:
         else:
             found[event].append(Attempt(pid, open_.pop((pid, event)), t, phase == "end"))
     for (pid, event), started in open_.items():
-        found[event].append(Attempt(pid, started, math.inf, False))
+        found[event].append(Attempt(pid, started, (killed or {}).get(pid, math.inf), False))
     return dict(found)
 
 
@@ -62,10 +68,16 @@ class Report:
         )
 
 
-def check(name: str, journal: Path, produced: Iterable[Event], started: float) -> Report:
+def check(
+    name: str,
+    journal: Path,
+    produced: Iterable[Event],
+    started: float,
+    killed: Mapping[int, float] | None = None,
+) -> Report:
     """Count what happened to `produced` events; `started` is the drill's time.monotonic()."""
     expected = set(produced)
-    by_event = attempts(journal)
+    by_event = attempts(journal, killed)
     finished = Counter({event: sum(a.finished for a in tries) for event, tries in by_event.items()})
     handled = {event for event, count in finished.items() if count}
     report = Report(
