@@ -256,7 +256,8 @@ class Worker:
         if behind:
             consumer.pause(*behind)
             self._paused.update(behind)
-            self._log.info("paused", partitions=_names(behind), buffered=buffered)
+            # Debug: while one partition is stuck the others pause and resume at every fetch.
+            self._log.debug("paused", partitions=_names(behind), buffered=buffered)
 
     async def _idle_for(self, consumer: AIOKafkaConsumer, seconds: float) -> bool:
         if (
