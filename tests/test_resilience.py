@@ -123,6 +123,13 @@ async def test_workers_join_and_leave_while_events_flow(
     knobs = {**GROUP_TIMING, "TEST_HANDLER_DELAY": "0.003"}
     stream = events(3000, 60)
     first, second = (worker_process(kafka_bootstrap, unique_name, handled, **knobs) for _ in "ab")
+    # A SIGTERM that arrives before the worker installs its handler kills it outright.
+    log = tmp_path / "handled.log"
+    await wait_for(
+        lambda: log.exists() and log.read_text().count('"worker started"') == 2,
+        90,
+        "both workers started",
+    )
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
     await producer.start()
     try:
