@@ -97,9 +97,7 @@ async def replay(
             bootstrap_servers=kafka.bootstrap_servers,
             client_id=kafka.client_id,
             acks="all",
-            max_request_size=await dl.request_size(
-                kafka.bootstrap_servers, kafka.topic, max_request_size
-            ),
+            max_request_size=await dl.request_size(kafka, max_request_size),
         )
     replayed = 0
     async with _Reader(kafka, dlq_topic, group=group) as reader, AsyncExitStack() as stack:

@@ -32,7 +32,9 @@ async def big_source(
     await create_topic(
         kafka_bootstrap, unique_name, configs={"max.message.bytes": str(SOURCE_LIMIT)}
     )
-    size = await request_size(kafka_bootstrap, unique_name, None)
+    size = await request_size(
+        KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=unique_name), None
+    )
     producer = AIOKafkaProducer(
         bootstrap_servers=kafka_bootstrap, acks="all", max_request_size=size
     )
@@ -52,9 +54,16 @@ async def test_dead_letters_follow_the_source_topics_limit(
     """The request size and the created dead-letter topic follow the source's max.message.bytes,
     so a 2 MB message is dead-lettered whole."""
     record, producer = big_source
-    size = await request_size(kafka_bootstrap, unique_name, None)
+    size = await request_size(
+        KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=unique_name), None
+    )
     assert size == SOURCE_LIMIT + dl.HEADER_ROOM
-    assert await request_size(kafka_bootstrap, unique_name, 5_000_000) == 5_000_000
+    assert (
+        await request_size(
+            KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=unique_name), 5_000_000
+        )
+        == 5_000_000
+    )
     dlq_topic = f"{unique_name}.dlq"
     publisher = DeadLetterPublisher(
         producer,

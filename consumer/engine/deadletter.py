@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import MessageSizeTooLargeError
 
-from consumer.config import DeadLetterSettings, Settings
+from consumer.config import DeadLetterSettings, KafkaSettings, Settings
 from consumer.errors import DecodeError
 from consumer.handler import Record
 from consumer.topics import create_topic, max_message_bytes
@@ -128,15 +128,15 @@ def iso_utc(seconds: float) -> str:
     return stamp.replace("+00:00", "Z")
 
 
-async def request_size(bootstrap_servers: str, source_topic: str, configured: int | None) -> int:
-    """Bytes a produce request may take to carry any message of `source_topic` with headers:
+async def request_size(kafka: KafkaSettings, configured: int | None) -> int:
+    """Bytes a produce request may take to carry any message of ``kafka.topic`` with headers:
     `configured` (``dead_letter.max_request_size``), else the topic's ``max.message.bytes``."""
     if configured is not None:
         return configured
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
     try:
         await admin.start()
-        limit = await max_message_bytes(admin, source_topic)
+        limit = await max_message_bytes(admin, kafka.topic)
     except Exception as exc:
         structlog.get_logger("consumer.deadletter").warning(
             "cannot read the source topic's max.message.bytes", error=repr(exc)

@@ -83,9 +83,7 @@ class Worker:
             await consumer.start()
             stack.push_async_callback(self._leave, consumer)
             # Large enough for any message of the source topic, so every one can be dead-lettered.
-            max_request = await request_size(
-                kafka.bootstrap_servers, kafka.topic, self._settings.dead_letter.max_request_size
-            )
+            max_request = await request_size(kafka, self._settings.dead_letter.max_request_size)
             producer = AIOKafkaProducer(
                 bootstrap_servers=kafka.bootstrap_servers,
                 client_id=kafka.client_id,
