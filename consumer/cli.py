@@ -20,6 +20,7 @@ from consumer.secret import encode_secret
 if TYPE_CHECKING:
     from consumer.config import KafkaSettings
     from consumer.engine.worker import Worker
+    from consumer.handler import Handler
 
 EXIT_UNREADABLE = 3
 """`run` stopped on a batch it cannot read (2 is a settings error)."""
@@ -58,7 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(command=_run)
 
-    check = sub.add_parser("check-config", parents=[common], help="validate and print settings")
+    check = sub.add_parser(
+        "check-config",
+        parents=[common],
+        help="validate settings, load and start the handlers as run does (no Kafka), print them",
+    )
     check.set_defaults(command=_check_config)
 
     produce = sub.add_parser("produce", parents=[common], help="publish events to the topic")
@@ -118,12 +123,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.engine.worker import Worker
     from consumer.logs import configure_logging
     from consumer.observability.server import endpoint, listen_address
-    from consumer.plugins import build_handlers
 
     listen_address(settings.observability.listen)  # a malformed address fails before anything
     configure_logging(settings.logging)
-    names = {name for route in settings.routes.values() for name in route}
-    worker = Worker(settings, build_handlers(names, settings.handlers, settings.plugins))
+    worker = Worker(settings, _routed_handlers(settings))
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
@@ -151,11 +154,32 @@ def _print_summary(worker: Worker) -> None:
     print("\n".join(lines), file=sys.stderr)
 
 
+def _routed_handlers(settings: Settings) -> dict[str, Handler]:
+    """Every handler a route names, loaded and built from its options, as `run` starts them."""
+    from consumer.plugins import build_handlers
+
+    names = {name for route in settings.routes.values() for name in route}
+    return build_handlers(names, settings.handlers, settings.plugins)
+
+
 def _check_config(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.plugins import masked_options
 
-    handlers = masked_options(settings.handlers, settings.plugins)
-    shown = msgspec.structs.replace(settings, handlers=handlers)
+    handlers = _routed_handlers(settings)
+
+    async def start_and_close() -> None:
+        # The start-up errors run would meet after connecting: missing credentials and the like.
+        for handler in handlers.values():
+            start = getattr(handler, "start", None)
+            if start is not None:
+                await start()
+            close = getattr(handler, "close", None)
+            if close is not None:
+                await close()
+
+    asyncio.run(start_and_close())
+    options = masked_options(settings.handlers, settings.plugins)
+    shown = msgspec.structs.replace(settings, handlers=options)
     encoded = msgspec.json.encode(shown, enc_hook=encode_secret)
     print(msgspec.json.format(encoded, indent=2).decode())
     print(_settings_source(args.config), file=sys.stderr)
@@ -226,6 +250,7 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
             recording_id=args.recording_id,
             dry_run=args.dry_run,
             out=sys.stdout,
+            max_request_size=settings.dead_letter.max_request_size,
         )
     )
     verb = "would replay" if args.dry_run else "replayed"

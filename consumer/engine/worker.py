@@ -21,9 +21,10 @@ from aiokafka.errors import KafkaError
 from consumer import connection
 from consumer.cloudevents import MessageDecoder
 from consumer.config import Settings
-from consumer.engine.deadletter import DeadLetterPublisher, dead_letter_topic
+from consumer.engine.deadletter import DeadLetterPublisher, dead_letter_topic, request_size
 from consumer.engine.dedupe import RecentlyHandled
 from consumer.engine.delivery import Delivery, Job, Tally
+from consumer.engine.handover import COMMIT_WAIT
 from consumer.engine.scheduler import Scheduler
 from consumer.engine.unreadable import unreadable_batch
 from consumer.errors import DecodeError, UnreadableBatch
@@ -57,7 +58,8 @@ class Worker:
         self._by_key = settings.engine.ordering == "key"
         self._scheduler = Scheduler(on_finished=self._count_finished)
         self._offsets = self._scheduler.offsets
-        self._paused: set[TopicPartition] = set()
+        self._paused: dict[TopicPartition, int] = {}
+        """Partitions paused by backpressure, with the unfinished messages each held then."""
         self._owned: set[TopicPartition] = set()
         """Assigned and not being revoked: only these partitions' positions move commit points."""
         self._stopping = asyncio.Event()
@@ -107,18 +109,24 @@ class Worker:
                 heartbeat_interval_ms=kafka.heartbeat_interval_ms,
                 max_poll_interval_ms=kafka.max_poll_interval_ms,
                 isolation_level=kafka.isolation_level,
+                # As Java clients do: the broker waits this long for a member to rejoin, which
+                # covers the hand-over's wait for running handlers (checked at start-up).
+                rebalance_timeout_ms=kafka.max_poll_interval_ms,
             )
             await connection.start(consumer, kafka)
             stack.push_async_callback(self._leave, consumer)
+            # Large enough for any message of the source topic, so every one can be dead-lettered.
+            max_request = await request_size(kafka, self._settings.dead_letter.max_request_size)
             producer = AIOKafkaProducer(
                 **connection.client_options(kafka),
                 acks="all",
                 compression_type=kafka.producer_compression,
+                max_request_size=max_request,
             )
             await connection.start(producer, kafka)
             stack.push_async_callback(producer.stop)
             http = await stack.enter_async_context(httpx.AsyncClient())
-            delivery = await self._build_delivery(producer, http)
+            delivery = await self._build_delivery(producer, http, max_request)
             await self._start_handlers(stack)
             consumer.subscribe([kafka.topic], listener=_Rebalance(self, consumer))
             self._log.info("worker started", topic=kafka.topic, group=kafka.group_id)
@@ -142,7 +150,7 @@ class Worker:
             raise self.fatal
 
     async def _build_delivery(
-        self, producer: AIOKafkaProducer, http: httpx.AsyncClient
+        self, producer: AIOKafkaProducer, http: httpx.AsyncClient, max_request: int
     ) -> Delivery:
         settings = self._settings
         dead_letters = DeadLetterPublisher(
@@ -152,6 +160,7 @@ class Worker:
             settings.kafka.group_id,
             settings.dead_letter,
             source_topic=settings.kafka.topic,
+            max_message_bytes=max_request,
         )
         await dead_letters.ensure_topic()
 
@@ -293,23 +302,34 @@ class Worker:
             self._commit_due.set()
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
-        """Over the bound, stop fetching until half of what is buffered has finished.
+        """Over the bound, pause the partitions holding unfinished work; each resumes once half
+        of what it held has finished.
 
-        Every assigned partition pauses, not only those with work buffered: a quiet one would
-        otherwise deliver a full fetch each and break the bound.
+        Only what is behind stops: a partition stuck behind one message (whose dead letter
+        cannot be written yet, say) holds its own fetched messages, not the others'. A partition
+        with nothing unfinished keeps fetching and is paused at the next check if the bound is
+        still reached, so the bound is passed by at most a fetch.
         """
-        bound = self._settings.engine.max_buffered
-        buffered = self._offsets.in_flight()
-        if buffered >= bound:
-            behind = set(consumer.assignment()) - self._paused
-            if behind:
-                consumer.pause(*behind)
-                self._paused |= behind
-                self._log.info("paused", partitions=_names(behind), buffered=buffered)
-        elif self._paused and buffered <= bound // 2:
-            consumer.resume(*self._paused)
-            self._log.info("resumed", partitions=_names(self._paused), buffered=buffered)
-            self._paused.clear()
+        offsets = self._offsets
+        resumed = [tp for tp, held in self._paused.items() if offsets.in_flight((tp,)) <= held // 2]
+        if resumed:
+            consumer.resume(*resumed)
+            for tp in resumed:
+                del self._paused[tp]
+            self._log.debug("resumed", partitions=_names(resumed))
+        buffered = offsets.in_flight()
+        if buffered < self._settings.engine.max_buffered:
+            return
+        behind = {
+            tp: held
+            for tp in consumer.assignment()
+            if tp not in self._paused and tp not in resumed and (held := offsets.in_flight((tp,)))
+        }
+        if behind:
+            consumer.pause(*behind)
+            self._paused.update(behind)
+            # Debug: while one partition is stuck the others pause and resume at every fetch.
+            self._log.debug("paused", partitions=_names(behind), buffered=buffered)
 
     async def _idle_for(self, consumer: AIOKafkaConsumer, seconds: float) -> bool:
         if (
@@ -415,11 +435,17 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                 worker._log.warning(
                     "revoked with handlers still running", partitions=_names(revoked)
                 )
-            await worker._commit(self._consumer, revoked)
+            # Bounded: the member must rejoin within the rebalance timeout. What is not
+            # committed in time is redone by the next owner, never run beside it.
+            async with asyncio.timeout(COMMIT_WAIT):
+                await worker._commit(self._consumer, revoked)
+        except TimeoutError:
+            worker._log.warning("hand-over commit timed out", partitions=_names(revoked))
         finally:
             # aiokafka swallows a listener's exception: the hand-over must happen regardless.
             worker._scheduler.forget(revoked)
-            worker._paused -= revoked
+            for tp in revoked:
+                worker._paused.pop(tp, None)
         if revoked:
             worker._log.info("partitions revoked", partitions=_names(revoked))
 
