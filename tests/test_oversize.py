@@ -67,7 +67,7 @@ async def test_dead_letters_follow_the_source_topics_limit(
     dlq_topic = f"{unique_name}.dlq"
     publisher = DeadLetterPublisher(
         producer,
-        kafka_bootstrap,
+        KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=unique_name),
         dlq_topic,
         "g",
         DeadLetterSettings(),
@@ -94,7 +94,13 @@ async def test_too_large_for_the_dead_letter_topic_becomes_a_reference_record_an
     record, producer = big_source
     dlq_topic = f"{unique_name}.dlq"
     await create_topic(kafka_bootstrap, dlq_topic)  # made by an operator, at the default limit
-    publisher = DeadLetterPublisher(producer, kafka_bootstrap, dlq_topic, "g", DeadLetterSettings())
+    publisher = DeadLetterPublisher(
+        producer,
+        KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=unique_name),
+        dlq_topic,
+        "g",
+        DeadLetterSettings(),
+    )
 
     await asyncio.wait_for(publisher.publish(record, BIG, FAILURE), 60)
 
@@ -120,6 +126,7 @@ async def test_too_large_for_the_dead_letter_topic_becomes_a_reference_record_an
             error_class=None,
             handler=None,
             recording_id=None,
+            to=unique_name,
             dry_run=False,
             out=out,
         )
