@@ -1,5 +1,5 @@
-"""A real S3-compatible server on loopback (moto's standalone server) and a proxy that breaks
-part uploads, for the download handler's bucket destination."""
+"""A real S3-compatible server on loopback (moto's standalone server) and proxies in front of
+it that break part uploads or answer with the store's errors, for the bucket destination."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from consumer.devkafka import free_port
 
@@ -44,20 +45,11 @@ def moto_server(deadline: float = 60.0) -> Iterator[str]:
         process.wait(10)
 
 
-class PartBreaker:
-    """A TCP proxy to the store that cuts, mid-body, every part upload of the next `doomed`
-    multipart uploads (however often the client tries a part).
+class _Proxy:
+    """A loopback server in front of the store on `upstream_port`; `_serve` says what it does."""
 
-    The store itself stays up (HEAD, abort and the other calls pass), as when its write path
-    fails; a cut part upload reaches the client as a dropped connection.
-    """
-
-    def __init__(self, upstream_port: int, doomed: int = 0) -> None:
+    def __init__(self, upstream_port: int) -> None:
         self._upstream = upstream_port
-        self.doomed = doomed
-        self._doomed_ids: set[bytes] = set()
-        self._spared_ids: set[bytes] = set()
-        self.cut = 0
         self._server: asyncio.Server | None = None
         self.port = 0
 
@@ -73,6 +65,25 @@ class PartBreaker:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class PartBreaker(_Proxy):
+    """A TCP proxy to the store that cuts, mid-body, every part upload of the next `doomed`
+    multipart uploads (however often the client tries a part).
+
+    The store itself stays up (HEAD, abort and the other calls pass), as when its write path
+    fails; a cut part upload reaches the client as a dropped connection.
+    """
+
+    def __init__(self, upstream_port: int, doomed: int = 0) -> None:
+        super().__init__(upstream_port)
+        self.doomed = doomed
+        self._doomed_ids: set[bytes] = set()
+        self._spared_ids: set[bytes] = set()
+        self.cut = 0
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
@@ -104,6 +115,139 @@ class PartBreaker:
             else:
                 self._spared_ids.add(upload)
         return upload in self._doomed_ids
+
+
+ERROR_MESSAGES = {
+    "SlowDown": "Please reduce your request rate.",
+    "InternalError": "We encountered an internal error. Please try again.",
+    "AccessDenied": "Access Denied",
+}
+"""What S3 itself says with each error code it answers."""
+
+
+@dataclass
+class Fault:
+    """The store's error answer to the next `times` requests of `method` whose target (path
+    and query) `re.search`-matches `target`; `served` counts the answers given."""
+
+    method: str
+    target: str
+    status: int
+    code: str
+    times: int = 1
+    served: int = 0
+
+    def matches(self, method: str, target: str) -> bool:
+        return (
+            self.served < self.times
+            and method == self.method
+            and re.search(self.target, target) is not None
+        )
+
+
+class FaultInjector(_Proxy):
+    """An HTTP/1.1 proxy to the store that answers requests matching a `Fault` itself, with
+    the status and S3 error XML the store would send, and passes everything else through.
+
+    Requests are framed by Content-Length (the S3 client sends no chunked bodies here), so a
+    kept-alive connection is inspected request by request; an answered fault closes it.
+    """
+
+    def __init__(self, upstream_port: int, *faults: Fault) -> None:
+        super().__init__(upstream_port)
+        self.faults = faults
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream: tuple[asyncio.StreamWriter, asyncio.Task[None]] | None = None
+        try:
+            while head := await _request_head(reader):
+                method, target, headers = _parse_head(head)
+                length = int(headers.get("content-length", "0"))
+                fault = next((f for f in self.faults if f.matches(method, target)), None)
+                if fault is not None:
+                    fault.served += 1
+                    await _answer(reader, writer, headers, length, fault)
+                    break
+                if upstream is None:
+                    up_reader, up_writer = await asyncio.open_connection(
+                        "127.0.0.1", self._upstream
+                    )
+                    back = asyncio.create_task(_pipe(up_reader, writer))
+                    # The store closed its side: close ours, or the client's next request hangs.
+                    back.add_done_callback(lambda _: writer.transport.abort())
+                    upstream = up_writer, back
+                upstream[0].write(head)
+                await _copy(reader, upstream[0], length)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            if upstream is not None:
+                upstream[1].cancel()
+                with contextlib.suppress(Exception):
+                    upstream[0].transport.abort()
+            with contextlib.suppress(Exception):
+                writer.close()
+                await writer.wait_closed()
+
+
+async def _request_head(reader: asyncio.StreamReader) -> bytes:
+    """The next request's line and headers; empty when the client closed the connection."""
+    try:
+        return await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise
+        return b""
+
+
+def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
+    line, *fields = head.decode("latin-1").split("\r\n")
+    method, target, _ = line.split(" ", 2)
+    headers = {}
+    for field in filter(None, fields):
+        name, _, value = field.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if "chunked" in headers.get("transfer-encoding", ""):
+        raise NotImplementedError("FaultInjector frames requests by Content-Length only")
+    return method, target, headers
+
+
+async def _answer(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    headers: dict[str, str],
+    length: int,
+    fault: Fault,
+) -> None:
+    """Take the request's body (inviting it if the client waits to be asked), then the error."""
+    if headers.get("expect", "").lower() == "100-continue":
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    await reader.readexactly(length)
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{fault.code}</Code><Message>{ERROR_MESSAGES[fault.code]}</Message>"
+        "<RequestId>FAULTINJECTOR</RequestId><HostId>FAULTINJECTOR</HostId></Error>"
+    ).encode()
+    reason = {403: "Forbidden", 500: "Internal Server Error", 503: "Slow Down"}[fault.status]
+    writer.write(
+        f"HTTP/1.1 {fault.status} {reason}\r\n"
+        "Content-Type: application/xml\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "x-amz-request-id: FAULTINJECTOR\r\n"
+        "Connection: close\r\n\r\n".encode()
+        + body
+    )
+    await writer.drain()
+
+
+async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, length: int) -> None:
+    while length > 0:
+        chunk = await reader.read(min(length, 65536))
+        if not chunk:
+            raise ConnectionError("client closed mid-body")
+        length -= len(chunk)
+        writer.write(chunk)
+        await writer.drain()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -15,13 +15,15 @@ import pytest
 import trustme
 from aiobotocore.session import get_session
 
+from consumer.engine import deadletter as dl
 from consumer.errors import ConfigError, PermanentFailure, RetryLater
 from consumer.events import RecordingEvent
 from consumer.handlers.download import DownloadHandler, DownloadOptions, media_path
 from consumer.handlers.s3 import PART_SIZE
 from consumer.testing import make_event, run_handler, running
 from tests import test_handlers_e2e
-from tests.s3_store import CREDENTIALS, REGION, PartBreaker, moto_server
+from tests.s3_store import CREDENTIALS, REGION, Fault, FaultInjector, PartBreaker, moto_server
+from tests.support import read_topic
 from tests.test_handlers_e2e import Finished, all_committed, publish_events
 from tests.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth, Reply, client_for
 
@@ -250,6 +252,79 @@ async def test_store_failing_mid_upload_leaves_nothing_and_the_retry_succeeds(
     assert await open_uploads(s3, bucket) == []
 
 
+@pytest.mark.parametrize(
+    ("size", "target", "status", "code", "left"),
+    [
+        (LARGE, r"\.wav\?.*partNumber=", 503, "SlowDown", []),
+        # One PutObject: its sidecar goes first (so a sealed object always has one) and stays.
+        (len(AUDIO), r"\.wav(\?|$)", 500, "InternalError", [".json"]),
+    ],
+    ids=["slowdown-on-a-part", "internalerror-on-put"],
+)
+async def test_store_throttling_or_5xx_is_retry_later_then_lands(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    s3: Any,
+    s3_endpoint: str,
+    bucket: str,
+    size: int,
+    target: str,
+    status: int,
+    code: str,
+    left: list[str],
+) -> None:
+    """The store's 503 SlowDown / 500 InternalError, twice: RetryLater naming the code, no
+    media object, no open upload; the next attempt lands the recording whole."""
+    fault = Fault("PUT", target, status, code, times=2)
+    injector = FaultInjector(int(s3_endpoint.rsplit(":", 1)[1]), fault)
+    await injector.start()
+    audio = bytes(range(256)) * (size // 256)
+    event = served(bandwidth, audio)
+    media = f"archive/9900000/{event.recording_id}.wav"
+    try:
+        async with running(make_handler(endpoint_url=injector.url)) as handler:
+            first = await run_handler(handler, event, http=http, lifecycle=False)
+            assert isinstance(first.error, RetryLater)
+            assert code in str(first.error)
+            # botocore tried once more within the attempt, and no more: then the engine decides.
+            assert fault.served == 2
+            assert await keys(s3, bucket) == [media + suffix for suffix in left]
+            assert await open_uploads(s3, bucket) == []
+            second = await run_handler(handler, event, http=http, attempt=2, lifecycle=False)
+    finally:
+        await injector.close()
+    assert second.error is None
+    assert await (await s3.get_object(Bucket=bucket, Key=media))["Body"].read() == audio
+    assert await keys(s3, bucket) == [media, media + ".json"]
+    assert await open_uploads(s3, bucket) == []
+
+
+async def test_access_denied_fails_permanently_naming_it(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    s3: Any,
+    s3_endpoint: str,
+    bucket: str,
+) -> None:
+    """403 AccessDenied to every PUT below the account: PermanentFailure naming it, asked once,
+    the multipart upload it began aborted."""
+    fault = Fault("PUT", "/9900000/", 403, "AccessDenied", times=100)
+    injector = FaultInjector(int(s3_endpoint.rsplit(":", 1)[1]), fault)
+    await injector.start()
+    try:
+        handler = make_handler(endpoint_url=injector.url)
+        run = await run_handler(handler, served(bandwidth, bytes(LARGE)), http=http)
+    finally:
+        await injector.close()
+    assert isinstance(run.error, PermanentFailure)
+    assert "AccessDenied: Access Denied" in str(run.error)
+    assert fault.served == 1
+    assert await keys(s3, bucket) == []
+    assert await open_uploads(s3, bucket) == []
+
+
 async def test_bandwidth_failing_mid_body_aborts_the_upload(
     bandwidth: FakeBandwidth,
     http: httpx.AsyncClient,
@@ -408,3 +483,72 @@ async def test_store_failing_mid_upload_through_the_broker(
     assert await (await s3.get_object(Bucket=bucket, Key=media))["Body"].read() == audio
     assert await open_uploads(s3, bucket) == []
     assert len(bandwidth.media_requests) == 2
+
+
+async def test_store_errors_through_the_broker_retry_or_dead_letter(
+    kafka_bootstrap: str,
+    create_topic: Callable[..., Awaitable[None]],
+    run_worker: Callable[..., Awaitable[Finished]],
+    bandwidth: FakeBandwidth,
+    ca: trustme.CA,
+    s3: Any,
+    s3_endpoint: str,
+    bucket: str,
+    unique_name: str,
+    tmp_path: Path,
+) -> None:
+    """SlowDown on a part and InternalError on a PUT: retried by the engine until they land;
+    AccessDenied: dead-lettered on the first attempt with the code in its headers."""
+    faults = {
+        "r-slow": Fault("PUT", r"r-slow\.wav\?.*partNumber=", 503, "SlowDown", times=2),
+        "r-busy": Fault("PUT", r"r-busy\.wav(\?|$)", 500, "InternalError", times=2),
+        "r-denied": Fault("PUT", r"/r-denied\.wav", 403, "AccessDenied", times=100),
+    }
+    injector = FaultInjector(int(s3_endpoint.rsplit(":", 1)[1]), *faults.values())
+    await injector.start()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    large = bytes(range(256)) * (LARGE // 256)
+    events = [
+        served(bandwidth, large, recording_id="r-slow"),
+        served(bandwidth, recording_id="r-busy"),
+        served(bandwidth, recording_id="r-denied"),
+    ]
+    await publish_events(kafka_bootstrap, unique_name, events, create_topic)
+    try:
+        finished = await run_worker(
+            unique_name,
+            SSL_CERT_FILE=str(ca_file),
+            BANDWIDTH_CLIENT_ID=CLIENT_ID,
+            BANDWIDTH_CLIENT_SECRET=CLIENT_SECRET,
+            **CREDENTIALS,
+            AWS_REGION=REGION,
+            ROUTES__DEFAULT='["download"]',
+            HANDLERS__DOWNLOAD__DESTINATION=f"s3://{bucket}/calls",
+            HANDLERS__DOWNLOAD__ENDPOINT_URL=injector.url,
+            HANDLERS__DOWNLOAD__TOKEN_URL=bandwidth.url(TOKEN_PATH),
+            HANDLERS__DOWNLOAD__ALLOWED_HOSTS=json.dumps([bandwidth.host]),
+        )
+    finally:
+        await injector.close()
+    assert finished.returncode == 0, finished.output
+    retried = {
+        m["recordingId"]: m["error"]
+        for m in finished.lines("message")
+        if m.get("outcome") == "retried"
+    }
+    assert retried.keys() == {"r-slow", "r-busy"}
+    assert "SlowDown" in retried["r-slow"]
+    assert "InternalError" in retried["r-busy"]
+    assert {r: f.served for r, f in faults.items()} == {"r-slow": 2, "r-busy": 2, "r-denied": 1}
+    await all_committed(kafka_bootstrap, unique_name)
+    stored = [f"calls/9900000/{r}.wav{s}" for r in ("r-busy", "r-slow") for s in ("", ".json")]
+    assert await keys(s3, bucket) == stored
+    assert await (await s3.get_object(Bucket=bucket, Key=stored[2]))["Body"].read() == large
+    assert await open_uploads(s3, bucket) == []
+    (dead,) = await read_topic(kafka_bootstrap, f"{unique_name}.dlq")
+    headers = dict(dead.headers)
+    assert dead.key == b"r-denied"
+    assert headers[dl.ERROR_CLASS] == b"PermanentFailure"
+    assert b"AccessDenied: Access Denied" in headers[dl.ERROR_MESSAGE]
+    assert headers[dl.ATTEMPTS] == b"1"

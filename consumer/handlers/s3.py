@@ -58,7 +58,8 @@ class S3Destination:
     async def start(self) -> None:
         """Open the client and write and delete a zero-byte probe object."""
         config = AioConfig(
-            # Two tries inside an attempt; beyond that the engine's backoff decides.
+            # Two tries inside an attempt (a part tried again there spares re-downloading the
+            # whole recording); beyond that the engine's backoff decides, throttling included.
             retries={"total_max_attempts": 2, "mode": "standard"},
             connect_timeout=10,
             read_timeout=60,
