@@ -12,13 +12,13 @@ from typing import Any, TextIO
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer import connection
 from consumer.config import KafkaSettings
 from consumer.engine import deadletter as dl
 from consumer.errors import ConsumerError
 from consumer.printable import escape_controls
+from consumer.topics import admin_client
 
 FETCH_TIMEOUT_MS = 1_000
 
@@ -201,14 +201,10 @@ class _Reader:
 
     async def _partitions(self) -> list[TopicPartition]:
         # Asking a consumer for the partitions of a missing topic would auto-create it.
-        admin = AIOKafkaAdminClient(**connection.client_options(self._kafka))
-        await connection.start(admin, self._kafka)
-        try:
+        async with admin_client(self._kafka) as admin:
             if self._topic not in await admin.list_topics():
                 raise ConsumerError(f"topic {self._topic!r} does not exist")
             (described,) = await admin.describe_topics([self._topic])
-        finally:
-            await admin.close()
         return [TopicPartition(self._topic, p["partition"]) for p in described["partitions"]]
 
     async def batches(self) -> AsyncGenerator[dict[TopicPartition, list[Any]], None]:
@@ -228,3 +224,12 @@ class _Reader:
     async def commit(self, batch: dict[TopicPartition, list[Any]]) -> None:
         if batch:
             await self._consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batch.items()})
+
+
+async def read_all(kafka: KafkaSettings, topic: str) -> list[Any]:
+    """Every record of `topic` up to its end offsets now, oldest first per partition."""
+    async with (
+        _Reader(kafka, topic, group=None) as reader,
+        aclosing(reader.batches()) as batches,
+    ):
+        return [m async for batch in batches for records in batch.values() for m in records]

@@ -15,13 +15,11 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer.config import DeadLetterSettings, KafkaSettings, Settings
-from consumer.connection import client_options
 from consumer.errors import DecodeError
 from consumer.handler import Record
-from consumer.topics import create_topic
+from consumer.topics import admin_client, create_topic
 
 PREFIX = "dlq."
 TOPIC = "dlq.topic"
@@ -162,16 +160,13 @@ class DeadLetterPublisher:
         Partitions follow the source topic when it is known; replication is the broker's default
         (``default.replication.factor``), so a production cluster's policy applies.
         """
-        admin = AIOKafkaAdminClient(**client_options(self._kafka))
         try:
-            await admin.start()
-            partitions = await self._source_partitions(admin)
-            if await create_topic(admin, self.topic, partitions):
-                self._log.info("dead-letter topic created", partitions=partitions)
+            async with admin_client(self._kafka) as admin:
+                partitions = await self._source_partitions(admin)
+                if await create_topic(admin, self.topic, partitions):
+                    self._log.info("dead-letter topic created", partitions=partitions)
         except Exception as exc:
             self._log.error("cannot create dead-letter topic", error=repr(exc))
-        finally:
-            await admin.close()
 
     async def _source_partitions(self, admin: Any) -> int:
         if self._source_topic is None:
