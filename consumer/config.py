@@ -256,6 +256,7 @@ def _parse_env_value(value: str) -> Any:
 
 
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
+_MISSING_FIELD = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 _AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 
 
@@ -268,6 +269,9 @@ def validation_key(exc: msgspec.ValidationError) -> tuple[str, str]:
     unknown = _UNKNOWN_FIELD.match(reason)
     if unknown:
         path, reason = f"{path}.{unknown['field']}", "unknown key"
+    missing = _MISSING_FIELD.match(reason)
+    if missing:
+        path, reason = f"{path}.{missing['field']}", "required key is missing"
     return re.sub(r"\[(\d+)\]", r".\1", path).strip("."), reason
 
 

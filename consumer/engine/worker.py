@@ -26,7 +26,8 @@ from consumer.engine.delivery import Delivery, Job, Tally
 from consumer.engine.scheduler import Scheduler
 from consumer.errors import DecodeError
 from consumer.events import EventDecoder, OtherEvent, UnknownEvent
-from consumer.handler import Handler, Record
+from consumer.handler import Handler, ProducerPublish, Record, running
+from consumer.http import shared_client
 from consumer.observability.health import Health
 from consumer.observability.startup import wait_for_kafka
 from consumer.observability.watch import log_stats, watch_broker, watch_loop
@@ -106,7 +107,7 @@ class Worker:
             producer = AIOKafkaProducer(**connection.client_options(kafka), acks="all")
             await connection.start(producer, kafka)
             stack.push_async_callback(producer.stop)
-            http = await stack.enter_async_context(httpx.AsyncClient())
+            http = await stack.enter_async_context(shared_client())
             delivery = await self._build_delivery(producer, http)
             await self._start_handlers(stack)
             consumer.subscribe([kafka.topic], listener=_Rebalance(self, consumer))
@@ -139,22 +140,12 @@ class Worker:
             source_topic=settings.kafka.topic,
         )
         await dead_letters.ensure_topic()
-
-        async def publish(
-            topic: str,
-            value: bytes,
-            *,
-            key: bytes | None = None,
-            headers: Iterable[tuple[str, bytes]] = (),
-        ) -> None:
-            await producer.send_and_wait(topic, value, key=key, headers=list(headers))
-
         return Delivery(
             settings.retry,
             dead_letters,
             RecentlyHandled(settings.engine.dedupe_window),
             http,
-            publish,
+            ProducerPublish(producer),
             self.tally,
         )
 
@@ -331,13 +322,8 @@ class Worker:
         )
 
     async def _start_handlers(self, stack: AsyncExitStack) -> None:
-        for handler in self._handlers.values():
-            start = getattr(handler, "start", None)
-            if start is not None:
-                await start()
-            close = getattr(handler, "close", None)
-            if close is not None:
-                stack.push_async_callback(close)
+        for name, handler in self._handlers.items():
+            await stack.enter_async_context(running(handler, name))
 
     async def _leave(self, consumer: AIOKafkaConsumer) -> None:
         await consumer.stop()

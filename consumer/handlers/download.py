@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Final, Literal
@@ -36,6 +35,7 @@ from consumer.handlers.bandwidth_auth import (
     OAuth2ClientCredentials,
 )
 from consumer.handlers.storage import Body, Destination, LocalDestination, Names, Stored
+from consumer.http import retry_after
 from consumer.secret import read_secret
 
 if TYPE_CHECKING:
@@ -260,7 +260,7 @@ def _check_status(response: httpx.Response) -> None:
     if status == 200:
         return
     if status == 429 or status >= 500:
-        delay = _retry_after(response.headers.get("retry-after"))
+        delay = retry_after(response.headers.get("retry-after"))
         raise RetryLater(f"media request answered HTTP {status}", delay=delay)
     if status == 401:
         raise RetryLater("media request unauthorized even with renewed credentials: HTTP 401")
@@ -284,19 +284,6 @@ def _check_content_type(response: httpx.Response, file_format: str) -> None:
         f"media request answered content type {given[:100]!r}, not {wanted} "
         f"for a {file_format} recording"
     )
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
-    if value is None:
-        return None
-    if value.strip().isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _body(response: httpx.Response, max_bytes: int) -> Body:
