@@ -21,8 +21,7 @@ $(BIN)/recording-consumer: pyproject.toml $(EXAMPLE)/pyproject.toml
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy consumer
-	$(BIN)/mypy $(EXAMPLE)
+	$(BIN)/mypy consumer tests bench $(EXAMPLE)
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -48,7 +48,7 @@ GOAL_MB = 50
 @contextlib.contextmanager
 def bandwidth_in_thread(
     ca: trustme.CA,
-) -> Iterator[tuple[FakeBandwidth, asyncio.AbstractEventLoop]]:
+) -> Iterator[FakeBandwidth]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()

@@ -116,7 +116,7 @@ async def test_complete_event_lands_with_metadata_and_sidecar(
     assert head["ContentType"] == "audio/vnd.wave"
     assert head["Metadata"] == {
         "recordingid": event.recording_id,
-        "callid": event.call_id,
+        "callid": event.subject_id,
         "accountid": "9900000",
         "fileformat": "wav",
         "duration": "PT70.454S",

@@ -123,9 +123,7 @@ def test_example_plugin_and_guide_use_only_public_names() -> None:
 
 def test_the_scan_catches_a_private_import() -> None:
     """The scan above is not vacuous: private modules and unexported names are reported."""
-    code = (
-        "from consumer.handler import Context\nfrom consumer import _KIT\nimport consumer.dlq\n"
-    )
+    code = "from consumer.handler import Context\nfrom consumer import _KIT\nimport consumer.dlq\n"
     assert _not_public(_consumer_names(ast.parse(code))) == [
         "consumer.handler:Context",
         "consumer:_KIT",
@@ -133,7 +131,7 @@ def test_the_scan_catches_a_private_import() -> None:
     ]
 
 
-class Options(msgspec.Struct, forbid_unknown_fields=True):
+class CheckedOptions(msgspec.Struct, forbid_unknown_fields=True):
     url: str
     retries: int = 3
 
@@ -141,9 +139,9 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
 class Checked(BaseHandler):
     """Refuses its options in __init__ or in start, naming only the option."""
 
-    Options = Options
+    Options = CheckedOptions
 
-    def __init__(self, options: Options) -> None:
+    def __init__(self, options: CheckedOptions) -> None:
         if options.retries < 1:
             raise OptionError("retries", "must be at least 1")
         self.started = False
@@ -172,7 +170,7 @@ def test_option_errors_are_keyed_by_the_registered_name() -> None:
 
 async def test_option_error_from_start_is_keyed_by_the_registered_name() -> None:
     """`running` (the worker's lifecycle) keys a start-time OptionError the same way."""
-    handler = Checked(Options(url="u"))
+    handler = Checked(CheckedOptions(url="u"))
     handler.started = True
     with pytest.raises(ConfigError) as refused:
         async with running(handler, "notify_alias"):

@@ -199,7 +199,7 @@ async def test_round_trip_result_has_outcomes_dead_letters_and_logs(
 ) -> None:
     """Outcome counts, the dead letters as published, the log lines; the retry policy applies."""
     handler = FailsFor({"r-bad"})
-    events = [
+    events: list[RecordingEvent | tuple[bytes | None, bytes]] = [
         make_event(recording_id="r-ok"),
         make_event(recording_id="r-bad"),
         make_event(recording_id="r-perm"),
