@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import trustme
-from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer import topics
 from consumer.devkafka import LocalBroker, free_port
@@ -31,9 +30,7 @@ def unique_name(request: pytest.FixtureRequest) -> str:
 
 async def _create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
     """Create `name` and return once the broker's metadata shows a leader for every partition."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with topics.admin_client(bootstrap) as admin:
         await topics.create_topic(admin, name, partitions)
         # Metadata is polled: the broker offers nothing to wait on until leaders are elected.
         async with asyncio.timeout(30):
@@ -41,8 +38,6 @@ async def _create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
                 if _has_leaders(await admin.describe_topics([name]), partitions):
                     return
                 await asyncio.sleep(0.1)
-    finally:
-        await admin.close()
 
 
 def _has_leaders(described: list[dict[str, Any]], partitions: int) -> bool:

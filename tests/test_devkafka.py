@@ -8,19 +8,15 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer import devkafka
+from consumer.topics import admin_client
 
 
 async def test_broker_answers_metadata(kafka_bootstrap: str) -> None:
     """The session broker serves cluster metadata with at least one broker in it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(kafka_bootstrap) as admin:
         cluster = await admin.describe_cluster()
-    finally:
-        await admin.close()
     assert cluster["brokers"]
 
 
