@@ -142,12 +142,20 @@ def _print_summary(worker: Worker) -> None:
 
 def _check_config(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.plugins import masked_options
+    from consumer.routing import unrouted_statuses
 
     handlers = masked_options(settings.handlers, settings.plugins)
     shown = msgspec.structs.replace(settings, handlers=handlers)
     encoded = msgspec.json.encode(shown, enc_hook=encode_secret)
     print(msgspec.json.format(encoded, indent=2).decode())
     print(_settings_source(args.config), file=sys.stderr)
+    unrouted = unrouted_statuses(settings.routes)
+    if unrouted:
+        print(
+            f"routes: no route for {', '.join(unrouted)} and no `default`: those events will be "
+            "unrouted (a [routes] table replaces the built-in routes, default included)",
+            file=sys.stderr,
+        )
     return 0
 
 
