@@ -2,9 +2,9 @@
 
 Installing recording-consumer makes them available in any test suite:
 
-    async def test_my_handler(handler_round_trip):
-        worker = await handler_round_trip({"mine": MyHandler()}, [make_event()])
-        assert worker.tally.outcomes["handled"] == 1
+    async def test_my_handler(handler_round_trip: RoundTrip) -> None:
+        result = await handler_round_trip({"mine": MyHandler()}, [make_event()])
+        assert result.outcomes["handled"] == 1
 
 The broker is ``$KAFKA_BOOTSTRAP_SERVERS`` when set, else a local one started once per session
 from Apache Kafka's jars (Java 17+ and Maven needed; see `consumer.devkafka`).
