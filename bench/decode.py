@@ -1,4 +1,5 @@
-"""Throughput of decoding recordingAvailable callbacks: ours against the alternatives.
+"""Throughput of decoding recordingAvailable callbacks: ours against the alternatives, and the
+same callbacks in CloudEvents envelopes (structured and binary mode) against raw ones.
 
 Run from the repository root:  .venv/bin/python bench/decode.py [count] [repeats]
 The Bandwidth SDK rows need:   .venv/bin/pip install bandwidth-sdk  (skipped if missing)
@@ -21,6 +22,7 @@ from msgspec import field
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from consumer.cloudevents import MessageDecoder
 from consumer.events import EventDecoder, RecordingAvailable
 
 
@@ -90,6 +92,71 @@ def payloads(count: int) -> list[bytes]:
     return out
 
 
+ATTRIBUTES = {
+    "specversion": "1.0",
+    "source": "https://ingress.example.com/bandwidth/voice",
+    "type": "com.bandwidth.voice.recordingAvailable",
+    "time": "2026-11-27T10:15:31.123Z",
+}
+STRUCTURED_HEADERS = (("content-type", b"application/cloudevents+json; charset=utf-8"),)
+
+
+def structured(callbacks: list[bytes]) -> list[bytes]:
+    """Each callback as the `data` of a structured-mode envelope, as a gateway writes it."""
+    head = msgspec.json.encode(ATTRIBUTES)[:-1]
+    return [
+        head + b',"id":"' + str(uuid.UUID(int=n)).encode() + b'",'
+        b'"datacontenttype":"application/json","data":' + callback + b"}"
+        for n, callback in enumerate(callbacks)
+    ]
+
+
+def binary_headers(n: int) -> tuple[tuple[str, bytes], ...]:
+    """Binary mode's headers for the n-th event: ce_* attributes and the data's content type."""
+    ce = ATTRIBUTES | {"id": str(uuid.UUID(int=n))}
+    return (
+        *((f"ce_{name}", value.encode()) for name, value in ce.items()),
+        ("content-type", b"application/json"),
+    )
+
+
+def envelope_rates(data: list[bytes], repeats: int) -> dict[str, tuple[float, float]]:
+    """(events/s, bytes/s) of the worker's decoder on raw, structured and binary messages.
+
+    Rounds alternate between the rows, each row keeping its best, so a busy machine slows all
+    rows alike instead of whichever ran during the busy spell.
+    """
+    raw, envelopes = MessageDecoder("raw").decode, MessageDecoder("cloudevents").decode
+    wrapped = structured(data)
+    headers = [binary_headers(n) for n in range(len(data))]
+
+    def raw_row() -> None:
+        for value in data:
+            raw(value, ())
+
+    def structured_row() -> None:
+        for value in wrapped:
+            envelopes(value, STRUCTURED_HEADERS)
+
+    def binary_row() -> None:
+        for value, ce_headers in zip(data, headers, strict=True):
+            envelopes(value, ce_headers)
+
+    header_bytes = sum(len(k) + len(v) for h in headers for k, v in h)
+    rows: dict[str, tuple[Callable[[], None], int]] = {
+        "raw": (raw_row, sum(map(len, data))),
+        "CloudEvents structured": (structured_row, sum(map(len, wrapped))),
+        "CloudEvents binary": (binary_row, sum(map(len, data)) + header_bytes),
+    }
+    best = dict.fromkeys(rows, float("inf"))
+    for _ in range(repeats):
+        for name, (run, _) in rows.items():
+            start = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: (len(data) / best[name], size / best[name]) for name, (_, size) in rows.items()}
+
+
 def best_rate(decode: Callable[[bytes], Any], data: list[bytes], repeats: int) -> float:
     """Events per second of the fastest of `repeats` full passes over `data`."""
     best = float("inf")
@@ -146,6 +213,19 @@ def main() -> None:
             ratio = ours / rates[row]
             verdict = "ok" if ratio >= target else "MISSED"
             print(f"{label:32} {ratio:6.2f}  (goal {text}: {verdict})")
+
+    print(f"\nCloudEvents against raw callbacks (MessageDecoder; best of {repeats * 4} rounds)")
+    envelope = envelope_rates(data, repeats * 4)
+    for name, (events, size) in envelope.items():
+        print(f"{name:26} {events:>12,.0f} events/s {size / 1e6:>8,.1f} MB/s")
+    raw_events, raw_bytes = envelope["raw"]
+    for name in ("CloudEvents structured", "CloudEvents binary"):
+        events, size = envelope[name]
+        verdict = "ok" if events / raw_events >= 0.9 else "MISSED"
+        print(
+            f"{name.split()[1] + ' / raw':32} {events / raw_events:6.2f} per event "
+            f"(goal within 10%: >= 0.90: {verdict}), {size / raw_bytes:.2f} per byte"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from consumer.cloudevents import CloudEvent
 from consumer.config import KafkaSettings, RetryPolicy
 from consumer.errors import (
     ConfigError,
@@ -24,6 +25,7 @@ from consumer.errors import (
     PermanentFailure,
     PluginError,
     RetryLater,
+    UnreadableBatch,
 )
 from consumer.events import (
     ConferenceRecordingAvailable,
@@ -88,6 +90,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "OUTCOMES",
     "BaseHandler",
+    "CloudEvent",
     "ConferenceRecordingAvailable",
     "ConfigError",
     "ConsumerError",
@@ -116,6 +119,7 @@ __all__ = [
     "RoundTripResult",
     "Secret",
     "Status",
+    "UnreadableBatch",
     "__version__",
     "kafka_round_trip",
     "make_conference_event",

@@ -14,12 +14,16 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from consumer.config import DEFAULT_CONFIG, Settings, load_settings, settings_file
-from consumer.errors import ConfigError, ConsumerError, KafkaConnectError
+from consumer.errors import ConfigError, ConsumerError, KafkaConnectError, UnreadableBatch
 from consumer.secret import encode_secret
 
 if TYPE_CHECKING:
     from consumer.config import KafkaSettings
     from consumer.engine.worker import Worker
+    from consumer.handler import Handler
+
+EXIT_UNREADABLE = 3
+"""`run` stopped on a batch it cannot read (2 is a settings error)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(command=_run)
 
-    check = sub.add_parser("check-config", parents=[common], help="validate and print settings")
+    check = sub.add_parser(
+        "check-config",
+        parents=[common],
+        help="validate settings, load and start the handlers as run does (no Kafka), print them",
+    )
     check.set_defaults(command=_check_config)
 
     produce = sub.add_parser("produce", parents=[common], help="publish events to the topic")
@@ -67,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     produce.add_argument("--topic", help="default: kafka.topic from the settings")
     produce.add_argument(
         "--partitions", type=int, default=6, help="partitions if the topic is created"
+    )
+    produce.add_argument(
+        "--compression",
+        choices=["none", "gzip", "snappy", "lz4", "zstd"],
+        help="codec of the produced batches (default: kafka.compression_type)",
     )
     produce.set_defaults(command=_produce)
 
@@ -110,12 +123,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.engine.worker import Worker
     from consumer.logs import configure_logging
     from consumer.observability.server import endpoint, listen_address
-    from consumer.plugins import build_handlers
 
     listen_address(settings.observability.listen)  # a malformed address fails before anything
     configure_logging(settings.logging)
-    names = {name for route in settings.routes.values() for name in route}
-    worker = Worker(settings, build_handlers(names, settings.handlers, settings.plugins))
+    worker = Worker(settings, _routed_handlers(settings))
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
@@ -124,7 +135,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         async with endpoint(worker):
             await worker.run(until_idle=args.until_idle)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except UnreadableBatch:
+        return EXIT_UNREADABLE  # the worker logged where and why
     if args.until_idle is not None:
         _print_summary(worker)
     return 0
@@ -140,12 +154,30 @@ def _print_summary(worker: Worker) -> None:
     print("\n".join(lines), file=sys.stderr)
 
 
+def _routed_handlers(settings: Settings) -> dict[str, Handler]:
+    """Every handler a route names, loaded and built from its options, as `run` starts them."""
+    from consumer.plugins import build_handlers
+
+    names = {name for route in settings.routes.values() for name in route}
+    return build_handlers(names, settings.handlers, settings.plugins)
+
+
 def _check_config(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.handler import running
     from consumer.plugins import masked_options
     from consumer.routing import unrouted_statuses
 
-    handlers = masked_options(settings.handlers, settings.plugins)
-    shown = msgspec.structs.replace(settings, handlers=handlers)
+    handlers = _routed_handlers(settings)
+
+    async def start_and_close() -> None:
+        # The start-up errors run would meet after connecting: missing credentials and the like.
+        for name, handler in handlers.items():
+            async with running(handler, name):
+                pass
+
+    asyncio.run(start_and_close())
+    options = masked_options(settings.handlers, settings.plugins)
+    shown = msgspec.structs.replace(settings, handlers=options)
     encoded = msgspec.json.encode(shown, enc_hook=encode_secret)
     print(msgspec.json.format(encoded, indent=2).decode())
     print(_settings_source(args.config), file=sys.stderr)
@@ -223,6 +255,7 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
             recording_id=args.recording_id,
             dry_run=args.dry_run,
             out=sys.stdout,
+            max_request_size=settings.dead_letter.max_request_size,
         )
     )
     verb = "would replay" if args.dry_run else "replayed"
@@ -235,6 +268,9 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.samples import sample_messages
 
     topic = args.topic or settings.kafka.topic
+    kafka = settings.kafka
+    if args.compression is not None:
+        kafka = msgspec.structs.replace(kafka, compression_type=args.compression)
     if args.file:
         lines = args.file.read_bytes().splitlines()
         messages: list[tuple[bytes | None, bytes]] = [
@@ -244,9 +280,9 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
         messages = sample_messages(args.repeat)
 
     async def publish() -> int:
-        await _reach(settings.kafka)
-        await ensure_topic(settings.kafka, topic, args.partitions)
-        return await produce(settings.kafka, topic, messages)
+        await _reach(kafka)
+        await ensure_topic(kafka, topic, args.partitions)
+        return await produce(kafka, topic, messages)
 
     count = asyncio.run(publish())
     print(f"produced {count} messages to {topic}", file=sys.stderr)

@@ -20,6 +20,7 @@ from msgspec import UNSET, UnsetType
 from consumer.connection import check_security
 from consumer.errors import ConfigError
 from consumer.secret import Secret, decode_secret
+from consumer.validation import problems
 
 ENV_PREFIX = "RECORDING_CONSUMER__"
 ENV_ALIASES = {"KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers")}
@@ -51,6 +52,15 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """Client certificate (PEM) for mutual TLS; may hold the key too."""
     ssl_keyfile: str | None = None
     ssl_check_hostname: bool = True
+    isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
+    """read_committed: messages of aborted (or still open) transactions are never handed out."""
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    """Codec of the batches the project produces (dead letters, publish, dlq replay, produce)."""
+
+    @property
+    def producer_compression(self) -> str | None:
+        """`compression_type` as aiokafka's producers take it."""
+        return None if self.compression_type == "none" else self.compression_type
 
 
 class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -113,12 +123,19 @@ class DeadLetterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     """Defaults to ``<kafka.topic>.dlq``; created if missing."""
     error_max_bytes: int = 1_000
     """Error messages are truncated to this size in dead-letter headers."""
+    max_request_size: int | None = None
+    """Bytes one produce request may take; unset: the source topic's ``max.message.bytes`` (read
+    at start-up) plus room for the dead-letter headers. A message that still does not fit is
+    dead-lettered as a reference record (empty value) pointing at its source offset."""
 
 
 class EventSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     other_event_types: Literal["skip", "warn"] = "skip"
     """Other Bandwidth callbacks (not recordings): skip at debug level, or with a warning."""
     unknown_event_types: Literal["skip", "warn"] = "warn"
+    envelope: Literal["raw", "cloudevents", "auto"] = "raw"
+    """raw: the value is Bandwidth's callback; cloudevents: a CloudEvent (structured or binary
+    mode, told apart per message); auto: a CloudEvent when its headers say so, else raw."""
 
 
 class PluginSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -174,6 +191,8 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         settings = msgspec.convert(raw, Settings, strict=True, dec_hook=decode_secret)
     except msgspec.ValidationError as exc:
         raise _config_error(exc, from_env) from None
+    for key, reason in problems(settings):
+        raise _key_error(key, reason, from_env)
     return msgspec.structs.replace(settings, kafka=check_security(settings.kafka))
 
 
@@ -277,7 +296,10 @@ def validation_key(exc: msgspec.ValidationError) -> tuple[str, str]:
 
 def _config_error(exc: msgspec.ValidationError, from_env: Mapping[str, str]) -> ConfigError:
     key, reason = validation_key(exc)
-    key = key or "(top level)"
+    return _key_error(key or "(top level)", reason, from_env)
+
+
+def _key_error(key: str, reason: str, from_env: Mapping[str, str]) -> ConfigError:
     source = from_env.get(key) or next(
         (var for k, var in from_env.items() if key.startswith(k + ".")), None
     )

@@ -5,8 +5,9 @@ Both read up to the end offsets found at start, so they finish even while new de
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing
+from contextlib import AsyncExitStack, aclosing
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -70,6 +71,7 @@ async def replay(
     recording_id: str | None,
     dry_run: bool,
     out: TextIO,
+    max_request_size: int | None = None,
 ) -> int:
     """Republish the dead letters matching every given filter to the topic `to`.
 
@@ -82,6 +84,10 @@ async def replay(
     commit repeats that one batch). Dead letters that do not match are passed over all the same:
     replaying them later, with other filters, needs another `group`. With `dry_run` nothing is
     published or committed. Returns how many were (or, dry, would be) replayed.
+
+    A reference record (its value was too large to dead-letter) is replayed with the value
+    refetched from its source offset; when the source topic no longer retains it, that is said
+    and the dead letter is passed over. `max_request_size` is ``dead_letter.max_request_size``.
     """
 
     def matches(fields: dict[str, str], value: bytes | None) -> bool:
@@ -96,9 +102,15 @@ async def replay(
         raise ConsumerError(f"refusing to replay to {to!r}: it is an internal Kafka topic")
     producer = None
     if not dry_run:
-        producer = AIOKafkaProducer(**connection.client_options(kafka), acks="all")
+        producer = AIOKafkaProducer(
+            **connection.client_options(kafka),
+            acks="all",
+            compression_type=kafka.producer_compression,
+            max_request_size=await dl.request_size(kafka, max_request_size),
+        )
     replayed = 0
-    async with _Reader(kafka, dlq_topic, group=group) as reader:
+    async with _Reader(kafka, dlq_topic, group=group) as reader, AsyncExitStack() as stack:
+        originals = _Originals(kafka, stack)
         if producer is not None:
             await connection.start(producer, kafka)
         try:
@@ -109,6 +121,22 @@ async def replay(
                     if not matches(fields, message.value):
                         continue
                     where = _where(message)
+                    value = message.value
+                    if dl.VALUE_TOO_LARGE in fields:
+                        # Only the source topic is read back: the header could name any topic.
+                        if fields.get(dl.TOPIC) != kafka.topic:
+                            out.write(
+                                f"cannot replay {where}: its value was too large to dead-letter "
+                                f"and {_source(fields)} is not in {kafka.topic}; skipped\n"
+                            )
+                            continue
+                        value = await originals.value(fields)
+                        if value is None:
+                            out.write(
+                                f"cannot replay {where}: its value was too large to dead-letter "
+                                f"and {_source(fields)} is no longer retained; skipped\n"
+                            )
+                            continue
                     if producer is None:
                         out.write(f"would replay {where} to {to}\n")
                         replayed += 1
@@ -117,9 +145,7 @@ async def replay(
                             (k, v) for k, v in message.headers if not k.startswith(dl.PREFIX)
                         ]
                         headers.append((dl.REPLAYED_FROM, where.encode()))
-                        future = await producer.send(
-                            to, message.value, key=message.key, headers=headers
-                        )
+                        future = await producer.send(to, value, key=message.key, headers=headers)
                         sent.append((future, f"replayed {where} to {to}\n"))
                 for future, line in sent:
                     await future
@@ -137,10 +163,16 @@ def _where(message: Any) -> str:
     return f"{message.topic}/{message.partition}/{message.offset}"
 
 
+def _source(fields: dict[str, str]) -> str:
+    return "/".join(fields.get(k, "?") for k in (dl.TOPIC, dl.PARTITION, dl.OFFSET))
+
+
 def _describe(message: Any) -> str:
     fields = dlq_fields(message.headers)
-    source = "/".join(fields.get(k, "?") for k in (dl.TOPIC, dl.PARTITION, dl.OFFSET))
+    source = _source(fields)
     error = msgspec.json.encode(fields.get(dl.ERROR_MESSAGE, "")).decode()
+    too_large = fields.get(dl.VALUE_TOO_LARGE)
+    value = [] if too_large is None else [f"value=too-large:{too_large}-bytes-not-stored"]
     # Headers and values are the producer's: escaped, they cannot drive the terminal.
     line = " ".join(
         [
@@ -153,9 +185,55 @@ def _describe(message: Any) -> str:
             f"path={fields.get(dl.ERROR_PATH, '-')}",
             f"attempts={fields.get(dl.ATTEMPTS, '-')}",
             f"last={fields.get(dl.LAST_FAILURE, '-')}",
+            *value,
         ]
     )
     return escape_controls(line)
+
+
+class _Originals:
+    """Refetches the source records of reference records, by partition and offset."""
+
+    def __init__(self, kafka: KafkaSettings, stack: AsyncExitStack) -> None:
+        self._kafka = kafka
+        self._stack = stack
+        self._consumer: Any = None
+
+    async def value(self, fields: dict[str, str]) -> bytes | None:
+        """The source record's value, or None when the topic no longer retains that offset."""
+        try:
+            tp = TopicPartition(self._kafka.topic, int(fields[dl.PARTITION]))
+            offset = int(fields[dl.OFFSET])
+        except (KeyError, ValueError):
+            return None  # headers that name no record cannot be read back
+        consumer = await self._started()
+        consumer.assign([tp])
+        first = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        if not first <= offset < end:
+            return None
+        consumer.seek(tp, offset)
+        async with asyncio.timeout(60):
+            while await consumer.position(tp) <= offset:
+                fetched = await consumer.getmany(tp, timeout_ms=FETCH_TIMEOUT_MS)
+                found = [record for record in fetched.get(tp, []) if record.offset >= offset]
+                if found:
+                    # A later offset first means the record was compacted away.
+                    value: bytes | None = found[0].value if found[0].offset == offset else None
+                    return value
+        return None
+
+    async def _started(self) -> Any:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                **connection.client_options(self._kafka),
+                enable_auto_commit=False,
+                isolation_level=self._kafka.isolation_level,
+            )
+            await connection.start(consumer, self._kafka)
+            self._stack.push_async_callback(consumer.stop)
+            self._consumer = consumer
+        return self._consumer
 
 
 class _Reader:
@@ -178,6 +256,7 @@ class _Reader:
             group_id=self._group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level=self._kafka.isolation_level,
         )
         await connection.start(self._consumer, self._kafka)
         try:

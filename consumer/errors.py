@@ -7,6 +7,7 @@
     ├── KafkaConnectError          Kafka cannot be reached (within kafka.startup_timeout),
     │                              or refuses our credentials
     ├── DecodeError                a Kafka message is not a usable event
+    ├── UnreadableBatch            fetched bytes the Kafka client cannot read; the worker stops
     └── HandlerError               raised by handlers to choose what happens next
         ├── RetryLater             try again, optionally after a given delay
         └── PermanentFailure       do not retry; dead-letter the message now
@@ -75,6 +76,22 @@ class DecodeError(ConsumerError):
         super().__init__(f"{reason} (at {path})" if path else reason)
         self.reason = reason
         self.path = path
+
+
+class UnreadableBatch(ConsumerError):
+    """A record batch the client cannot read (corrupt, or in a codec it cannot decode).
+
+    Skipping it would lose its messages silently and retrying cannot help, so the worker stops
+    without committing past `offset` (the batch's first) and says where and why.
+    """
+
+    def __init__(self, topic: str, partition: int, offset: int | None, cause: str) -> None:
+        at = f"offset {offset}" if offset is not None else "an unknown offset"
+        super().__init__(f"cannot read {topic}/{partition} at {at}: {cause}")
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.cause = cause
 
 
 class HandlerError(ConsumerError):

@@ -328,10 +328,10 @@ class EventDecoder:
         try:
             event: RecordingEvent = self._fast_decode(data)
         except msgspec.ValidationError as exc:
-            path = _path(exc)
-            if path == "$.eventType":
+            recovery = _recovery(exc)
+            if recovery == "classify":
                 return self._classify(data)
-            if path is not None and path.partition("[")[0] in _LENIENT_PATHS:
+            if recovery == "lenient":
                 return self._lenient(data)
             raise _error(exc) from None
         except _UNREADABLE as exc:
@@ -340,28 +340,46 @@ class EventDecoder:
 
     def _classify(self, data: bytes) -> OtherEvent | UnknownEvent:
         try:
-            event_type = self._envelope.decode(data).event_type
+            return _classified(self._envelope.decode(data).event_type)
         except _UNREADABLE as exc:
             raise _error(exc) from None
-        return (
-            OtherEvent(event_type) if event_type in KNOWN_EVENT_TYPES else UnknownEvent(event_type)
-        )
 
     def _lenient(self, data: bytes) -> RecordingEvent:
         try:
             raw = self._raw.decode(data)
         except _UNREADABLE as exc:
             raise _error(exc) from None
-        cls = _TWINS[type(raw)]
-        values = msgspec.structs.asdict(raw)
-        malformed = []
-        for f in msgspec.structs.fields(raw):
-            text = values[f.name]
-            if f.name in _LENIENT and text is not None:
-                values[f.name] = parsed = _LENIENT[f.name](text)
-                if parsed is None:
-                    malformed.append((f.encode_name, text))
-        return cls(**values, malformed_raw=tuple(malformed))
+        return _from_twin(raw)
+
+
+def _recovery(exc: msgspec.ValidationError, root: str = "$") -> str | None:
+    """How to go on after the fast decode failed on the callback at JSON path `root`:
+    "classify" (not a recording event), "lenient" (an odd timestamp/duration), or None."""
+    path = _path(exc)
+    if path is None or not path.startswith(root) or path[len(root) : len(root) + 1] not in ".[":
+        return None
+    path = "$" + path[len(root) :]
+    if path == "$.eventType":
+        return "classify"
+    return "lenient" if path.partition("[")[0] in _LENIENT_PATHS else None
+
+
+def _classified(event_type: str) -> OtherEvent | UnknownEvent:
+    return OtherEvent(event_type) if event_type in KNOWN_EVENT_TYPES else UnknownEvent(event_type)
+
+
+def _from_twin(raw: msgspec.Struct) -> RecordingEvent:
+    """The event from its string-typed twin, lenient fields parsed, failures kept as raw text."""
+    cls = _TWINS[type(raw)]
+    values = msgspec.structs.asdict(raw)
+    malformed = []
+    for f in msgspec.structs.fields(raw):
+        text = values[f.name]
+        if f.name in _LENIENT and text is not None:
+            values[f.name] = parsed = _LENIENT[f.name](text)
+            if parsed is None:
+                malformed.append((f.encode_name, text))
+    return cls(**values, malformed_raw=tuple(malformed))
 
 
 decode = EventDecoder().decode

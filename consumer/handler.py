@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
     from structlog.typing import FilteringBoundLogger
 
+    from consumer.cloudevents import CloudEvent
     from consumer.events import RecordingEvent
 
 
@@ -34,7 +35,7 @@ class Record(msgspec.Struct, frozen=True, gc=False):  # one per message: a Struc
 class Context:
     """What a handler gets besides the event; built by the engine for every attempt."""
 
-    __slots__ = ("_bind", "_log", "attempt", "http", "publish", "record", "value")
+    __slots__ = ("_bind", "_log", "attempt", "envelope", "http", "publish", "record", "value")
 
     def __init__(
         self,
@@ -46,6 +47,7 @@ class Context:
         publish: Publish,
         *,
         bind: Callable[[], Mapping[str, Any]] | None = None,
+        envelope: CloudEvent | None = None,
     ) -> None:
         self._log = log
         self._bind = bind
@@ -58,6 +60,8 @@ class Context:
         """The worker's shared HTTP client: connection pools are reused across messages."""
         self.publish = publish
         """Send a message through the worker's shared Kafka producer."""
+        self.envelope = envelope
+        """The CloudEvent the callback arrived in (`events.envelope`), None for a raw one."""
 
     @property
     def log(self) -> FilteringBoundLogger:

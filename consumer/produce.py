@@ -25,7 +25,12 @@ async def produce(
     settings: KafkaSettings, topic: str, messages: Sequence[tuple[bytes | None, bytes]]
 ) -> int:
     """Send every (key, value) and wait until the broker acknowledged all of them."""
-    producer = AIOKafkaProducer(**connection.client_options(settings), linger_ms=5, acks="all")
+    producer = AIOKafkaProducer(
+        **connection.client_options(settings),
+        linger_ms=5,
+        acks="all",
+        compression_type=settings.producer_compression,
+    )
     await connection.start(producer, settings)
     progress = _Progress(len(messages)) if len(messages) >= PROGRESS_FROM else None
     try:

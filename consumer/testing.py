@@ -30,6 +30,7 @@ import structlog
 import structlog.testing
 from structlog.testing import LogCapture
 
+from consumer.cloudevents import CloudEvent
 from consumer.config import EngineSettings, KafkaSettings, RetryPolicy, RetrySettings, Settings
 from consumer.dlq import dlq_fields, read_all
 from consumer.engine import deadletter
@@ -160,6 +161,7 @@ async def run_handler(
     publish: Publish | None = None,
     lifecycle: bool = True,
     name: str | None = None,
+    envelope: CloudEvent | None = None,
 ) -> HandlerRun:
     """Run ``handler.handle(event, ctx)`` once with a real Context; never raises what it raised.
 
@@ -171,6 +173,7 @@ async def run_handler(
     Exceptions from ``start()`` and ``close()`` propagate: they are not the message's outcome.
     `name` is the handler's registered name: ``ctx.log`` binds it (default: the class name),
     and an `OptionError` from ``start()`` becomes a ConfigError keyed with it, as in the worker.
+    `envelope` is the CloudEvent the handler sees as ``ctx.envelope``.
     """
     capture = LogCapture()
     published: list[Published] = []
@@ -204,6 +207,7 @@ async def run_handler(
         offset=record.offset,
         handler=name or type(handler).__name__,
         **event.summary(),
+        **(envelope.log_fields() if envelope is not None else {}),
     )
     async with AsyncExitStack() as stack:
         if http is None:
@@ -217,6 +221,7 @@ async def run_handler(
             http=http,
             publish=record_publish,
             value=encode_event(event) if value is None else value,
+            envelope=envelope,
         )
         error: Exception | None = None
         try:

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import NoError, TopicAlreadyExistsError, for_code
 
 from consumer import connection
@@ -30,14 +31,16 @@ async def admin_client(kafka: KafkaSettings | str) -> AsyncIterator[AIOKafkaAdmi
         await admin.close()
 
 
-async def create_topic(admin: Any, name: str, partitions: int = -1) -> bool:
+async def create_topic(
+    admin: Any, name: str, partitions: int = -1, configs: dict[str, str] | None = None
+) -> bool:
     """Create `name` unless it exists; True if this call created it.
 
     -1 partitions, and always the replication factor, mean the broker's defaults, so a
     production cluster's policy applies. Any other failure is raised as its Kafka error.
     """
     # With -1 replication aiokafka insists on an assignment argument; an empty one means none.
-    topic = NewTopic(name, partitions, -1, replica_assignments={})
+    topic = NewTopic(name, partitions, -1, replica_assignments={}, topic_configs=configs or {})
     response = await admin.create_topics([topic])
     for result in response.to_object()["topic_errors"]:
         error = for_code(result["error_code"])
@@ -46,3 +49,16 @@ async def create_topic(admin: Any, name: str, partitions: int = -1) -> bool:
         if error is not NoError:
             raise error(result["error_message"])
     return True
+
+
+async def max_message_bytes(admin: Any, name: str) -> int | None:
+    """The largest record batch topic `name` accepts (``max.message.bytes``), None if unknown."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, name, {"max.message.bytes": None})
+    for response in await admin.describe_configs([resource]):
+        for described in response.to_object()["resources"]:
+            if described["error_code"] != 0:
+                return None
+            for entry in described["config_entries"]:
+                if entry["config_names"] == "max.message.bytes":
+                    return int(entry["config_value"])
+    return None

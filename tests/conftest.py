@@ -28,10 +28,12 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     return f"t-{test}-{uuid.uuid4().hex[:8]}"
 
 
-async def _create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
+async def _create_topic(
+    bootstrap: str, name: str, partitions: int = 1, configs: dict[str, str] | None = None
+) -> None:
     """Create `name` and return once the broker's metadata shows a leader for every partition."""
     async with topics.admin_client(bootstrap) as admin:
-        await topics.create_topic(admin, name, partitions)
+        await topics.create_topic(admin, name, partitions, configs)
         # Metadata is polled: the broker offers nothing to wait on until leaders are elected.
         async with asyncio.timeout(30):
             while True:
@@ -47,7 +49,7 @@ def _has_leaders(described: list[dict[str, Any]], partitions: int) -> bool:
 
 @pytest.fixture
 def create_topic() -> Callable[..., Awaitable[None]]:
-    """``await create_topic(bootstrap, name, partitions=1)``: a topic ready to produce to.
+    """``await create_topic(bootstrap, name, partitions=1, configs=None)``: a topic ready to use.
 
     A fixture rather than an import, so tests need not import conftest as a module.
     """

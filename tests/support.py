@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -165,3 +166,24 @@ def recording_message(recording_id: str, status: str = "complete") -> tuple[byte
     """(key, value) of a fully populated recordingAvailable event, keyed by its recordingId."""
     value = msgspec.json.encode(recording_event(recording_id, f"c-{recording_id}", status))
     return recording_id.encode(), value
+
+
+# Record batch v2: the batch length follows the 8-byte base offset; the attributes' low 3 bits
+# are the codec (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
+BATCH_LENGTH_AT, BATCH_ATTRIBUTES_AT = 8, 21
+
+
+def record_batches(segment: bytes) -> list[tuple[int, int]]:
+    """(start, end) of every record batch in the bytes of a broker's log segment."""
+    found, at = [], 0
+    while at + 12 <= len(segment):
+        (length,) = struct.unpack_from(">i", segment, at + BATCH_LENGTH_AT)
+        found.append((at, at + 12 + length))
+        at += 12 + length
+    return found
+
+
+def segment_codecs(segment: Path) -> list[int]:
+    """The compression codec id of every batch in a log segment file, in order."""
+    data = segment.read_bytes()
+    return [data[start + BATCH_ATTRIBUTES_AT + 1] & 0x07 for start, _ in record_batches(data)]

@@ -166,3 +166,37 @@ def test_check_config_names_statuses_a_routes_table_leaves_unrouted(tmp_path: Pa
     result = check_config("--config", str(with_default), env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert "routes:" not in result.stderr
+
+
+def test_rebalance_wait_must_fit_the_rebalance_timeout() -> None:
+    """A grace plus 10 s beyond kafka.max_poll_interval_ms is refused naming both keys; raising
+    the interval makes the same grace acceptable."""
+    grace = {"RECORDING_CONSUMER__ENGINE__SHUTDOWN_GRACE": "291"}
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=grace)
+    assert info.value.key == "engine.shutdown_grace"
+    assert "kafka.max_poll_interval_ms (300000 ms)" in str(info.value)
+    assert "up to 301 s" in str(info.value)
+    assert load_settings(environ={"RECORDING_CONSUMER__ENGINE__SHUTDOWN_GRACE": "290"})
+    longer = grace | {"RECORDING_CONSUMER__KAFKA__MAX_POLL_INTERVAL_MS": "301000"}
+    assert load_settings(environ=longer).engine.shutdown_grace == 291
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "reason"),
+    [
+        ("KAFKA__TOPIC", '""', "kafka.topic: must not be empty"),
+        ("ENGINE__MAX_IN_FLIGHT", "0", "engine.max_in_flight: must be greater than 0, got 0"),
+        ("ENGINE__COMMIT_INTERVAL", "-1", "engine.commit_interval: must be greater than 0"),
+        ("RETRY__TIMEOUT", "-1", "retry.timeout: must be greater than 0, got -1"),
+        ("KAFKA__SESSION_TIMEOUT_MS", "5999", "kafka.session_timeout_ms: must be between 6000"),
+    ],
+)
+def test_values_that_cannot_work_say_which_key_and_why(
+    variable: str, value: str, reason: str
+) -> None:
+    """The error names the key, the rule, and the variable that set it."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={f"RECORDING_CONSUMER__{variable}": value})
+    assert str(info.value).startswith(reason)
+    assert f"(set by environment variable RECORDING_CONSUMER__{variable})" in str(info.value)

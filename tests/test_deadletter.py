@@ -182,6 +182,8 @@ async def test_publish_retries_until_the_topic_accepts_the_dead_letter(
         await admin.close()
     failures = [e for e in logs if e["event"] == "dead-letter publish failed"]
     assert all(e["log_level"] == "error" and "MessageSizeTooLarge" in e["error"] for e in failures)
+    assert all(e["retriable"] is False for e in failures), "said to be non-retriable"
+    assert not any(e["event"].startswith("dead-lettered as a reference") for e in logs)
     assert failures[0]["offset"] == RECORD.offset
     (message,) = await read_topic(kafka_bootstrap, unique_name)
     assert (message.key, message.value) == (RECORD.key, b"value")

@@ -68,3 +68,19 @@ def test_any_completion_order_matches_the_reference(
         finished.add(offset)
         expected = reference_commit_point(offsets, finished)
         assert tracker.uncommitted().get(0) == expected
+
+
+def test_position_passes_offsets_that_are_not_records() -> None:
+    """Once all fetched offsets finish, the consumer's position (past a marker) is the point."""
+    tracker: OffsetTracker[str] = OffsetTracker()
+    for offset in (0, 1):
+        tracker.add("p0", offset)
+    tracker.reached("p0", 3)  # offset 2 is a transaction marker: never a record
+    tracker.finish("p0", 0)
+    assert tracker.uncommitted() == {"p0": 1}
+    tracker.finish("p0", 1)
+    assert tracker.uncommitted() == {"p0": 2}
+    tracker.reached("p0", 3)
+    assert tracker.uncommitted() == {"p0": 3}
+    tracker.reached("p0", 2)
+    assert tracker.uncommitted() == {"p0": 3}

@@ -39,7 +39,11 @@ def mypy(*files: Path) -> subprocess.CompletedProcess[str]:
     """mypy --strict on `files` as a plugin's own code, finding `consumer` from this checkout."""
     env = os.environ | {"MYPYPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", *map(str, files)],
+        [
+            *(sys.executable, "-m", "mypy", "--strict", "--no-error-summary"),
+            *("--cache-dir", str(REPO / ".mypy_cache" / "public-api")),
+            *map(str, files),
+        ],
         env=env,
         cwd=FIXTURES,
         capture_output=True,

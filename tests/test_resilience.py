@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaProducer
 from consumer.config import KafkaSettings
 from consumer.produce import produce
 from consumer.samples import recording_event
+from tests.drill import check
 from tests.support import (
     committed_and_end,
     exit_status,
@@ -60,6 +61,7 @@ def assert_per_key_order(path: Path) -> None:
             done.add(int(seq))
 
 
+@pytest.mark.drill
 async def test_sigkill_at_several_points_loses_nothing(
     kafka_bootstrap: str,
     unique_name: str,
@@ -68,6 +70,7 @@ async def test_sigkill_at_several_points_loses_nothing(
 ) -> None:
     """Killed with SIGKILL three times mid-stream and restarted: every event handled, all
     committed, and each kill repeats no more than was buffered or uncommitted at the time."""
+    started = time.monotonic()
     await create_topic(kafka_bootstrap, unique_name, partitions=3)
     total = 4000
     await produce(KafkaSettings(bootstrap_servers=kafka_bootstrap), unique_name, events(total, 400))
@@ -79,7 +82,9 @@ async def test_sigkill_at_several_points_loses_nothing(
         "ENGINE__COMMIT_EVERY": "200",
         "ENGINE__FETCH_MAX_RECORDS": "100",
         "TEST_HANDLER_DELAY": "0.002",
+        "TEST_JOURNAL_FILE": str(tmp_path / "journal"),
     }
+    killed: dict[int, float] = {}
     # Redone after a kill: whatever was fetched and not committed. That is at most the buffer
     # bound plus one fetch (backpressure applies after a fetch) plus what finished since the
     # last commit (a commit is due every 200).
@@ -91,6 +96,7 @@ async def test_sigkill_at_several_points_loses_nothing(
         await wait_for(partial(reached, handled, point), 90, f"{point} handled")
         worker.send_signal(signal.SIGKILL)
         assert await exit_status(worker) == -signal.SIGKILL
+        killed[worker.pid] = time.monotonic()
         committed, _ = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
         per_kill.append(len(set(handled_lines(handled))) - sum(committed.values()))
     final = worker_process(kafka_bootstrap, unique_name, handled, until_idle=2, **knobs)
@@ -102,6 +108,9 @@ async def test_sigkill_at_several_points_loses_nothing(
     assert committed == end
     duplicates = len(lines) - len(set(lines))
     assert duplicates <= 3 * bound_per_kill
+    expected = {(p, o) for p, n in end.items() for o in range(n)}
+    report = check("SIGKILL x3", tmp_path / "journal", expected, started, killed)
+    assert (report.lost, report.overlapped) == (0, 0)
     print(
         f"\n{total} events, 3 SIGKILLs: {duplicates} handled twice, handled but uncommitted "
         f"at each kill: {per_kill} (bound {bound_per_kill})"
@@ -120,6 +129,13 @@ async def test_workers_join_and_leave_while_events_flow(
     knobs: dict[str, Any] = {**GROUP_TIMING, "TEST_HANDLER_DELAY": "0.003"}
     stream = events(3000, 60)
     first, second = (worker_process(kafka_bootstrap, unique_name, handled, **knobs) for _ in "ab")
+    # A SIGTERM that arrives before the worker installs its handler kills it outright.
+    log = tmp_path / "handled.log"
+    await wait_for(
+        lambda: log.exists() and log.read_text().count('"worker started"') == 2,
+        90,
+        "both workers started",
+    )
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
     await producer.start()
     try:
@@ -157,6 +173,7 @@ async def test_workers_join_and_leave_while_events_flow(
     print(f"\n3000 events through 2 rebalances: {repeats} handled twice")
 
 
+@pytest.mark.drill
 async def test_sigterm_lets_running_handlers_finish_and_commits_them(
     kafka_bootstrap: str,
     unique_name: str,
@@ -164,6 +181,8 @@ async def test_sigterm_lets_running_handlers_finish_and_commits_them(
     tmp_path: Path,
 ) -> None:
     """SIGTERM with ten 2-second handlers running: they finish, are committed, exit 0."""
+    began = time.monotonic()
+    journal = tmp_path / "journal"
     await create_topic(kafka_bootstrap, unique_name)
     await produce(KafkaSettings(bootstrap_servers=kafka_bootstrap), unique_name, events(30, 30))
     started, handled, later = tmp_path / "started", tmp_path / "handled", tmp_path / "later"
@@ -174,6 +193,7 @@ async def test_sigterm_lets_running_handlers_finish_and_commits_them(
         ENGINE__MAX_IN_FLIGHT="10",
         TEST_HANDLER_DELAY="2",
         TEST_STARTED_FILE=str(started),
+        TEST_JOURNAL_FILE=str(journal),
     )
     await wait_for(lambda: len(handled_lines(started)) == 10, 60, "ten handlers running")
     signalled = time.monotonic()
@@ -184,11 +204,16 @@ async def test_sigterm_lets_running_handlers_finish_and_commits_them(
     committed, _ = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
     assert committed == {0: 10}
 
-    restart = worker_process(kafka_bootstrap, unique_name, later, until_idle=1)
+    restart = worker_process(
+        kafka_bootstrap, unique_name, later, until_idle=1, TEST_JOURNAL_FILE=str(journal)
+    )
     assert await exit_status(restart, 90) == 0
     assert sorted(o for _, o in handled_lines(later)) == list(range(10, 30))
+    report = check("SIGTERM with 2 s handlers", journal, {(0, o) for o in range(30)}, began)
+    assert (report.lost, report.duplicated, report.overlapped) == (0, 0, 0)
 
 
+@pytest.mark.drill
 @pytest.mark.parametrize("how", ["second signal", "grace period"])
 async def test_stuck_handlers_are_cancelled_and_redelivered(
     kafka_bootstrap: str,
@@ -198,6 +223,8 @@ async def test_stuck_handlers_are_cancelled_and_redelivered(
     how: str,
 ) -> None:
     """A second SIGTERM, or the grace period running out, cancels handlers; nothing is lost."""
+    began = time.monotonic()
+    journal = tmp_path / "journal"
     await create_topic(kafka_bootstrap, unique_name)
     await produce(KafkaSettings(bootstrap_servers=kafka_bootstrap), unique_name, events(5, 5))
     started, handled, later = tmp_path / "started", tmp_path / "handled", tmp_path / "later"
@@ -205,9 +232,10 @@ async def test_stuck_handlers_are_cancelled_and_redelivered(
         kafka_bootstrap,
         unique_name,
         handled,
-        ENGINE__SHUTDOWN_GRACE="600" if how == "second signal" else "1",
+        ENGINE__SHUTDOWN_GRACE="250" if how == "second signal" else "1",
         TEST_HANDLER_DELAY="600",
         TEST_STARTED_FILE=str(started),
+        TEST_JOURNAL_FILE=str(journal),
     )
     await wait_for(lambda: len(handled_lines(started)) == 5, 60, "five handlers running")
     signalled = time.monotonic()
@@ -222,9 +250,13 @@ async def test_stuck_handlers_are_cancelled_and_redelivered(
     committed, _ = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
     assert committed == {0: 0}
 
-    restart = worker_process(kafka_bootstrap, unique_name, later, until_idle=1)
+    restart = worker_process(
+        kafka_bootstrap, unique_name, later, until_idle=1, TEST_JOURNAL_FILE=str(journal)
+    )
     assert await exit_status(restart, 90) == 0
     assert sorted(o for _, o in handled_lines(later)) == list(range(5))
+    report = check(f"SIGTERM, 600 s handlers, {how}", journal, {(0, o) for o in range(5)}, began)
+    assert (report.lost, report.duplicated, report.overlapped) == (0, 0, 0)
 
 
 async def test_handler_outliving_the_rebalance_wait_is_cancelled(

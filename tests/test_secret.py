@@ -51,7 +51,6 @@ def test_check_config_masks_secret_options(tmp_path: Path) -> None:
         "RECORDING_CONSUMER__PLUGINS__PATHS__VAULT": f"{module}:Vault",
         "RECORDING_CONSUMER__HANDLERS__VAULT__TOKEN": TOKEN,
         "RECORDING_CONSUMER__HANDLERS__VAULT__LABEL": "shown",
-        "RECORDING_CONSUMER__HANDLERS__GHOST__KEY": TOKEN,
     }
     result = subprocess.run(
         [sys.executable, "-m", "consumer", "check-config", "--config", "tests/minimal.toml"],
@@ -66,7 +65,20 @@ def test_check_config_masks_secret_options(tmp_path: Path) -> None:
     assert TOKEN not in result.stdout + result.stderr
     handlers = json.loads(result.stdout)["handlers"]
     assert handlers["vault"] == {"token": "***", "label": "shown"}
-    assert handlers["ghost"] == {"key": "***"}, "an unknown handler's options are all masked"
+
+    env["RECORDING_CONSUMER__HANDLERS__GHOST__KEY"] = TOKEN
+    ghost = subprocess.run(
+        [sys.executable, "-m", "consumer", "check-config", "--config", "tests/minimal.toml"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ghost.returncode == 2, "options for no handler stop check-config, as they stop run"
+    assert "handlers.ghost" in ghost.stderr
+    assert TOKEN not in ghost.stdout + ghost.stderr
 
 
 def test_secret_options_reach_the_handler_hidden(

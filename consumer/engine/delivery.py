@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from consumer.cloudevents import CloudEvent
 from consumer.config import RetrySettings
 from consumer.engine.deadletter import DeadLetterPublisher, Failure
 from consumer.engine.dedupe import RecentlyHandled, fingerprint
@@ -68,6 +69,7 @@ class Job:
     """(partition, ordering key): jobs of one lane run one at a time, in offset order."""
     generation: int
     event: RecordingEvent | None = None
+    envelope: CloudEvent | None = None
     error: DecodeError | None = None
     route: tuple[tuple[str, Handler], ...] = ()
     pending: list[tuple[str, Handler]] = field(default_factory=list)
@@ -180,6 +182,7 @@ class Delivery:
                 self._http,
                 self._publish,
                 bind=partial(_handler_fields, job, name),
+                envelope=job.envelope,
             )
             timeout = self._policies.get(name, self._default_policy).timeout
             started = time.perf_counter()
@@ -270,7 +273,11 @@ def _fields(job: Job) -> dict[str, Any]:
     """What every line about a message carries: where it came from and what it is."""
     record = job.record
     where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-    return where | job.event.summary() if job.event is not None else where
+    if job.event is None:
+        return where
+    if job.envelope is None:
+        return where | job.event.summary()
+    return where | job.event.summary() | job.envelope.log_fields()
 
 
 def _handler_fields(job: Job, handler: str) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Offset bookkeeping: the commit point is the first offset not yet finished, per partition.
 
 Messages may finish in any order; committing past one still in flight would lose it on a crash,
-so a partition's commit point only moves over a contiguous run of finished offsets.
+so a partition's commit point only moves over a contiguous run of finished offsets. Offsets that
+never arrive as records (transaction markers, aborted batches under read_committed) are passed
+over by the consumer's position: once everything fetched is finished, the position is the point.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ class PartitionOffsets:
             done.discard(first := pending.popleft())
             self._next = first + 1
 
+    def reached(self, position: int) -> None:
+        """The consumer's position is `position`, every record below it having been added."""
+        if not self._pending and (self._next is None or position > self._next):
+            self._next = position
+
     @property
     def commit_point(self) -> int | None:
         """The offset to commit (the next one to read after a restart), or None if none finished."""
@@ -65,6 +72,12 @@ class OffsetTracker(Generic[P]):
 
     def finish(self, partition: P, offset: int) -> None:
         self._partitions[partition].finish(offset)
+
+    def reached(self, partition: P, position: int) -> None:
+        offsets = self._partitions.get(partition)
+        if offsets is None:
+            offsets = self._partitions[partition] = PartitionOffsets()
+        offsets.reached(position)
 
     def uncommitted(self, partitions: Iterable[P] | None = None) -> dict[P, int]:
         """Commit points that moved since they were last committed."""

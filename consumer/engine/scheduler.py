@@ -16,6 +16,7 @@ import structlog
 from aiokafka import TopicPartition
 
 from consumer.engine.delivery import Job
+from consumer.engine.handover import CANCELLED_WAIT
 from consumer.engine.lanes import Lanes, ReadyQueue
 from consumer.engine.offsets import OffsetTracker
 
@@ -127,7 +128,8 @@ class Scheduler:
         """Start nothing more for `partitions`, drop their retry waits, and wait for what runs.
 
         When `grace` runs out or `force` is set first, the attempts still running are cancelled
-        (their messages go to the partition's next owner) and the result is False.
+        (their messages go to the partition's next owner), they get `CANCELLED_WAIT` seconds to
+        unwind, and the result is False.
         """
         self._revoking |= set(partitions)
         self._cancel_timers(lambda job: job.lane[0] in partitions)
@@ -143,7 +145,11 @@ class Scheduler:
             if job.lane[0] in partitions:
                 self._abandoned.add(job)
                 task.cancel()
-        await self._wait_until(idle, grace, asyncio.Event())
+        if not await self._wait_until(idle, CANCELLED_WAIT, asyncio.Event()):
+            self._log.error(
+                "handlers ignored cancellation; handing their partitions over regardless",
+                running=sum(self._executing[tp] for tp in partitions),
+            )
         return False
 
     def forget(self, partitions: Collection[TopicPartition]) -> None:

@@ -19,13 +19,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 
 from consumer import connection
+from consumer.cloudevents import MessageDecoder
 from consumer.config import Settings
-from consumer.engine.deadletter import DeadLetterPublisher, dead_letter_topic
+from consumer.engine.deadletter import DeadLetterPublisher, dead_letter_topic, request_size
 from consumer.engine.dedupe import RecentlyHandled
 from consumer.engine.delivery import Delivery, Job, Tally
+from consumer.engine.handover import COMMIT_WAIT
 from consumer.engine.scheduler import Scheduler
-from consumer.errors import DecodeError
-from consumer.events import EventDecoder, OtherEvent, UnknownEvent
+from consumer.engine.unreadable import unreadable_batch
+from consumer.errors import DecodeError, UnreadableBatch
+from consumer.events import OtherEvent, UnknownEvent
 from consumer.handler import Handler, ProducerPublish, Record, running
 from consumer.http import shared_client
 from consumer.observability.health import Health
@@ -52,11 +55,14 @@ class Worker:
         self._settings = settings
         self._handlers = handlers
         self._router = Router(settings.routes, handlers)
-        self._decoder = EventDecoder()
+        self._decoder = MessageDecoder(settings.events.envelope)
         self._by_key = settings.engine.ordering == "key"
         self._scheduler = Scheduler(on_finished=self._count_finished)
         self._offsets = self._scheduler.offsets
-        self._paused: set[TopicPartition] = set()
+        self._paused: dict[TopicPartition, int] = {}
+        """Partitions paused by backpressure, with the unfinished messages each held then."""
+        self._owned: set[TopicPartition] = set()
+        """Assigned and not being revoked: only these partitions' positions move commit points."""
         self._stopping = asyncio.Event()
         self._cancel_now = asyncio.Event()
         self._last_activity: float | None = None
@@ -66,6 +72,8 @@ class Worker:
         self._log = structlog.get_logger("consumer.worker")
         self.tally = Tally()
         self.health = Health(settings)
+        self.fatal: UnreadableBatch | None = None
+        """Set when the worker stops on data it cannot read: readiness and metrics show it."""
 
     def stop(self) -> None:
         """Finish in-flight work, commit and leave; asked twice, cancel what is still running."""
@@ -101,14 +109,25 @@ class Worker:
                 session_timeout_ms=kafka.session_timeout_ms,
                 heartbeat_interval_ms=kafka.heartbeat_interval_ms,
                 max_poll_interval_ms=kafka.max_poll_interval_ms,
+                isolation_level=kafka.isolation_level,
+                # As Java clients do: the broker waits this long for a member to rejoin, which
+                # covers the hand-over's wait for running handlers (checked at start-up).
+                rebalance_timeout_ms=kafka.max_poll_interval_ms,
             )
             await connection.start(consumer, kafka)
             stack.push_async_callback(self._leave, consumer)
-            producer = AIOKafkaProducer(**connection.client_options(kafka), acks="all")
+            # Large enough for any message of the source topic, so every one can be dead-lettered.
+            max_request = await request_size(kafka, self._settings.dead_letter.max_request_size)
+            producer = AIOKafkaProducer(
+                **connection.client_options(kafka),
+                acks="all",
+                compression_type=kafka.producer_compression,
+                max_request_size=max_request,
+            )
             await connection.start(producer, kafka)
             stack.push_async_callback(producer.stop)
             http = await stack.enter_async_context(shared_client())
-            delivery = await self._build_delivery(producer, http)
+            delivery = await self._build_delivery(producer, http, max_request)
             await self._start_handlers(stack)
             consumer.subscribe([kafka.topic], listener=_Rebalance(self, consumer))
             self._log.info("worker started", topic=kafka.topic, group=kafka.group_id)
@@ -125,10 +144,14 @@ class Worker:
                 finally:
                     for task in tasks:
                         task.cancel()
+            if self.fatal is None:
+                await self._note_positions(consumer)
             await self._commit(consumer)
+        if self.fatal is not None:
+            raise self.fatal
 
     async def _build_delivery(
-        self, producer: AIOKafkaProducer, http: httpx.AsyncClient
+        self, producer: AIOKafkaProducer, http: httpx.AsyncClient, max_request: int
     ) -> Delivery:
         settings = self._settings
         dead_letters = DeadLetterPublisher(
@@ -138,6 +161,7 @@ class Worker:
             settings.kafka.group_id,
             settings.dead_letter,
             source_topic=settings.kafka.topic,
+            max_message_bytes=max_request,
         )
         await dead_letters.ensure_topic()
         return Delivery(
@@ -164,19 +188,45 @@ class Worker:
                 if not fetch.done():
                     fetch.cancel()
                     return
-                batch = fetch.result()
+                try:
+                    batch = fetch.result()
+                except Exception as exc:
+                    self.fatal = unreadable_batch(exc)
+                    if self.fatal is None:
+                        raise
+                    self._log.error(
+                        "unreadable batch, stopping",
+                        topic=self.fatal.topic,
+                        partition=self.fatal.partition,
+                        offset=self.fatal.offset,
+                        error=self.fatal.cause,
+                    )
+                    self.health.fail(str(self.fatal))
+                    return
                 for tp, messages in batch.items():
                     generation = self._scheduler.generation(tp)
                     for message in messages:
                         self._dispatch(tp, message, generation)
                 if batch:
                     self._last_activity = time.monotonic()
+                await self._note_positions(consumer)
                 self._apply_backpressure(consumer)
                 if until_idle is not None and await self._idle_for(consumer, until_idle):
                     self._log.info("idle, stopping", idle_seconds=until_idle)
                     return
         finally:
             stop.cancel()
+
+    async def _note_positions(self, consumer: AIOKafkaConsumer) -> None:
+        """Let commit points pass offsets that are not records (transaction markers, aborted
+        batches): without this a partition ending in a marker is never committed to its end."""
+        for tp in list(self._owned):
+            # Known once a fetch answered for it; asking earlier would wait for the position.
+            if consumer.highwater(tp) is not None:
+                position = await consumer.position(tp)
+                # A partition revoked meanwhile has handed its unfinished work over.
+                if tp in self._owned:
+                    self._offsets.reached(tp, position)
 
     def _dispatch(self, tp: TopicPartition, message: Any, generation: int) -> None:
         record = Record(
@@ -189,7 +239,7 @@ class Worker:
         )
         self._offsets.add(tp, record.offset)
         try:
-            event = self._decoder.decode(message.value or b"")
+            event, envelope = self._decoder.decode(message.value or b"", record.headers)
         except DecodeError as exc:
             job = Job(record, message.value, (tp, _UNDECODABLE), generation, error=exc)
             self._scheduler.submit(job)
@@ -209,7 +259,14 @@ class Worker:
         key = (record.key or event.ordering_key) if self._by_key else None
         route = self._router.route(event.status)
         job = Job(
-            record, message.value, (tp, key), generation, event, route=route, pending=[*route]
+            record,
+            message.value,
+            (tp, key),
+            generation,
+            event,
+            envelope=envelope,
+            route=route,
+            pending=[*route],
         )
         self._scheduler.submit(job)
 
@@ -236,23 +293,34 @@ class Worker:
             self._commit_due.set()
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
-        """Over the bound, stop fetching until half of what is buffered has finished.
+        """Over the bound, pause the partitions holding unfinished work; each resumes once half
+        of what it held has finished.
 
-        Every assigned partition pauses, not only those with work buffered: a quiet one would
-        otherwise deliver a full fetch each and break the bound.
+        Only what is behind stops: a partition stuck behind one message (whose dead letter
+        cannot be written yet, say) holds its own fetched messages, not the others'. A partition
+        with nothing unfinished keeps fetching and is paused at the next check if the bound is
+        still reached, so the bound is passed by at most a fetch.
         """
-        bound = self._settings.engine.max_buffered
-        buffered = self._offsets.in_flight()
-        if buffered >= bound:
-            behind = set(consumer.assignment()) - self._paused
-            if behind:
-                consumer.pause(*behind)
-                self._paused |= behind
-                self._log.info("paused", partitions=_names(behind), buffered=buffered)
-        elif self._paused and buffered <= bound // 2:
-            consumer.resume(*self._paused)
-            self._log.info("resumed", partitions=_names(self._paused), buffered=buffered)
-            self._paused.clear()
+        offsets = self._offsets
+        resumed = [tp for tp, held in self._paused.items() if offsets.in_flight((tp,)) <= held // 2]
+        if resumed:
+            consumer.resume(*resumed)
+            for tp in resumed:
+                del self._paused[tp]
+            self._log.debug("resumed", partitions=_names(resumed))
+        buffered = offsets.in_flight()
+        if buffered < self._settings.engine.max_buffered:
+            return
+        behind = {
+            tp: held
+            for tp in consumer.assignment()
+            if tp not in self._paused and tp not in resumed and (held := offsets.in_flight((tp,)))
+        }
+        if behind:
+            consumer.pause(*behind)
+            self._paused.update(behind)
+            # Debug: while one partition is stuck the others pause and resume at every fetch.
+            self._log.debug("paused", partitions=_names(behind), buffered=buffered)
 
     async def _idle_for(self, consumer: AIOKafkaConsumer, seconds: float) -> bool:
         if (
@@ -284,6 +352,12 @@ class Worker:
             self._commit_due.clear()
             self._since_commit = 0
             points = self._offsets.uncommitted(partitions)
+            fatal = self.fatal
+            if fatal is not None and fatal.offset is not None:
+                # The client may have moved its position past a batch it gave up on.
+                bad = TopicPartition(fatal.topic, fatal.partition)
+                if points.get(bad, 0) > fatal.offset:
+                    points[bad] = fatal.offset
             if not points:
                 return
             try:
@@ -340,17 +414,24 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         worker = self._worker
         worker.health.revoked(revoked)
+        worker._owned -= revoked
         grace = worker._settings.engine.shutdown_grace
         try:
             if not await worker._scheduler.quiesce(revoked, grace, worker._cancel_now):
                 worker._log.warning(
                     "revoked with handlers still running", partitions=_names(revoked)
                 )
-            await worker._commit(self._consumer, revoked)
+            # Bounded: the member must rejoin within the rebalance timeout. What is not
+            # committed in time is redone by the next owner, never run beside it.
+            async with asyncio.timeout(COMMIT_WAIT):
+                await worker._commit(self._consumer, revoked)
+        except TimeoutError:
+            worker._log.warning("hand-over commit timed out", partitions=_names(revoked))
         finally:
             # aiokafka swallows a listener's exception: the hand-over must happen regardless.
             worker._scheduler.forget(revoked)
-            worker._paused -= revoked
+            for tp in revoked:
+                worker._paused.pop(tp, None)
         if revoked:
             worker._log.info("partitions revoked", partitions=_names(revoked))
 
@@ -358,6 +439,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._worker._scheduler.assigned(assigned)
         self._worker.tally.rebalances += 1
         self._worker.health.assigned(assigned)
+        self._worker._owned |= assigned
         self._worker._last_activity = time.monotonic()
         self._worker._log.info("partitions assigned", partitions=_names(assigned))
 

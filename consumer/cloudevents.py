@@ -1,0 +1,187 @@
+"""CloudEvents around Bandwidth callbacks, as the CNCF Kafka protocol binding carries them.
+
+Structured mode: the value is a JSON envelope (``content-type: application/cloudevents+json``)
+whose ``data`` is the callback, decoded in the same single msgspec pass as the callback itself.
+Binary mode: ``ce_*`` headers carry the attributes and the value is the callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+import msgspec
+from msgspec import Meta
+
+from consumer.errors import DecodeError
+from consumer.events import (
+    _UNREADABLE,
+    Event,
+    EventDecoder,
+    RecordingEvent,
+    _classified,
+    _Envelope,
+    _error,
+    _from_twin,
+    _parse_timestamp,
+    _path,
+    _RawConferenceRecordingAvailable,
+    _RawRecordingAvailable,
+    _recovery,
+)
+
+__all__ = ["CloudEvent", "MessageDecoder"]
+
+T = TypeVar("T")
+Timestamp = Annotated[datetime, Meta(tz=True)]
+STRUCTURED = b"application/cloudevents"
+"""The media type prefix of the ``content-type`` header that marks structured mode."""
+
+
+class CloudEvent(msgspec.Struct, frozen=True, gc=False):
+    """The envelope a callback arrived in: the spec's required attributes and its time."""
+
+    specversion: str
+    id: str
+    source: str
+    type: str
+    time: Timestamp | None = None
+    """None when the envelope has none (or one that is no timestamp at all)."""
+
+    def log_fields(self) -> dict[str, str]:
+        """The attributes for the canonical log line, named like binary mode's headers."""
+        fields = {"ce_id": self.id, "ce_source": self.source, "ce_type": self.type}
+        return fields if self.time is None else fields | {"ce_time": self.time.isoformat()}
+
+
+class _Structured(CloudEvent, Generic[T], frozen=True, kw_only=True, gc=False):
+    """A structured-mode envelope: decoded as one, it is also the CloudEvent handed out."""
+
+    data: T
+
+
+class _LooseTime(msgspec.Struct, kw_only=True, gc=False):
+    """The envelope with its time as text, for a time that is no RFC 3339 timestamp."""
+
+    specversion: str
+    id: str
+    source: str
+    type: str
+    time: str | None = None
+    data: msgspec.Raw
+
+
+class MessageDecoder:
+    """A Kafka message (value and headers) to its event and envelope, per `events.envelope`."""
+
+    def __init__(self, envelope: Literal["raw", "cloudevents", "auto"]) -> None:
+        twins = _RawRecordingAvailable | _RawConferenceRecordingAvailable
+        self._envelope = envelope
+        self._events = EventDecoder()
+        # Bound once: the per-message hot path.
+        self._decode_event = self._events.decode
+        self._fast_decode = msgspec.json.Decoder(_Structured[RecordingEvent]).decode
+        self._twins = msgspec.json.Decoder(_Structured[twins])  # type: ignore[valid-type]
+        self._kind = msgspec.json.Decoder(_Structured[_Envelope])
+        self._loose = msgspec.json.Decoder(_LooseTime)
+
+    def decode(
+        self, value: bytes, headers: Sequence[tuple[str, bytes]]
+    ) -> tuple[Event, CloudEvent | None]:
+        """Raises DecodeError, and only that."""
+        if self._envelope == "raw":
+            return self._decode_event(value), None
+        if headers:
+            named = dict(headers)
+            content_type = named.get("content-type")
+            if content_type is not None and content_type.startswith(STRUCTURED):
+                return self._structured(value)
+            if "ce_specversion" in named:
+                return self._decode_event(value), _from_headers(named)
+        if self._envelope == "cloudevents":
+            return self._structured(value)
+        try:
+            return self._decode_event(value), None
+        except DecodeError as not_raw:
+            # auto: an envelope whose producer set no content-type header is still one.
+            try:
+                return self._structured(value)
+            except DecodeError:
+                raise not_raw from None
+
+    def _structured(self, data: bytes) -> tuple[Event, CloudEvent]:
+        """Envelope and callback in one pass; `EventDecoder`'s recovery steps at ``$.data``."""
+        try:
+            envelope: _Structured[RecordingEvent] = self._fast_decode(data)
+        except msgspec.ValidationError as exc:
+            recovery = _recovery(exc, "$.data")
+            if recovery == "classify":
+                kind = _decoded(self._kind, data)
+                return _classified(kind.data.event_type), _attributes(kind)
+            if recovery == "lenient":
+                twin = _decoded(self._twins, data)
+                return _from_twin(twin.data), _attributes(twin)
+            if _path(exc) == "$.time":
+                return self._loose_time(data)
+            raise _error(exc) from None
+        except _UNREADABLE as exc:
+            raise _error(exc) from None
+        event = envelope.data
+        if event.malformed_raw:
+            return _from_twin(_decoded(self._twins, data).data), _attributes(envelope)
+        return event, envelope
+
+    def _loose_time(self, data: bytes) -> tuple[Event, CloudEvent]:
+        loose = _decoded(self._loose, data)
+        time = _parse_timestamp(loose.time) if loose.time is not None else None
+        attributes = CloudEvent(
+            specversion=loose.specversion,
+            id=loose.id,
+            source=loose.source,
+            type=loose.type,
+            time=time,
+        )
+        return self._decode_event(bytes(loose.data)), attributes
+
+
+def _from_headers(named: dict[str, bytes]) -> CloudEvent:
+    try:
+        id_, source, type_ = named["ce_id"], named["ce_source"], named["ce_type"]
+    except KeyError as missing:
+        name = missing.args[0]
+        raise DecodeError(f"CloudEvent in binary mode without a {name} header", name) from None
+    time = named.get("ce_time")
+    return CloudEvent(
+        named["ce_specversion"].decode("utf-8", "replace"),
+        id_.decode("utf-8", "replace"),
+        source.decode("utf-8", "replace"),
+        type_.decode("utf-8", "replace"),
+        None if time is None else _header_time(time),
+    )
+
+
+def _header_time(value: bytes) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value.decode("utf-8", "replace"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _decoded(decoder: msgspec.json.Decoder[T], data: bytes) -> T:
+    try:
+        return decoder.decode(data)
+    except _UNREADABLE as exc:
+        raise _error(exc) from None
+
+
+def _attributes(envelope: _Structured[Any]) -> CloudEvent:
+    """The attributes alone, so no private twin leaves this module as `data`."""
+    return CloudEvent(
+        specversion=envelope.specversion,
+        id=envelope.id,
+        source=envelope.source,
+        type=envelope.type,
+        time=envelope.time,
+    )
