@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from consumer.config import KafkaSettings
 from consumer.devkafka import LocalBroker
 from consumer.engine import deadletter as dl
 from consumer.produce import produce
+from consumer.topics import admin_client
 from tests.drill import attempts, check
 from tests.support import (
     REPO,
@@ -235,13 +235,9 @@ async def test_dead_letter_topic_refusing_writes_then_fixed(
     committed, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
     assert committed[0] == 5, "nothing committed past the poison message"
     assert end[0] == 86
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(kafka_bootstrap) as admin:
         normal = {"max.message.bytes": "1048588"}
         await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, dlq_topic, normal)])
-    finally:
-        await admin.close()
     await eventually(fully_committed(kafka_bootstrap, unique_name), 90, "all committed")
     worker.send_signal(signal.SIGTERM)
     assert await exit_status(worker) == 0

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.admin import RecordsToDelete
 
 from consumer import dlq
 from consumer.config import DeadLetterSettings, KafkaSettings
@@ -17,6 +17,7 @@ from consumer.engine import deadletter as dl
 from consumer.engine.deadletter import DeadLetterPublisher, Failure, request_size
 from consumer.errors import DecodeError
 from consumer.handler import Record
+from consumer.topics import admin_client
 from tests.support import read_topic
 
 SOURCE_LIMIT = 3 * 1024 * 1024
@@ -138,12 +139,8 @@ async def test_too_large_for_the_dead_letter_topic_becomes_a_reference_record_an
     assert (replayed.key, replayed.value) == (b"r-big", BIG)
     assert dict(replayed.headers)[dl.REPLAYED_FROM] == f"{dlq_topic}/0/0".encode()
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(kafka_bootstrap) as admin:
         await admin.delete_records({TopicPartition(unique_name, 0): RecordsToDelete(1)})
-    finally:
-        await admin.close()
     gone = io.StringIO()
     assert await asyncio.wait_for(replay(f"{unique_name}.b", gone), 60) == 0
     assert gone.getvalue() == (
