@@ -35,8 +35,8 @@ from _common import (
 )
 
 from consumer.config import LoggingSettings
+from consumer.engine.logs import configure_logging
 from consumer.events import EventDecoder, RecordingAvailable
-from consumer.logs import configure_logging
 
 PARTITIONS = 6
 GOAL = 0.8

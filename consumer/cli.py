@@ -120,8 +120,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.engine.logs import configure_logging
     from consumer.engine.worker import Worker
-    from consumer.logs import configure_logging
     from consumer.observability.server import endpoint, listen_address
 
     listen_address(settings.observability.listen)  # a malformed address fails before anything
@@ -156,16 +156,16 @@ def _print_summary(worker: Worker) -> None:
 
 def _routed_handlers(settings: Settings) -> dict[str, Handler]:
     """Every handler a route names, loaded and built from its options, as `run` starts them."""
-    from consumer.plugins import build_handlers
+    from consumer.engine.plugins import build_handlers
 
     names = {name for route in settings.routes.values() for name in route}
     return build_handlers(names, settings.handlers, settings.plugins)
 
 
 def _check_config(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.engine.plugins import masked_options
+    from consumer.engine.routing import unrouted_statuses
     from consumer.handler import running
-    from consumer.plugins import masked_options
-    from consumer.routing import unrouted_statuses
 
     handlers = _routed_handlers(settings)
 
@@ -220,7 +220,7 @@ def _inspect(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _handlers(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.plugins import describe
+    from consumer.engine.plugins import describe
 
     for name, origin, options in describe(settings.plugins):
         print(f"{name}  ({origin})")

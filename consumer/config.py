@@ -17,7 +17,7 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from consumer.connection import check_security
+from consumer.engine.connection import check_security
 from consumer.errors import ConfigError
 from consumer.secret import Secret, decode_secret
 from consumer.validation import problems

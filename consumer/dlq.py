@@ -14,12 +14,12 @@ from typing import Any, TextIO
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from consumer import connection
 from consumer.config import KafkaSettings
+from consumer.engine import connection
 from consumer.engine import deadletter as dl
+from consumer.engine.admin import admin_client
+from consumer.engine.printable import escape_controls
 from consumer.errors import ConsumerError
-from consumer.printable import escape_controls
-from consumer.topics import admin_client
 
 FETCH_TIMEOUT_MS = 1_000
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 
-from consumer import connection
 from consumer.config import KafkaSettings
-from consumer.topics import admin_client, create_topic
+from consumer.engine import connection
+from consumer.engine.admin import admin_client, create_topic
 
 PROGRESS_FROM = 10_000
 """Below this many messages a progress bar is noise."""

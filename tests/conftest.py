@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import trustme
 
-from consumer import topics
 from consumer.devkafka import LocalBroker, free_port
+from consumer.engine import admin as topics
 from tests.tls_server import FakeBandwidth
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from consumer.config import Settings, load_settings
+from consumer.engine.plugins import build_handlers
 from consumer.errors import ConfigError
-from consumer.plugins import build_handlers
 from tests.support import REPO
 
 

@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumer import devkafka
-from consumer.topics import admin_client
+from consumer.engine.admin import admin_client
 
 
 async def test_broker_answers_metadata(kafka_bootstrap: str) -> None:

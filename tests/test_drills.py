@@ -21,8 +21,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from consumer.config import KafkaSettings
 from consumer.devkafka import LocalBroker
 from consumer.engine import deadletter as dl
+from consumer.engine.admin import admin_client
 from consumer.produce import produce
-from consumer.topics import admin_client
 from tests.drill import attempts, check
 from tests.support import (
     REPO,

@@ -15,10 +15,10 @@ import pytest
 import trustme
 from aiokafka.admin import AIOKafkaAdminClient
 
-from consumer import connection
 from consumer.config import KafkaSettings
 from consumer.devkafka import LocalBroker
 from consumer.devkafka_security import SCRAM_USER
+from consumer.engine import connection
 from consumer.engine import deadletter as dl
 from consumer.errors import KafkaConnectError
 from consumer.samples import sample_messages

@@ -18,13 +18,14 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumer import connection
 from consumer.cloudevents import MessageDecoder
 from consumer.config import Settings
+from consumer.engine import connection
 from consumer.engine.deadletter import DeadLetterPublisher, dead_letter_topic, request_size
 from consumer.engine.dedupe import RecentlyHandled
 from consumer.engine.delivery import Delivery, Job, Tally
 from consumer.engine.handover import COMMIT_WAIT
+from consumer.engine.routing import Router
 from consumer.engine.scheduler import Scheduler
 from consumer.engine.unreadable import unreadable_batch
 from consumer.errors import DecodeError, UnreadableBatch
@@ -34,7 +35,6 @@ from consumer.http import shared_client
 from consumer.observability.health import Health
 from consumer.observability.startup import wait_for_kafka
 from consumer.observability.watch import log_stats, watch_broker, watch_loop
-from consumer.routing import Router
 
 _UNDECODABLE = object()
 """The lane key of messages that could not be decoded: they have no recording to order by."""

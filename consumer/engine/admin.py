@@ -14,8 +14,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import NoError, TopicAlreadyExistsError, for_code
 
-from consumer import connection
 from consumer.config import KafkaSettings
+from consumer.engine import connection
 
 
 @asynccontextmanager
