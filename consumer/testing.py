@@ -32,7 +32,6 @@ from structlog.testing import LogCapture
 
 from consumer.cloudevents import CloudEvent
 from consumer.config import EngineSettings, KafkaSettings, RetryPolicy, RetrySettings, Settings
-from consumer.dlq import dlq_fields, read_all
 from consumer.engine import deadletter
 from consumer.engine.deadletter import dead_letter_topic
 from consumer.engine.worker import Worker
@@ -45,7 +44,8 @@ from consumer.events import (
 from consumer.handler import Context, Handler, Publish, Record, running
 from consumer.http import shared_client
 from consumer.outcomes import OUTCOMES, Outcome
-from consumer.produce import ensure_topic, produce
+from consumer.tools.deadletter_commands import dlq_fields, read_all
+from consumer.tools.produce import ensure_topic, produce
 
 __all__ = [
     "DeadLetter",

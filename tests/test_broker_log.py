@@ -18,10 +18,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.record._crc32c import crc as crc32c
 from confluent_kafka import Consumer
 
-from consumer.cli import main
 from consumer.devkafka import LocalBroker, free_port
 from consumer.engine.worker import Worker
 from consumer.samples import MALFORMED
+from consumer.tools.cli import main
 from tests.support import (
     BATCH_ATTRIBUTES_AT,
     Recorder,

@@ -22,7 +22,7 @@ from consumer.config import KafkaSettings
 from consumer.devkafka import LocalBroker
 from consumer.engine import deadletter as dl
 from consumer.engine.admin import admin_client
-from consumer.produce import produce
+from consumer.tools.produce import produce
 from tests.drill import attempts, check
 from tests.support import (
     REPO,

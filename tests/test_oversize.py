@@ -11,13 +11,13 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
 
-from consumer import dlq
 from consumer.config import DeadLetterSettings, KafkaSettings
 from consumer.engine import deadletter as dl
 from consumer.engine.admin import admin_client
 from consumer.engine.deadletter import DeadLetterPublisher, Failure, request_size
 from consumer.errors import DecodeError
 from consumer.handler import Record
+from consumer.tools import deadletter_commands as dlq
 from tests.support import read_topic
 
 SOURCE_LIMIT = 3 * 1024 * 1024

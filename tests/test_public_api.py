@@ -127,11 +127,11 @@ def test_example_plugin_and_guide_use_only_public_names() -> None:
 
 def test_the_scan_catches_a_private_import() -> None:
     """The scan above is not vacuous: private modules and unexported names are reported."""
-    code = "from consumer.handler import Context\nfrom consumer import _KIT\nimport consumer.dlq\n"
+    code = "from consumer.handler import Context\nfrom consumer import _KIT\nimport consumer.tools.deadletter_commands\n"
     assert _not_public(_consumer_names(ast.parse(code))) == [
         "consumer.handler:Context",
         "consumer:_KIT",
-        "consumer.dlq",
+        "consumer.tools.deadletter_commands",
     ]
 
 

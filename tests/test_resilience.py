@@ -20,8 +20,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from consumer.config import KafkaSettings
-from consumer.produce import produce
 from consumer.samples import recording_event
+from consumer.tools.produce import produce
 from tests.drill import check
 from tests.support import (
     committed_and_end,

@@ -15,8 +15,8 @@ import msgspec
 from msgspec.json import encode
 
 from consumer.engine.worker import Worker
-from consumer.produce import produce
 from consumer.samples import SAMPLE_STATUSES, recording_event, sample_messages
+from consumer.tools.produce import produce
 from tests.support import (
     REPO,
     Recorder,

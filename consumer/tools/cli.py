@@ -208,7 +208,7 @@ def _settings_source(config: Path | None) -> str:
 
 
 def _inspect(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.inspect import inspect_lines
+    from consumer.tools.inspect import inspect_lines
 
     if args.file == "-":
         return inspect_lines(sys.stdin.buffer, settings, sys.stdout)
@@ -230,8 +230,8 @@ def _handlers(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.dlq import show
     from consumer.engine.deadletter import dead_letter_topic
+    from consumer.tools.deadletter_commands import show
 
     asyncio.run(_reach(settings.kafka))
     count = asyncio.run(show(settings.kafka, dead_letter_topic(settings), args.limit, sys.stdout))
@@ -240,8 +240,8 @@ def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.dlq import replay
     from consumer.engine.deadletter import dead_letter_topic
+    from consumer.tools.deadletter_commands import replay
 
     asyncio.run(_reach(settings.kafka))
     count = asyncio.run(
@@ -264,8 +264,8 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.produce import ensure_topic, produce
     from consumer.samples import sample_messages
+    from consumer.tools.produce import ensure_topic, produce
 
     topic = args.topic or settings.kafka.topic
     kafka = settings.kafka
