@@ -25,14 +25,14 @@ from aiokafka.admin import NewTopic
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from consumer.config import EngineSettings, KafkaSettings, LoggingSettings, Settings, load_settings
-from consumer.devkafka import bootstrap_servers
+from consumer.devkit.devkafka import bootstrap_servers
+from consumer.devkit.samples import recording_event
 from consumer.engine.admin import admin_client
 from consumer.engine.connection import client_options
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.handler import Context
 from consumer.observability.server import endpoint
-from consumer.samples import recording_event
 
 Message = tuple[bytes, bytes]
 

@@ -36,7 +36,7 @@ from _common import (
 )
 
 from consumer.config import LoggingSettings, ObservabilitySettings
-from consumer.devkafka import free_port
+from consumer.devkit.devkafka import free_port
 from consumer.engine.delivery import Tally
 from consumer.engine.logs import configure_logging
 

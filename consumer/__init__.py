@@ -49,7 +49,7 @@ from consumer.outcomes import OUTCOMES, Outcome
 from consumer.secret import Secret
 
 if TYPE_CHECKING:
-    from consumer.testing import (
+    from consumer.devkit.testing import (
         DeadLetter,
         HandlerRun,
         Published,
@@ -83,7 +83,7 @@ _KIT = frozenset(
 
 def __getattr__(name: str) -> Any:
     if name in _KIT:
-        return getattr(import_module("consumer.testing"), name)
+        return getattr(import_module("consumer.devkit.testing"), name)
     raise AttributeError(f"module 'consumer' has no attribute {name!r}")
 
 

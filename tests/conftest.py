@@ -1,7 +1,7 @@
 """Shared fixtures: unique names and topic creation.
 
 The session's broker, `kafka_bootstrap`, comes from the project's own pytest plugin
-(consumer/pytest_plugin.py), the one plugin authors get.
+(consumer/devkit/pytest_plugin.py), the one plugin authors get.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import trustme
 
-from consumer.devkafka import LocalBroker, free_port
+from consumer.devkit.devkafka import LocalBroker, free_port
 from consumer.engine import admin as topics
 from tests.tls_server import FakeBandwidth
 

@@ -12,7 +12,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 
-from consumer.devkafka import free_port
+from consumer.devkit.devkafka import free_port
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 REGION = "us-east-1"

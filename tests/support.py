@@ -17,10 +17,10 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.config import Settings, load_settings
+from consumer.devkit.samples import recording_event
 from consumer.engine.admin import admin_client
 from consumer.events import RecordingEvent
 from consumer.handler import Context
-from consumer.samples import recording_event
 
 REPO = Path(__file__).resolve().parent.parent
 

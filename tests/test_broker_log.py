@@ -18,9 +18,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.record._crc32c import crc as crc32c
 from confluent_kafka import Consumer
 
-from consumer.devkafka import LocalBroker, free_port
+from consumer.devkit.devkafka import LocalBroker, free_port
+from consumer.devkit.samples import MALFORMED
 from consumer.engine.worker import Worker
-from consumer.samples import MALFORMED
 from consumer.tools.cli import main
 from tests.support import (
     BATCH_ATTRIBUTES_AT,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from consumer import devkafka
+from consumer.devkit import devkafka
 from consumer.engine.admin import admin_client
 
 

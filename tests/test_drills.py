@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from consumer.config import KafkaSettings
-from consumer.devkafka import LocalBroker
+from consumer.devkit.devkafka import LocalBroker
 from consumer.engine import deadletter as dl
 from consumer.engine.admin import admin_client
 from consumer.tools.produce import produce

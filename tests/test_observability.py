@@ -14,7 +14,7 @@ import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.config import Settings
-from consumer.devkafka import free_port
+from consumer.devkit.devkafka import free_port
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.handler import Context, Handler

@@ -13,11 +13,11 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from consumer.devkit.testing import kafka_round_trip, make_event, run_handler
 from consumer.errors import PluginError
 from consumer.events import RecordingAvailable, decode, encode_event
 from consumer.handler import ProducerPublish, Record
 from consumer.handlers.publish import PublishHandler, PublishOptions
-from consumer.testing import kafka_round_trip, make_event, run_handler
 
 ORIGINAL = (
     b'{ "eventType": "recordingAvailable",\n  "recordingId": "r-7", "status": "complete",\n'

@@ -13,12 +13,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from structlog.testing import capture_logs
 
+from consumer.devkit.samples import recording_event
 from consumer.engine import deadletter as dl
 from consumer.engine.worker import Worker
 from consumer.errors import PermanentFailure
 from consumer.events import RecordingEvent
 from consumer.handler import Context
-from consumer.samples import recording_event
 from consumer.tools.deadletter_commands import dlq_fields
 from consumer.tools.produce import produce
 from tests.support import (

@@ -20,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from consumer.config import KafkaSettings
-from consumer.samples import recording_event
+from consumer.devkit.samples import recording_event
 from consumer.tools.produce import produce
 from tests.drill import check
 from tests.support import (

@@ -16,13 +16,13 @@ import trustme
 from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer.config import KafkaSettings
-from consumer.devkafka import LocalBroker
-from consumer.devkafka_security import SCRAM_USER
+from consumer.devkit.devkafka import LocalBroker
+from consumer.devkit.devkafka_security import SCRAM_USER
+from consumer.devkit.samples import sample_messages
+from consumer.devkit.testing import kafka_round_trip
 from consumer.engine import connection
 from consumer.engine import deadletter as dl
 from consumer.errors import KafkaConnectError
-from consumer.samples import sample_messages
-from consumer.testing import kafka_round_trip
 from tests.secured import MODES, secured_env, secured_settings
 from tests.support import REPO, Recorder, committed_and_end, read_topic, recording_message
 from tests.test_dlq_tools import _dead_letters

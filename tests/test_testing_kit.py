@@ -9,6 +9,14 @@ import msgspec
 import pytest
 
 from consumer import OUTCOMES, RetryPolicy
+from consumer.devkit.testing import (
+    RoundTrip,
+    kafka_round_trip,
+    make_conference_event,
+    make_event,
+    run_handler,
+    running,
+)
 from consumer.errors import PermanentFailure, RetryLater
 from consumer.events import (
     ConferenceRecordingAvailable,
@@ -19,14 +27,6 @@ from consumer.events import (
 )
 from consumer.handler import Context
 from consumer.handlers.log import LogHandler
-from consumer.testing import (
-    RoundTrip,
-    kafka_round_trip,
-    make_conference_event,
-    make_event,
-    run_handler,
-    running,
-)
 from tests.support import committed_and_end
 
 OPTIONAL = {"parent_call_id", "enqueued_time", "transfer_caller_id", "transfer_to"}

@@ -14,8 +14,8 @@ from typing import Any
 import msgspec
 from msgspec.json import encode
 
+from consumer.devkit.samples import SAMPLE_STATUSES, recording_event, sample_messages
 from consumer.engine.worker import Worker
-from consumer.samples import SAMPLE_STATUSES, recording_event, sample_messages
 from consumer.tools.produce import produce
 from tests.support import (
     REPO,

@@ -264,7 +264,7 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.samples import sample_messages
+    from consumer.devkit.samples import sample_messages
     from consumer.tools.produce import ensure_topic, produce
 
     topic = args.topic or settings.kafka.topic

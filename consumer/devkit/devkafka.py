@@ -5,7 +5,7 @@ Maven once into ``$DEVKAFKA_HOME/jars/<version>/`` (default ``./.devkafka``); th
 of ``make kafka-up`` keeps its state in ``$DEVKAFKA_HOME/run/``. With ``KAFKA_BOOTSTRAP_SERVERS``
 set, nothing is started and that address is used instead.
 
-    python -m consumer.devkafka up|down|status|bootstrap [--secured] [--port N]
+    python -m consumer.devkit.devkafka up|down|status|bootstrap [--secured] [--port N]
 
 The plain broker listens on 127.0.0.1:9092, the settings' default: when that port is taken
 (someone else's broker?), `up` refuses instead of choosing another port behind the settings'
@@ -33,8 +33,8 @@ from types import TracebackType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
-from consumer import devkafka_security
-from consumer.devkafka_security import PLAIN_USER, SCRAM_USER, Security
+from consumer.devkit import devkafka_security
+from consumer.devkit.devkafka_security import PLAIN_USER, SCRAM_USER, Security
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
@@ -346,7 +346,7 @@ class LocalBroker:
             raise BrokerError(
                 f"port {DEFAULT_PORT} on 127.0.0.1 is in use (another broker?); stop it, or "
                 f"start on another port with `up --port N` and point clients at it "
-                f"(KAFKA_BOOTSTRAP_SERVERS=$(python -m consumer.devkafka bootstrap))"
+                f"(KAFKA_BOOTSTRAP_SERVERS=$(python -m consumer.devkit.devkafka bootstrap))"
             )
         return DEFAULT_PORT
 
@@ -522,9 +522,9 @@ def bootstrap_servers() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``python -m consumer.devkafka`` command line; returns the exit status."""
+    """The ``python -m consumer.devkit.devkafka`` command line; returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m consumer.devkafka",
+        prog="python -m consumer.devkit.devkafka",
         description="A local Apache Kafka broker for development, from Maven Central's jars.",
     )
     secured = argparse.ArgumentParser(add_help=False)
