@@ -18,7 +18,7 @@ import trustme
 from consumer.devkit.testing import make_conference_event, make_event, run_handler, running
 from consumer.errors import ConfigError, PermanentFailure, PluginError, RetryLater
 from consumer.events import RecordingEvent
-from consumer.handlers.bandwidth_auth import token_ttl
+from consumer.handlers.bandwidth import token_ttl
 from consumer.handlers.download import DownloadHandler, DownloadOptions, media_path
 from tests.tls_server import (
     CLIENT_ID,

@@ -28,7 +28,7 @@ import structlog
 
 from consumer.errors import PermanentFailure, PluginError, RetryLater
 from consumer.events import ConferenceRecordingAvailable, RecordingEvent, encode_event
-from consumer.handlers.bandwidth_auth import (
+from consumer.handlers.bandwidth import (
     TOKEN_URL,
     Authenticator,
     BasicAuth,
