@@ -35,7 +35,8 @@ from consumer.events import (
     RecordingEvent,
     Status,
 )
-from consumer.handler import (
+from consumer.http import retry_after
+from consumer.interface import (
     BaseHandler,
     Context,
     Handler,
@@ -44,7 +45,6 @@ from consumer.handler import (
     Record,
     running,
 )
-from consumer.http import retry_after
 from consumer.outcomes import OUTCOMES, Outcome
 from consumer.secret import Secret
 

@@ -20,7 +20,7 @@ from consumer.config import Settings, load_settings
 from consumer.devkit.samples import recording_event
 from consumer.engine.admin import admin_client
 from consumer.events import RecordingEvent
-from consumer.handler import Context
+from consumer.interface import Context
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,10 +12,10 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from structlog.testing import capture_logs
 
 from consumer.config import DeadLetterSettings, KafkaSettings
-from consumer.engine import deadletter as dl
-from consumer.engine.deadletter import DeadLetterPublisher, Failure, dead_letter_headers
+from consumer.engine import deadletter_publisher as dl
+from consumer.engine.deadletter_publisher import DeadLetterPublisher, Failure, dead_letter_headers
 from consumer.errors import DecodeError, PermanentFailure
-from consumer.handler import Record
+from consumer.interface import Record
 from tests.support import read_topic, topic_partitions, wait_for
 
 FIRST = 1_795_000_000.25  # 2026-11-18T11:06:40.250Z

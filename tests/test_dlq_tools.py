@@ -11,11 +11,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from consumer.config import DeadLetterSettings, KafkaSettings
-from consumer.engine import deadletter as dl
+from consumer.engine import deadletter_publisher as dl
 from consumer.engine.admin import admin_client
-from consumer.engine.deadletter import DeadLetterPublisher, Failure
+from consumer.engine.deadletter_publisher import DeadLetterPublisher, Failure
 from consumer.errors import ConsumerError, DecodeError, PermanentFailure
-from consumer.handler import Record
+from consumer.interface import Record
 from consumer.tools import deadletter_commands as dlq
 from tests.support import committed_and_end, read_topic
 from tests.test_deadletter import FIRST, LAST

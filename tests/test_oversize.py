@@ -12,11 +12,11 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
 
 from consumer.config import DeadLetterSettings, KafkaSettings
-from consumer.engine import deadletter as dl
+from consumer.engine import deadletter_publisher as dl
 from consumer.engine.admin import admin_client
-from consumer.engine.deadletter import DeadLetterPublisher, Failure, request_size
+from consumer.engine.deadletter_publisher import DeadLetterPublisher, Failure, request_size
 from consumer.errors import DecodeError
-from consumer.handler import Record
+from consumer.interface import Record
 from consumer.tools import deadletter_commands as dlq
 from tests.support import read_topic
 

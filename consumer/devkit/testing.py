@@ -32,8 +32,8 @@ from structlog.testing import LogCapture
 
 from consumer.cloudevents import CloudEvent
 from consumer.config import EngineSettings, KafkaSettings, RetryPolicy, RetrySettings, Settings
-from consumer.engine import deadletter
-from consumer.engine.deadletter import dead_letter_topic
+from consumer.engine import deadletter_publisher as deadletter
+from consumer.engine.deadletter_publisher import dead_letter_topic
 from consumer.engine.worker import Worker
 from consumer.events import (
     ConferenceRecordingAvailable,
@@ -41,8 +41,8 @@ from consumer.events import (
     RecordingEvent,
     encode_event,
 )
-from consumer.handler import Context, Handler, Publish, Record, running
 from consumer.http import shared_client
+from consumer.interface import Context, Handler, Publish, Record, running
 from consumer.outcomes import OUTCOMES, Outcome
 from consumer.tools.deadletter_commands import dlq_fields, read_all
 from consumer.tools.produce import ensure_topic, produce

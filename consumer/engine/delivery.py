@@ -15,12 +15,12 @@ import structlog
 
 from consumer.cloudevents import CloudEvent
 from consumer.config import RetrySettings
-from consumer.engine.deadletter import DeadLetterPublisher, Failure
+from consumer.engine.deadletter_publisher import DeadLetterPublisher, Failure
 from consumer.engine.dedupe import RecentlyHandled, fingerprint
 from consumer.engine.retry import retry_delay
 from consumer.errors import DecodeError
 from consumer.events import RecordingEvent
-from consumer.handler import Context, Handler, Publish, Record
+from consumer.interface import Context, Handler, Publish, Record
 from consumer.observability.metrics import MAX_RAW_SERIES, Durations, message_labels
 from consumer.outcomes import Outcome
 

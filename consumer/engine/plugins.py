@@ -10,7 +10,7 @@ import msgspec
 
 from consumer.config import PluginSettings, validation_key
 from consumer.errors import PluginError
-from consumer.handler import Handler, options_keyed, options_type
+from consumer.interface import Handler, options_keyed, options_type
 from consumer.secret import decode_secret, masked
 
 ENTRY_POINT_GROUP = "recording_consumer.handlers"

@@ -21,7 +21,11 @@ from aiokafka.errors import KafkaError
 from consumer.cloudevents import MessageDecoder
 from consumer.config import Settings
 from consumer.engine import connection
-from consumer.engine.deadletter import DeadLetterPublisher, dead_letter_topic, request_size
+from consumer.engine.deadletter_publisher import (
+    DeadLetterPublisher,
+    dead_letter_topic,
+    request_size,
+)
 from consumer.engine.dedupe import RecentlyHandled
 from consumer.engine.delivery import Delivery, Job, Tally
 from consumer.engine.handover import COMMIT_WAIT
@@ -30,8 +34,8 @@ from consumer.engine.scheduler import Scheduler
 from consumer.engine.unreadable import unreadable_batch
 from consumer.errors import DecodeError, UnreadableBatch
 from consumer.events import OtherEvent, UnknownEvent
-from consumer.handler import Handler, ProducerPublish, Record, running
 from consumer.http import shared_client
+from consumer.interface import Handler, ProducerPublish, Record, running
 from consumer.observability.health import Health
 from consumer.observability.startup import wait_for_kafka
 from consumer.observability.watch import log_stats, watch_broker, watch_loop

@@ -39,7 +39,7 @@ from consumer.http import retry_after
 from consumer.secret import read_secret
 
 if TYPE_CHECKING:
-    from consumer.handler import Context
+    from consumer.interface import Context
 
 ACCEPT: Final = "audio/vnd.wave, audio/mpeg, application/json"
 METADATA: Final = (

@@ -20,7 +20,7 @@ from consumer.secret import encode_secret
 if TYPE_CHECKING:
     from consumer.config import KafkaSettings
     from consumer.engine.worker import Worker
-    from consumer.handler import Handler
+    from consumer.interface import Handler
 
 EXIT_UNREADABLE = 3
 """`run` stopped on a batch it cannot read (2 is a settings error)."""
@@ -165,7 +165,7 @@ def _routed_handlers(settings: Settings) -> dict[str, Handler]:
 def _check_config(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.engine.plugins import masked_options
     from consumer.engine.routing import unrouted_statuses
-    from consumer.handler import running
+    from consumer.interface import running
 
     handlers = _routed_handlers(settings)
 
@@ -230,7 +230,7 @@ def _handlers(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.engine.deadletter import dead_letter_topic
+    from consumer.engine.deadletter_publisher import dead_letter_topic
     from consumer.tools.deadletter_commands import show
 
     asyncio.run(_reach(settings.kafka))
@@ -240,7 +240,7 @@ def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.engine.deadletter import dead_letter_topic
+    from consumer.engine.deadletter_publisher import dead_letter_topic
     from consumer.tools.deadletter_commands import replay
 
     asyncio.run(_reach(settings.kafka))

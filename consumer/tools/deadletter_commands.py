@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumer.config import KafkaSettings
 from consumer.engine import connection
-from consumer.engine import deadletter as dl
+from consumer.engine import deadletter_publisher as dl
 from consumer.engine.admin import admin_client
 from consumer.engine.printable import escape_controls
 from consumer.errors import ConsumerError

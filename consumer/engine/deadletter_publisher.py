@@ -20,7 +20,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from consumer.config import DeadLetterSettings, KafkaSettings, Settings
 from consumer.engine.admin import admin_client, create_topic, max_message_bytes
 from consumer.errors import DecodeError
-from consumer.handler import Record
+from consumer.interface import Record
 
 PREFIX = "dlq."
 TOPIC = "dlq.topic"
