@@ -2,8 +2,8 @@
 
 Run from the repository root:  .venv/bin/python bench/throughput.py [count] [rounds]
 (default 200,000 events of ~1 KB, best of 3 rounds). Uses ``$KAFKA_BOOTSTRAP_SERVERS`` or starts
-the local broker (``python -m consumer.devkit.devkafka up``). Each round reads the topic afresh with a
-new group: a bare loop, then the worker; per-event JSON lines go to /dev/null.
+the local broker (``python -m consumer.devkit.devkafka up``). Each round reads the topic afresh
+with a new group: a bare loop, then the worker; per-event JSON lines go to /dev/null.
 
 - quiet:  the worker with a no-op handler, per-event lines below the level (warning), against a
   bare ``getmany`` + ``commit`` loop. Goal: at least 80% of the bare loop's events/s.

@@ -12,8 +12,9 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from structlog.testing import capture_logs
 
 from consumer.config import DeadLetterSettings, KafkaSettings
-from consumer.engine import deadletter_publisher as dl
-from consumer.engine.deadletter_publisher import DeadLetterPublisher, Failure, dead_letter_headers
+from consumer.engine import deadletter_headers as dl
+from consumer.engine.deadletter_headers import Failure, dead_letter_headers
+from consumer.engine.deadletter_publisher import DeadLetterPublisher
 from consumer.errors import DecodeError, PermanentFailure
 from consumer.interface import Record
 from tests.support import read_topic, topic_partitions, wait_for

@@ -11,9 +11,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from consumer.config import DeadLetterSettings, KafkaSettings
-from consumer.engine import deadletter_publisher as dl
+from consumer.engine import deadletter_headers as dl
 from consumer.engine.admin import admin_client
-from consumer.engine.deadletter_publisher import DeadLetterPublisher, Failure
+from consumer.engine.deadletter_headers import Failure
+from consumer.engine.deadletter_publisher import DeadLetterPublisher
 from consumer.errors import ConsumerError, DecodeError, PermanentFailure
 from consumer.interface import Record
 from consumer.tools import deadletter_commands as dlq

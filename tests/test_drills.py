@@ -20,7 +20,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from consumer.config import KafkaSettings
 from consumer.devkit.devkafka import LocalBroker
-from consumer.engine import deadletter_publisher as dl
+from consumer.engine import deadletter_headers as dl
 from consumer.engine.admin import admin_client
 from consumer.tools.produce import produce
 from tests.drill import attempts, check

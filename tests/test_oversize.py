@@ -12,9 +12,10 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
 
 from consumer.config import DeadLetterSettings, KafkaSettings
-from consumer.engine import deadletter_publisher as dl
+from consumer.engine import deadletter_headers as dl
 from consumer.engine.admin import admin_client
-from consumer.engine.deadletter_publisher import DeadLetterPublisher, Failure, request_size
+from consumer.engine.deadletter_headers import Failure
+from consumer.engine.deadletter_publisher import HEADER_ROOM, DeadLetterPublisher, request_size
 from consumer.errors import DecodeError
 from consumer.interface import Record
 from consumer.tools import deadletter_commands as dlq
@@ -58,7 +59,7 @@ async def test_dead_letters_follow_the_source_topics_limit(
     size = await request_size(
         KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=unique_name), None
     )
-    assert size == SOURCE_LIMIT + dl.HEADER_ROOM
+    assert size == SOURCE_LIMIT + HEADER_ROOM
     assert (
         await request_size(
             KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=unique_name), 5_000_000

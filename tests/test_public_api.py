@@ -127,7 +127,11 @@ def test_example_plugin_and_guide_use_only_public_names() -> None:
 
 def test_the_scan_catches_a_private_import() -> None:
     """The scan above is not vacuous: private modules and unexported names are reported."""
-    code = "from consumer.interface import Context\nfrom consumer import _KIT\nimport consumer.tools.deadletter_commands\n"
+    code = (
+        "from consumer.interface import Context\n"
+        "from consumer import _KIT\n"
+        "import consumer.tools.deadletter_commands\n"
+    )
     assert _not_public(_consumer_names(ast.parse(code))) == [
         "consumer.interface:Context",
         "consumer:_KIT",

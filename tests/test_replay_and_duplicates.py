@@ -14,12 +14,12 @@ from aiokafka import AIOKafkaProducer
 from structlog.testing import capture_logs
 
 from consumer.devkit.samples import recording_event
-from consumer.engine import deadletter_publisher as dl
+from consumer.engine import deadletter_headers as dl
+from consumer.engine.deadletter_headers import dlq_fields
 from consumer.engine.worker import Worker
 from consumer.errors import PermanentFailure
 from consumer.events import RecordingEvent
 from consumer.interface import Context
-from consumer.tools.deadletter_commands import dlq_fields
 from consumer.tools.produce import produce
 from tests.support import (
     REPO,

@@ -32,7 +32,8 @@ from structlog.testing import LogCapture
 
 from consumer.cloudevents import CloudEvent
 from consumer.config import EngineSettings, KafkaSettings, RetryPolicy, RetrySettings, Settings
-from consumer.engine import deadletter_publisher as deadletter
+from consumer.engine import deadletter_headers
+from consumer.engine.deadletter_headers import dlq_fields
 from consumer.engine.deadletter_publisher import dead_letter_topic
 from consumer.engine.worker import Worker
 from consumer.events import (
@@ -44,7 +45,7 @@ from consumer.events import (
 from consumer.http import shared_client
 from consumer.interface import Context, Handler, Publish, Record, running
 from consumer.outcomes import OUTCOMES, Outcome
-from consumer.tools.deadletter_commands import dlq_fields, read_all
+from consumer.tools.deadletter_commands import read_all
 from consumer.tools.produce import ensure_topic, produce
 
 __all__ = [
@@ -249,15 +250,15 @@ class DeadLetter:
     @property
     def handler(self) -> str | None:
         """The handler that gave up; None when the message could not be decoded."""
-        return self.reasons.get(deadletter.HANDLER)
+        return self.reasons.get(deadletter_headers.HANDLER)
 
     @property
     def error_class(self) -> str:
-        return self.reasons.get(deadletter.ERROR_CLASS, "")
+        return self.reasons.get(deadletter_headers.ERROR_CLASS, "")
 
     @property
     def error_message(self) -> str:
-        return self.reasons.get(deadletter.ERROR_MESSAGE, "")
+        return self.reasons.get(deadletter_headers.ERROR_MESSAGE, "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,8 @@ import structlog
 
 from consumer.cloudevents import CloudEvent
 from consumer.config import RetrySettings
-from consumer.engine.deadletter_publisher import DeadLetterPublisher, Failure
+from consumer.engine.deadletter_headers import Failure
+from consumer.engine.deadletter_publisher import DeadLetterPublisher
 from consumer.engine.dedupe import RecentlyHandled, fingerprint
 from consumer.engine.retry import retry_delay
 from consumer.errors import DecodeError

@@ -6,7 +6,7 @@ Both read up to the end offsets found at start, so they finish even while new de
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack, aclosing
 from types import TracebackType
 from typing import Any, TextIO
@@ -16,8 +16,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumer.config import KafkaSettings
 from consumer.engine import connection
-from consumer.engine import deadletter_publisher as dl
+from consumer.engine import deadletter_headers as dl
 from consumer.engine.admin import admin_client
+from consumer.engine.deadletter_headers import dlq_fields
+from consumer.engine.deadletter_publisher import request_size
 from consumer.engine.printable import escape_controls
 from consumer.errors import ConsumerError
 
@@ -37,11 +39,6 @@ def recording_id_of(value: bytes | None) -> str | None:
         return _ids.decode(value or b"").recording_id
     except msgspec.DecodeError:
         return None
-
-
-def dlq_fields(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
-    """The ``dlq.*`` headers by name; the last wins, as ours come after the original ones."""
-    return {k: v.decode(errors="replace") for k, v in headers if k.startswith(dl.PREFIX)}
 
 
 async def show(kafka: KafkaSettings, dlq_topic: str, limit: int | None, out: TextIO) -> int:
@@ -106,7 +103,7 @@ async def replay(
             **connection.client_options(kafka),
             acks="all",
             compression_type=kafka.producer_compression,
-            max_request_size=await dl.request_size(kafka, max_request_size),
+            max_request_size=await request_size(kafka, max_request_size),
         )
     replayed = 0
     async with _Reader(kafka, dlq_topic, group=group) as reader, AsyncExitStack() as stack:
