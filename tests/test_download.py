@@ -18,8 +18,8 @@ import trustme
 from consumer.devkit.testing import make_conference_event, make_event, run_handler, running
 from consumer.errors import ConfigError, PermanentFailure, PluginError, RetryLater
 from consumer.events import RecordingEvent
-from consumer.handlers.bandwidth import token_ttl
-from consumer.handlers.download import DownloadHandler, DownloadOptions, media_path
+from consumer.handlers.bandwidth import media_path, token_ttl
+from consumer.handlers.download import DownloadHandler, DownloadOptions
 from tests.tls_server import (
     CLIENT_ID,
     CLIENT_SECRET,

@@ -18,7 +18,8 @@ from aiobotocore.session import get_session
 from consumer.devkit.testing import make_event, run_handler, running
 from consumer.errors import ConfigError, PermanentFailure, RetryLater
 from consumer.events import RecordingEvent
-from consumer.handlers.download import DownloadHandler, DownloadOptions, media_path
+from consumer.handlers.bandwidth import media_path
+from consumer.handlers.download import DownloadHandler, DownloadOptions
 from consumer.handlers.s3 import PART_SIZE
 from tests import test_handlers_e2e
 from tests.s3_store import CREDENTIALS, REGION, PartBreaker, moto_server
