@@ -137,10 +137,10 @@ def test_command_line_describes_every_subcommand() -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    for command in ("up", "down", "status", "bootstrap"):
-        (row,) = [n for n, line in enumerate(lines) if line.strip().startswith(command)]
-        described = " ".join(lines[row : row + 3]).removeprefix(f"    {command}").strip()
-        assert len(described) > 20, (command, described)
+    for name in ("up", "down", "status", "bootstrap"):
+        (row,) = [n for n, line in enumerate(lines) if line.strip().startswith(name)]
+        described = " ".join(lines[row : row + 3]).removeprefix(f"    {name}").strip()
+        assert len(described) > 20, (name, described)
     assert "started first if it is not" in " ".join(lines)
 
 
