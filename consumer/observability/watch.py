@@ -91,7 +91,7 @@ async def _probe(
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
             if not assigned:
-                await consumer.engine.admin()
+                await consumer.topics()
                 ends: dict[TopicPartition, int] = {}
             else:
                 ends = await consumer.end_offsets(assigned)
