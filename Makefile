@@ -1,9 +1,9 @@
 # recording-consumer developer commands. The broker comes from Maven Central's Kafka jars
-# (consumer/devkafka.py) unless KAFKA_BOOTSTRAP_SERVERS points at one you already run.
+# (consumer/devkit/devkafka.py) unless KAFKA_BOOTSTRAP_SERVERS points at one you already run.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEVKAFKA := $(BIN)/python -m consumer.devkafka
+DEVKAFKA := $(BIN)/python -m consumer.devkit.devkafka
 # The example third-party handler plugin: installed so the tests can prove discovery end to end.
 EXAMPLE := examples/recording-consumer-audit
 
@@ -21,8 +21,7 @@ $(BIN)/recording-consumer: pyproject.toml $(EXAMPLE)/pyproject.toml
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy consumer
-	$(BIN)/mypy $(EXAMPLE)
+	$(BIN)/mypy consumer tests bench $(EXAMPLE)
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -20,18 +20,19 @@ from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from consumer.config import EngineSettings, KafkaSettings, LoggingSettings, Settings, load_settings
-from consumer.connection import client_options
-from consumer.devkafka import bootstrap_servers
+from consumer.devkit.devkafka import bootstrap_servers
+from consumer.devkit.samples import recording_event
+from consumer.engine.admin import admin_client
+from consumer.engine.connection import client_options
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
-from consumer.handler import Context
+from consumer.interface import Context
 from consumer.observability.server import endpoint
-from consumer.samples import recording_event
 
 Message = tuple[bytes, bytes]
 
@@ -80,12 +81,8 @@ async def publish_backlog(
     server: str, topic: str, partitions: int, data: Sequence[Message]
 ) -> None:
     """Create `topic` and fill it, keys hashed to partitions, in batches of up to ~900 KB."""
-    admin = AIOKafkaAdminClient(**connect(server))
-    await admin.start()
-    try:
+    async with admin_client(kafka_settings(server)) as admin:
         await admin.create_topics([NewTopic(topic, partitions, replication_factor=1)])
-    finally:
-        await admin.close()
     producer = AIOKafkaProducer(
         **connect(server), acks=1, max_batch_size=900_000, max_request_size=1_000_000
     )

@@ -21,9 +21,9 @@ from _common import Probe, bootstrap, fresh, messages, publish_backlog, time_wor
 from _common import worker_settings as settings_for
 
 from consumer.config import LoggingSettings
+from consumer.engine.logs import configure_logging
 from consumer.events import RecordingEvent
-from consumer.handler import Context
-from consumer.logs import configure_logging
+from consumer.interface import Context
 
 EVENTS = 10_000
 KEYS = 100

@@ -15,51 +15,37 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-from msgspec import Meta, field
+from msgspec import field
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from consumer.cloudevents import MessageDecoder
-from consumer.events import EventDecoder
-
-Timestamp = Annotated[datetime, Meta(tz=True)]
+from consumer.events import EventDecoder, RecordingAvailable
 
 
-class PlainRecordingAvailable(
-    msgspec.Struct,
-    frozen=True,
-    rename="camel",
-    kw_only=True,
-    gc=False,
-    tag="recordingAvailable",
-    tag_field="eventType",
-):
-    """The reference: same fields and options as ours, strict types, no tolerance."""
+def _plain(model: type[msgspec.Struct]) -> type[msgspec.Struct]:
+    """The reference: the event model's fields, names and options, strict types, no tolerance."""
+    config = model.__struct_config__
+    fields = [
+        (f.name, f.type, field(default=f.default, name=f.encode_name))
+        for f in msgspec.structs.fields(model)
+        if f.name != "malformed_raw"  # ours alone: what the lenient second pass found
+    ]
+    return msgspec.defstruct(
+        f"Plain{model.__name__}",
+        fields,
+        frozen=True,
+        kw_only=True,
+        gc=False,
+        tag=config.tag,
+        tag_field=config.tag_field,
+    )
 
-    event_time: Timestamp | None = None
-    account_id: str | None = None
-    application_id: str | None = None
-    from_: str | None = field(default=None, name="from")
-    to: str | None = None
-    direction: str | None = None
-    call_id: str | None = None
-    call_url: str | None = None
-    parent_call_id: str | None = None
-    recording_id: str | None = None
-    media_url: str | None = None
-    enqueued_time: Timestamp | None = None
-    start_time: Timestamp | None = None
-    end_time: Timestamp | None = None
-    duration: timedelta | None = None
-    file_format: str | None = None
-    channels: int | None = None
-    tag: str | None = None
-    status: str | None = None
-    transfer_caller_id: str | None = None
-    transfer_to: str | None = None
+
+PlainRecordingAvailable = _plain(RecordingAvailable)
 
 
 def _iso(moment: datetime) -> str:

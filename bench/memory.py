@@ -36,7 +36,8 @@ async def lag(server: str, topic: str, group: str) -> int:
         partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         end = await consumer.end_offsets(partitions)
         committed = [await consumer.committed(tp) or 0 for tp in partitions]
-        return sum(end.values()) - sum(committed)
+        total: int = sum(end.values()) - sum(committed)
+        return total
     finally:
         await consumer.stop()
 

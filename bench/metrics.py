@@ -36,9 +36,9 @@ from _common import (
 )
 
 from consumer.config import LoggingSettings, ObservabilitySettings
-from consumer.devkafka import free_port
+from consumer.devkit.devkafka import free_port
 from consumer.engine.delivery import Tally
-from consumer.logs import configure_logging
+from consumer.engine.logs import configure_logging
 
 PARTITIONS = 6
 SCRAPE_EVERY = 1.0

@@ -34,9 +34,10 @@ import trustme
 from _common import Probe, bootstrap, fresh, publish_backlog, time_worker, verdict
 
 from consumer.config import EngineSettings, KafkaSettings, LoggingSettings, Settings
-from consumer.handlers.download import DownloadHandler, DownloadOptions, media_path
-from consumer.logs import configure_logging
-from consumer.testing import make_event
+from consumer.devkit.testing import make_event
+from consumer.engine.logs import configure_logging
+from consumer.handlers.bandwidth import media_path
+from consumer.handlers.download import DownloadHandler, DownloadOptions
 from tests.s3_store import CREDENTIALS, REGION, moto_server
 from tests.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth
 
@@ -48,7 +49,7 @@ GOAL_MB = 50
 @contextlib.contextmanager
 def bandwidth_in_thread(
     ca: trustme.CA,
-) -> Iterator[tuple[FakeBandwidth, asyncio.AbstractEventLoop]]:
+) -> Iterator[FakeBandwidth]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()

@@ -2,8 +2,8 @@
 
 Run from the repository root:  .venv/bin/python bench/throughput.py [count] [rounds]
 (default 200,000 events of ~1 KB, best of 3 rounds). Uses ``$KAFKA_BOOTSTRAP_SERVERS`` or starts
-the local broker (``python -m consumer.devkafka up``). Each round reads the topic afresh with a
-new group: a bare loop, then the worker; per-event JSON lines go to /dev/null.
+the local broker (``python -m consumer.devkit.devkafka up``). Each round reads the topic afresh
+with a new group: a bare loop, then the worker; per-event JSON lines go to /dev/null.
 
 - quiet:  the worker with a no-op handler, per-event lines below the level (warning), against a
   bare ``getmany`` + ``commit`` loop. Goal: at least 80% of the bare loop's events/s.
@@ -35,8 +35,8 @@ from _common import (
 )
 
 from consumer.config import LoggingSettings
-from consumer.events import EventDecoder
-from consumer.logs import configure_logging
+from consumer.engine.logs import configure_logging
+from consumer.events import EventDecoder, RecordingAvailable
 
 PARTITIONS = 6
 GOAL = 0.8
@@ -49,6 +49,7 @@ def logging_loop() -> Callable[[Any], None]:
 
     def per_message(record: Any) -> None:
         event = decode(record.value)
+        assert isinstance(event, RecordingAvailable)  # the backlog holds recordings only
         log.info(
             "message",
             topic=record.topic,
@@ -63,7 +64,7 @@ def logging_loop() -> Callable[[Any], None]:
 
 async def compare(
     server: str, topic: str, count: int, rounds: int, level: str, per_message: bool
-) -> tuple[Timing, Timing]:
+) -> tuple[Timing, Timing, Timing]:
     best: dict[str, Timing] = {}
     for _ in range(rounds):
         loop = logging_loop() if per_message else None

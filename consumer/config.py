@@ -17,7 +17,7 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from consumer.connection import check_security
+from consumer.engine.connection import check_security
 from consumer.errors import ConfigError
 from consumer.secret import Secret, decode_secret
 from consumer.validation import problems
@@ -275,6 +275,7 @@ def _parse_env_value(value: str) -> Any:
 
 
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
+_MISSING_FIELD = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 _AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 
 
@@ -287,6 +288,9 @@ def validation_key(exc: msgspec.ValidationError) -> tuple[str, str]:
     unknown = _UNKNOWN_FIELD.match(reason)
     if unknown:
         path, reason = f"{path}.{unknown['field']}", "unknown key"
+    missing = _MISSING_FIELD.match(reason)
+    if missing:
+        path, reason = f"{path}.{missing['field']}", "required key is missing"
     return re.sub(r"\[(\d+)\]", r".\1", path).strip("."), reason
 
 

@@ -2,6 +2,7 @@
 
     ConsumerError                  base of everything raised on purpose
     ├── ConfigError                bad settings; the worker refuses to start
+    │   └── OptionError            a handler's option is wrong; keyed by the framework
     ├── PluginError                a handler cannot be found, loaded or configured
     ├── KafkaConnectError          Kafka cannot be reached (within kafka.startup_timeout),
     │                              or refuses our credentials
@@ -30,6 +31,20 @@ class ConfigError(ConsumerError):
     def __init__(self, message: str, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+
+
+class OptionError(ConfigError):
+    """A handler's option is wrong, found by the handler itself (in ``__init__`` or ``start``).
+
+    A handler does not know the name it is registered under (an entry point or a
+    ``[plugins] paths`` alias), so it names the option alone and the framework reports
+    ``handlers.<registered name>.<option>``.
+    """
+
+    def __init__(self, option: str, reason: str) -> None:
+        super().__init__(f"{option}: {reason}", option)
+        self.option = option
+        self.reason = reason
 
 
 class PluginError(ConsumerError):

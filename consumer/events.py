@@ -114,6 +114,14 @@ class _RecordingMixin:
         return next((raw for name, raw in self.malformed_raw if name == json_name), None)
 
     @property
+    def subject_id(self) -> str | None:
+        """The id of what was recorded: ``call_id`` of a call, ``conference_id`` of a conference.
+
+        Both event types have it, so a handler needs no isinstance check to read it.
+        """
+        return self._subject()[1]
+
+    @property
     def ordering_key(self) -> str | None:
         """The key that keeps all work on one recording in order: its recordingId."""
         return self.recording_id

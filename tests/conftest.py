@@ -1,7 +1,7 @@
 """Shared fixtures: unique names and topic creation.
 
 The session's broker, `kafka_bootstrap`, comes from the project's own pytest plugin
-(consumer/pytest_plugin.py), the one plugin authors get.
+(consumer/devkit/pytest_plugin.py), the one plugin authors get.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 import trustme
-from aiokafka.admin import AIOKafkaAdminClient
 
-from consumer import topics
-from consumer.devkafka import LocalBroker, free_port
+from consumer.devkit.devkafka import LocalBroker, free_port
+from consumer.engine import admin as topics
 from tests.tls_server import FakeBandwidth
 
 
@@ -33,9 +32,7 @@ async def _create_topic(
     bootstrap: str, name: str, partitions: int = 1, configs: dict[str, str] | None = None
 ) -> None:
     """Create `name` and return once the broker's metadata shows a leader for every partition."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with topics.admin_client(bootstrap) as admin:
         await topics.create_topic(admin, name, partitions, configs)
         # Metadata is polled: the broker offers nothing to wait on until leaders are elected.
         async with asyncio.timeout(30):
@@ -43,8 +40,6 @@ async def _create_topic(
                 if _has_leaders(await admin.describe_topics([name]), partitions):
                     return
                 await asyncio.sleep(0.1)
-    finally:
-        await admin.close()
 
 
 def _has_leaders(described: list[dict[str, Any]], partitions: int) -> bool:

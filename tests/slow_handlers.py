@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from consumer.events import RecordingEvent
-from consumer.handler import Context
+from consumer.interface import Context
 
 
 def _append(variable: str, ctx: Context, event: RecordingEvent) -> None:

@@ -15,12 +15,12 @@ from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer.config import Settings, load_settings
+from consumer.devkit.samples import recording_event
+from consumer.engine.admin import admin_client
 from consumer.events import RecordingEvent
-from consumer.handler import Context
-from consumer.samples import recording_event
+from consumer.interface import Context
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,12 +39,8 @@ def settings_for(bootstrap: str, topic: str, group: str, **overrides: str) -> Se
 
 async def topic_partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
     """The partitions of `topic`, in order; the topic must exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap) as admin:
         (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
     partitions = sorted(TopicPartition(topic, p["partition"]) for p in described["partitions"])
     assert partitions, f"topic {topic} has no partitions"
     return partitions

@@ -18,10 +18,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.record._crc32c import crc as crc32c
 from confluent_kafka import Consumer
 
-from consumer.cli import main
-from consumer.devkafka import LocalBroker, free_port
+from consumer.devkit.devkafka import LocalBroker, free_port
+from consumer.devkit.samples import MALFORMED
 from consumer.engine.worker import Worker
-from consumer.samples import MALFORMED
+from consumer.tools.cli import main
 from tests.support import (
     BATCH_ATTRIBUTES_AT,
     Recorder,
@@ -148,7 +148,7 @@ def librdkafka_read(bootstrap: str, topic: str, count: int) -> list[bytes]:
         for _ in range(600):
             message = consumer.poll(0.2)
             if message is not None and message.error() is None:
-                values.append(message.value())
+                values.append(message.value() or b"")
             if len(values) >= count:
                 break
     finally:

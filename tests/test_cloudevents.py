@@ -9,10 +9,10 @@ import pytest
 
 from consumer import Context, RecordingEvent
 from consumer.cloudevents import CloudEvent, MessageDecoder
+from consumer.devkit.samples import recording_event
+from consumer.devkit.testing import make_event, run_handler
 from consumer.errors import DecodeError
 from consumer.events import OtherEvent, RecordingAvailable
-from consumer.samples import recording_event
-from consumer.testing import make_event, run_handler
 
 CALLBACK = recording_event("r-1", "c-1", "complete")
 STRUCTURED_HEADERS = (("content-type", b"application/cloudevents+json; charset=utf-8"),)

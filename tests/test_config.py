@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from consumer.config import Settings, load_settings
+from consumer.engine.plugins import build_handlers
 from consumer.errors import ConfigError
-from consumer.plugins import build_handlers
 from tests.support import REPO
 
 
@@ -149,6 +149,23 @@ def test_check_config_says_which_settings_file_it_read(tmp_path: Path) -> None:
     none = run(cwd=tmp_path / "empty")
     assert '"topic": "bandwidth.recordings"' in none.stdout
     assert none.stderr.startswith("settings file: none (no --config, and no config/consumer.toml")
+
+
+def test_check_config_names_statuses_a_routes_table_leaves_unrouted(tmp_path: Path) -> None:
+    """A [routes] table replaces the built-in routes; check-config names the statuses left out."""
+    only_complete = tmp_path / "complete.toml"
+    only_complete.write_text('[routes]\ncomplete = ["log"]\n')
+    result = check_config("--config", str(only_complete), env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert '"routes": {\n    "complete": [\n      "log"\n    ]\n  }' in result.stdout
+    assert (
+        "routes: no route for processing, partial, deleted, error and no `default`"
+    ) in result.stderr
+    with_default = tmp_path / "default.toml"
+    with_default.write_text('[routes]\ncomplete = ["log"]\ndefault = ["log"]\n')
+    result = check_config("--config", str(with_default), env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert "routes:" not in result.stderr
 
 
 def test_rebalance_wait_must_fit_the_rebalance_timeout() -> None:

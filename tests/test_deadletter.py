@@ -12,10 +12,11 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from structlog.testing import capture_logs
 
 from consumer.config import DeadLetterSettings, KafkaSettings
-from consumer.engine import deadletter as dl
-from consumer.engine.deadletter import DeadLetterPublisher, Failure, dead_letter_headers
+from consumer.engine import deadletter_headers as dl
+from consumer.engine.deadletter_headers import Failure, dead_letter_headers
+from consumer.engine.deadletter_publisher import DeadLetterPublisher
 from consumer.errors import DecodeError, PermanentFailure
-from consumer.handler import Record
+from consumer.interface import Record
 from tests.support import read_topic, topic_partitions, wait_for
 
 FIRST = 1_795_000_000.25  # 2026-11-18T11:06:40.250Z
@@ -200,4 +201,5 @@ async def test_ensure_topic_logs_and_returns_when_the_broker_is_unreachable(
         await asyncio.wait_for(publisher.ensure_topic(), 30)
     (entry,) = [e for e in logs if e["event"] == "cannot create dead-letter topic"]
     assert entry["log_level"] == "error"
-    assert "KafkaConnectionError" in entry["error"]
+    assert "KafkaConnectError" in entry["error"]  # the one-line reason of connection.start
+    assert "connection refused" in entry["error"]

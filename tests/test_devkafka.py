@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
-from consumer import devkafka
+from consumer.devkit import devkafka
+from consumer.engine.admin import admin_client
 
 
 async def test_broker_answers_metadata(kafka_bootstrap: str) -> None:
     """The session broker serves cluster metadata with at least one broker in it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(kafka_bootstrap) as admin:
         cluster = await admin.describe_cluster()
-    finally:
-        await admin.close()
     assert cluster["brokers"]
 
 
@@ -113,3 +112,46 @@ async def test_killed_broker_restarts_with_its_topics_and_offsets(
     finally:
         await consumer.stop()
     assert record.value == b"kept"
+
+
+def test_up_refuses_a_taken_default_port(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A taken 9092 is an error naming the way out, not a silent switch to another port."""
+    monkeypatch.setenv("DEVKAFKA_HOME", str(tmp_path / "home"))
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        monkeypatch.setattr(devkafka, "DEFAULT_PORT", held.getsockname()[1])
+        assert devkafka.main(["up"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"port {devkafka.DEFAULT_PORT} on 127.0.0.1 is in use" in err
+    assert "up --port N" in err
+    assert not (tmp_path / "home" / "run" / "broker.pid").exists()
+
+
+def test_command_line_describes_every_subcommand() -> None:
+    """`python -m consumer.devkit.devkafka --help` (the Makefile's command) describes each one."""
+    command = [sys.executable, "-m", "consumer.devkit.devkafka", "--help"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for name in ("up", "down", "status", "bootstrap"):
+        (row,) = [n for n, line in enumerate(lines) if line.strip().startswith(name)]
+        described = " ".join(lines[row : row + 3]).removeprefix(f"    {name}").strip()
+        assert len(described) > 20, (name, described)
+    assert "started first if it is not" in " ".join(lines)
+
+
+async def test_stop_returns_once_the_broker_has_exited(tmp_path: Path) -> None:
+    """`stop` (what `down` runs) returns the pid only after the JVM is gone and its port free."""
+    broker = devkafka.LocalBroker(tmp_path / "broker", port=devkafka.free_port())
+    await asyncio.to_thread(broker.start)
+    port = broker.port
+    assert port is not None
+    pid = await asyncio.to_thread(broker.stop)
+    assert pid is not None
+    assert devkafka._exited(pid)
+    assert devkafka._port_is_free(port)
+    assert broker.recorded_pid() is None

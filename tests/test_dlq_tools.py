@@ -9,14 +9,15 @@ from collections.abc import Awaitable, Callable
 import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
-from consumer import dlq
 from consumer.config import DeadLetterSettings, KafkaSettings
-from consumer.engine import deadletter as dl
-from consumer.engine.deadletter import DeadLetterPublisher, Failure
+from consumer.engine import deadletter_headers as dl
+from consumer.engine.admin import admin_client
+from consumer.engine.deadletter_headers import Failure
+from consumer.engine.deadletter_publisher import DeadLetterPublisher
 from consumer.errors import ConsumerError, DecodeError, PermanentFailure
-from consumer.handler import Record
+from consumer.interface import Record
+from consumer.tools import deadletter_commands as dlq
 from tests.support import committed_and_end, read_topic
 from tests.test_deadletter import FIRST, LAST
 
@@ -194,12 +195,8 @@ async def test_empty_topic_finishes_and_a_missing_one_is_an_error(
     assert out.getvalue() == ""
     with pytest.raises(ConsumerError, match="does not exist"):
         await dlq.show(kafka, f"{unique_name}.missing", None, out)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(kafka_bootstrap) as admin:
         assert f"{unique_name}.missing" not in await admin.list_topics(), "looking created it"
-    finally:
-        await admin.close()
 
 
 async def test_replay_ignores_a_forged_destination_and_refuses_internal_topics(

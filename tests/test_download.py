@@ -15,11 +15,11 @@ import pytest
 import structlog.testing
 import trustme
 
+from consumer.devkit.testing import make_conference_event, make_event, run_handler, running
 from consumer.errors import ConfigError, PermanentFailure, PluginError, RetryLater
 from consumer.events import RecordingEvent
-from consumer.handlers.bandwidth_auth import token_ttl
-from consumer.handlers.download import DownloadHandler, DownloadOptions, media_path
-from consumer.testing import make_conference_event, make_event, run_handler, running
+from consumer.handlers.bandwidth import media_path, token_ttl
+from consumer.handlers.download import DownloadHandler, DownloadOptions
 from tests.tls_server import (
     CLIENT_ID,
     CLIENT_SECRET,

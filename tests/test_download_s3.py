@@ -15,12 +15,13 @@ import pytest
 import trustme
 from aiobotocore.session import get_session
 
-from consumer.engine import deadletter as dl
+from consumer.devkit.testing import make_event, run_handler, running
+from consumer.engine import deadletter_headers as dl
 from consumer.errors import ConfigError, PermanentFailure, RetryLater
 from consumer.events import RecordingEvent
-from consumer.handlers.download import DownloadHandler, DownloadOptions, media_path
+from consumer.handlers.bandwidth import media_path
+from consumer.handlers.download import DownloadHandler, DownloadOptions
 from consumer.handlers.s3 import PART_SIZE
-from consumer.testing import make_event, run_handler, running
 from tests import test_handlers_e2e
 from tests.s3_store import CREDENTIALS, REGION, Fault, FaultInjector, PartBreaker, moto_server
 from tests.support import read_topic
@@ -118,7 +119,7 @@ async def test_complete_event_lands_with_metadata_and_sidecar(
     assert head["ContentType"] == "audio/vnd.wave"
     assert head["Metadata"] == {
         "recordingid": event.recording_id,
-        "callid": event.call_id,
+        "callid": event.subject_id,
         "accountid": "9900000",
         "fileformat": "wav",
         "duration": "PT70.454S",

@@ -12,16 +12,17 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from consumer.config import KafkaSettings
-from consumer.devkafka import LocalBroker
-from consumer.engine import deadletter as dl
-from consumer.produce import produce
+from consumer.devkit.devkafka import LocalBroker
+from consumer.engine import deadletter_headers as dl
+from consumer.engine.admin import admin_client
+from consumer.tools.produce import produce
 from tests.drill import attempts, check
 from tests.support import (
     REPO,
@@ -79,7 +80,7 @@ async def test_second_worker_joining_while_handlers_outlast_the_session(
     await create_topic(kafka_bootstrap, unique_name, partitions=2)
     await produce(KafkaSettings(bootstrap_servers=kafka_bootstrap), unique_name, events(10, 10))
     journal = tmp_path / "journal"
-    knobs = {"TEST_HANDLER_DELAY": "12", "TEST_JOURNAL_FILE": str(journal)}
+    knobs: dict[str, Any] = {"TEST_HANDLER_DELAY": "12", "TEST_JOURNAL_FILE": str(journal)}
     first_file, second_file = tmp_path / "first", tmp_path / "second"
     first = worker_process(kafka_bootstrap, unique_name, first_file, **knobs)
     await wait_for(lambda: len(attempts(journal)) == 10, 90, "ten handlers running")
@@ -234,13 +235,9 @@ async def test_dead_letter_topic_refusing_writes_then_fixed(
     committed, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
     assert committed[0] == 5, "nothing committed past the poison message"
     assert end[0] == 86
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(kafka_bootstrap) as admin:
         normal = {"max.message.bytes": "1048588"}
         await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, dlq_topic, normal)])
-    finally:
-        await admin.close()
     await eventually(fully_committed(kafka_bootstrap, unique_name), 90, "all committed")
     worker.send_signal(signal.SIGTERM)
     assert await exit_status(worker) == 0

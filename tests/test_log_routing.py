@@ -10,12 +10,12 @@ from typing import Any
 
 import structlog
 
-from consumer.logs import Repeats
+from consumer.engine.logs import Repeats
 
 LIBRARY_SCRIPT = """
 import logging
 from consumer.config import LoggingSettings
-from consumer.logs import configure_logging
+from consumer.engine.logs import configure_logging
 
 configure_logging(LoggingSettings(format="json"))
 for _ in range(50):

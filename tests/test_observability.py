@@ -14,12 +14,12 @@ import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.config import Settings
-from consumer.devkafka import free_port
+from consumer.devkit.devkafka import free_port
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
-from consumer.handler import Context, Handler
+from consumer.interface import Context, Handler
 from consumer.observability.server import endpoint
-from consumer.produce import produce
+from consumer.tools.produce import produce
 from tests.support import Recorder, recording_message, settings_for
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from consumer.config import KafkaSettings
-from consumer.devkafka import LocalBroker, free_port
-from consumer.logs import REPEAT_INTERVAL
-from consumer.produce import produce
+from consumer.devkit.devkafka import LocalBroker, free_port
+from consumer.engine.logs import REPEAT_INTERVAL
+from consumer.tools.produce import produce
 from tests.support import (
     REPO,
     committed_and_end,

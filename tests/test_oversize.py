@@ -9,14 +9,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.admin import RecordsToDelete
 
-from consumer import dlq
 from consumer.config import DeadLetterSettings, KafkaSettings
-from consumer.engine import deadletter as dl
-from consumer.engine.deadletter import DeadLetterPublisher, Failure, request_size
+from consumer.engine import deadletter_headers as dl
+from consumer.engine.admin import admin_client
+from consumer.engine.deadletter_headers import Failure
+from consumer.engine.deadletter_publisher import HEADER_ROOM, DeadLetterPublisher, request_size
 from consumer.errors import DecodeError
-from consumer.handler import Record
+from consumer.interface import Record
+from consumer.tools import deadletter_commands as dlq
 from tests.support import read_topic
 
 SOURCE_LIMIT = 3 * 1024 * 1024
@@ -57,7 +59,7 @@ async def test_dead_letters_follow_the_source_topics_limit(
     size = await request_size(
         KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=unique_name), None
     )
-    assert size == SOURCE_LIMIT + dl.HEADER_ROOM
+    assert size == SOURCE_LIMIT + HEADER_ROOM
     assert (
         await request_size(
             KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=unique_name), 5_000_000
@@ -138,12 +140,8 @@ async def test_too_large_for_the_dead_letter_topic_becomes_a_reference_record_an
     assert (replayed.key, replayed.value) == (b"r-big", BIG)
     assert dict(replayed.headers)[dl.REPLAYED_FROM] == f"{dlq_topic}/0/0".encode()
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(kafka_bootstrap) as admin:
         await admin.delete_records({TopicPartition(unique_name, 0): RecordsToDelete(1)})
-    finally:
-        await admin.close()
     gone = io.StringIO()
     assert await asyncio.wait_for(replay(f"{unique_name}.b", gone), 60) == 0
     assert gone.getvalue() == (

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from consumer.config import PluginSettings, load_settings
+from consumer.engine.plugins import build_handlers, describe, discover
 from consumer.errors import PluginError
 from consumer.handlers.download import DownloadHandler
 from consumer.handlers.log import LogHandler
-from consumer.plugins import build_handlers, describe, discover
 from tests.support import REPO, Recorder
 
 EXAMPLE = "examples/recording-consumer-audit"

@@ -6,18 +6,18 @@ import asyncio
 import json
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from consumer.devkit.testing import kafka_round_trip, make_event, run_handler
 from consumer.errors import PluginError
 from consumer.events import RecordingAvailable, decode, encode_event
-from consumer.handler import Record
 from consumer.handlers.publish import PublishHandler, PublishOptions
-from consumer.testing import kafka_round_trip, make_event, run_handler
+from consumer.interface import ProducerPublish, Record
 
 ORIGINAL = (
     b'{ "eventType": "recordingAvailable",\n  "recordingId": "r-7", "status": "complete",\n'
@@ -133,17 +133,8 @@ async def test_lands_on_per_status_topic_through_a_real_producer(
 ) -> None:
     """With a real producer behind ctx.publish, the broker holds the bytes, key and header."""
     await create_topic(kafka_bootstrap, f"{unique_name}.complete")
-
-    async def publish(
-        topic: str,
-        value: bytes,
-        *,
-        key: bytes | None = None,
-        headers: Sequence[tuple[str, bytes]] = (),
-    ) -> None:
-        await producer.send_and_wait(topic, value, key=key, headers=list(headers))
-
     handler = PublishHandler(PublishOptions(topic=unique_name + ".{status}", published_by="w-1"))
+    publish = ProducerPublish(producer)
     run = await run_handler(handler, original(), record=record(), value=ORIGINAL, publish=publish)
     assert run.error is None
     message = await read_one(kafka_bootstrap, f"{unique_name}.complete")

@@ -124,6 +124,7 @@ def mixed_envelopes(bootstrap: str, topic: str) -> dict[str, str]:
             "type": "com.bandwidth.voice.recording",
             "time": "2026-11-27T10:15:31Z",
         }
+        headers: list[tuple[str, str | bytes | None]]
         if mode == "structured":
             value = b'{"data":' + callback + b"," + msgspec.json.encode(attributes)[1:]
             headers = [("content-type", b"application/cloudevents+json; charset=utf-8")]
@@ -170,8 +171,8 @@ async def test_cloudevents_structured_binary_and_raw_mixed_under_auto(
     }
     assert len(lines) == 9
     for recording_id, mode in modes.items():
-        n = recording_id.rpartition("-")[2]
-        expected = None if mode == "raw" else f"evt-{n}"
+        number = recording_id.rpartition("-")[2]
+        expected = None if mode == "raw" else f"evt-{number}"
         assert lines[recording_id].get("ce_id") == expected
         if expected:
             assert lines[recording_id]["ce_time"] == "2026-11-27T10:15:31+00:00"

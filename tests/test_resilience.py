@@ -11,15 +11,17 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from consumer.config import KafkaSettings
-from consumer.produce import produce
-from consumer.samples import recording_event
+from consumer.devkit.samples import recording_event
+from consumer.tools.produce import produce
 from tests.drill import check
 from tests.support import (
     committed_and_end,
@@ -32,6 +34,10 @@ from tests.support import (
 
 # Short sessions so a killed member is noticed quickly; the broker's minimum is 6 s.
 GROUP_TIMING = {"KAFKA__SESSION_TIMEOUT_MS": "6000", "KAFKA__HEARTBEAT_INTERVAL_MS": "500"}
+
+
+def reached(handled: Path, count: int) -> bool:
+    return len(handled_lines(handled)) >= count
 
 
 def events(count: int, keys: int) -> list[tuple[bytes, bytes]]:
@@ -69,7 +75,7 @@ async def test_sigkill_at_several_points_loses_nothing(
     total = 4000
     await produce(KafkaSettings(bootstrap_servers=kafka_bootstrap), unique_name, events(total, 400))
     handled = tmp_path / "handled"
-    knobs = {
+    knobs: dict[str, Any] = {  # settings and handler knobs; Any: until_idle is not among them
         **GROUP_TIMING,
         "ENGINE__MAX_IN_FLIGHT": "20",
         "ENGINE__MAX_BUFFERED": "300",
@@ -87,7 +93,7 @@ async def test_sigkill_at_several_points_loses_nothing(
     for fraction in (0.15, 0.45, 0.75):
         worker = worker_process(kafka_bootstrap, unique_name, handled, **knobs)
         point = int(total * fraction)
-        await wait_for(lambda p=point: len(handled_lines(handled)) >= p, 90, f"{point} handled")
+        await wait_for(partial(reached, handled, point), 90, f"{point} handled")
         worker.send_signal(signal.SIGKILL)
         assert await exit_status(worker) == -signal.SIGKILL
         killed[worker.pid] = time.monotonic()
@@ -120,7 +126,7 @@ async def test_workers_join_and_leave_while_events_flow(
     """Two workers share 6 partitions, a third joins, one leaves: nothing lost, keys in order."""
     await create_topic(kafka_bootstrap, unique_name, partitions=6)
     handled = tmp_path / "handled"
-    knobs = {**GROUP_TIMING, "TEST_HANDLER_DELAY": "0.003"}
+    knobs: dict[str, Any] = {**GROUP_TIMING, "TEST_HANDLER_DELAY": "0.003"}
     stream = events(3000, 60)
     first, second = (worker_process(kafka_bootstrap, unique_name, handled, **knobs) for _ in "ab")
     # A SIGTERM that arrives before the worker installs its handler kills it outright.
@@ -264,7 +270,7 @@ async def test_handler_outliving_the_rebalance_wait_is_cancelled(
     await create_topic(kafka_bootstrap, unique_name, partitions=2)
     await produce(KafkaSettings(bootstrap_servers=kafka_bootstrap), unique_name, events(1, 1))
     started, cancelled = tmp_path / "started", tmp_path / "cancelled"
-    knobs = {
+    knobs: dict[str, Any] = {  # settings and handler knobs; Any: until_idle is not among them
         **GROUP_TIMING,
         "ENGINE__SHUTDOWN_GRACE": "1",
         "TEST_HANDLER_DELAY": "600",

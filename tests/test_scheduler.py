@@ -9,7 +9,7 @@ from aiokafka import TopicPartition
 
 from consumer.engine.delivery import Job
 from consumer.engine.scheduler import Scheduler
-from consumer.handler import Record
+from consumer.interface import Record
 
 TP = TopicPartition("recordings", 0)
 

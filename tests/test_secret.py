@@ -14,8 +14,8 @@ from structlog.testing import capture_logs
 
 from consumer import Secret
 from consumer.config import PluginSettings
+from consumer.engine.plugins import build_handlers
 from consumer.errors import PluginError
-from consumer.plugins import build_handlers
 from consumer.secret import read_secret
 from tests.support import REPO
 

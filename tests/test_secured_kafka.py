@@ -15,14 +15,14 @@ import pytest
 import trustme
 from aiokafka.admin import AIOKafkaAdminClient
 
-from consumer import connection
 from consumer.config import KafkaSettings
-from consumer.devkafka import LocalBroker
-from consumer.devkafka_security import SCRAM_USER
-from consumer.engine import deadletter as dl
+from consumer.devkit.devkafka import LocalBroker
+from consumer.devkit.devkafka_security import SCRAM_USER
+from consumer.devkit.samples import sample_messages
+from consumer.devkit.testing import kafka_round_trip
+from consumer.engine import connection
+from consumer.engine import deadletter_headers as dl
 from consumer.errors import KafkaConnectError
-from consumer.samples import sample_messages
-from consumer.testing import kafka_round_trip
 from tests.secured import MODES, secured_env, secured_settings
 from tests.support import REPO, Recorder, committed_and_end, read_topic, recording_message
 from tests.test_dlq_tools import _dead_letters
@@ -54,12 +54,12 @@ async def test_worker_consumes_and_dead_letters_through_secured_listener(
     poison = (b"poison", b"this is not JSON")
     recorder = Recorder()
 
-    worker = await kafka_round_trip(
+    result = await kafka_round_trip(
         kafka, {"rec": recorder}, [*events[:10], poison, *events[10:]], topic=unique_name
     )
 
     assert sorted(recorder.recording_ids()) == sorted(key.decode() for key, _ in events)
-    assert worker.tally.outcomes == {"handled": 20, "undecodable": 1}
+    assert {k: n for k, n in result.outcomes.items() if n} == {"handled": 20, "undecodable": 1}
     plain = secured_kafka.bootstrap
     committed, ends = await committed_and_end(plain, unique_name, unique_name)
     assert committed == ends == {0: 21}

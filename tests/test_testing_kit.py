@@ -8,17 +8,8 @@ from dataclasses import dataclass, field
 import msgspec
 import pytest
 
-from consumer.errors import RetryLater
-from consumer.events import (
-    ConferenceRecordingAvailable,
-    RecordingAvailable,
-    RecordingEvent,
-    decode,
-    encode_event,
-)
-from consumer.handler import Context
-from consumer.handlers.log import LogHandler
-from consumer.testing import (
+from consumer import OUTCOMES, RetryPolicy
+from consumer.devkit.testing import (
     RoundTrip,
     kafka_round_trip,
     make_conference_event,
@@ -26,6 +17,16 @@ from consumer.testing import (
     run_handler,
     running,
 )
+from consumer.errors import PermanentFailure, RetryLater
+from consumer.events import (
+    ConferenceRecordingAvailable,
+    RecordingAvailable,
+    RecordingEvent,
+    decode,
+    encode_event,
+)
+from consumer.handlers.log import LogHandler
+from consumer.interface import Context
 from tests.support import committed_and_end
 
 OPTIONAL = {"parent_call_id", "enqueued_time", "transfer_caller_id", "transfer_to"}
@@ -166,12 +167,73 @@ async def test_handler_round_trip_fixture_reaches_the_handler_and_commits(
     """The pytest plugin's fixture runs a handler over a real topic, committed to the end."""
     handler = Seen()
     async with asyncio.timeout(60):
-        worker = await handler_round_trip(
+        result = await handler_round_trip(
             {"seen": handler},
             [make_event(recording_id="r-a"), make_event(recording_id="r-b")],
             topic=unique_name,
         )
     assert handler.ids == ["r-a", "r-b"]
-    assert worker.tally.outcomes["handled"] == 2
+    assert result.outcomes["handled"] == 2
+    assert result.dead_letters == []
     committed, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
     assert committed == end == {0: 2}
+
+
+@dataclass
+class FailsFor:
+    """Fails every attempt for the listed recordings; a `PermanentFailure` for "r-perm"."""
+
+    failing: set[str]
+    attempts: list[tuple[str | None, int]] = field(default_factory=list)
+
+    async def handle(self, event: RecordingEvent, ctx: Context) -> None:
+        self.attempts.append((event.recording_id, ctx.attempt))
+        if event.recording_id == "r-perm":
+            raise PermanentFailure("no such recording")
+        if event.recording_id in self.failing:
+            raise RuntimeError("upstream down")
+
+
+async def test_round_trip_result_has_outcomes_dead_letters_and_logs(
+    handler_round_trip: RoundTrip, unique_name: str
+) -> None:
+    """Outcome counts, the dead letters as published, the log lines; the retry policy applies."""
+    handler = FailsFor({"r-bad"})
+    events: list[RecordingEvent | tuple[bytes | None, bytes]] = [
+        make_event(recording_id="r-ok"),
+        make_event(recording_id="r-bad"),
+        make_event(recording_id="r-perm"),
+        (b"junk", b"not json"),
+    ]
+    async with asyncio.timeout(90):
+        result = await handler_round_trip(
+            {"flaky": handler},
+            events,
+            topic=unique_name,
+            retry=RetryPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.05),
+        )
+    assert {name: n for name, n in result.outcomes.items() if n} == {
+        "handled": 1,
+        "retried": 2,
+        "dead_lettered": 2,
+        "undecodable": 1,
+    }
+    assert set(result.outcomes) == set(OUTCOMES)
+    assert [attempt for rid, attempt in handler.attempts if rid == "r-bad"] == [1, 2, 3]
+    by_value = {dead.value: dead for dead in result.dead_letters}
+    assert len(by_value) == 3
+    bad = by_value[encode_event(make_event(recording_id="r-bad"))]
+    assert (bad.handler, bad.error_class, bad.error_message) == (
+        "flaky",
+        "RuntimeError",
+        "upstream down",
+    )
+    assert bad.reasons["dlq.attempts"] == "3"
+    perm = by_value[encode_event(make_event(recording_id="r-perm"))]
+    assert (perm.handler, perm.error_class) == ("flaky", "PermanentFailure")
+    junk = by_value[b"not json"]
+    assert (junk.handler, junk.error_class, junk.key) == (None, "DecodeError", b"junk")
+    outcome_lines = [line["outcome"] for line in result.logs if line["event"] == "message"]
+    assert sorted(outcome_lines) == sorted(
+        ["handled", "retried", "retried", "dead_lettered", "dead_lettered", "undecodable"]
+    )

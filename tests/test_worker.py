@@ -9,12 +9,14 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import msgspec
 from msgspec.json import encode
 
+from consumer.devkit.samples import SAMPLE_STATUSES, recording_event, sample_messages
 from consumer.engine.worker import Worker
-from consumer.produce import produce
-from consumer.samples import SAMPLE_STATUSES, recording_event, sample_messages
+from consumer.tools.produce import produce
 from tests.support import (
     REPO,
     Recorder,
@@ -35,7 +37,7 @@ async def test_every_status_is_routed_and_committed(
     settings = settings_for(kafka_bootstrap, unique_name, unique_name)
     await produce(settings.kafka, unique_name, sample_messages(repeat=3))
     routes = {"complete": ["downloads", "audit"], "error": ["alerts"], "default": ["audit"]}
-    settings = settings.__class__(**{**_fields(settings), "routes": routes})
+    settings = msgspec.structs.replace(settings, routes=routes)
     handlers = {"downloads": Recorder(), "audit": Recorder(), "alerts": Recorder()}
 
     worker = Worker(settings, handlers)
@@ -67,10 +69,6 @@ async def test_every_status_is_routed_and_committed(
     assert not again["audit"].seen
 
 
-def _fields(settings: object) -> dict[str, object]:
-    return {name: getattr(settings, name) for name in settings.__struct_fields__}  # type: ignore[attr-defined]
-
-
 async def test_sigterm_mid_stream_loses_nothing(
     kafka_bootstrap: str,
     unique_name: str,
@@ -84,7 +82,7 @@ async def test_sigterm_mid_stream_loses_nothing(
     await produce(settings.kafka, unique_name, messages)
     first_run, second_run = tmp_path / "first", tmp_path / "second"
 
-    sequential = {"ENGINE__ORDERING": '"partition"', "TEST_HANDLER_DELAY": "0.2"}
+    sequential: dict[str, Any] = {"ENGINE__ORDERING": '"partition"', "TEST_HANDLER_DELAY": "0.2"}
     worker = worker_process(kafka_bootstrap, unique_name, first_run, **sequential)
     await wait_for(
         lambda: len(handled_lines(first_run)) >= 3, seconds=60, what="three handled events"

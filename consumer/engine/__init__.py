@@ -1,1 +1,2 @@
-"""Delivery: fetching from Kafka, running handlers, and committing only what is finished."""
+"""The delivery engine: fetching from Kafka, running handlers, committing only what is finished,
+and its plumbing (Kafka connections and admin, plugin discovery, routing, logs)."""

@@ -15,13 +15,15 @@ import structlog
 
 from consumer.cloudevents import CloudEvent
 from consumer.config import RetrySettings
-from consumer.engine.deadletter import DeadLetterPublisher, Failure
+from consumer.engine.deadletter_headers import Failure
+from consumer.engine.deadletter_publisher import DeadLetterPublisher
 from consumer.engine.dedupe import RecentlyHandled, fingerprint
 from consumer.engine.retry import retry_delay
 from consumer.errors import DecodeError
 from consumer.events import RecordingEvent
-from consumer.handler import Context, Handler, Publish, Record
+from consumer.interface import Context, Handler, Publish, Record
 from consumer.observability.metrics import MAX_RAW_SERIES, Durations, message_labels
+from consumer.outcomes import Outcome
 
 if TYPE_CHECKING:
     import httpx
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 class Tally:
     """What a worker did, for its end-of-run summary and for tests."""
 
-    outcomes: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
     routed: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(status, handler) -> events that handler finished."""
     messages: dict[tuple[str, str | None, str | None], int] = field(default_factory=dict)
@@ -44,13 +46,13 @@ class Tally:
     commit_failures: int = 0
     rebalances: int = 0
 
-    def finished(self, outcome: str, status: str | None, event_type: str | None) -> None:
+    def finished(self, outcome: Outcome, status: str | None, event_type: str | None) -> None:
         self.outcomes[outcome] += 1
         if outcome == "retried":
             return
         # Counted as they come (the hot path); folded into label values only when scraped.
         messages = self.messages
-        key = (outcome, status, event_type)
+        key: tuple[str, str | None, str | None] = (outcome, status, event_type)
         count = messages.get(key)
         if count is None and len(messages) >= MAX_RAW_SERIES:
             key = message_labels(*key)  # odd values keep coming: fold now, stay bounded
@@ -157,7 +159,7 @@ class Delivery:
             return None
         if event.recording_id is not None:
             self._recent.add(repeat)
-        outcome = "handled" if job.route else "unrouted"
+        outcome: Outcome = "handled" if job.route else "unrouted"
         if "info" in self._enabled:  # the common case: gather the line's fields only if seen
             handlers = tuple(name for name, _ in job.route)
             self.outcome("info", outcome, job, handlers=handlers, attempts=_max_attempts(job))
@@ -254,7 +256,7 @@ class Delivery:
         await self._dead_letters.publish(job.record, job.value, failure)
         self._tally.dead_letters["undecodable" if handler is None else "handler_failed"] += 1
 
-    def outcome(self, level: str, outcome: str, job: Job, **fields: Any) -> None:
+    def outcome(self, level: str, outcome: Outcome, job: Job, **fields: Any) -> None:
         """The one canonical line for a message's outcome (or for a retry being scheduled)."""
         event = job.event
         if event is None:

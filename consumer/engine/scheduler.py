@@ -10,14 +10,21 @@ from __future__ import annotations
 import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Hashable
+from typing import Protocol
 
 import structlog
 from aiokafka import TopicPartition
 
-from consumer.engine.delivery import Delivery, Job
+from consumer.engine.delivery import Job
 from consumer.engine.handover import CANCELLED_WAIT
 from consumer.engine.lanes import Lanes, ReadyQueue
 from consumer.engine.offsets import OffsetTracker
+
+
+class Attempts(Protocol):
+    """What runs a job's attempts: `Delivery`, or a stand-in in tests."""
+
+    async def attempt(self, job: Job) -> float | None: ...
 
 
 class Scheduler:
@@ -66,7 +73,7 @@ class Scheduler:
         self.offsets.finish(tp, offset)
         self._on_finished()
 
-    async def work(self, delivery: Delivery) -> None:
+    async def work(self, delivery: Attempts) -> None:
         """One of the `max_in_flight` tasks: run ready jobs until cancelled."""
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()

@@ -18,22 +18,27 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumer import connection
 from consumer.cloudevents import MessageDecoder
 from consumer.config import Settings
-from consumer.engine.deadletter import DeadLetterPublisher, dead_letter_topic, request_size
+from consumer.engine import connection
+from consumer.engine.deadletter_publisher import (
+    DeadLetterPublisher,
+    dead_letter_topic,
+    request_size,
+)
 from consumer.engine.dedupe import RecentlyHandled
 from consumer.engine.delivery import Delivery, Job, Tally
 from consumer.engine.handover import COMMIT_WAIT
+from consumer.engine.routing import Router
 from consumer.engine.scheduler import Scheduler
 from consumer.engine.unreadable import unreadable_batch
 from consumer.errors import DecodeError, UnreadableBatch
 from consumer.events import OtherEvent, UnknownEvent
-from consumer.handler import Handler, Record
+from consumer.http import shared_client
+from consumer.interface import Handler, ProducerPublish, Record, running
 from consumer.observability.health import Health
 from consumer.observability.startup import wait_for_kafka
 from consumer.observability.watch import log_stats, watch_broker, watch_loop
-from consumer.routing import Router
 
 _UNDECODABLE = object()
 """The lane key of messages that could not be decoded: they have no recording to order by."""
@@ -125,7 +130,7 @@ class Worker:
             )
             await connection.start(producer, kafka)
             stack.push_async_callback(producer.stop)
-            http = await stack.enter_async_context(httpx.AsyncClient())
+            http = await stack.enter_async_context(shared_client())
             delivery = await self._build_delivery(producer, http, max_request)
             await self._start_handlers(stack)
             consumer.subscribe([kafka.topic], listener=_Rebalance(self, consumer))
@@ -163,22 +168,12 @@ class Worker:
             max_message_bytes=max_request,
         )
         await dead_letters.ensure_topic()
-
-        async def publish(
-            topic: str,
-            value: bytes,
-            *,
-            key: bytes | None = None,
-            headers: Iterable[tuple[str, bytes]] = (),
-        ) -> None:
-            await producer.send_and_wait(topic, value, key=key, headers=list(headers))
-
         return Delivery(
             settings.retry,
             dead_letters,
             RecentlyHandled(settings.engine.dedupe_window),
             http,
-            publish,
+            ProducerPublish(producer),
             self.tally,
         )
 
@@ -405,13 +400,8 @@ class Worker:
         )
 
     async def _start_handlers(self, stack: AsyncExitStack) -> None:
-        for handler in self._handlers.values():
-            start = getattr(handler, "start", None)
-            if start is not None:
-                await start()
-            close = getattr(handler, "close", None)
-            if close is not None:
-                stack.push_async_callback(close)
+        for name, handler in self._handlers.items():
+            await stack.enter_async_context(running(handler, name))
 
     async def _leave(self, consumer: AIOKafkaConsumer) -> None:
         await consumer.stop()

@@ -1,10 +1,9 @@
 """The ``download`` handler: fetch a recording's media from Bandwidth into a local directory
 or an S3 bucket (``destination``, see `consumer.handlers.storage`).
 
-The event's ``mediaUrl`` is only a claim: it must be https, on an allowed host, and exactly the
-media path of this event's own ids, or the message fails permanently before any request (and so
-before any credential) leaves the process. The request goes to a URL rebuilt from the checked
-parts, never to the string as received.
+The event's ``mediaUrl`` is only a claim, checked by `consumer.handlers.bandwidth` before any
+request (and so before any credential) leaves the process. The request goes to a URL rebuilt
+from the checked parts, never to the string as received.
 
 Media lands as ``<destination>/<accountId>/<recordingId>.<fileFormat>`` next to a JSON sidecar
 ``<recordingId>.<fileFormat>.json``, streamed (never whole in memory) and all or nothing. A
@@ -17,7 +16,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Final, Literal
@@ -28,18 +26,22 @@ import msgspec
 import structlog
 
 from consumer.errors import PermanentFailure, PluginError, RetryLater
-from consumer.events import ConferenceRecordingAvailable, RecordingEvent, encode_event
-from consumer.handlers.bandwidth_auth import (
+from consumer.events import RecordingEvent, encode_event
+from consumer.handlers.bandwidth import (
     TOKEN_URL,
     Authenticator,
     BasicAuth,
     OAuth2ClientCredentials,
+    checked_media_url,
+    host_and_port,
+    plain_identifier,
 )
 from consumer.handlers.storage import Body, Destination, LocalDestination, Names, Stored
+from consumer.http import retry_after
 from consumer.secret import read_secret
 
 if TYPE_CHECKING:
-    from consumer.handler import Context
+    from consumer.interface import Context
 
 ACCEPT: Final = "audio/vnd.wave, audio/mpeg, application/json"
 METADATA: Final = (
@@ -54,7 +56,6 @@ METADATA: Final = (
 )
 """Event fields stored as object metadata, under their lowercased names (as S3 returns them)."""
 DEFAULT_DESTINATION: Final = "recordings"
-_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _FILE_FORMAT = re.compile(r"[a-z0-9]{1,8}")
 CONTENT_TYPES: Final = {
     "wav": frozenset({"audio/vnd.wave", "audio/wav", "audio/wave", "audio/x-wav"}),
@@ -107,7 +108,7 @@ class DownloadHandler:
         self._options = options = options or DownloadOptions()
         if urlsplit(options.token_url).scheme != "https":
             raise PluginError("handlers.download.token_url must be an https URL")
-        self._allowed = frozenset(_host_and_port(entry) for entry in options.allowed_hosts)
+        self._allowed = frozenset(host_and_port(entry) for entry in options.allowed_hosts)
         self._destination = _destination(options)
         self._auth: Authenticator | None = None
 
@@ -209,58 +210,12 @@ class DownloadHandler:
         return response
 
 
-def checked_media_url(event: RecordingEvent, allowed: frozenset[tuple[str, int]]) -> str:
-    """The URL to request for `event`'s media, or PermanentFailure saying what is wrong."""
-    try:
-        parts = urlsplit(event.media_url or "")
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        raise PermanentFailure("mediaUrl is not a valid URL") from None
-    if parts.scheme != "https":
-        raise PermanentFailure("mediaUrl is not an https URL")
-    if parts.username is not None or parts.password is not None:
-        raise PermanentFailure("mediaUrl carries user info")
-    if host is None or (host, port or 443) not in allowed:
-        raise PermanentFailure(f"mediaUrl host {host!r} is not an allowed host")
-    path = media_path(event)
-    if parts.path != path or parts.query or parts.fragment:
-        raise PermanentFailure("mediaUrl is not the media path of this event's recording")
-    return f"https://{host}{'' if port is None else f':{port}'}{path}"
-
-
-def media_path(event: RecordingEvent) -> str:
-    """``/api/v2/accounts/{accountId}/(calls|conferences)/{id}/recordings/{recordingId}/media``."""
-    if isinstance(event, ConferenceRecordingAvailable):
-        subject = f"conferences/{_identifier(event.conference_id, 'conferenceId')}"
-    else:
-        subject = f"calls/{_identifier(event.call_id, 'callId')}"
-    account = _identifier(event.account_id, "accountId")
-    recording = _identifier(event.recording_id, "recordingId")
-    return f"/api/v2/accounts/{account}/{subject}/recordings/{recording}/media"
-
-
-def _identifier(value: str | None, name: str) -> str:
-    # Letters, digits, '-' and '_' only: no separators, no dots, so never a path outside the root.
-    if value is None or not _IDENTIFIER.fullmatch(value):
-        raise PermanentFailure(f"{name} is missing or not a plain identifier")
-    return value
-
-
-def _host_and_port(entry: str) -> tuple[str, int]:
-    host, _, port = entry.strip().lower().rpartition(":")
-    if not host:
-        return port, 443
-    if not port.isdigit():
-        raise PluginError(f"handlers.download.allowed_hosts: bad entry {entry!r}")
-    return host, int(port)
-
-
 def _check_status(response: httpx.Response) -> None:
     status = response.status_code
     if status == 200:
         return
     if status == 429 or status >= 500:
-        delay = _retry_after(response.headers.get("retry-after"))
+        delay = retry_after(response.headers.get("retry-after"))
         raise RetryLater(f"media request answered HTTP {status}", delay=delay)
     if status == 401:
         raise RetryLater("media request unauthorized even with renewed credentials: HTTP 401")
@@ -284,19 +239,6 @@ def _check_content_type(response: httpx.Response, file_format: str) -> None:
         f"media request answered content type {given[:100]!r}, not {wanted} "
         f"for a {file_format} recording"
     )
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
-    if value is None:
-        return None
-    if value.strip().isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _body(response: httpx.Response, max_bytes: int) -> Body:
@@ -328,8 +270,8 @@ def _describe(
 
 def _names(event: RecordingEvent) -> Names:
     """The account's folder and the media file's name, from checked identifiers."""
-    account = _identifier(event.account_id, "accountId")
-    recording = _identifier(event.recording_id, "recordingId")
+    account = plain_identifier(event.account_id, "accountId")
+    recording = plain_identifier(event.recording_id, "recordingId")
     file_format = event.file_format or "wav"
     if not _FILE_FORMAT.fullmatch(file_format):
         raise PermanentFailure("fileFormat is not a plain lowercase word")

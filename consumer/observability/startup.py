@@ -10,8 +10,8 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from consumer import connection
 from consumer.config import KafkaSettings
+from consumer.engine import connection
 from consumer.errors import KafkaConnectError
 
 BACKOFF_FIRST = 0.5

@@ -12,9 +12,17 @@ import pytest
 import recording_consumer_audit
 from recording_consumer_audit import AuditLogHandler, AuditOptions, read_audit_log
 
-from consumer.errors import ConfigError, PermanentFailure, PluginError, RetryLater
-from consumer.handler import Record
-from consumer.testing import RoundTrip, make_event, run_handler, running
+from consumer import (
+    ConfigError,
+    OptionError,
+    PermanentFailure,
+    Record,
+    RetryLater,
+    RoundTrip,
+    make_event,
+    run_handler,
+    running,
+)
 
 
 def audit(path: Path, **options: object) -> AuditLogHandler:
@@ -92,17 +100,18 @@ async def test_full_disk_asks_for_a_retry_after_the_configured_delay() -> None:
 
 
 async def test_unopenable_path_stops_start_up(tmp_path: Path) -> None:
-    """A path that cannot be opened is a ConfigError from start(), naming the settings key."""
+    """A path that cannot be opened stops start(); the worker reports the key under our name."""
     (tmp_path / "file").write_text("")
-    with pytest.raises(ConfigError, match=r"handlers\.audit\.path") as info:
-        await run_handler(audit(tmp_path / "file" / "log.jsonl"), make_event())
-    assert info.value.key == "handlers.audit.path"
+    with pytest.raises(ConfigError, match=r"^handlers\.audit_copy\.path: cannot open") as info:
+        await run_handler(audit(tmp_path / "file" / "log.jsonl"), make_event(), name="audit_copy")
+    assert info.value.key == "handlers.audit_copy.path"
 
 
 def test_bad_option_value_is_refused() -> None:
-    """remember must be positive; the error names the key."""
-    with pytest.raises(PluginError, match=r"handlers\.audit\.remember"):
+    """remember must be positive; the error names the option (the worker adds handlers.<name>)."""
+    with pytest.raises(OptionError, match=r"^remember: must be at least 1$") as info:
         audit(Path("x"), remember=0)
+    assert info.value.option == "remember"
 
 
 async def test_through_a_real_broker(handler_round_trip: RoundTrip, tmp_path: Path) -> None:
@@ -114,11 +123,13 @@ async def test_through_a_real_broker(handler_round_trip: RoundTrip, tmp_path: Pa
         for n, s in enumerate(["partial", "complete", "error"])
     ]
     async with asyncio.timeout(60):
-        worker = await handler_round_trip({"audit": audit(path)}, events, topic=topic)
+        result = await handler_round_trip({"audit": audit(path)}, events, topic=topic)
     lines = read_audit_log(path)
     assert [(line.topic, line.offset) for line in lines] == [(topic, 0), (topic, 1), (topic, 2)]
     assert [line.event["status"] for line in lines] == ["partial", "complete", "error"]
-    assert worker.tally.outcomes["handled"] == 3
+    assert result.outcomes["handled"] == 3
+    assert result.dead_letters == []
+    assert result.messages.count("event audited") == 3
 
 
 async def test_cancelled_attempt_still_finishes_and_remembers_its_line(

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
+from typing_extensions import override
 
-from consumer.errors import ConfigError, PermanentFailure, PluginError, RetryLater
+from consumer import BaseHandler, OptionError, PermanentFailure, RetryLater
 
 if TYPE_CHECKING:
-    from consumer.events import RecordingEvent
-    from consumer.handler import Context
+    from consumer import Context, RecordingEvent
 
 __all__ = ["AuditLine", "AuditLogHandler", "AuditOptions", "read_audit_log"]
 
@@ -70,7 +70,7 @@ class _Where(msgspec.Struct, rename="camel"):
     offset: int
 
 
-class AuditLogHandler:
+class AuditLogHandler(BaseHandler):
     """Appends one line per record to ``path``; skips records it has already written."""
 
     Options: ClassVar[type[AuditOptions]] = AuditOptions
@@ -78,7 +78,7 @@ class AuditLogHandler:
     def __init__(self, options: AuditOptions | None = None) -> None:
         self._options = options = options or AuditOptions()
         if options.remember < 1:
-            raise PluginError("handlers.audit.remember: must be at least 1")
+            raise OptionError("remember", "must be at least 1")
         self._path = Path(options.path)
         self._fd: int | None = None
         self._seen: dict[RecordId, None] = {}
@@ -87,18 +87,17 @@ class AuditLogHandler:
         self._writes: set[asyncio.Future[None]] = set()
         self._encode = msgspec.json.Encoder().encode
 
+    @override
     async def start(self) -> None:
         """Open the file and read back its last lines; a problem stops the worker at start-up."""
         try:
             recent = await asyncio.to_thread(_read_back, self._path, self._options.remember)
             self._fd = await asyncio.to_thread(_open_for_append, self._path)
         except OSError as exc:
-            raise ConfigError(
-                f"handlers.audit.path: cannot open {self._path}: {exc.strerror}",
-                "handlers.audit.path",
-            ) from None
+            raise OptionError("path", f"cannot open {self._path}: {exc.strerror}") from None
         self._seen = dict.fromkeys(recent)
 
+    @override
     async def handle(self, event: RecordingEvent, ctx: Context) -> None:
         if self._fd is None:
             raise RuntimeError("the audit handler was used before start()")
@@ -139,6 +138,7 @@ class AuditLogHandler:
                 raise  # anything else is retried with the worker's backoff policy
         ctx.log.info("event audited", path=str(self._path))
 
+    @override
     async def close(self) -> None:
         """Close the file, after any write a cancelled attempt left running; called once."""
         await asyncio.gather(*self._writes, return_exceptions=True)

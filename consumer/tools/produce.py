@@ -6,11 +6,10 @@ import sys
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
-from consumer import connection
 from consumer.config import KafkaSettings
-from consumer.topics import create_topic
+from consumer.engine import connection
+from consumer.engine.admin import admin_client, create_topic
 
 PROGRESS_FROM = 10_000
 """Below this many messages a progress bar is noise."""
@@ -18,12 +17,8 @@ PROGRESS_FROM = 10_000
 
 async def ensure_topic(settings: KafkaSettings, topic: str, partitions: int) -> None:
     """Create `topic` if it does not exist yet; an existing topic is left as it is."""
-    admin = AIOKafkaAdminClient(**connection.client_options(settings))
-    await connection.start(admin, settings)
-    try:
+    async with admin_client(settings) as admin:
         await create_topic(admin, topic, partitions)
-    finally:
-        await admin.close()
 
 
 async def produce(

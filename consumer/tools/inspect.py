@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from typing import TextIO
 
 from consumer.config import Settings
+from consumer.engine.routing import Router
 from consumer.errors import DecodeError
 from consumer.events import EventDecoder, OtherEvent, UnknownEvent
-from consumer.routing import Router
 
 
 def inspect_lines(lines: Iterable[bytes], settings: Settings, out: TextIO) -> int:

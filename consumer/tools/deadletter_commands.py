@@ -6,20 +6,22 @@ Both read up to the end offsets found at start, so they finish even while new de
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack, aclosing
 from types import TracebackType
 from typing import Any, TextIO
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
-from consumer import connection
 from consumer.config import KafkaSettings
-from consumer.engine import deadletter as dl
+from consumer.engine import connection
+from consumer.engine import deadletter_headers as dl
+from consumer.engine.admin import admin_client
+from consumer.engine.deadletter_headers import dlq_fields
+from consumer.engine.deadletter_publisher import request_size
+from consumer.engine.printable import escape_controls
 from consumer.errors import ConsumerError
-from consumer.printable import escape_controls
 
 FETCH_TIMEOUT_MS = 1_000
 
@@ -37,11 +39,6 @@ def recording_id_of(value: bytes | None) -> str | None:
         return _ids.decode(value or b"").recording_id
     except msgspec.DecodeError:
         return None
-
-
-def dlq_fields(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
-    """The ``dlq.*`` headers by name; the last wins, as ours come after the original ones."""
-    return {k: v.decode(errors="replace") for k, v in headers if k.startswith(dl.PREFIX)}
 
 
 async def show(kafka: KafkaSettings, dlq_topic: str, limit: int | None, out: TextIO) -> int:
@@ -106,7 +103,7 @@ async def replay(
             **connection.client_options(kafka),
             acks="all",
             compression_type=kafka.producer_compression,
-            max_request_size=await dl.request_size(kafka, max_request_size),
+            max_request_size=await request_size(kafka, max_request_size),
         )
     replayed = 0
     async with _Reader(kafka, dlq_topic, group=group) as reader, AsyncExitStack() as stack:
@@ -280,14 +277,10 @@ class _Reader:
 
     async def _partitions(self) -> list[TopicPartition]:
         # Asking a consumer for the partitions of a missing topic would auto-create it.
-        admin = AIOKafkaAdminClient(**connection.client_options(self._kafka))
-        await connection.start(admin, self._kafka)
-        try:
+        async with admin_client(self._kafka) as admin:
             if self._topic not in await admin.list_topics():
                 raise ConsumerError(f"topic {self._topic!r} does not exist")
             (described,) = await admin.describe_topics([self._topic])
-        finally:
-            await admin.close()
         return [TopicPartition(self._topic, p["partition"]) for p in described["partitions"]]
 
     async def batches(self) -> AsyncGenerator[dict[TopicPartition, list[Any]], None]:
@@ -307,3 +300,12 @@ class _Reader:
     async def commit(self, batch: dict[TopicPartition, list[Any]]) -> None:
         if batch:
             await self._consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batch.items()})
+
+
+async def read_all(kafka: KafkaSettings, topic: str) -> list[Any]:
+    """Every record of `topic` up to its end offsets now, oldest first per partition."""
+    async with (
+        _Reader(kafka, topic, group=None) as reader,
+        aclosing(reader.batches()) as batches,
+    ):
+        return [m async for batch in batches for records in batch.values() for m in records]

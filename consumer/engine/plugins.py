@@ -10,7 +10,7 @@ import msgspec
 
 from consumer.config import PluginSettings, validation_key
 from consumer.errors import PluginError
-from consumer.handler import Handler
+from consumer.interface import Handler, options_keyed, options_type
 from consumer.secret import decode_secret, masked
 
 ENTRY_POINT_GROUP = "recording_consumer.handlers"
@@ -95,24 +95,33 @@ def build_handlers(
 
 
 def _construct(name: str, factory: Any, raw_options: Mapping[str, Any]) -> Handler:
-    options_type = getattr(factory, "Options", None)
-    if options_type is None:
+    options_class = _options_of(name, factory)
+    if options_class is None:
         if raw_options:
             raise PluginError(f"handler {name!r} takes no options, got: {', '.join(raw_options)}")
-        handler = factory()
+        with options_keyed(name):
+            handler = factory()
     else:
         try:
             options = msgspec.convert(
-                raw_options, options_type, strict=True, dec_hook=decode_secret
+                raw_options, options_class, strict=True, dec_hook=decode_secret
             )
         except msgspec.ValidationError as exc:
             key, reason = validation_key(exc)
             where = ".".join(part for part in ("handlers", name, key) if part)
             raise PluginError(f"{where}: {reason}") from None
-        handler = factory(options)
+        with options_keyed(name):
+            handler = factory(options)
     if not isinstance(handler, Handler):
         raise PluginError(f"handler {name!r} has no async handle(event, ctx) method")
     return handler
+
+
+def _options_of(name: str, factory: Any) -> type[msgspec.Struct] | None:
+    try:
+        return options_type(factory)
+    except TypeError as exc:
+        raise PluginError(f"handler {name!r}: {exc}") from None
 
 
 def masked_options(
@@ -127,10 +136,10 @@ def masked_options(
     shown: dict[str, dict[str, Any]] = {}
     for name, raw in options.items():
         try:
-            options_type = getattr(available[name].load(), "Options", None) if raw else None
+            options_class = options_type(available[name].load()) if raw else None
         except Exception:  # unknown or broken: nothing says which of its options are secret
-            options_type = None
-        shown[name] = masked(options_type, raw) if raw else {}
+            options_class = None
+        shown[name] = masked(options_class, raw) if raw else {}
     return shown
 
 
@@ -144,13 +153,13 @@ def describe(settings: PluginSettings) -> list[tuple[str, str, list[tuple[str, s
     described: list[tuple[str, str, list[tuple[str, str, str]]]] = []
     for name, ep in sorted(discover(settings).items()):
         try:
-            options_type = getattr(ep.load(), "Options", None)
-        except (ImportError, AttributeError) as exc:
+            options_class = options_type(ep.load())
+        except (ImportError, AttributeError, TypeError) as exc:
             described.append((name, f"{_origin(ep)}: cannot be loaded: {exc}", []))
             continue
         options = [
             (f.name, _type_name(f.type), "(required)" if f.required else repr(_default(f)))
-            for f in (msgspec.structs.fields(options_type) if options_type else ())
+            for f in (msgspec.structs.fields(options_class) if options_class else ())
         ]
         described.append((name, _origin(ep), options))
     return described

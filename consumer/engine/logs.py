@@ -16,7 +16,7 @@ import msgspec
 import structlog
 
 from consumer.config import LoggingSettings
-from consumer.printable import escape_log_fields
+from consumer.engine.printable import escape_log_fields
 
 _encode = msgspec.json.Encoder(enc_hook=repr).encode
 

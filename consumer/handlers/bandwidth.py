@@ -1,4 +1,6 @@
-"""Credentials for Bandwidth's API: OAuth2 client credentials (default) or legacy HTTP Basic.
+"""Talking to Bandwidth's API safely: credentials, and checking a media URL before using it.
+
+Credentials: OAuth2 client credentials (default) or legacy HTTP Basic.
 
 Secrets are read from environment variables or files (`consumer.secret.read_secret`), held in
 `Secret` (whose repr hides the value), and only ever leave the process inside an
@@ -10,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import time
 from typing import TYPE_CHECKING, Final, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
 
-from consumer.errors import RetryLater
+from consumer.errors import PermanentFailure, PluginError, RetryLater
+from consumer.events import ConferenceRecordingAvailable, RecordingEvent
 from consumer.secret import Secret
 
 if TYPE_CHECKING:
@@ -120,3 +125,56 @@ class OAuth2ClientCredentials:
         except msgspec.DecodeError:
             raise RetryLater("oauth2 token response is not the expected JSON") from None
         return f"Bearer {reply.access_token}", reply.expires_in
+
+
+# Media URLs. The event's ``mediaUrl`` is only a claim: it must be https, on an allowed host, and
+# exactly the media path of this event's own ids, or the message fails permanently before any
+# request (and so before any credential) leaves the process.
+
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+def checked_media_url(event: RecordingEvent, allowed: frozenset[tuple[str, int]]) -> str:
+    """The URL to request for `event`'s media, or PermanentFailure saying what is wrong."""
+    try:
+        parts = urlsplit(event.media_url or "")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise PermanentFailure("mediaUrl is not a valid URL") from None
+    if parts.scheme != "https":
+        raise PermanentFailure("mediaUrl is not an https URL")
+    if parts.username is not None or parts.password is not None:
+        raise PermanentFailure("mediaUrl carries user info")
+    if host is None or (host, port or 443) not in allowed:
+        raise PermanentFailure(f"mediaUrl host {host!r} is not an allowed host")
+    path = media_path(event)
+    if parts.path != path or parts.query or parts.fragment:
+        raise PermanentFailure("mediaUrl is not the media path of this event's recording")
+    return f"https://{host}{'' if port is None else f':{port}'}{path}"
+
+
+def media_path(event: RecordingEvent) -> str:
+    """``/api/v2/accounts/{accountId}/(calls|conferences)/{id}/recordings/{recordingId}/media``."""
+    if isinstance(event, ConferenceRecordingAvailable):
+        subject = f"conferences/{plain_identifier(event.conference_id, 'conferenceId')}"
+    else:
+        subject = f"calls/{plain_identifier(event.call_id, 'callId')}"
+    account = plain_identifier(event.account_id, "accountId")
+    recording = plain_identifier(event.recording_id, "recordingId")
+    return f"/api/v2/accounts/{account}/{subject}/recordings/{recording}/media"
+
+
+def plain_identifier(value: str | None, name: str) -> str:
+    # Letters, digits, '-' and '_' only: no separators, no dots, so never a path outside the root.
+    if value is None or not _IDENTIFIER.fullmatch(value):
+        raise PermanentFailure(f"{name} is missing or not a plain identifier")
+    return value
+
+
+def host_and_port(entry: str) -> tuple[str, int]:
+    host, _, port = entry.strip().lower().rpartition(":")
+    if not host:
+        return port, 443
+    if not port.isdigit():
+        raise PluginError(f"handlers.download.allowed_hosts: bad entry {entry!r}")
+    return host, int(port)

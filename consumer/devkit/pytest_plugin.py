@@ -2,12 +2,12 @@
 
 Installing recording-consumer makes them available in any test suite:
 
-    async def test_my_handler(handler_round_trip):
-        worker = await handler_round_trip({"mine": MyHandler()}, [make_event()])
-        assert worker.tally.outcomes["handled"] == 1
+    async def test_my_handler(handler_round_trip: RoundTrip) -> None:
+        result = await handler_round_trip({"mine": MyHandler()}, [make_event()])
+        assert result.outcomes["handled"] == 1
 
 The broker is ``$KAFKA_BOOTSTRAP_SERVERS`` when set, else a local one started once per session
-from Apache Kafka's jars (Java 17+ and Maven needed; see `consumer.devkafka`).
+from Apache Kafka's jars (Java 17+ and Maven needed; see `consumer.devkit.devkafka`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from functools import partial
 
 import pytest
 
-from consumer.devkafka import LocalBroker, free_port
-from consumer.testing import RoundTrip, kafka_round_trip
+from consumer.devkit.devkafka import LocalBroker, free_port
+from consumer.devkit.testing import RoundTrip, kafka_round_trip
 
 
 @pytest.fixture(scope="session")

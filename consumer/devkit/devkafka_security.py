@@ -89,7 +89,7 @@ def render_security_properties(
     scram_jaas = f"{login}.scram.ScramLoginModule required;"
     plain_jaas = f'{login}.plain.PlainLoginModule required user_{PLAIN_USER}="{plain_password}";'
     return f"""
-# Secured listeners (consumer/devkafka_security.py)
+# Secured listeners (consumer/devkit/devkafka_security.py)
 listeners={listeners},CONTROLLER://{host}:{controller_port}
 advertised.listeners={listeners}
 listener.security.protocol.map=SASL_SSL:SASL_SSL,SSL:SSL,PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT

@@ -20,7 +20,7 @@ from consumer.secret import encode_secret
 if TYPE_CHECKING:
     from consumer.config import KafkaSettings
     from consumer.engine.worker import Worker
-    from consumer.handler import Handler
+    from consumer.interface import Handler
 
 EXIT_UNREADABLE = 3
 """`run` stopped on a batch it cannot read (2 is a settings error)."""
@@ -120,8 +120,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.engine.logs import configure_logging
     from consumer.engine.worker import Worker
-    from consumer.logs import configure_logging
     from consumer.observability.server import endpoint, listen_address
 
     listen_address(settings.observability.listen)  # a malformed address fails before anything
@@ -156,26 +156,24 @@ def _print_summary(worker: Worker) -> None:
 
 def _routed_handlers(settings: Settings) -> dict[str, Handler]:
     """Every handler a route names, loaded and built from its options, as `run` starts them."""
-    from consumer.plugins import build_handlers
+    from consumer.engine.plugins import build_handlers
 
     names = {name for route in settings.routes.values() for name in route}
     return build_handlers(names, settings.handlers, settings.plugins)
 
 
 def _check_config(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.plugins import masked_options
+    from consumer.engine.plugins import masked_options
+    from consumer.engine.routing import unrouted_statuses
+    from consumer.interface import running
 
     handlers = _routed_handlers(settings)
 
     async def start_and_close() -> None:
         # The start-up errors run would meet after connecting: missing credentials and the like.
-        for handler in handlers.values():
-            start = getattr(handler, "start", None)
-            if start is not None:
-                await start()
-            close = getattr(handler, "close", None)
-            if close is not None:
-                await close()
+        for name, handler in handlers.items():
+            async with running(handler, name):
+                pass
 
     asyncio.run(start_and_close())
     options = masked_options(settings.handlers, settings.plugins)
@@ -183,6 +181,13 @@ def _check_config(args: argparse.Namespace, settings: Settings) -> int:
     encoded = msgspec.json.encode(shown, enc_hook=encode_secret)
     print(msgspec.json.format(encoded, indent=2).decode())
     print(_settings_source(args.config), file=sys.stderr)
+    unrouted = unrouted_statuses(settings.routes)
+    if unrouted:
+        print(
+            f"routes: no route for {', '.join(unrouted)} and no `default`: those events will be "
+            "unrouted (a [routes] table replaces the built-in routes, default included)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -203,7 +208,7 @@ def _settings_source(config: Path | None) -> str:
 
 
 def _inspect(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.inspect import inspect_lines
+    from consumer.tools.inspect import inspect_lines
 
     if args.file == "-":
         return inspect_lines(sys.stdin.buffer, settings, sys.stdout)
@@ -215,7 +220,7 @@ def _inspect(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _handlers(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.plugins import describe
+    from consumer.engine.plugins import describe
 
     for name, origin, options in describe(settings.plugins):
         print(f"{name}  ({origin})")
@@ -225,8 +230,8 @@ def _handlers(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.dlq import show
-    from consumer.engine.deadletter import dead_letter_topic
+    from consumer.engine.deadletter_publisher import dead_letter_topic
+    from consumer.tools.deadletter_commands import show
 
     asyncio.run(_reach(settings.kafka))
     count = asyncio.run(show(settings.kafka, dead_letter_topic(settings), args.limit, sys.stdout))
@@ -235,8 +240,8 @@ def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.dlq import replay
-    from consumer.engine.deadletter import dead_letter_topic
+    from consumer.engine.deadletter_publisher import dead_letter_topic
+    from consumer.tools.deadletter_commands import replay
 
     asyncio.run(_reach(settings.kafka))
     count = asyncio.run(
@@ -259,8 +264,8 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.produce import ensure_topic, produce
-    from consumer.samples import sample_messages
+    from consumer.devkit.samples import sample_messages
+    from consumer.tools.produce import ensure_topic, produce
 
     topic = args.topic or settings.kafka.topic
     kafka = settings.kafka

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Generic, TypeVar
 
 from consumer.errors import PluginError
+from consumer.events import Status
 
 DEFAULT_ROUTE = "default"
 T = TypeVar("T")
@@ -32,3 +33,14 @@ class Router(Generic[T]):
         if status is None:
             return self._default
         return self._table.get(status, self._default)
+
+
+def unrouted_statuses(routes: Mapping[str, Sequence[str]]) -> list[str]:
+    """Bandwidth's documented statuses no handler would see: no entry and no ``default``.
+
+    A ``[routes]`` table replaces the built-in routes as a whole, ``default`` included, so
+    naming only ``complete`` leaves every other status unrouted.
+    """
+    if routes.get(DEFAULT_ROUTE):
+        return []
+    return [str(status) for status in Status if not routes.get(status)]

@@ -4,10 +4,13 @@
     run = await run_handler(MyHandler(), event)
     assert run.error is None and run.messages == ["did it"]
 
-`run_handler` builds a `Context` like the engine's (its logger binds the handler's class name
-where the engine binds the route name), with a logger that records its lines and a `publish`
-that records what was sent. It returns the handler's exception instead of raising it,
-so a test can check the error together with what was logged and published before it.
+`run_handler` builds a `Context` like the engine's (its logger binds the handler's class name,
+or `name`, where the engine binds the registered name), with a logger that records its lines
+and a `publish` that records what was sent. It returns the handler's exception instead of
+raising it, so a test can check the error together with what was logged and published.
+
+`kafka_round_trip` runs the real worker over a real broker and returns a `RoundTripResult`:
+outcome counts by `Outcome` name, the dead letters published, and the log lines.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
@@ -24,10 +27,14 @@ from typing import Any, Final, Protocol
 import httpx
 import msgspec
 import structlog
+import structlog.testing
 from structlog.testing import LogCapture
 
 from consumer.cloudevents import CloudEvent
-from consumer.config import EngineSettings, KafkaSettings, Settings
+from consumer.config import EngineSettings, KafkaSettings, RetryPolicy, RetrySettings, Settings
+from consumer.engine import deadletter_headers
+from consumer.engine.deadletter_headers import dlq_fields
+from consumer.engine.deadletter_publisher import dead_letter_topic
 from consumer.engine.worker import Worker
 from consumer.events import (
     ConferenceRecordingAvailable,
@@ -35,13 +42,18 @@ from consumer.events import (
     RecordingEvent,
     encode_event,
 )
-from consumer.handler import Context, Handler, Publish, Record
-from consumer.produce import ensure_topic, produce
+from consumer.http import shared_client
+from consumer.interface import Context, Handler, Publish, Record, running
+from consumer.outcomes import OUTCOMES, Outcome
+from consumer.tools.deadletter_commands import read_all
+from consumer.tools.produce import ensure_topic, produce
 
 __all__ = [
+    "DeadLetter",
     "HandlerRun",
     "Published",
     "RoundTrip",
+    "RoundTripResult",
     "kafka_round_trip",
     "make_conference_event",
     "make_event",
@@ -139,20 +151,6 @@ class HandlerRun:
         return [entry["event"] for entry in self.logs]
 
 
-@asynccontextmanager
-async def running(handler: Handler) -> AsyncIterator[Handler]:
-    """``start()`` the handler (if it has one) and ``close()`` it on the way out."""
-    start = getattr(handler, "start", None)
-    if start is not None:
-        await start()
-    try:
-        yield handler
-    finally:
-        close = getattr(handler, "close", None)
-        if close is not None:
-            await close()
-
-
 async def run_handler(
     handler: Handler,
     event: RecordingEvent,
@@ -163,16 +161,19 @@ async def run_handler(
     value: bytes | None = None,
     publish: Publish | None = None,
     lifecycle: bool = True,
+    name: str | None = None,
     envelope: CloudEvent | None = None,
 ) -> HandlerRun:
     """Run ``handler.handle(event, ctx)`` once with a real Context; never raises what it raised.
 
-    `http` defaults to a fresh client closed afterwards; `value` (the message bytes) to
-    `encode_event(event)`; `record` to offset 0 of ``recordings`` keyed by the recording id.
+    `http` defaults to a fresh client like the worker's, closed afterwards; `value` (the message
+    bytes) to `encode_event(event)`; `record` to offset 0 of ``recordings`` keyed by recording id.
     Publishes are recorded, and also forwarded to `publish` when given (a real producer).
     With `lifecycle` the handler is started before and closed after; pass False for a handler
     that is already running (see `running`), e.g. to send many events through one instance.
     Exceptions from ``start()`` and ``close()`` propagate: they are not the message's outcome.
+    `name` is the handler's registered name: ``ctx.log`` binds it (default: the class name),
+    and an `OptionError` from ``start()`` becomes a ConfigError keyed with it, as in the worker.
     `envelope` is the CloudEvent the handler sees as ``ctx.envelope``.
     """
     capture = LogCapture()
@@ -205,15 +206,15 @@ async def run_handler(
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
-        handler=type(handler).__name__,
+        handler=name or type(handler).__name__,
         **event.summary(),
         **(envelope.log_fields() if envelope is not None else {}),
     )
     async with AsyncExitStack() as stack:
         if http is None:
-            http = await stack.enter_async_context(httpx.AsyncClient())
+            http = await stack.enter_async_context(shared_client())
         if lifecycle:
-            await stack.enter_async_context(running(handler))
+            await stack.enter_async_context(running(handler, name))
         ctx = Context(
             log=log,
             record=record,
@@ -231,6 +232,54 @@ async def run_handler(
     return HandlerRun([dict(entry) for entry in capture.entries], published, error, ctx)
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One message the round trip's worker published to the dead-letter topic."""
+
+    value: bytes | None
+    """The original message value, as it arrived."""
+    key: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    """The original headers, then the ``dlq.*`` ones saying what failed."""
+
+    @property
+    def reasons(self) -> dict[str, str]:
+        """The ``dlq.*`` headers by name (``dlq.handler``, ``dlq.error.class``, ...)."""
+        return dlq_fields(self.headers)
+
+    @property
+    def handler(self) -> str | None:
+        """The handler that gave up; None when the message could not be decoded."""
+        return self.reasons.get(deadletter_headers.HANDLER)
+
+    @property
+    def error_class(self) -> str:
+        return self.reasons.get(deadletter_headers.ERROR_CLASS, "")
+
+    @property
+    def error_message(self) -> str:
+        return self.reasons.get(deadletter_headers.ERROR_MESSAGE, "")
+
+
+@dataclass(frozen=True, slots=True)
+class RoundTripResult:
+    """What a `kafka_round_trip` did: outcomes, dead letters and log lines."""
+
+    topic: str
+    """The topic the events were produced to (and the worker's group id)."""
+    outcomes: Mapping[Outcome, int]
+    """Messages per outcome, every outcome name present (0 when none); see `Outcome`."""
+    dead_letters: list[DeadLetter]
+    """Everything on the dead-letter topic after the run, oldest first."""
+    logs: list[dict[str, Any]] = field(repr=False)
+    """Every log line of the run as a dict: ``event`` (the message), ``log_level``, fields."""
+
+    @property
+    def messages(self) -> list[str]:
+        """Just the log messages, in order."""
+        return [entry["event"] for entry in self.logs]
+
+
 class RoundTrip(Protocol):
     """`kafka_round_trip` with its broker already chosen (the ``handler_round_trip`` fixture)."""
 
@@ -241,8 +290,9 @@ class RoundTrip(Protocol):
         *,
         topic: str | None = None,
         routes: Mapping[str, list[str]] | None = None,
+        retry: RetryPolicy | None = None,
         until_idle: float = 1.0,
-    ) -> Worker: ...
+    ) -> RoundTripResult: ...
 
 
 async def kafka_round_trip(
@@ -252,24 +302,29 @@ async def kafka_round_trip(
     *,
     topic: str | None = None,
     routes: Mapping[str, list[str]] | None = None,
+    retry: RetryPolicy | None = None,
     until_idle: float = 1.0,
-) -> Worker:
+) -> RoundTripResult:
     """Produce `events` to a fresh topic and run the project's Worker over them until idle.
 
     `bootstrap` is an address, or KafkaSettings for a secured cluster (its topic and group are
     replaced by the fresh topic).
 
     Events are sent as `encode_event` JSON keyed by recording id; ``(key, value)`` pairs as they
-    are. `routes` defaults to every status going to every handler, in the given order.
-    Returns the finished Worker, for its counters. Bound it with ``asyncio.timeout`` in tests.
+    are. `routes` defaults to every status going to every handler, in the given order. `retry`
+    is every handler's policy (default: the worker's, ``RetryPolicy()``); a test of failures
+    wants short delays, ``RetryPolicy(max_attempts=2, initial_delay=0.01)``. Handlers are
+    started and closed by the worker, as in production. Bound it with ``asyncio.timeout``.
     """
     topic = topic or f"kit-{uuid.uuid4().hex[:12]}"
     if isinstance(bootstrap, str):
         bootstrap = KafkaSettings(bootstrap_servers=bootstrap)
     kafka = msgspec.structs.replace(bootstrap, topic=topic, group_id=topic)
+    policy = msgspec.structs.asdict(retry or RetryPolicy())
     settings = Settings(
         kafka=kafka,
         engine=EngineSettings(commit_interval=0.2),
+        retry=RetrySettings(**policy),
         routes=dict(routes or {"default": list(handlers)}),
     )
     messages = [
@@ -280,6 +335,13 @@ async def kafka_round_trip(
     ]
     await ensure_topic(kafka, topic, partitions=1)
     await produce(kafka, topic, messages)
-    worker = Worker(settings, handlers)
-    await worker.run(until_idle=until_idle)
-    return worker
+    with structlog.testing.capture_logs() as logs:
+        worker = Worker(settings, handlers)
+        await worker.run(until_idle=until_idle)
+    records = await read_all(kafka, dead_letter_topic(settings))
+    return RoundTripResult(
+        topic=topic,
+        outcomes={name: worker.tally.outcomes[name] for name in OUTCOMES},
+        dead_letters=[DeadLetter(r.value, r.key, tuple(r.headers)) for r in records],
+        logs=[dict(entry) for entry in logs],
+    )

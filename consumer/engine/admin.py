@@ -1,13 +1,34 @@
-"""Creating topics. aiokafka's admin client reports a topic's failure inside its response
-instead of raising it, so every caller needs the same unpacking."""
+"""Kafka's admin client, started and closed in one place, and creating topics with it.
+
+aiokafka's admin client reports a topic's failure inside its response instead of raising it,
+so every caller needs the same unpacking.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from aiokafka.admin import NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import NoError, TopicAlreadyExistsError, for_code
+
+from consumer.config import KafkaSettings
+from consumer.engine import connection
+
+
+@asynccontextmanager
+async def admin_client(kafka: KafkaSettings | str) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client for `kafka` (settings, or a plain bootstrap address), closed after."""
+    if isinstance(kafka, str):
+        kafka = KafkaSettings(bootstrap_servers=kafka)
+    admin = AIOKafkaAdminClient(**connection.client_options(kafka))
+    await connection.start(admin, kafka)
+    try:
+        yield admin
+    finally:
+        await admin.close()
 
 
 async def create_topic(

@@ -5,7 +5,11 @@ Maven once into ``$DEVKAFKA_HOME/jars/<version>/`` (default ``./.devkafka``); th
 of ``make kafka-up`` keeps its state in ``$DEVKAFKA_HOME/run/``. With ``KAFKA_BOOTSTRAP_SERVERS``
 set, nothing is started and that address is used instead.
 
-    python -m consumer.devkafka up|down|status|bootstrap
+    python -m consumer.devkit.devkafka up|down|status|bootstrap [--secured] [--port N]
+
+The plain broker listens on 127.0.0.1:9092, the settings' default: when that port is taken
+(someone else's broker?), `up` refuses instead of choosing another port behind the settings'
+back; ``up --port N`` picks one, and `bootstrap` prints whatever the running broker uses.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ from types import TracebackType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
-from consumer import devkafka_security
-from consumer.devkafka_security import PLAIN_USER, SCRAM_USER, Security
+from consumer.devkit import devkafka_security
+from consumer.devkit.devkafka_security import PLAIN_USER, SCRAM_USER, Security
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
@@ -246,8 +250,8 @@ class LocalBroker:
 
     def start(self, timeout: float = 90) -> str:
         """Format fresh storage, start the broker, return its bootstrap once it serves metadata."""
+        self.port = self._choose_port()  # first: a taken port needs no jars to be refused
         jars = ensure_jars()
-        self.port = self._choose_port()
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log4j = self.state_dir / "log4j2.properties"
@@ -334,12 +338,17 @@ class LocalBroker:
             if not _port_is_free(self._requested_port):
                 raise BrokerError(f"port {self._requested_port} on 127.0.0.1 is already in use")
             return self._requested_port
-        # 9092 is left to the plain broker, which is the one clients expect there.
-        if not self.secured and _port_is_free(DEFAULT_PORT):
-            return DEFAULT_PORT
-        port = free_port()
-        _say(f"port {DEFAULT_PORT} is busy, using {port} instead")
-        return port
+        if self.secured:  # its clients take the addresses `up --secured` prints
+            return free_port()
+        # Never another port in silence: the settings' default says 9092, and a client would
+        # reach whatever holds it (seen: a run joined another engineer's broker).
+        if not _port_is_free(DEFAULT_PORT):
+            raise BrokerError(
+                f"port {DEFAULT_PORT} on 127.0.0.1 is in use (another broker?); stop it, or "
+                f"start on another port with `up --port N` and point clients at it "
+                f"(KAFKA_BOOTSTRAP_SERVERS=$(python -m consumer.devkit.devkafka bootstrap))"
+            )
+        return DEFAULT_PORT
 
     def recorded_pid(self) -> int | None:
         """The pid of this state dir's broker if it is still alive; stale pid files are removed."""
@@ -364,8 +373,11 @@ class LocalBroker:
 
         return asyncio.run(_answers_metadata(self.bootstrap, time.monotonic() + timeout, alive))
 
-    def stop(self) -> None:
-        """SIGTERM, wait up to STOP_TIMEOUT seconds, then SIGKILL; forget pid, port and data."""
+    def stop(self) -> int | None:
+        """SIGTERM, wait up to STOP_TIMEOUT seconds, then SIGKILL; forget pid, port and data.
+
+        Returns the pid that was stopped (None if none ran) only once that process has exited.
+        """
         pid = self.recorded_pid()
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -373,13 +385,15 @@ class LocalBroker:
                 if not self._wait_gone(pid, STOP_TIMEOUT):
                     _say(f"broker pid {pid} ignored SIGTERM for {STOP_TIMEOUT:.0f}s; killing it")
                     os.kill(pid, signal.SIGKILL)
-                    self._wait_gone(pid, 5)
+                    if not self._wait_gone(pid, STOP_TIMEOUT):
+                        raise BrokerError(f"broker pid {pid} did not exit after SIGKILL")
         self._forget()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+        return pid
 
     def _wait_gone(self, pid: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        while _is_our_broker(pid, self.config_file):
+        while not _exited(pid):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.1)
@@ -425,6 +439,27 @@ def _storage_tool(java: list[str], *args: str) -> str:
     return done.stdout
 
 
+def _exited(pid: int) -> bool:
+    """Whether `pid` has finished exiting: gone, or a zombie (its sockets and memory are freed).
+
+    A dying JVM's command line reads empty before its listeners close, so `_is_our_broker`
+    turning False is no proof the broker is gone.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:  # no /proc: ask the kernel whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+
+
 def _is_our_broker(pid: int, config_file: Path) -> bool:
     try:
         os.kill(pid, 0)
@@ -440,18 +475,19 @@ def _is_our_broker(pid: int, config_file: Path) -> bool:
         return False
 
 
-def _run_broker(secured: bool = False) -> LocalBroker:
+def _run_broker(secured: bool = False, port: int | None = None) -> LocalBroker:
     if secured:
-        return LocalBroker(devkafka_home() / "secured", secured=True)
-    return LocalBroker(devkafka_home() / "run")
+        return LocalBroker(devkafka_home() / "secured", port, secured=True)
+    return LocalBroker(devkafka_home() / "run", port)
 
 
-def up(secured: bool = False) -> str:
+def up(secured: bool = False, port: int | None = None) -> str:
     """Ensure the long-lived broker in ``$DEVKAFKA_HOME/run`` is serving; return its bootstrap.
 
     `secured`: the one in ``$DEVKAFKA_HOME/secured``, and its SASL_SSL listener's address.
+    `port`: the plain listener's port when it has to be started (default 9092, never another).
     """
-    broker = _run_broker(secured)
+    broker = _run_broker(secured, port)
     with _locked(broker.state_dir / ".lock"):
         if not broker.answers():
             broker.stop()  # a recorded broker that is alive but silent is hung; start afresh
@@ -470,11 +506,11 @@ def _describe_security(security: Security) -> None:
     _say(f"CA certificate: {security.cafile}")
 
 
-def down(secured: bool = False) -> None:
-    """Stop the long-lived broker, if one is running."""
+def down(secured: bool = False) -> int | None:
+    """Stop the long-lived broker, if one is running; return its pid once it has exited."""
     broker = _run_broker(secured)
     with _locked(broker.state_dir / ".lock"):
-        broker.stop()
+        return broker.stop()
 
 
 def bootstrap_servers() -> str:
@@ -486,31 +522,60 @@ def bootstrap_servers() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``python -m consumer.devkafka`` command line; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m consumer.devkafka", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "bootstrap"])
-    parser.add_argument(
+    """The ``python -m consumer.devkit.devkafka`` command line; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m consumer.devkit.devkafka",
+        description="A local Apache Kafka broker for development, from Maven Central's jars.",
+    )
+    secured = argparse.ArgumentParser(add_help=False)
+    secured.add_argument(
         "--secured",
         action="store_true",
         help="the broker with SASL_SSL (SCRAM-SHA-512, PLAIN) and mutual-TLS SSL listeners",
     )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up_command = sub.add_parser(
+        "up",
+        parents=[secured],
+        help="start the long-lived broker unless it is running; print its address",
+        description="Start the long-lived broker unless it is running, then print its address. "
+        f"It listens on 127.0.0.1:{DEFAULT_PORT} (the settings' default) unless --port says "
+        "otherwise; a taken port is an error, never a silent switch.",
+    )
+    up_command.add_argument(
+        "--port", type=int, help=f"the plain listener's port (default {DEFAULT_PORT})"
+    )
+    sub.add_parser(
+        "down",
+        parents=[secured],
+        help="stop the long-lived broker; returns once its process has exited",
+    )
+    sub.add_parser(
+        "status", parents=[secured], help="print 'running <address> (pid N)' or 'stopped'"
+    )
+    sub.add_parser(
+        "bootstrap",
+        parents=[secured],
+        help="print the address clients should use: $KAFKA_BOOTSTRAP_SERVERS if set, else the "
+        "long-lived broker's (started first if it is not running)",
+    )
     args = parser.parse_args(argv)
-    command, secured = args.command, args.secured
+    command, is_secured = args.command, args.secured
     try:
-        if command == "up" or (command == "bootstrap" and secured):
-            print(up(secured))
+        if command == "up" or (command == "bootstrap" and is_secured):
+            print(up(is_secured, getattr(args, "port", None)))
         elif command == "bootstrap":
             print(bootstrap_servers())
         elif command == "down":
-            down(secured)
-            _say("stopped")
+            pid = down(is_secured)
+            _say("not running" if pid is None else f"stopped (pid {pid} exited)")
         else:
-            broker = _run_broker(secured)
+            broker = _run_broker(is_secured)
             pid = broker.recorded_pid()
             if pid is None:
                 print("stopped")
             else:
-                address = broker.security.sasl_ssl if secured else broker.bootstrap
+                address = broker.security.sasl_ssl if is_secured else broker.bootstrap
                 print(f"running {address} (pid {pid})")
     except BrokerError as err:
         _say(str(err))

@@ -1,0 +1,1 @@
+"""The development kit: the testing kit and its pytest plugin, the local broker, samples."""

@@ -1,0 +1,1 @@
+"""Operators' tools: the command line, the dead-letter commands, inspect, produce."""
