@@ -367,6 +367,26 @@ async def test_bucket_removed_after_start_fails_permanently(
     assert "NoSuchBucket" in str(run.error)
 
 
+def archiving(
+    bandwidth: FakeBandwidth, ca: trustme.CA, tmp_path: Path, bucket: str, endpoint: str
+) -> dict[str, str]:
+    """A worker's settings routing every status to `download` into `bucket` through `endpoint`."""
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return {
+        "SSL_CERT_FILE": str(ca_file),
+        "BANDWIDTH_CLIENT_ID": CLIENT_ID,
+        "BANDWIDTH_CLIENT_SECRET": CLIENT_SECRET,
+        **CREDENTIALS,
+        "AWS_REGION": REGION,
+        "ROUTES__DEFAULT": '["download"]',
+        "HANDLERS__DOWNLOAD__DESTINATION": f"s3://{bucket}/calls",
+        "HANDLERS__DOWNLOAD__ENDPOINT_URL": endpoint,
+        "HANDLERS__DOWNLOAD__TOKEN_URL": bandwidth.url(TOKEN_PATH),
+        "HANDLERS__DOWNLOAD__ALLOWED_HOSTS": json.dumps([bandwidth.host]),
+    }
+
+
 async def test_worker_archives_redelivers_and_deletes_through_the_broker(
     kafka_bootstrap: str,
     create_topic: Callable[..., Awaitable[None]],
@@ -381,23 +401,10 @@ async def test_worker_archives_redelivers_and_deletes_through_the_broker(
 ) -> None:
     """Events from Kafka land in the bucket; a second group redelivers them without a GET;
     a deleted event then removes its recording."""
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
     events = [served(bandwidth, recording_id=f"r-{n}", call_id=f"c-{n}") for n in range(3)]
     await publish_events(kafka_bootstrap, unique_name, events, create_topic)
-    settings = {
-        "SSL_CERT_FILE": str(ca_file),
-        "BANDWIDTH_CLIENT_ID": CLIENT_ID,
-        "BANDWIDTH_CLIENT_SECRET": CLIENT_SECRET,
-        **CREDENTIALS,
-        "AWS_REGION": REGION,
-        "AWS_ENDPOINT_URL": s3_endpoint,
-        "ROUTES__DEFAULT": '["download"]',
-        "HANDLERS__DOWNLOAD__DESTINATION": f"s3://{bucket}/calls",
-        "HANDLERS__DOWNLOAD__TOKEN_URL": bandwidth.url(TOKEN_PATH),
-        "HANDLERS__DOWNLOAD__ALLOWED_HOSTS": json.dumps([bandwidth.host]),
-        "HANDLERS__DOWNLOAD__ON_DELETED": "delete",
-    }
+    settings = archiving(bandwidth, ca, tmp_path, bucket, s3_endpoint)
+    settings["HANDLERS__DOWNLOAD__ON_DELETED"] = "delete"
     first = await run_worker(unique_name, **settings)
     assert first.returncode == 0, first.output
     await all_committed(kafka_bootstrap, unique_name)
@@ -453,24 +460,12 @@ async def test_store_failing_mid_upload_through_the_broker(
     whole, with no upload left open and the offset committed."""
     breaker = PartBreaker(int(s3_endpoint.rsplit(":", 1)[1]), doomed=1)
     await breaker.start()
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
     audio = bytes(range(256)) * (LARGE // 256)
     event = served(bandwidth, audio)
     await publish_events(kafka_bootstrap, unique_name, [event], create_topic)
     try:
         finished = await run_worker(
-            unique_name,
-            SSL_CERT_FILE=str(ca_file),
-            BANDWIDTH_CLIENT_ID=CLIENT_ID,
-            BANDWIDTH_CLIENT_SECRET=CLIENT_SECRET,
-            **CREDENTIALS,
-            AWS_REGION=REGION,
-            ROUTES__DEFAULT='["download"]',
-            HANDLERS__DOWNLOAD__DESTINATION=f"s3://{bucket}/calls",
-            HANDLERS__DOWNLOAD__ENDPOINT_URL=breaker.url,
-            HANDLERS__DOWNLOAD__TOKEN_URL=bandwidth.url(TOKEN_PATH),
-            HANDLERS__DOWNLOAD__ALLOWED_HOSTS=json.dumps([bandwidth.host]),
+            unique_name, **archiving(bandwidth, ca, tmp_path, bucket, breaker.url)
         )
     finally:
         await breaker.close()
@@ -507,8 +502,6 @@ async def test_store_errors_through_the_broker_retry_or_dead_letter(
     }
     injector = FaultInjector(int(s3_endpoint.rsplit(":", 1)[1]), *faults.values())
     await injector.start()
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
     large = bytes(range(256)) * (LARGE // 256)
     events = [
         served(bandwidth, large, recording_id="r-slow"),
@@ -518,17 +511,7 @@ async def test_store_errors_through_the_broker_retry_or_dead_letter(
     await publish_events(kafka_bootstrap, unique_name, events, create_topic)
     try:
         finished = await run_worker(
-            unique_name,
-            SSL_CERT_FILE=str(ca_file),
-            BANDWIDTH_CLIENT_ID=CLIENT_ID,
-            BANDWIDTH_CLIENT_SECRET=CLIENT_SECRET,
-            **CREDENTIALS,
-            AWS_REGION=REGION,
-            ROUTES__DEFAULT='["download"]',
-            HANDLERS__DOWNLOAD__DESTINATION=f"s3://{bucket}/calls",
-            HANDLERS__DOWNLOAD__ENDPOINT_URL=injector.url,
-            HANDLERS__DOWNLOAD__TOKEN_URL=bandwidth.url(TOKEN_PATH),
-            HANDLERS__DOWNLOAD__ALLOWED_HOSTS=json.dumps([bandwidth.host]),
+            unique_name, **archiving(bandwidth, ca, tmp_path, bucket, injector.url)
         )
     finally:
         await injector.close()
