@@ -13,12 +13,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trustme
 
 from consumer.devkit.devkafka import LocalBroker, free_port
 from consumer.engine import admin as topics
-from tests.tls_server import FakeBandwidth
+from tests.tls_server import FakeBandwidth, client_for
 
 
 @pytest.fixture
@@ -60,6 +61,13 @@ def create_topic() -> Callable[..., Awaitable[None]]:
 def ca() -> trustme.CA:
     """A throwaway certificate authority for the local HTTPS stand-in for Bandwidth."""
     return trustme.CA()
+
+
+@pytest.fixture
+async def http(ca: trustme.CA) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client trusting `ca`, as the download handler's shared client would."""
+    async with client_for(ca) as client:
+        yield client
 
 
 @pytest.fixture

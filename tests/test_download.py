@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +28,10 @@ from tests.tls_server import (
     USERNAME,
     FakeBandwidth,
     Reply,
-    client_for,
 )
 
 AUDIO = b"RIFF" + bytes(range(256)) * 64
 WAVE = {"Content-Type": "audio/vnd.wave"}
-
-
-@pytest.fixture
-async def http(ca: trustme.CA) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(ca) as client:
-        yield client
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from tests import test_handlers_e2e
 from tests.s3_store import CREDENTIALS, REGION, Fault, FaultInjector, PartBreaker, moto_server
 from tests.support import read_topic
 from tests.test_handlers_e2e import Finished, all_committed, publish_events
-from tests.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth, Reply, client_for
+from tests.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth, Reply
 
 AUDIO = b"RIFF" + bytes(range(256)) * 64
 LARGE = PART_SIZE * 2 + 12345
@@ -58,12 +58,6 @@ async def bucket(s3: Any) -> str:
     name = f"rec-{uuid.uuid4().hex[:12]}"
     await s3.create_bucket(Bucket=name)
     return name
-
-
-@pytest.fixture
-async def http(ca: trustme.CA) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(ca) as client:
-        yield client
 
 
 @pytest.fixture

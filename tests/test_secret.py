@@ -52,30 +52,26 @@ def test_check_config_masks_secret_options(tmp_path: Path) -> None:
         "RECORDING_CONSUMER__HANDLERS__VAULT__TOKEN": TOKEN,
         "RECORDING_CONSUMER__HANDLERS__VAULT__LABEL": "shown",
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "consumer", "check-config", "--config", "tests/minimal.toml"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+
+    def check_config() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "consumer", "check-config", "--config", "tests/minimal.toml"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    result = check_config()
     assert result.returncode == 0, result.stderr
     assert TOKEN not in result.stdout + result.stderr
     handlers = json.loads(result.stdout)["handlers"]
     assert handlers["vault"] == {"token": "***", "label": "shown"}
 
     env["RECORDING_CONSUMER__HANDLERS__GHOST__KEY"] = TOKEN
-    ghost = subprocess.run(
-        [sys.executable, "-m", "consumer", "check-config", "--config", "tests/minimal.toml"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    ghost = check_config()
     assert ghost.returncode == 2, "options for no handler stop check-config, as they stop run"
     assert "handlers.ghost" in ghost.stderr
     assert TOKEN not in ghost.stdout + ghost.stderr
