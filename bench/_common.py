@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from consumer.config import EngineSettings, KafkaSettings, LoggingSettings, Settings, load_settings
 from consumer.devkit.devkafka import bootstrap_servers
 from consumer.devkit.samples import recording_event
-from consumer.engine.admin import admin_client
+from consumer.engine.admin import admin_client, end_offsets
 from consumer.engine.connection import client_options
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
@@ -172,19 +172,15 @@ async def time_worker(settings: Settings, probe: Probe, *, serve: bool = False) 
 
 async def _time_run(worker: Worker, probe: Probe) -> Timing:
     timing = Timing(probe.total, time.perf_counter())
+    ends = await end_offsets(worker.settings.kafka, worker.settings.kafka.topic)
     run = asyncio.create_task(worker.run())
-    done = asyncio.create_task(probe.done.wait())
-    await asyncio.wait({run, done}, return_when=asyncio.FIRST_COMPLETED)
+    committed = asyncio.create_task(worker.wait_committed(ends))
+    await asyncio.wait({run, committed}, return_when=asyncio.FIRST_COMPLETED)
     if run.done():
         run.result()
         raise RuntimeError(f"worker returned after {probe.seen} of {probe.total} events")
-    # A shutdown commits at once; otherwise the tail would wait for commit_interval.
-    worker.stop()
-    # The benchmark's only peek inside the worker: the engine signals no "committed" event.
-    offsets = worker._offsets
-    while offsets.in_flight() or offsets.uncommitted():  # noqa: ASYNC110
-        await asyncio.sleep(0.0005)
     timing.committed = time.perf_counter()
+    worker.stop()
     await run
     timing.first, timing.last = probe.first, probe.last
     return timing

@@ -37,8 +37,8 @@ from _common import (
 
 from consumer.config import LoggingSettings, ObservabilitySettings
 from consumer.devkit.devkafka import free_port
-from consumer.engine.delivery import Tally
 from consumer.engine.logs import configure_logging
+from consumer.engine.tally import Tally
 
 PARTITIONS = 6
 SCRAPE_EVERY = 1.0

@@ -45,7 +45,6 @@ class Context:
         attempt: int,
         http: httpx.AsyncClient,
         publish: Publish,
-        *,
         bind: Callable[[], Mapping[str, Any]] | None = None,
         envelope: CloudEvent | None = None,
     ) -> None:

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from consumer.config import KafkaSettings, ObservabilitySettings, Settings
-from consumer.engine.delivery import Tally
+from consumer.engine.tally import Tally
 from consumer.observability.health import Health
 from consumer.observability.metrics import MAX_RAW_SERIES, Durations, message_labels
 

@@ -7,11 +7,27 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from consumer.engine.delivery import Job
+from consumer.engine.delivery import RetryState
+from consumer.engine.intake import Job, Undecodable
+from consumer.engine.offsets import Batch, OffsetTracker
 from consumer.engine.scheduler import Scheduler
+from consumer.events import RecordingAvailable
 from consumer.interface import Record
 
 TP = TopicPartition("recordings", 0)
+ROUTE: tuple[tuple[str, Any], ...] = (("h", object()),)
+
+
+class Offsets:
+    """The committer's part the scheduler uses: finished offsets, into a real tracker."""
+
+    def __init__(self) -> None:
+        self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self.finished = asyncio.Event()
+
+    def finish(self, batch: Batch, index: int) -> None:
+        self.tracker.finish(batch, index)
+        self.finished.set()
 
 
 class ThreeAttempts:
@@ -21,57 +37,57 @@ class ThreeAttempts:
         self.attempts: list[int] = []
         self.first = asyncio.Event()
 
-    async def attempt(self, job: Job) -> float | None:
-        job.attempts["h"] = number = job.attempts.get("h", 0) + 1
+    async def attempt(self, work: Job[Any] | Undecodable) -> float | None:
+        retry = work.retry = work.retry or RetryState()
+        retry.attempts["h"] = number = retry.attempts.get("h", 0) + 1
         self.attempts.append(number)
         self.first.set()
-        if number < 3:
-            job.pending = list(job.route)
-            return 0.01
-        return None
+        return 0.01 if number < 3 else None
 
 
-def fetched(scheduler: Scheduler, offset: int) -> Job:
-    """A job as the worker builds one for a freshly fetched message."""
-    scheduler.offsets.add(TP, offset)
+def fetched(offsets: Offsets, offset: int) -> Job[Any]:
+    """A job as the worker takes one in from a freshly fetched message."""
     record = Record(topic=TP.topic, partition=0, offset=offset, key=b"k", headers=(), timestamp=0)
-    route: tuple[tuple[str, Any], ...] = (("h", object()),)
-    return Job(record, b"{}", (TP, b"k"), scheduler.generation(TP), route=route, pending=[*route])
+    event = RecordingAvailable(recording_id="r-1")
+    job: Job[Any] = Job(record, b"{}", b"k", event, None, ROUTE)
+    job.batch, job.index = offsets.tracker.add(TP, [offset]), 0
+    return job
 
 
-async def revoke_midway(*assignments: list[TopicPartition]) -> tuple[list[int], Scheduler]:
+async def revoke_midway(*assignments: list[TopicPartition]) -> tuple[list[int], Offsets]:
     """Run one message, revoke its partition after the first attempt, go through the given
     assignments, fetch it again and run it to the end; returns the attempt numbers seen."""
-    finished = asyncio.Event()
-    scheduler = Scheduler(on_finished=finished.set)
+    offsets = Offsets()
+    scheduler = Scheduler(offsets, runners=1)
     delivery = ThreeAttempts()
-    task = asyncio.create_task(scheduler.work(delivery))  # a stand-in for Delivery
+    task = asyncio.create_task(scheduler.work(delivery, 0))  # a stand-in for Delivery
     try:
-        scheduler.submit(fetched(scheduler, 0))
+        scheduler.submit(TP, [fetched(offsets, 0)])
         async with asyncio.timeout(5):
             await delivery.first.wait()
             assert await scheduler.quiesce([TP], 5, asyncio.Event())
         scheduler.forget([TP])
+        offsets.tracker.forget([TP])
         for assigned in assignments:
             scheduler.assigned(assigned)
-        scheduler.submit(fetched(scheduler, 0))
+        scheduler.submit(TP, [fetched(offsets, 0)])
         async with asyncio.timeout(5):
-            await finished.wait()
+            await offsets.finished.wait()
     finally:
         task.cancel()
-    return delivery.attempts, scheduler
+    return delivery.attempts, offsets
 
 
 async def test_retry_progress_survives_revoke_and_reassignment_to_the_same_worker() -> None:
     """A message revoked mid-retries and fetched again here resumes at its next attempt."""
-    attempts, scheduler = await revoke_midway([TP])
+    attempts, offsets = await revoke_midway([TP])
     assert attempts == [1, 2, 3]
-    assert scheduler.offsets.uncommitted() == {TP: 1}
+    assert offsets.tracker.uncommitted() == {TP: 1}
 
 
 async def test_retry_progress_is_dropped_when_the_partition_goes_elsewhere() -> None:
     """Assigned other partitions, the worker forgets the revoked message's attempts; coming
     back later, the message starts afresh, as on any other worker."""
-    attempts, scheduler = await revoke_midway([TopicPartition("recordings", 1)], [TP])
+    attempts, offsets = await revoke_midway([TopicPartition("recordings", 1)], [TP])
     assert attempts == [1, 1, 2, 3]
-    assert scheduler.offsets.uncommitted() == {TP: 1}
+    assert offsets.tracker.uncommitted() == {TP: 1}

@@ -15,6 +15,7 @@ outcome counts by `Outcome` name, the dead letters published, and the log lines.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -33,6 +34,7 @@ from structlog.testing import LogCapture
 from consumer.cloudevents import CloudEvent
 from consumer.config import EngineSettings, KafkaSettings, RetryPolicy, RetrySettings, Settings
 from consumer.engine import deadletter_headers
+from consumer.engine.admin import end_offsets
 from consumer.engine.deadletter_headers import dlq_fields
 from consumer.engine.deadletter_publisher import dead_letter_topic
 from consumer.engine.worker import Worker
@@ -291,7 +293,6 @@ class RoundTrip(Protocol):
         topic: str | None = None,
         routes: Mapping[str, list[str]] | None = None,
         retry: RetryPolicy | None = None,
-        until_idle: float = 1.0,
     ) -> RoundTripResult: ...
 
 
@@ -303,9 +304,8 @@ async def kafka_round_trip(
     topic: str | None = None,
     routes: Mapping[str, list[str]] | None = None,
     retry: RetryPolicy | None = None,
-    until_idle: float = 1.0,
 ) -> RoundTripResult:
-    """Produce `events` to a fresh topic and run the project's Worker over them until idle.
+    """Produce `events` to a fresh topic and run the project's Worker until it committed them.
 
     `bootstrap` is an address, or KafkaSettings for a secured cluster (its topic and group are
     replaced by the fresh topic).
@@ -335,9 +335,16 @@ async def kafka_round_trip(
     ]
     await ensure_topic(kafka, topic, partitions=1)
     await produce(kafka, topic, messages)
+    # Everything produced is finished (handled, skipped or dead-lettered) once committed.
+    end = await end_offsets(kafka, topic)
     with structlog.testing.capture_logs() as logs:
         worker = Worker(settings, handlers)
-        await worker.run(until_idle=until_idle)
+        run = asyncio.create_task(worker.run())
+        committed = asyncio.create_task(worker.wait_committed(end))
+        await asyncio.wait({run, committed}, return_when=asyncio.FIRST_COMPLETED)
+        committed.cancel()
+        worker.stop()
+        await run
     records = await read_all(kafka, dead_letter_topic(settings))
     return RoundTripResult(
         topic=topic,

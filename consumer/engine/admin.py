@@ -1,4 +1,4 @@
-"""Kafka's admin client, started and closed in one place, and creating topics with it.
+"""Kafka's admin client, started and closed in one place; creating topics, reading their ends.
 
 aiokafka's admin client reports a topic's failure inside its response instead of raising it,
 so every caller needs the same unpacking.
@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import NoError, TopicAlreadyExistsError, for_code
@@ -62,3 +63,16 @@ async def max_message_bytes(admin: Any, name: str) -> int | None:
                 if entry["config_names"] == "max.message.bytes":
                     return int(entry["config_value"])
     return None
+
+
+async def end_offsets(kafka: KafkaSettings, topic: str) -> dict[TopicPartition, int]:
+    """Where each partition of `topic` ends now: a group has read it all once it committed these."""
+    async with admin_client(kafka) as admin:
+        (described,) = await admin.describe_topics([topic])
+    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+    consumer = AIOKafkaConsumer(**connection.client_options(kafka), enable_auto_commit=False)
+    await connection.start(consumer, kafka)
+    try:
+        return dict(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()

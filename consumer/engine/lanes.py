@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -12,37 +12,46 @@ J = TypeVar("J")
 
 
 class Lanes(Generic[K, J]):
-    """A queue per key; only the head of each queue may run."""
+    """A queue per key; only the head of each queue may run.
+
+    Most lanes hold one job at a time (a recording's events are minutes apart), so a lane's
+    head is not stored: a key maps to None until a second job queues behind the head.
+    """
 
     __slots__ = ("_lanes",)
 
     def __init__(self) -> None:
-        self._lanes: dict[K, deque[J]] = {}
+        self._lanes: dict[K, deque[J] | None] = {}
 
     def push(self, key: K, job: J) -> bool:
         """Queue `job`; True when it is at the head and may run now."""
-        lane = self._lanes.get(key)
-        if lane is None:
-            self._lanes[key] = deque((job,))
+        lanes = self._lanes
+        if key not in lanes:
+            lanes[key] = None
             return True
-        lane.append(job)
+        behind = lanes[key]
+        if behind is None:
+            lanes[key] = deque((job,))
+        else:
+            behind.append(job)
         return False
 
     def pop(self, key: K) -> J | None:
         """Retire the head of `key`'s lane; returns the job that may run next, if any."""
-        lane = self._lanes.get(key)
-        if lane is None:
+        lanes = self._lanes
+        behind = lanes.get(key)
+        if behind is None:
+            lanes.pop(key, None)
             return None
-        lane.popleft()
-        if lane:
-            return lane[0]
-        del self._lanes[key]
-        return None
+        following = behind.popleft()
+        if not behind:
+            lanes[key] = None
+        return following
 
     def drop(self, which: Callable[[K], bool]) -> list[J]:
-        """Forget every lane whose key matches; returns the jobs they held."""
+        """Forget every lane whose key matches; returns the jobs queued behind their heads."""
         doomed = [key for key in self._lanes if which(key)]
-        return [job for key in doomed for job in self._lanes.pop(key)]
+        return [job for key in doomed for job in (self._lanes.pop(key) or ())]
 
     def __len__(self) -> int:
         return len(self._lanes)
@@ -69,6 +78,28 @@ class ReadyQueue(Generic[J]):
         self._items.append(item)
         if not self._waking:
             self._wake()
+
+    def put_many(self, items: Iterable[J]) -> None:
+        self._items.extend(items)
+        if self._items and not self._waking:
+            self._wake()
+
+    def take(self) -> J | None:
+        """The next item without waiting, or None; a waiter is woken for what remains."""
+        items = self._items
+        if not items:
+            return None
+        item = items.popleft()
+        if items and not self._waking:
+            self._wake()
+        return item
+
+    def drop(self, which: Callable[[J], bool]) -> list[J]:
+        """Remove and return the items that match."""
+        dropped = [item for item in self._items if which(item)]
+        if dropped:
+            self._items = deque(item for item in self._items if not which(item))
+        return dropped
 
     async def get(self) -> J:
         items = self._items

@@ -3,88 +3,100 @@
 A job is ready when it heads its lane (its partition and ordering key), so one recording's
 events never overtake each other while other recordings proceed. Retries wait on timers, not
 on a task, so a long backoff holds up nothing but its own lane.
+
+`max_in_flight` runner tasks take ready jobs and await their handlers directly: a handler that
+finishes without suspending runs with no task switch and no task created, and one that awaits
+I/O holds only its runner while the others go on. (Driving coroutines by hand instead would
+leave a handler that suspends in a different task than the one it started in, and
+``asyncio.timeout`` or httpx's cancel scopes, entered in its first step, would then cancel or
+check the wrong task.)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Hashable
-from typing import Protocol
+from collections.abc import Callable, Collection, Hashable, Sequence
+from typing import Any, Protocol
 
 import structlog
 from aiokafka import TopicPartition
 
-from consumer.engine.delivery import Job
+from consumer.engine.delivery import RetryState
 from consumer.engine.handover import CANCELLED_WAIT
+from consumer.engine.intake import Job, Undecodable
 from consumer.engine.lanes import Lanes, ReadyQueue
-from consumer.engine.offsets import OffsetTracker
+from consumer.engine.offsets import Batch
+
+Work = Job[Any] | Undecodable
 
 
 class Attempts(Protocol):
     """What runs a job's attempts: `Delivery`, or a stand-in in tests."""
 
-    async def attempt(self, job: Job) -> float | None: ...
+    async def attempt(self, work: Work) -> float | None: ...
+
+
+class Finishes(Protocol):
+    """Where finished jobs' offsets go: the `Committer`, or a stand-in in tests."""
+
+    def finish(self, batch: Batch, index: int) -> None: ...
 
 
 class Scheduler:
-    """Lanes, the ready queue, retry timers and the offsets they finish."""
+    """Lanes, the ready queue, retry timers and the runner tasks."""
 
-    def __init__(self, on_finished: Callable[[], None]) -> None:
-        self.offsets: OffsetTracker[TopicPartition] = OffsetTracker()
-        self._on_finished = on_finished
-        self._lanes: Lanes[tuple[TopicPartition, Hashable], Job] = Lanes()
-        self._ready: ReadyQueue[Job] = ReadyQueue()
-        self._timers: dict[Job, asyncio.TimerHandle] = {}
-        self._generation: defaultdict[TopicPartition, int] = defaultdict(int)
-        """Bumped when a partition is revoked, so its old jobs are recognised and ignored."""
+    def __init__(self, offsets: Finishes, runners: int) -> None:
+        self._offsets = offsets
+        self._lanes: Lanes[tuple[TopicPartition, Hashable], Work] = Lanes()
+        self._ready: ReadyQueue[Work] = ReadyQueue()
+        self._timers: dict[Work, asyncio.TimerHandle] = {}
         self._revoking: set[TopicPartition] = set()
-        self._executing: Counter[TopicPartition] = Counter()
-        self._running: dict[Job, asyncio.Task[None]] = {}
-        self._abandoned: set[Job] = set()
+        self._current: list[Work | None] = [None] * runners
+        """What each runner is running now."""
+        self._tasks: list[asyncio.Task[None] | None] = [None] * runners
+        self._abandoned: set[Work] = set()
         """Jobs cancelled because their partition went to another worker."""
-        self._carried: dict[tuple[TopicPartition, int], Job] = {}
+        self._carried: dict[tuple[TopicPartition, int], RetryState] = {}
         """Retry progress of revoked messages, resumed if their partition comes back here:
         otherwise every rebalance would restart a failing message's attempts."""
         self._progress = asyncio.Event()
+        self._watching = 0
         self._closing = False
         self._log = structlog.get_logger("consumer.scheduler")
 
     @property
     def running(self) -> int:
         """Handler attempts running now."""
-        return len(self._running)
+        return sum(work is not None for work in self._current)
 
-    def generation(self, tp: TopicPartition) -> int:
-        return self._generation[tp]
+    def submit(self, tp: TopicPartition, jobs: Sequence[Work]) -> None:
+        """Queue a fetched batch's jobs of `tp`, in offset order, already added to the offsets.
 
-    def submit(self, job: Job) -> None:
-        """Queue a job whose offset was added; it runs once it heads its lane."""
-        earlier = (
-            self._carried.pop((job.lane[0], job.record.offset), None) if self._carried else None
-        )
-        if earlier is not None:
-            job.resume(earlier)
-        if self._lanes.push(job.lane, job):
-            self._ready.put(job)
+        Each job goes behind its lane's last; those heading their lanes are ready at once.
+        """
+        lanes, carried = self._lanes, self._carried
+        ready = []
+        for job in jobs:
+            if carried:
+                job.retry = carried.pop((tp, job.record.offset), None)
+            lane = job.lane = (tp, job.key)
+            if lanes.push(lane, job):
+                ready.append(job)
+        self._ready.put_many(ready)
 
-    def finish_now(self, tp: TopicPartition, offset: int) -> None:
-        """A message that needs no handler (skipped by policy) is finished as it is fetched."""
-        self.offsets.finish(tp, offset)
-        self._on_finished()
-
-    async def work(self, delivery: Attempts) -> None:
-        """One of the `max_in_flight` tasks: run ready jobs until cancelled."""
+    async def work(self, delivery: Attempts, slot: int) -> None:
+        """Runner number `slot`: run ready jobs until cancelled."""
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
+        self._tasks[slot] = task
+        ready, current, revoking = self._ready, self._current, self._revoking
         while True:
-            job = await self._ready.get()
-            tp = job.lane[0]
-            if self._closing or tp in self._revoking or job.generation != self._generation[tp]:
+            job = ready.take() or await ready.get()
+            batch = job.batch
+            if not batch.live or self._closing or (revoking and batch.partition in revoking):
                 continue
-            self._executing[tp] += 1
-            self._running[job] = task
+            current[slot] = job
             try:
                 delay = await delivery.attempt(job)
             except asyncio.CancelledError:
@@ -101,23 +113,23 @@ class Scheduler:
                 self._log.exception("engine error; retrying message", offset=job.record.offset)
                 delay = 1.0
             finally:
-                del self._running[job]
-                self._executing[tp] -= 1
-                self._progress.set()
+                current[slot] = None
+                if self._watching:
+                    self._progress.set()
             if delay is not None:
                 self._timers[job] = loop.call_later(delay, self._requeue, job)
             else:
-                self._finish(job, tp)
+                self._finish(job)
 
-    def _requeue(self, job: Job) -> None:
+    def _requeue(self, job: Work) -> None:
         del self._timers[job]
         self._ready.put(job)
 
-    def _finish(self, job: Job, tp: TopicPartition) -> None:
-        if job.generation != self._generation[tp]:
+    def _finish(self, job: Work) -> None:
+        batch = job.batch
+        if not batch.live:
             return  # revoked meanwhile; the partition's next owner has it
-        self.offsets.finish(tp, job.record.offset)
-        self._on_finished()
+        self._offsets.finish(batch, job.index)
         following = self._lanes.pop(job.lane)
         if following is not None:
             self._ready.put(following)
@@ -132,34 +144,34 @@ class Scheduler:
         unwind, and the result is False.
         """
         self._revoking |= set(partitions)
-        self._cancel_timers(lambda job: job.lane[0] in partitions)
+        for job in self._cancel_timers(lambda job: job.batch.partition in partitions):
+            self._carry(job)
 
         def idle() -> bool:
-            return all(self._executing[tp] == 0 for tp in partitions)
+            return not any(w is not None and w.batch.partition in partitions for w in self._current)
 
         if await self._wait_until(idle, grace, force):
             return True
         # Left running, a handler would hold its slot and could run at the same time as the
         # next owner's, or as this worker's own if the partition comes back.
-        for job, task in self._running.items():
-            if job.lane[0] in partitions:
-                self._abandoned.add(job)
+        for slot, work in enumerate(self._current):
+            task = self._tasks[slot]
+            if work is not None and task is not None and work.batch.partition in partitions:
+                self._abandoned.add(work)
                 task.cancel()
         if not await self._wait_until(idle, CANCELLED_WAIT, asyncio.Event()):
             self._log.error(
                 "handlers ignored cancellation; handing their partitions over regardless",
-                running=sum(self._executing[tp] for tp in partitions),
+                running=self.running,
             )
         return False
 
     def forget(self, partitions: Collection[TopicPartition]) -> None:
         """Hand revoked partitions over: their unfinished work belongs to the next owner."""
-        for tp in partitions:
-            self._generation[tp] += 1
-        self.offsets.forget(partitions)
         for job in self._lanes.drop(lambda lane: lane[0] in partitions):
-            if job.attempts:
-                self._carried[(job.lane[0], job.record.offset)] = job
+            self._carry(job)
+        for job in self._ready.drop(lambda job: job.batch.partition in partitions):
+            self._carry(job)
         self._revoking -= set(partitions)
 
     def assigned(self, partitions: Collection[TopicPartition]) -> None:
@@ -170,20 +182,27 @@ class Scheduler:
         """Stop starting work; give running handlers `grace` seconds to finish."""
         self._closing = True
         self._cancel_timers(lambda job: True)
-        if not await self._wait_until(lambda: self._executing.total() == 0, grace, force):
+        if not await self._wait_until(lambda: not self.running, grace, force):
             self._log.warning(
                 "cancelling handlers still running; their messages will be redelivered",
-                running=self._executing.total(),
+                running=self.running,
             )
 
-    def _cancel_timers(self, which: Callable[[Job], bool]) -> None:
-        for job in [job for job in self._timers if which(job)]:
+    def _carry(self, job: Work) -> None:
+        if job.retry is not None:
+            self._carried[(job.batch.partition, job.record.offset)] = job.retry
+
+    def _cancel_timers(self, which: Callable[[Work], bool]) -> list[Work]:
+        cancelled = [job for job in self._timers if which(job)]
+        for job in cancelled:
             self._timers.pop(job).cancel()
+        return cancelled
 
     async def _wait_until(
         self, done: Callable[[], bool], seconds: float, force: asyncio.Event
     ) -> bool:
         forced = asyncio.ensure_future(force.wait())
+        self._watching += 1
         try:
             async with asyncio.timeout(seconds):
                 while not done():
@@ -197,4 +216,5 @@ class Scheduler:
         except TimeoutError:
             return False
         finally:
+            self._watching -= 1
             forced.cancel()

@@ -1,7 +1,8 @@
-"""The worker: joins the group, fetches and decodes, commits only what is finished.
+"""The worker: joins the group, takes in what it fetches, commits only what is finished.
 
-One task fetches and dispatches jobs to the scheduler, ``max_in_flight`` tasks run them, one
-commits. Rebalances and shutdown wait (bounded) for running handlers before handing over.
+One task fetches and hands each batch to the intake and the scheduler, ``max_in_flight``
+runners run the jobs, the committer commits. Rebalances and shutdown wait (bounded) for running
+handlers before handing over.
 """
 
 from __future__ import annotations
@@ -9,39 +10,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, NamedTuple
 
 import httpx
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
 
-from consumer.cloudevents import MessageDecoder
 from consumer.config import Settings
 from consumer.engine import connection
+from consumer.engine.committer import Committer
 from consumer.engine.deadletter_publisher import (
     DeadLetterPublisher,
     dead_letter_topic,
     request_size,
 )
 from consumer.engine.dedupe import RecentlyHandled
-from consumer.engine.delivery import Delivery, Job, Tally
+from consumer.engine.delivery import Delivery
 from consumer.engine.handover import COMMIT_WAIT
-from consumer.engine.routing import Router
-from consumer.engine.scheduler import Scheduler
+from consumer.engine.intake import Intake, Job, Skipped
+from consumer.engine.scheduler import Scheduler, Work
+from consumer.engine.tally import Tally
 from consumer.engine.unreadable import unreadable_batch
-from consumer.errors import DecodeError, UnreadableBatch
-from consumer.events import OtherEvent, UnknownEvent
+from consumer.errors import UnreadableBatch
 from consumer.http import shared_client
-from consumer.interface import Handler, ProducerPublish, Record, running
+from consumer.interface import Handler, ProducerPublish, running
 from consumer.observability.health import Health
 from consumer.observability.startup import wait_for_kafka
 from consumer.observability.watch import log_stats, watch_broker, watch_loop
-
-_UNDECODABLE = object()
-"""The lane key of messages that could not be decoded: they have no recording to order by."""
 
 
 class Load(NamedTuple):
@@ -58,11 +55,12 @@ class Worker:
     def __init__(self, settings: Settings, handlers: Mapping[str, Handler]) -> None:
         self._settings = settings
         self._handlers = handlers
-        self._router = Router(settings.routes, handlers)
-        self._decoder = MessageDecoder(settings.events.envelope)
-        self._by_key = settings.engine.ordering == "key"
-        self._scheduler = Scheduler(on_finished=self._count_finished)
-        self._offsets = self._scheduler.offsets
+        self._intake = Intake(settings, handlers)
+        self.tally = Tally()
+        self.health = Health(settings)
+        self._committer = Committer(settings.engine, self.tally, self.health)
+        self._scheduler = Scheduler(self._committer, settings.engine.max_in_flight)
+        self._consumer: AIOKafkaConsumer | None = None
         self._paused: dict[TopicPartition, int] = {}
         """Partitions paused by backpressure, with the unfinished messages each held then."""
         self._owned: set[TopicPartition] = set()
@@ -70,12 +68,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._cancel_now = asyncio.Event()
         self._last_activity: float | None = None
-        self._since_commit = 0
-        self._commit_due = asyncio.Event()
-        self._commit_lock = asyncio.Lock()
         self._log = structlog.get_logger("consumer.worker")
-        self.tally = Tally()
-        self.health = Health(settings)
         self.fatal: UnreadableBatch | None = None
         """Set when the worker stops on data it cannot read: readiness and metrics show it."""
 
@@ -94,11 +87,16 @@ class Worker:
         return self._settings
 
     def load(self) -> Load:
-        return Load(self._scheduler.running, self._offsets.in_flight(), len(self._paused))
+        return Load(self._scheduler.running, self._committer.in_flight(), len(self._paused))
 
     def committed_offset(self, tp: TopicPartition) -> int | None:
         """The offset this worker last committed for `tp`, if it committed one."""
-        return self._offsets.committed_point(tp)
+        return self._committer.committed_offset(tp)
+
+    async def wait_committed(self, points: Mapping[TopicPartition, int]) -> None:
+        """Return once this worker committed at least `points` (partition -> offset): the
+        offset after the last message of interest, as `end_offsets` gives it."""
+        await self._committer.wait_committed(points)
 
     async def run(self, until_idle: float | None = None) -> None:
         kafka, engine = self._settings.kafka, self._settings.engine
@@ -119,6 +117,7 @@ class Worker:
                 rebalance_timeout_ms=kafka.max_poll_interval_ms,
             )
             await connection.start(consumer, kafka)
+            self._consumer = consumer
             stack.push_async_callback(self._leave, consumer)
             # Large enough for any message of the source topic, so every one can be dead-lettered.
             max_request = await request_size(kafka, self._settings.dead_letter.max_request_size)
@@ -133,12 +132,12 @@ class Worker:
             http = await stack.enter_async_context(shared_client())
             delivery = await self._build_delivery(producer, http, max_request)
             await self._start_handlers(stack)
-            consumer.subscribe([kafka.topic], listener=_Rebalance(self, consumer))
+            consumer.subscribe([kafka.topic], listener=_Rebalance(self))
             self._log.info("worker started", topic=kafka.topic, group=kafka.group_id)
             async with asyncio.TaskGroup() as tg:
                 work = self._scheduler.work
-                tasks = [tg.create_task(work(delivery)) for _ in range(engine.max_in_flight)]
-                tasks.append(tg.create_task(self._commit_periodically(consumer)))
+                tasks = [tg.create_task(work(delivery, n)) for n in range(engine.max_in_flight)]
+                tasks.append(tg.create_task(self._committer.run(consumer)))
                 tasks.append(tg.create_task(watch_broker(self, consumer)))
                 tasks.append(tg.create_task(watch_loop(self)))
                 tasks.append(tg.create_task(log_stats(self)))
@@ -150,7 +149,7 @@ class Worker:
                         task.cancel()
             if self.fatal is None:
                 await self._note_positions(consumer)
-            await self._commit(consumer)
+            await self._committer.commit(consumer)
         if self.fatal is not None:
             raise self.fatal
 
@@ -198,6 +197,9 @@ class Worker:
                     self.fatal = unreadable_batch(exc)
                     if self.fatal is None:
                         raise
+                    if self.fatal.offset is not None:
+                        bad = TopicPartition(self.fatal.topic, self.fatal.partition)
+                        self._committer.stop_at(bad, self.fatal.offset)
                     self._log.error(
                         "unreadable batch, stopping",
                         topic=self.fatal.topic,
@@ -207,11 +209,10 @@ class Worker:
                     )
                     self.health.fail(str(self.fatal))
                     return
-                for tp, messages in batch.items():
-                    generation = self._scheduler.generation(tp)
-                    for message in messages:
-                        self._dispatch(tp, message, generation)
                 if batch:
+                    now = time.perf_counter()
+                    for tp, messages in batch.items():
+                        self._take(tp, messages, now)
                     self._last_activity = time.monotonic()
                 await self._note_positions(consumer)
                 self._apply_backpressure(consumer)
@@ -223,78 +224,59 @@ class Worker:
 
     async def _note_positions(self, consumer: AIOKafkaConsumer) -> None:
         """Let commit points pass offsets that are not records (transaction markers, aborted
-        batches): without this a partition ending in a marker is never committed to its end."""
+        batches): without this a partition ending in a marker is never committed to its end.
+        Also tells the committer whether the worker has caught up with every partition."""
+        caught_up = True
         for tp in list(self._owned):
             # Known once a fetch answered for it; asking earlier would wait for the position.
-            if consumer.highwater(tp) is not None:
-                position = await consumer.position(tp)
-                # A partition revoked meanwhile has handed its unfinished work over.
-                if tp in self._owned:
-                    self._offsets.reached(tp, position)
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                caught_up = False
+                continue
+            position = await consumer.position(tp)
+            caught_up = caught_up and position >= highwater
+            # A partition revoked meanwhile has handed its unfinished work over.
+            if tp in self._owned:
+                self._committer.reached(tp, position)
+        self._committer.fetched_to_end(caught_up)
 
-    def _dispatch(self, tp: TopicPartition, message: Any, generation: int) -> None:
-        record = Record(
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key,
-            headers=tuple(message.headers),
-            timestamp=message.timestamp,
-        )
-        self._offsets.add(tp, record.offset)
-        try:
-            event, envelope = self._decoder.decode(message.value or b"", record.headers)
-        except DecodeError as exc:
-            job = Job(record, message.value, (tp, _UNDECODABLE), generation, error=exc)
-            self._scheduler.submit(job)
-            return
-        if isinstance(event, OtherEvent | UnknownEvent):
-            self._skip(tp, record, event)
-            return
-        if event.malformed_raw:
-            self._log.warning(
-                "malformed fields kept as raw text",
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                fields=list(event.malformed),
-                **event.summary(),
-            )
-        key = (record.key or event.ordering_key) if self._by_key else None
-        route = self._router.route(event.status)
-        job = Job(
-            record,
-            message.value,
-            (tp, key),
-            generation,
-            event,
-            envelope=envelope,
-            route=route,
-            pending=[*route],
-        )
-        self._scheduler.submit(job)
+    def _take(self, tp: TopicPartition, messages: Sequence[Any], now: float) -> None:
+        """One partition's fetched batch: its offsets recorded, its jobs queued by lane."""
+        committer, intake = self._committer, self._intake
+        batch = committer.add(tp, [message.offset for message in messages])
+        jobs: list[Work] = []
+        for index, message in enumerate(messages):
+            work = intake(message)
+            if type(work) is Skipped:
+                self._skip(work)
+                committer.finish(batch, index)
+                continue
+            work.batch, work.index, work.started = batch, index, now  # type: ignore[union-attr]
+            if type(work) is Job and work.event.malformed_raw:
+                self._log.warning(
+                    "malformed fields kept as raw text",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=message.offset,
+                    fields=list(work.event.malformed),
+                    **work.event.summary(),
+                )
+            jobs.append(work)  # type: ignore[arg-type]
+        self._scheduler.submit(tp, jobs)
 
-    def _skip(self, tp: TopicPartition, record: Record, event: OtherEvent | UnknownEvent) -> None:
-        events = self._settings.events
-        known = isinstance(event, OtherEvent)
-        policy = events.other_event_types if known else events.unknown_event_types
-        log = self._log.debug if policy == "skip" else self._log.warning
+    def _skip(self, skipped: Skipped) -> None:
+        record = skipped.record
+        log = self._log.debug if skipped.policy == "skip" else self._log.warning
         log(
             "message",
             outcome="skipped",
-            reason="not a recording event" if known else "unknown event type",
-            eventType=event.event_type,
+            reason="not a recording event" if skipped.known else "unknown event type",
+            eventType=skipped.event_type,
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
         )
-        self.tally.finished("skipped", None, event.event_type)
-        self._scheduler.finish_now(tp, record.offset)
-
-    def _count_finished(self) -> None:
-        self._since_commit += 1
-        if self._since_commit >= self._settings.engine.commit_every:
-            self._commit_due.set()
+        self.tally.finished("skipped", None, skipped.event_type)
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
         """Over the bound, pause the partitions holding unfinished work; each resumes once half
@@ -305,7 +287,7 @@ class Worker:
         with nothing unfinished keeps fetching and is paused at the next check if the bound is
         still reached, so the bound is passed by at most a fetch.
         """
-        offsets = self._offsets
+        offsets = self._committer
         resumed = [tp for tp, held in self._paused.items() if offsets.in_flight((tp,)) <= held // 2]
         if resumed:
             consumer.resume(*resumed)
@@ -330,8 +312,7 @@ class Worker:
         if (
             self._last_activity is None
             or time.monotonic() - self._last_activity < seconds
-            or self._offsets.in_flight()
-            or self._offsets.uncommitted()
+            or self._committer.pending()
         ):
             return False
         # Idle means a fetch showed nothing is left, not merely that none came back in time.
@@ -340,41 +321,6 @@ class Worker:
             if highwater is None or await consumer.position(tp) < highwater:
                 return False
         return True
-
-    async def _commit_periodically(self, consumer: AIOKafkaConsumer) -> None:
-        """Commit every interval, or sooner once `commit_every` messages finished."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._settings.engine.commit_interval):
-                    await self._commit_due.wait()
-            await self._commit(consumer)
-
-    async def _commit(
-        self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition] | None = None
-    ) -> None:
-        async with self._commit_lock:
-            self._commit_due.clear()
-            self._since_commit = 0
-            points = self._offsets.uncommitted(partitions)
-            fatal = self.fatal
-            if fatal is not None and fatal.offset is not None:
-                # The client may have moved its position past a batch it gave up on.
-                bad = TopicPartition(fatal.topic, fatal.partition)
-                if points.get(bad, 0) > fatal.offset:
-                    points[bad] = fatal.offset
-            if not points:
-                return
-            try:
-                await consumer.commit(points)
-            except KafkaError as exc:
-                # Nothing is lost: the points stay uncommitted and a later commit sends them.
-                self.tally.commit_failures += 1
-                self._log.warning("commit failed", error=repr(exc))
-                return
-            self._offsets.committed(points)
-            self.tally.commits += 1
-            self.health.committed(points)
-        self._log.debug("committed", offsets={_name(tp): o for tp, o in points.items()})
 
     async def _reach_kafka(self) -> bool:
         """Wait for the broker; False when stopped meanwhile (SIGTERM during start-up)."""
@@ -403,49 +349,55 @@ class Worker:
         for name, handler in self._handlers.items():
             await stack.enter_async_context(running(handler, name))
 
+    async def hand_over(self, revoked: Collection[TopicPartition]) -> None:
+        """Give partitions up having finished, or given up on, what was running for them."""
+        self.health.revoked(revoked)
+        self._owned -= set(revoked)
+        grace = self._settings.engine.shutdown_grace
+        try:
+            if not await self._scheduler.quiesce(revoked, grace, self._cancel_now):
+                self._log.warning("revoked with handlers still running", partitions=_names(revoked))
+            # Bounded: the member must rejoin within the rebalance timeout. What is not
+            # committed in time is redone by the next owner, never run beside it.
+            async with asyncio.timeout(COMMIT_WAIT):
+                if self._consumer is not None:
+                    await self._committer.commit(self._consumer, revoked)
+        except TimeoutError:
+            self._log.warning("hand-over commit timed out", partitions=_names(revoked))
+        finally:
+            # aiokafka swallows a listener's exception: the hand-over must happen regardless.
+            self._scheduler.forget(revoked)
+            self._committer.forget(revoked)
+            for tp in revoked:
+                self._paused.pop(tp, None)
+        if revoked:
+            self._log.info("partitions revoked", partitions=_names(revoked))
+
+    def take_over(self, assigned: Collection[TopicPartition]) -> None:
+        """Partitions assigned to this worker by a rebalance."""
+        self._scheduler.assigned(assigned)
+        self.tally.rebalances += 1
+        self.health.assigned(assigned)
+        self._owned |= set(assigned)
+        self._last_activity = time.monotonic()
+        self._log.info("partitions assigned", partitions=_names(assigned))
+
     async def _leave(self, consumer: AIOKafkaConsumer) -> None:
         await consumer.stop()
         self._log.info("worker stopped", outcomes=dict(self.tally.outcomes))
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Hands partitions over having finished, or given up on, what was running for them."""
+    """Tells the worker which partitions it gives up and which it gets."""
 
-    def __init__(self, worker: Worker, consumer: AIOKafkaConsumer) -> None:
+    def __init__(self, worker: Worker) -> None:
         self._worker = worker
-        self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        worker = self._worker
-        worker.health.revoked(revoked)
-        worker._owned -= revoked
-        grace = worker._settings.engine.shutdown_grace
-        try:
-            if not await worker._scheduler.quiesce(revoked, grace, worker._cancel_now):
-                worker._log.warning(
-                    "revoked with handlers still running", partitions=_names(revoked)
-                )
-            # Bounded: the member must rejoin within the rebalance timeout. What is not
-            # committed in time is redone by the next owner, never run beside it.
-            async with asyncio.timeout(COMMIT_WAIT):
-                await worker._commit(self._consumer, revoked)
-        except TimeoutError:
-            worker._log.warning("hand-over commit timed out", partitions=_names(revoked))
-        finally:
-            # aiokafka swallows a listener's exception: the hand-over must happen regardless.
-            worker._scheduler.forget(revoked)
-            for tp in revoked:
-                worker._paused.pop(tp, None)
-        if revoked:
-            worker._log.info("partitions revoked", partitions=_names(revoked))
+        await self._worker.hand_over(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._worker._scheduler.assigned(assigned)
-        self._worker.tally.rebalances += 1
-        self._worker.health.assigned(assigned)
-        self._worker._owned |= assigned
-        self._worker._last_activity = time.monotonic()
-        self._worker._log.info("partitions assigned", partitions=_names(assigned))
+        self._worker.take_over(assigned)
 
 
 def _name(tp: TopicPartition) -> str:

@@ -8,40 +8,51 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TextIO
 
+import msgspec
+
 from consumer.config import Settings
-from consumer.engine.routing import Router
-from consumer.errors import DecodeError
-from consumer.events import EventDecoder, OtherEvent, UnknownEvent
+from consumer.engine.intake import Intake, Skipped, Undecodable
+
+
+class _Line(msgspec.Struct, frozen=True):
+    """A line given to inspect, as the record the worker would have fetched."""
+
+    topic: str
+    offset: int
+    value: bytes
+    partition: int = 0
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp: int = 0
 
 
 def inspect_lines(lines: Iterable[bytes], settings: Settings, out: TextIO) -> int:
-    """Print one verdict per non-blank line; 1 if any line failed to decode, else 0."""
-    decoder = EventDecoder()
+    """Print one verdict per non-blank line; 1 if any line failed to decode, else 0.
+
+    Each line goes through the worker's own intake, so the verdict is the worker's.
+    """
     names = {name for route in settings.routes.values() for name in route}
-    router = Router(settings.routes, {name: name for name in names})
+    intake = Intake(settings, {name: name for name in names})
     failed = 0
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            event = decoder.decode(line)
-        except DecodeError as exc:
+        work = intake(_Line(settings.kafka.topic, number, line))
+        if isinstance(work, Undecodable):
             failed += 1
-            print(f"{number}: undecodable: {exc.reason} (path {exc.path or '$'})", file=out)
+            error = work.error
+            print(f"{number}: undecodable: {error.reason} (path {error.path or '$'})", file=out)
             continue
-        if isinstance(event, OtherEvent | UnknownEvent):
-            kind = "other event type" if isinstance(event, OtherEvent) else "unknown event type"
-            policy = (
-                settings.events.other_event_types
-                if isinstance(event, OtherEvent)
-                else settings.events.unknown_event_types
-            )
-            print(f"{number}: skipped ({kind} {event.event_type!r}, policy {policy})", file=out)
+        if isinstance(work, Skipped):
+            kind = "other event type" if work.known else "unknown event type"
+            print(f"{number}: skipped ({kind} {work.event_type!r}, policy {work.policy})", file=out)
             continue
+        event = work.event
         summary = " ".join(f"{k}={v}" for k, v in event.summary().items())
-        handlers = ", ".join(name for name, _ in router.route(event.status)) or "(none)"
+        handlers = ", ".join(name for name, _ in work.route) or "(none)"
         default = "" if event.status in settings.routes else " (default route)"
-        print(f"{number}: {summary} -> {handlers}{default}", file=out)
+        envelope = "" if work.envelope is None else f" [CloudEvent id={work.envelope.id}]"
+        print(f"{number}: {summary}{envelope} -> {handlers}{default}", file=out)
         if event.malformed:
             for field in event.malformed:
                 print(f"    malformed {field}: {event.raw_value(field)!r} kept as text", file=out)

@@ -1,0 +1,150 @@
+"""The intake: one Kafka record in, a job, a skip or an undecodable message out.
+
+Pure (no I/O, no logging), so the worker and ``inspect`` make the same decision from the same
+code. The worker then gives the job its place in the engine (its fetched batch and lane).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+
+from consumer.cloudevents import CloudEvent, MessageDecoder
+from consumer.config import Settings
+from consumer.engine.routing import Router
+from consumer.errors import DecodeError
+from consumer.events import OtherEvent, RecordingEvent, UnknownEvent
+from consumer.interface import Record
+
+if TYPE_CHECKING:
+    from consumer.engine.delivery import RetryState
+    from consumer.engine.offsets import Batch
+
+H = TypeVar("H")
+UNDECODABLE_KEY = object()
+"""The ordering key of messages that could not be decoded: they have no recording to order by."""
+_SKIPPED = (OtherEvent, UnknownEvent)
+
+
+class Message(Protocol):
+    """What the intake reads of a Kafka record (aiokafka's ConsumerRecord has it all)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+    @property
+    def timestamp(self) -> int: ...
+
+
+class _Work:
+    """What every message the engine runs carries: where it came from and its engine state."""
+
+    __slots__ = ("batch", "index", "key", "lane", "record", "retry", "started", "value")
+
+    def __init__(self, record: Record, value: bytes | None, key: Hashable) -> None:
+        self.record = record
+        self.value = value
+        self.key = key
+        """Ordering key: messages of one partition with the same key run one at a time."""
+        # Set by the engine when it takes the job on.
+        self.batch: Batch
+        self.index: int
+        self.lane: tuple[Any, Hashable]
+        self.started = 0.0
+        self.retry: RetryState | None = None
+        """Attempts and failures so far; None until a handler first fails."""
+
+
+class Job(_Work, Generic[H]):
+    """A recording event to hand to the handlers of its route."""
+
+    __slots__ = ("envelope", "event", "route")
+
+    def __init__(
+        self,
+        record: Record,
+        value: bytes | None,
+        key: Hashable,
+        event: RecordingEvent,
+        envelope: CloudEvent | None,
+        route: tuple[tuple[str, H], ...],
+    ) -> None:
+        # Not super().__init__: one call fewer per message.
+        self.record, self.value, self.key = record, value, key
+        self.started = 0.0
+        self.retry = None
+        self.event = event
+        self.envelope = envelope
+        self.route = route
+
+
+class Undecodable(_Work):
+    """A message that is no event we can read: it goes to the dead-letter topic."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, record: Record, value: bytes | None, error: DecodeError) -> None:
+        super().__init__(record, value, UNDECODABLE_KEY)
+        self.error = error
+
+
+class Skipped:
+    """A callback that is not a recording event: finished as it is fetched, per policy."""
+
+    __slots__ = ("event_type", "known", "policy", "record")
+
+    def __init__(
+        self, record: Record, event_type: str, known: bool, policy: Literal["skip", "warn"]
+    ) -> None:
+        self.record = record
+        self.event_type = event_type
+        self.known = known
+        """A Bandwidth callback type we know (not a recording); False: one we have never seen."""
+        self.policy = policy
+
+
+class Intake(Generic[H]):
+    """Decodes, classifies and routes records; built once, called per record."""
+
+    __slots__ = ("_by_key", "_decode", "_other", "_route", "_unknown")
+
+    def __init__(self, settings: Settings, handlers: Mapping[str, H]) -> None:
+        self._decode = MessageDecoder(settings.events.envelope).decode
+        self._route = Router(settings.routes, handlers).route
+        self._by_key = settings.engine.ordering == "key"
+        self._other = settings.events.other_event_types
+        self._unknown = settings.events.unknown_event_types
+
+    def __call__(self, message: Message) -> Job[H] | Skipped | Undecodable:
+        headers = message.headers
+        if type(headers) is not tuple:
+            headers = tuple(headers)
+        key = message.key
+        record = Record(
+            message.topic, message.partition, message.offset, key, headers, message.timestamp
+        )
+        value = message.value
+        try:
+            event, envelope = self._decode(value or b"", headers)
+        except DecodeError as exc:
+            return Undecodable(record, value, exc)
+        if isinstance(event, _SKIPPED):
+            known = type(event) is OtherEvent
+            return Skipped(record, event.event_type, known, self._other if known else self._unknown)
+        return Job(
+            record,
+            value,
+            (key or event.ordering_key) if self._by_key else None,
+            event,
+            envelope,
+            self._route(event.status),
+        )
