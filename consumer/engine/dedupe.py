@@ -45,8 +45,9 @@ class RecentlyHandled:
         return key in self._keys
 
     def add(self, key: Hashable) -> None:
-        if self._size <= 0 or key in self._keys:
+        if self._size <= 0:
             return
-        self._keys[key] = None
-        if len(self._keys) > self._size:
-            self._keys.popitem(last=False)
+        keys = self._keys
+        keys[key] = None  # a key already here keeps its place: its first success counts
+        if len(keys) > self._size:
+            keys.popitem(last=False)
