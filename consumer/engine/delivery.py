@@ -90,7 +90,11 @@ class Delivery:
             for level in ("debug", "info", "warning", "error")
             if self._log.is_enabled_for(logging.getLevelNamesMapping()[level.upper()])
         )
+        self._writers = {level: getattr(self._log, level) for level in self._enabled}
         self._handled_line = "info" in self._enabled
+        self._route_names: dict[int, tuple[Route, tuple[str, ...]]] = {}
+        """Each route's handler names, by the route's identity (routes live as long as the
+        router; the route is kept beside its names so a reused id is never mistaken)."""
         self._tally = tally
 
     async def attempt(self, work: Job[Handler] | Undecodable) -> float | None:
@@ -159,7 +163,11 @@ class Delivery:
             recent.add(repeat)  # type: ignore[union-attr]
         outcome: Outcome = "handled" if job.route else "unrouted"
         if self._handled_line:  # the common case: gather the line's fields only if seen
-            handlers = tuple(name for name, _ in job.route)
+            route = job.route
+            known = self._route_names.get(id(route))
+            if known is None or known[0] is not route:
+                known = self._route_names[id(route)] = (route, tuple(n for n, _ in route))
+            handlers = known[1]
             attempts = 1 if retry is None else retry.most_attempts
             self.outcome("info", outcome, job, handlers=handlers, attempts=attempts)
         else:
@@ -243,23 +251,25 @@ class Delivery:
         else:
             event = work.event  # type: ignore[union-attr]
             self._tally.finished(outcome, event.status, event.event_type)
-        if level in self._enabled:
-            duration_ms = round((time.perf_counter() - work.started) * 1000, 3)
-            getattr(self._log, level)(
-                "message", **_fields(work), outcome=outcome, duration_ms=duration_ms, **fields
-            )
+        write = self._writers.get(level)
+        if write is not None:
+            line = _fields(work)
+            line["outcome"] = outcome
+            line["duration_ms"] = round((time.perf_counter() - work.started) * 1000, 3)
+            write("message", **line, **fields)
 
 
 def _fields(work: Job[Handler] | Undecodable) -> dict[str, Any]:
     """What every line about a message carries: where it came from and what it is."""
     record = work.record
-    where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+    line = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
     if type(work) is Undecodable:
-        return where
+        return line
     job: Job[Handler] = work  # type: ignore[assignment]
-    if job.envelope is None:
-        return where | job.event.summary()
-    return where | job.event.summary() | job.envelope.log_fields()
+    line.update(job.event.summary())
+    if job.envelope is not None:
+        line.update(job.envelope.log_fields())
+    return line
 
 
 def _handler_fields(job: Job[Handler], handler: str) -> dict[str, Any]:

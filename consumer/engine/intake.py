@@ -13,7 +13,7 @@ from consumer.cloudevents import CloudEvent, MessageDecoder
 from consumer.config import Settings
 from consumer.engine.routing import Router
 from consumer.errors import DecodeError
-from consumer.events import OtherEvent, RecordingEvent, UnknownEvent
+from consumer.events import EventDecoder, OtherEvent, RecordingEvent, UnknownEvent
 from consumer.interface import Record
 
 if TYPE_CHECKING:
@@ -115,10 +115,12 @@ class Skipped:
 class Intake(Generic[H]):
     """Decodes, classifies and routes records; built once, called per record."""
 
-    __slots__ = ("_by_key", "_decode", "_other", "_route", "_unknown")
+    __slots__ = ("_by_key", "_decode", "_decode_raw", "_other", "_route", "_unknown")
 
     def __init__(self, settings: Settings, handlers: Mapping[str, H]) -> None:
         self._decode = MessageDecoder(settings.events.envelope).decode
+        # The default: no envelope to look for, one call fewer per message.
+        self._decode_raw = EventDecoder().decode if settings.events.envelope == "raw" else None
         self._route = Router(settings.routes, handlers).route
         self._by_key = settings.engine.ordering == "key"
         self._other = settings.events.other_event_types
@@ -134,7 +136,10 @@ class Intake(Generic[H]):
         )
         value = message.value
         try:
-            event, envelope = self._decode(value or b"", headers)
+            if self._decode_raw is not None:
+                event, envelope = self._decode_raw(value or b""), None
+            else:
+                event, envelope = self._decode(value or b"", headers)
         except DecodeError as exc:
             return Undecodable(record, value, exc)
         if isinstance(event, _SKIPPED):
