@@ -128,13 +128,18 @@ class _RecordingMixin:
 
     def summary(self) -> dict[str, str]:
         """The identifying fields, camelCase, for compact log lines; None values omitted."""
-        pairs = (
-            ("status", self.status),
-            ("recordingId", self.recording_id),
-            self._subject(),
-            ("accountId", self.account_id),
-        )
-        return {"eventType": self.event_type} | {k: v for k, v in pairs if v is not None}
+        # Spelt out, not a comprehension: this runs for every canonical log line.
+        fields = {"eventType": self.event_type}
+        if self.status is not None:
+            fields["status"] = self.status
+        if self.recording_id is not None:
+            fields["recordingId"] = self.recording_id
+        subject, subject_id = self._subject()
+        if subject_id is not None:
+            fields[subject] = subject_id
+        if self.account_id is not None:
+            fields["accountId"] = self.account_id
+        return fields
 
     def _subject(self) -> tuple[str, str | None]:
         """The JSON name and value of the id of what was recorded (call or conference)."""
