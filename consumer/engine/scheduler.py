@@ -95,6 +95,7 @@ class Scheduler:
             job = ready.take() or await ready.get()
             batch = job.batch
             if not batch.live or self._closing or (revoking and batch.partition in revoking):
+                self._carry(job)
                 continue
             current[slot] = job
             try:
@@ -104,6 +105,7 @@ class Scheduler:
                     raise
                 # Cancelled by a revocation: unless a shutdown asked too, this task serves on.
                 self._abandoned.discard(job)
+                self._carry(job)
                 if task.uncancel():
                     raise
                 continue
@@ -116,10 +118,12 @@ class Scheduler:
                 current[slot] = None
                 if self._watching:
                     self._progress.set()
-            if delay is not None:
-                self._timers[job] = loop.call_later(delay, self._requeue, job)
-            else:
+            if delay is None:
                 self._finish(job)
+            elif not batch.live or (revoking and batch.partition in revoking):
+                self._carry(job)  # its partition is being handed over: no timer here
+            else:
+                self._timers[job] = loop.call_later(delay, self._requeue, job)
 
     def _requeue(self, job: Work) -> None:
         del self._timers[job]
