@@ -196,8 +196,7 @@ async def test_retry_delays_stay_under_the_doubling_ceiling_with_real_jitter(
 async def test_always_failing_is_dead_lettered_once_after_max_attempts(
     http: httpx.AsyncClient, logs: Logs
 ) -> None:
-    """Given up after max_attempts: one dead letter naming handler, attempts, times and the
-    last error."""
+    """Given up after max_attempts: one dead letter with handler, attempts, times, last error."""
     rig = Rig(http)
     doomed = Scripted(*(RuntimeError(f"no {n}") for n in range(1, 4)))
     work = job((("doomed", doomed),))
@@ -281,8 +280,7 @@ async def test_the_most_patient_retry_delay_holds_every_failing_handler(
 async def test_one_handler_given_up_while_another_retries_dead_letters_after_the_retries(
     http: httpx.AsyncClient,
 ) -> None:
-    """A permanent failure beside a retrying handler: the retries finish, then one dead letter
-    names the handler that gave up."""
+    """One handler gives up while another retries: after the retries, a dead letter names it."""
     rig = Rig(http)
     refused, flaky = Scripted(PermanentFailure("gone")), Scripted(RuntimeError("blip"))
     delays = await rig.deliver(job((("refused", refused), ("flaky", flaky))))
@@ -430,8 +428,7 @@ async def test_a_dead_lettered_message_is_not_remembered_as_handled(
 async def test_a_failing_dead_letter_publish_raises_and_the_next_attempt_only_publishes(
     http: httpx.AsyncClient, logs: Logs
 ) -> None:
-    """Delivery lets a publisher's error out (the scheduler retries engine errors); the next
-    attempt re-runs no handler and publishes the same failure once."""
+    """A publish error propagates; the scheduler's next attempt only publishes, once."""
     rig = Rig(http, DeadLetterBox(failures=1), max_attempts=2)
     doomed = Scripted(RuntimeError("no 1"), RuntimeError("no 2"))
     work = job((("doomed", doomed),))
@@ -480,8 +477,7 @@ class Offsets:
 async def test_scheduler_and_delivery_retry_on_timers_and_commit_only_when_all_finished(
     http: httpx.AsyncClient,
 ) -> None:
-    """The two seams together: a flaky and a doomed message on one partition are retried on
-    the scheduler's timers, the doomed one is dead-lettered, and the commit point reaches the end."""
+    """Both seams: retries on the scheduler's timers, one dead letter, commit point at the end."""
     rig = Rig(http)
     flaky = Scripted(RuntimeError("blip"), RuntimeError("blip"))
     doomed = Scripted(*(RuntimeError("no") for _ in range(3)))
