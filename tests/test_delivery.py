@@ -323,11 +323,12 @@ async def test_policy_timeout_on_every_attempt_ends_in_a_dead_letter(
     assert (failure.handler, failure.error_class, failure.attempts) == ("stuck", "TimeoutError", 2)
 
 
+@pytest.mark.parametrize("limit", [None, 5.0], ids=["no-timeout", "timeout"])
 async def test_handler_raising_cancelled_error_on_its_own_is_a_failure_not_fatal(
-    http: httpx.AsyncClient, logs: Logs
+    http: httpx.AsyncClient, logs: Logs, limit: float | None
 ) -> None:
     """A stray CancelledError from a handler is retried like any failure; nothing is cancelled."""
-    rig = Rig(http)
+    rig = Rig(http, timeout=limit)
     stray = Scripted(asyncio.CancelledError())
     delays = await rig.deliver(job((("stray", stray),)))
 

@@ -101,13 +101,12 @@ async def test_retry_progress_is_dropped_when_the_partition_goes_elsewhere() -> 
 
 class Gated:
     """A stand-in delivery: each attempt runs until the gate of its (partition, offset) opens,
-    then asks for the retry its script names; notes attempts, overlaps and cancellations."""
+    then asks for the retry its script names; notes attempts, concurrency and cancellations."""
 
     def __init__(self, retries: dict[tuple[int, int], float] | None = None) -> None:
         self.retries = retries or {}
         """(partition, offset) -> delay its first attempt asks for."""
         self.gates: dict[tuple[int, int], asyncio.Event] = {}
-        self.started: list[tuple[int, int]] = []
         self.attempts: list[tuple[int, int, int]] = []
         """(partition, offset, attempt number), the number kept in the job's retry state as
         Delivery keeps it."""
@@ -115,6 +114,11 @@ class Gated:
         self.most = 0
         self.cancelled: list[tuple[int, int]] = []
         self.changed = asyncio.Event()
+
+    @property
+    def started(self) -> list[tuple[int, int]]:
+        """(partition, offset) of every attempt, in the order they started."""
+        return [(partition, offset) for partition, offset, _ in self.attempts]
 
     def gate(self, partition: int, offset: int) -> asyncio.Event:
         return self.gates.setdefault((partition, offset), asyncio.Event())
@@ -127,7 +131,6 @@ class Gated:
         where = (work.record.partition, work.record.offset)
         retry = work.retry = work.retry or RetryState()
         retry.attempts["h"] = number = retry.attempts.get("h", 0) + 1
-        self.started.append(where)
         self.attempts.append((*where, number))
         self.running.add(where)
         self.most = max(self.most, len(self.running))
