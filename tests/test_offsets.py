@@ -93,3 +93,12 @@ def test_position_passes_offsets_that_are_not_records() -> None:
     assert tracker.uncommitted() == {"p0": 3}
     tracker.reached("p0", 2)
     assert tracker.uncommitted() == {"p0": 3}
+
+
+def test_an_empty_batch_changes_nothing() -> None:
+    """A batch without records neither moves the commit point nor counts as in flight."""
+    tracker: OffsetTracker[str] = OffsetTracker()
+    tracker.finish(tracker.add("p0", [4]), 0)
+    tracker.add("p0", [])
+    assert tracker.uncommitted() == {"p0": 5}
+    assert tracker.in_flight() == 0

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import pytest
 from aiokafka import TopicPartition
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -450,10 +449,6 @@ def test_per_key_order_holds_under_concurrency_and_retries(
     assert offsets.tracker.uncommitted() == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Scheduler.work skips a job of a revoking partition without carrying its retry state",
-)
 async def test_a_retry_due_during_a_revocation_keeps_its_progress() -> None:
     """A due retry taken by a free runner while a revocation waits is carried: resumes at 2."""
     other = TopicPartition("recordings", 1)
@@ -484,10 +479,6 @@ async def test_a_retry_due_during_a_revocation_keeps_its_progress() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Scheduler.work puts a revoking partition's retry on a timer instead of carrying it",
-)
 async def test_an_attempt_ending_in_a_retry_during_a_revocation_keeps_its_progress() -> None:
     """An attempt failing while a revocation waits for it is carried, not left on a timer."""
     offsets, gated = Offsets(), Gated(retries={(0, 0): 60.0})
@@ -509,9 +500,6 @@ async def test_an_attempt_ending_in_a_retry_during_a_revocation_keeps_its_progre
     assert gated.attempts == [(0, 0, 1), (0, 0, 2)]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="Scheduler.work drops an abandoned job's retry state instead of carrying it"
-)
 async def test_an_attempt_cancelled_by_a_revocation_keeps_the_earlier_attempts() -> None:
     """A cancelled attempt keeps its earlier attempts: fetched again, it does not restart at 1."""
     offsets, gated = Offsets(), Gated(retries={(0, 0): 0.0})

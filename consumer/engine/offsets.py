@@ -47,8 +47,9 @@ class PartitionOffsets:
         self.unfinished = 0
 
     def add(self, batch: Batch) -> None:
-        self._batches.append(batch)
-        self.unfinished += batch.left
+        if batch.left:  # an empty batch has no offset to move the point to
+            self._batches.append(batch)
+            self.unfinished += batch.left
 
     def reached(self, position: int) -> None:
         """The consumer's position is `position`, every record below it having been added."""
