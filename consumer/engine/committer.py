@@ -141,3 +141,12 @@ class Committer:
     def _reached(self, wanted: Mapping[TopicPartition, int]) -> bool:
         committed = self._offsets.committed_point
         return all((committed(tp) or 0) >= offset for tp, offset in wanted.items())
+
+
+def partition_names(partitions: Iterable[TopicPartition]) -> list[str]:
+    """``topic/partition`` names, sorted, for log lines."""
+    return sorted(_name(tp) for tp in partitions)
+
+
+def _name(tp: TopicPartition) -> str:
+    return f"{tp.topic}/{tp.partition}"

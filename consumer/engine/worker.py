@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, NamedTuple
 
@@ -20,7 +20,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 
 from consumer.config import Settings
 from consumer.engine import connection
-from consumer.engine.committer import Committer
+from consumer.engine.backpressure import Backpressure
+from consumer.engine.committer import Committer, partition_names
 from consumer.engine.deadletter_publisher import (
     DeadLetterPublisher,
     dead_letter_topic,
@@ -61,8 +62,7 @@ class Worker:
         self._committer = Committer(settings.engine, self.tally, self.health)
         self._scheduler = Scheduler(self._committer, settings.engine.max_in_flight)
         self._consumer: AIOKafkaConsumer | None = None
-        self._paused: dict[TopicPartition, int] = {}
-        """Partitions paused by backpressure, with the unfinished messages each held then."""
+        self._backpressure = Backpressure(settings.engine.max_buffered, self._committer)
         self._owned: set[TopicPartition] = set()
         """Assigned and not being revoked: only these partitions' positions move commit points."""
         self._stopping = asyncio.Event()
@@ -87,7 +87,7 @@ class Worker:
         return self._settings
 
     def load(self) -> Load:
-        return Load(self._scheduler.running, self._committer.in_flight(), len(self._paused))
+        return Load(self._scheduler.running, self._committer.in_flight(), self._backpressure.paused)
 
     def committed_offset(self, tp: TopicPartition) -> int | None:
         """The offset this worker last committed for `tp`, if it committed one."""
@@ -182,7 +182,7 @@ class Worker:
         try:
             while True:
                 # While paused, poll briefly: it keeps the member alive and notices the drain.
-                timeout_ms = 20 if self._paused else 200
+                timeout_ms = 20 if self._backpressure.paused else 200
                 fetch = asyncio.ensure_future(
                     consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
                 )
@@ -215,7 +215,7 @@ class Worker:
                         self._take(tp, messages, now)
                     self._last_activity = time.monotonic()
                 await self._note_positions(consumer)
-                self._apply_backpressure(consumer)
+                self._backpressure.apply(consumer)
                 if until_idle is not None and await self._idle_for(consumer, until_idle):
                     self._log.info("idle, stopping", idle_seconds=until_idle)
                     return
@@ -278,36 +278,6 @@ class Worker:
         )
         self.tally.finished("skipped", None, skipped.event_type)
 
-    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
-        """Over the bound, pause the partitions holding unfinished work; each resumes once half
-        of what it held has finished.
-
-        Only what is behind stops: a partition stuck behind one message (whose dead letter
-        cannot be written yet, say) holds its own fetched messages, not the others'. A partition
-        with nothing unfinished keeps fetching and is paused at the next check if the bound is
-        still reached, so the bound is passed by at most a fetch.
-        """
-        offsets = self._committer
-        resumed = [tp for tp, held in self._paused.items() if offsets.in_flight((tp,)) <= held // 2]
-        if resumed:
-            consumer.resume(*resumed)
-            for tp in resumed:
-                del self._paused[tp]
-            self._log.debug("resumed", partitions=_names(resumed))
-        buffered = offsets.in_flight()
-        if buffered < self._settings.engine.max_buffered:
-            return
-        behind = {
-            tp: held
-            for tp in consumer.assignment()
-            if tp not in self._paused and tp not in resumed and (held := offsets.in_flight((tp,)))
-        }
-        if behind:
-            consumer.pause(*behind)
-            self._paused.update(behind)
-            # Debug: while one partition is stuck the others pause and resume at every fetch.
-            self._log.debug("paused", partitions=_names(behind), buffered=buffered)
-
     async def _idle_for(self, consumer: AIOKafkaConsumer, seconds: float) -> bool:
         if (
             self._last_activity is None
@@ -356,22 +326,23 @@ class Worker:
         grace = self._settings.engine.shutdown_grace
         try:
             if not await self._scheduler.quiesce(revoked, grace, self._cancel_now):
-                self._log.warning("revoked with handlers still running", partitions=_names(revoked))
+                self._log.warning(
+                    "revoked with handlers still running", partitions=partition_names(revoked)
+                )
             # Bounded: the member must rejoin within the rebalance timeout. What is not
             # committed in time is redone by the next owner, never run beside it.
             async with asyncio.timeout(COMMIT_WAIT):
                 if self._consumer is not None:
                     await self._committer.commit(self._consumer, revoked)
         except TimeoutError:
-            self._log.warning("hand-over commit timed out", partitions=_names(revoked))
+            self._log.warning("hand-over commit timed out", partitions=partition_names(revoked))
         finally:
             # aiokafka swallows a listener's exception: the hand-over must happen regardless.
             self._scheduler.forget(revoked)
             self._committer.forget(revoked)
-            for tp in revoked:
-                self._paused.pop(tp, None)
+            self._backpressure.forget(revoked)
         if revoked:
-            self._log.info("partitions revoked", partitions=_names(revoked))
+            self._log.info("partitions revoked", partitions=partition_names(revoked))
 
     def take_over(self, assigned: Collection[TopicPartition]) -> None:
         """Partitions assigned to this worker by a rebalance."""
@@ -380,7 +351,7 @@ class Worker:
         self.health.assigned(assigned)
         self._owned |= set(assigned)
         self._last_activity = time.monotonic()
-        self._log.info("partitions assigned", partitions=_names(assigned))
+        self._log.info("partitions assigned", partitions=partition_names(assigned))
 
     async def _leave(self, consumer: AIOKafkaConsumer) -> None:
         await consumer.stop()
@@ -398,11 +369,3 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._worker.take_over(assigned)
-
-
-def _name(tp: TopicPartition) -> str:
-    return f"{tp.topic}/{tp.partition}"
-
-
-def _names(partitions: Iterable[TopicPartition]) -> list[str]:
-    return sorted(_name(tp) for tp in partitions)
