@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +185,7 @@ async def _time_process(backlog: Backlog, group: str, command: list[str], tmp: P
         )
     try:
         committed_at = await _committed_end(backlog, group, process)
-        first, last = (float((tmp / name).read_text()) for name in ("first", "last"))
+        first, last = [await _noted(tmp / name) for name in ("first", "last")]
         return Run(committed_at - first, last - first)
     except BaseException:
         if process.returncode is None:
@@ -200,6 +201,19 @@ async def _time_process(backlog: Backlog, group: str, command: list[str], tmp: P
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+async def _noted(path: Path) -> float:
+    """The time a handler noted in `path`. FastStream commits what it fetched, so its last
+    event may still be running when the commit is seen: wait a little for it."""
+    async with asyncio.timeout(10):
+        while (noted := _read_time(path)) is None:  # noqa: ASYNC110 (another process writes it)
+            await asyncio.sleep(POLL_SECONDS)
+    return noted
+
+
+def _read_time(path: Path) -> float | None:
+    return float(path.read_text()) if path.exists() else None
 
 
 async def _committed_end(
@@ -222,7 +236,8 @@ async def _committed_end(
 
 
 def machine() -> str:
-    """What the figures were measured on: CPU model, cores, platform, load at the start."""
+    """What the figures were measured on: CPU model, cores, platform, the clients' versions,
+    the load at the start."""
     model = "unknown CPU"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -232,5 +247,6 @@ def machine() -> str:
     load = ", ".join(f"{n:.2f}" for n in os.getloadavg())
     return (
         f"{model}, {os.cpu_count()} cores, {platform.platform()}, "
-        f"Python {platform.python_version()}; load average at start {load}"
+        f"Python {platform.python_version()}, aiokafka {version('aiokafka')}, "
+        f"FastStream {version('faststream')}; load average at start {load}"
     )
