@@ -20,18 +20,14 @@ import asyncio
 import io
 import json
 import logging
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import structlog
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import stdout_to_devnull
 
 from consumer.config import LoggingSettings
 from consumer.engine.logs import (
@@ -191,21 +187,6 @@ def sample_line(chain: Chain) -> dict[str, Any]:
     finally:
         sys.stdout = saved
     return line
-
-
-@contextmanager
-def stdout_to_devnull() -> Iterator[None]:
-    sys.stdout.flush()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def main(lines: int, rounds: int) -> None:

@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _common import bootstrap, fresh, messages, publish_backlog, stdout_to_devnull
+from _common import bootstrap, fresh, messages, publish_backlog, stdout_to_devnull, verdict
 from _throughput_chart import Row, draw
 from _throughput_runs import (
     Backlog,
@@ -86,8 +86,8 @@ LOOPS: dict[str, Callable[[Backlog], Awaitable[Run]]] = {
 }
 
 
-def verdict(ratio: float, goal: float) -> str:
-    return f"goal >= {goal:g}: {'met' if ratio >= goal else 'MISSED'}"
+def against(ratio: float, goal: float) -> str:
+    return f"goal >= {goal:g}: {verdict(ratio >= goal)}"
 
 
 def rows(rate: dict[str, float]) -> list[Row]:
@@ -100,17 +100,17 @@ def rows(rate: dict[str, float]) -> list[Row]:
         Row(BARE, rate[BARE], "1"),
         Row(BARE_AT_END, rate[BARE_AT_END], f"{rate[BARE_AT_END] / rate[BARE]:.2f} (no goal)"),
         Row(BARE_LOGGED, rate[BARE_LOGGED], "1"),
-        Row(QUIET, rate[QUIET], f"{quiet:.2f} of loop 1 ({verdict(quiet, QUIET_GOAL)})"),
-        Row(LOGGED, rate[LOGGED], f"{logged:.2f} of loop 3 ({verdict(logged, LOGGED_GOAL)})"),
+        Row(QUIET, rate[QUIET], f"{quiet:.2f} of loop 1 ({against(quiet, QUIET_GOAL)})"),
+        Row(LOGGED, rate[LOGGED], f"{logged:.2f} of loop 3 ({against(logged, LOGGED_GOAL)})"),
         Row(
             FASTSTREAM_QUIET,
             rate[FASTSTREAM_QUIET],
-            f"worker quiet is {over_quiet:.1f}x ({verdict(over_quiet, FASTSTREAM_GOAL)})",
+            f"worker quiet is {over_quiet:.1f}x ({against(over_quiet, FASTSTREAM_GOAL)})",
         ),
         Row(
             FASTSTREAM_LOGGED,
             rate[FASTSTREAM_LOGGED],
-            f"worker logged is {over_logged:.1f}x ({verdict(over_logged, FASTSTREAM_GOAL)})",
+            f"worker logged is {over_logged:.1f}x ({against(over_logged, FASTSTREAM_GOAL)})",
         ),
     ]
 
