@@ -1,126 +1,163 @@
-"""Worker throughput against bare aiokafka loops over the same 6-partition topic.
+"""The worker's throughput beside bare aiokafka loops and FastStream, on one topic in one run.
 
-Run from the repository root:  .venv/bin/python bench/throughput.py [count] [rounds]
-(default 200,000 events of ~1 KB, best of 3 rounds). Uses ``$KAFKA_BOOTSTRAP_SERVERS`` or starts
-the local broker (``python -m consumer.devkit.devkafka up``). Each round reads the topic afresh
-with a new group: a bare loop, then the worker; per-event JSON lines go to /dev/null.
+Run from the repository root (with the bench extra: ``pip install -e '.[dev,bench]'``):
 
-- quiet:  the worker with a no-op handler, per-event lines below the level (warning), against a
-  bare ``getmany`` + ``commit`` loop. Goal: at least 80% of the bare loop's events/s.
-- logged: the worker with its canonical per-event line on (JSON, info), against a bare loop that
-  also decodes with msgspec and writes one structlog JSON line per event. Goal: at least 80%.
+    .venv/bin/python bench/throughput.py [count] [rounds] [--chart docs/throughput.png]
+
+(default 100,000 events of ~1 KB on 6 partitions, 3 rounds, medians). Uses
+``$KAFKA_BOOTSTRAP_SERVERS`` or starts the local broker (``python -m consumer.devkit.devkafka
+up``). The backlog is written once; each round then runs every loop in turn, interleaved so a
+noisy moment on the machine hurts all of them alike, each with a consumer group of its own:
+
+1. bare aiokafka: ``getmany(max_records=2000)`` and a ``commit()`` after every batch;
+2. the same, one commit at the end (what fetching alone costs);
+3. bare, plus a msgspec decode and one structlog JSON line per event (the worker's logging
+   set-up, to /dev/null);
+4. the worker (``python -m consumer run``, its defaults) with a no-op handler plugin from
+   ``[plugins.paths]``, quiet: level warning, no per-event line;
+5. the same worker, level info: its canonical JSON line per event, to /dev/null;
+6. FastStream's Kafka subscriber with a pydantic body, no logger, and 7. with its own logging
+   (bench/faststream_app.py: aiokafka auto-commits every second, the worker's commit interval).
+
+A bare loop is timed from its first fetched batch to its last commit; the worker and FastStream,
+in their own processes, from their first handled event until this process sees (polling every
+20 ms) the group's committed offsets at the end of every partition.
+
+Goals (issue 13): quiet >= 0.5x loop 1, logged >= 0.8x loop 3, worker >= 5x FastStream in both
+modes. The table is printed in Markdown and drawn as a PNG chart.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import importlib.util
+import statistics
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
 
-import structlog
-from _common import (
-    Probe,
-    Timing,
-    bootstrap,
-    fresh,
-    messages,
-    publish_backlog,
-    stdout_to_devnull,
-    time_bare,
-    time_worker,
-    verdict,
-    worker_settings,
+from _common import bootstrap, fresh, messages, publish_backlog, stdout_to_devnull, verdict
+from _throughput_chart import Row, draw
+from _throughput_runs import (
+    Backlog,
+    Run,
+    bare,
+    decode_and_log,
+    end_offsets,
+    faststream,
+    machine,
+    worker,
 )
 
 from consumer.config import LoggingSettings
 from consumer.engine.logs import configure_logging
-from consumer.events import EventDecoder, RecordingAvailable
 
 PARTITIONS = 6
-GOAL = 0.8
+QUIET_GOAL = 0.5
+LOGGED_GOAL = 0.8
+FASTSTREAM_GOAL = 5.0
+
+BARE = "bare aiokafka: getmany(2000) + commit per batch"
+BARE_AT_END = "bare aiokafka: getmany(2000), one commit at the end"
+BARE_LOGGED = "bare + msgspec decode + one structlog JSON line per event"
+QUIET = "worker, quiet (no per-event line)"
+LOGGED = "worker, one canonical JSON line per event"
+FASTSTREAM_QUIET = "FastStream subscriber (pydantic body), no logger"
+FASTSTREAM_LOGGED = "FastStream subscriber (pydantic body), its logging"
 
 
-def logging_loop() -> Callable[[Any], None]:
-    """Per message: a msgspec decode and one structlog JSON line with the worker's fields."""
-    decode = EventDecoder().decode
-    log = structlog.get_logger("bench.bare")
-
-    def per_message(record: Any) -> None:
-        event = decode(record.value)
-        assert isinstance(event, RecordingAvailable)  # the backlog holds recordings only
-        log.info(
-            "message",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            **event.summary(),
-            outcome="handled",
-        )
-
-    return per_message
+async def _bare_logged(backlog: Backlog) -> Run:
+    per_record = decode_and_log()
+    with stdout_to_devnull():
+        return await bare(backlog, per_record)
 
 
-async def compare(
-    server: str, topic: str, count: int, rounds: int, level: str, per_message: bool
-) -> tuple[Timing, Timing, Timing]:
-    best: dict[str, Timing] = {}
-    for _ in range(rounds):
-        loop = logging_loop() if per_message else None
-        runs = {
-            "bare": await time_bare(server, topic, count, loop),
-            "uncommitted": await time_bare(server, topic, count, loop, commit=False),
-            "worker": await time_worker(worker_settings(server, topic, level), Probe(count)),
-        }
-        for name, run in runs.items():
-            if name not in best or run.rate > best[name].rate:
-                best[name] = run
-    return best["bare"], best["uncommitted"], best["worker"]
+LOOPS: dict[str, Callable[[Backlog], Awaitable[Run]]] = {
+    BARE: bare,
+    BARE_AT_END: lambda backlog: bare(backlog, commit_per_batch=False),
+    BARE_LOGGED: _bare_logged,
+    QUIET: lambda backlog: worker(backlog, "warning"),
+    LOGGED: lambda backlog: worker(backlog, "info"),
+    FASTSTREAM_QUIET: lambda backlog: faststream(backlog, "none"),
+    FASTSTREAM_LOGGED: lambda backlog: faststream(backlog, "default"),
+}
 
 
-def report(label: str, bare: Timing, uncommitted: Timing, worker: Timing, baseline: str) -> None:
-    """The goal's ratio is against the loop that commits every batch, as the issue specifies;
-    the loop that commits once only at the end is shown for what fetching alone costs."""
-    ratio = worker.rate / bare.rate
-    print(f"{label}:")
-    rows = [
-        (f"{baseline} + commit per batch", bare),
-        (f"({baseline}, one commit at the end)", uncommitted),
-        ("worker", worker),
+def against(ratio: float, goal: float) -> str:
+    return f"goal >= {goal:g}: {verdict(ratio >= goal)}"
+
+
+def rows(rate: dict[str, float]) -> list[Row]:
+    """The table: each loop's median events/s and its ratio, against the goal it has."""
+    quiet = rate[QUIET] / rate[BARE]
+    logged = rate[LOGGED] / rate[BARE_LOGGED]
+    over_quiet = rate[QUIET] / rate[FASTSTREAM_QUIET]
+    over_logged = rate[LOGGED] / rate[FASTSTREAM_LOGGED]
+    return [
+        Row(BARE, rate[BARE], "1"),
+        Row(BARE_AT_END, rate[BARE_AT_END], f"{rate[BARE_AT_END] / rate[BARE]:.2f} (no goal)"),
+        Row(BARE_LOGGED, rate[BARE_LOGGED], "1"),
+        Row(QUIET, rate[QUIET], f"{quiet:.2f} of loop 1 ({against(quiet, QUIET_GOAL)})"),
+        Row(LOGGED, rate[LOGGED], f"{logged:.2f} of loop 3 ({against(logged, LOGGED_GOAL)})"),
+        Row(
+            FASTSTREAM_QUIET,
+            rate[FASTSTREAM_QUIET],
+            f"worker quiet is {over_quiet:.1f}x ({against(over_quiet, FASTSTREAM_GOAL)})",
+        ),
+        Row(
+            FASTSTREAM_LOGGED,
+            rate[FASTSTREAM_LOGGED],
+            f"worker logged is {over_logged:.1f}x ({against(over_logged, FASTSTREAM_GOAL)})",
+        ),
     ]
-    for name, run in rows:
-        print(f"  {name:52} {run.rate:>10,.0f} events/s  ({run.seconds:.3f} s)")
-    goal = f"goal >= {GOAL:.2f}: {verdict(ratio >= GOAL)}"
-    print(f"  worker / bare loop with commits: {ratio:.2f}  ({goal})")
-    print(f"  worker / bare loop, commit at end: {worker.rate / uncommitted.rate:.2f}  (no goal)")
 
 
-async def main(server: str, count: int, rounds: int) -> None:
+async def main(count: int, rounds: int, chart: Path) -> None:
+    server = bootstrap()
+    measured = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    where = machine()
+    print(f"{measured}: {where}")
     topic = fresh("throughput")
     started = time.monotonic()
     data = messages(count)
-    size = sum(len(v) for _, v in data) / count
+    size = sum(len(value) for _, value in data) / count
     await publish_backlog(server, topic, PARTITIONS, data)
     del data
+    backlog = Backlog(server, topic, count, await end_offsets(server, topic, PARTITIONS))
     print(
-        f"{count:,} events of {size:.0f} bytes on {PARTITIONS} partitions "
-        f"(produced in {time.monotonic() - started:.1f} s), best of {rounds} rounds"
+        f"{count:,} events of {size:.0f} bytes on {PARTITIONS} partitions (produced in "
+        f"{time.monotonic() - started:.1f} s); medians of {rounds} interleaved rounds"
     )
-    results = []
-    for level, per_message in (("warning", False), ("info", True)):
-        configure_logging(LoggingSettings(format="json", level=level))  # type: ignore[arg-type]
-        with stdout_to_devnull():
-            results.append(await compare(server, topic, count, rounds, level, per_message))
-    report("quiet (no per-event line)", *results[0], "bare getmany")
-    report("logged (JSON line per event)", *results[1], "bare getmany + decode + log")
+    configure_logging(LoggingSettings(format="json", level="info"))
+    rates: dict[str, list[float]] = {name: [] for name in LOOPS}
+    for n in range(1, rounds + 1):
+        for name, run in LOOPS.items():
+            timed = await run(backlog)
+            rates[name].append(count / timed.seconds)
+            # For a process: how much of its time was waiting for the last commit.
+            handled = "" if timed.handled is None else f", last handled at {timed.handled:.2f} s"
+            print(
+                f"  round {n}/{rounds}: {name}: {count / timed.seconds:,.0f} events/s "
+                f"(committed at {timed.seconds:.2f} s{handled})",
+                file=sys.stderr,
+            )
+    table = rows({name: statistics.median(found) for name, found in rates.items()})
+    print("\n| loop | events/s | ratio |\n|---|---|---|")
+    for row in table:
+        print(f"| {row.loop} | {row.rate / 1000:.1f}k | {row.ratio} |")
+    draw(table, chart, f"{measured}, {count:,} events, medians of {rounds}", where)
+    print(f"\nchart: {chart}")
 
 
 if __name__ == "__main__":
-    asyncio.run(
-        main(
-            bootstrap(),
-            int(sys.argv[1]) if len(sys.argv) > 1 else 200_000,
-            int(sys.argv[2]) if len(sys.argv) > 2 else 3,
-        )
-    )
+    parser = argparse.ArgumentParser(description="The worker's throughput beside bare loops.")
+    parser.add_argument("count", nargs="?", type=int, default=100_000, help="events")
+    parser.add_argument("rounds", nargs="?", type=int, default=3, help="rounds (medians)")
+    parser.add_argument("--chart", type=Path, default=Path("docs/throughput.png"), help="PNG")
+    args = parser.parse_args()
+    if importlib.util.find_spec("faststream") is None:
+        sys.exit("bench/throughput.py compares with FastStream: pip install -e '.[bench]'")
+    asyncio.run(main(args.count, args.rounds, args.chart))

@@ -6,6 +6,7 @@ and a problem repeating during an outage is written once per interval, with a co
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 
 import msgspec
 import structlog
+from structlog.typing import EventDict
 
 from consumer.config import LoggingSettings
 from consumer.engine.printable import escape_log_fields
@@ -26,12 +28,6 @@ REPEAT_INTERVAL = 10.0
 _COLLAPSED = frozenset({"warning", "error", "critical"})
 _MAX_TRACKED = 1_000
 """Distinct lines remembered per interval; more (per-message warnings) are written as they come."""
-
-
-def _dumps(obj: Any, **_: Any) -> bytes:
-    # msgspec encodes the event dict about twice as fast as json.dumps; per-message lines
-    # are the worker's first throughput ceiling.
-    return _encode(obj)
 
 
 def _dumps_text(obj: Any, **_: Any) -> str:
@@ -74,26 +70,120 @@ class Repeats:
         return event
 
 
+_BOUND_CONTEXTVARS: dict[str, Any] | None = getattr(structlog.contextvars, "_CONTEXT_VARS", None)
+"""structlog's one ContextVar per key ever bound (a private name: None if it moves)."""
+
+
+def merge_contextvars(logger: Any, method: str, event: EventDict) -> EventDict:
+    """structlog's merge_contextvars, skipped while no context variable was ever bound: copying
+    and scanning the context costs a tenth of a per-message line, and nothing binds any unless
+    a handler does."""
+    if _BOUND_CONTEXTVARS is not None and not _BOUND_CONTEXTVARS:
+        return event
+    return structlog.contextvars.merge_contextvars(logger, method, event)
+
+
+class UtcTimestamp:
+    """``timestamp`` as ISO 8601 UTC with microseconds (``2026-11-27T10:15:29.001000Z``).
+
+    structlog's TimeStamper builds a datetime per line; this formats the date and second once
+    per second and only the microseconds per line, about five times cheaper.
+    """
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, logger: Any, method: str, event: EventDict) -> EventDict:
+        now = time.time_ns()  # integers: no float rounding can turn .9999995 into .1000000
+        second = now // 1_000_000_000
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+            self._second = second
+        event["timestamp"] = f"{self._prefix}{now // 1000 % 1_000_000:06d}Z"
+        return event
+
+
+class JsonLine:
+    """The JSON renderer: an exception rendered only for lines that carry one, then msgspec's
+    bytes (one step instead of ExceptionRenderer and JSONRenderer)."""
+
+    __slots__ = ("_exceptions",)
+
+    def __init__(self, exceptions: structlog.processors.ExceptionRenderer) -> None:
+        self._exceptions = exceptions
+
+    def __call__(self, logger: Any, method: str, event: EventDict) -> bytes:
+        if "exc_info" in event:
+            event = self._exceptions(logger, method, event)
+        return _encode(event)
+
+
+class TurnFlushedLogger:
+    """structlog's BytesLogger on stdout, but debug and info lines are flushed once per
+    event-loop turn rather than once per line: a fetched batch's lines reach the stream in a
+    few writes. Warnings and errors, and lines written outside a running loop, go at once."""
+
+    __slots__ = ("_file", "_flushing_on", "_write")
+
+    def __init__(self) -> None:
+        self._file = sys.stdout.buffer
+        self._write = self._file.write
+        self._flushing_on: asyncio.AbstractEventLoop | None = None
+
+    def later(self, message: bytes) -> None:
+        self._write(message + b"\n")
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a thread, or before the loop: nothing would flush it later
+            self._file.flush()
+            return
+        # Compared by identity, not a flag: a loop that closed before its turn ended must not
+        # leave the next one waiting for a flush that never comes.
+        if loop is not self._flushing_on:
+            self._flushing_on = loop
+            loop.call_soon(self._flush)
+
+    def now(self, message: bytes) -> None:
+        self._write(message + b"\n")
+        self._file.flush()
+
+    def _flush(self) -> None:
+        self._flushing_on = None
+        self._file.flush()
+
+    debug = info = later
+    msg = warning = warn = error = err = exception = critical = fatal = failure = now
+
+
+class TurnFlushedLoggerFactory:
+    """What `structlog.configure` builds the JSON loggers with."""
+
+    def __call__(self, *args: Any) -> TurnFlushedLogger:
+        return TurnFlushedLogger()
+
+
 def configure_logging(settings: LoggingSettings) -> None:
     """Set up structlog for the whole process; call once, before the first logger is used."""
     tty = sys.stdout.isatty()
     use_json = settings.format == "json" or (settings.format == "auto" and not tty)
     shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
+        merge_contextvars,
         structlog.processors.add_log_level,
         Repeats(),
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        UtcTimestamp(),
     ]
     renderer: list[Any]
     factory: Any
     # Tracebacks without local variables: a handler's locals may hold credentials.
     if use_json:
         tracebacks = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
-        renderer = [
-            structlog.processors.ExceptionRenderer(tracebacks),
-            structlog.processors.JSONRenderer(_dumps),
-        ]
-        factory = structlog.BytesLoggerFactory()
+        exceptions = structlog.processors.ExceptionRenderer(tracebacks)
+        renderer = [exceptions, structlog.processors.JSONRenderer(_dumps_text)]
+        own: list[Any] = [JsonLine(exceptions)]  # structlog's own lines: bytes, one step
+        factory = TurnFlushedLoggerFactory()
     else:
         renderer = [
             # Formatted here, not by the renderer, so its text is escaped like the fields.
@@ -103,9 +193,10 @@ def configure_logging(settings: LoggingSettings) -> None:
                 colors=tty, exception_formatter=structlog.dev.plain_traceback
             ),
         ]
+        own = renderer
         factory = structlog.PrintLoggerFactory()
     structlog.configure(
-        processors=shared + renderer,
+        processors=shared + own,
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[settings.level.upper()]
         ),
@@ -113,8 +204,7 @@ def configure_logging(settings: LoggingSettings) -> None:
         cache_logger_on_first_use=True,
     )
     # The standard library's records are rendered to text, not bytes.
-    foreign = [*renderer[:-1], structlog.processors.JSONRenderer(_dumps_text)]
-    _route_standard_library(settings, shared, foreign if use_json else renderer)
+    _route_standard_library(settings, shared, renderer)
 
 
 def _route_standard_library(
