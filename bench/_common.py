@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -183,49 +183,6 @@ async def _time_run(worker: Worker, probe: Probe) -> Timing:
     worker.stop()
     await run
     timing.first, timing.last = probe.first, probe.last
-    return timing
-
-
-async def time_bare(
-    server: str,
-    topic: str,
-    total: int,
-    per_message: Callable[[Any], None] | None = None,
-    *,
-    commit: bool = True,
-) -> Timing:
-    """A bare aiokafka loop: `getmany` (the worker's max_records), `per_message`, and a commit
-    after every batch (or, without `commit`, once at the end)."""
-    max_records = EngineSettings().fetch_max_records
-    consumer = AIOKafkaConsumer(
-        topic,
-        **connect(server),
-        group_id=fresh("bare"),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    timing = Timing(total, time.perf_counter())
-    await consumer.start()
-    try:
-        seen = 0
-        while seen < total:
-            batch = await consumer.getmany(timeout_ms=200, max_records=max_records)
-            if not batch:
-                continue
-            if seen == 0:
-                timing.first = time.perf_counter()
-            for records in batch.values():
-                if per_message is not None:
-                    for record in records:
-                        per_message(record)
-                seen += len(records)
-            if seen >= total:
-                timing.last = time.perf_counter()
-            if commit or seen >= total:
-                await consumer.commit()
-        timing.committed = time.perf_counter()
-    finally:
-        await consumer.stop()
     return timing
 
 
