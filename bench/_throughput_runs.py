@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 from _common import connect, fresh, kafka_settings
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from noop_handler import EVENTS, TIMES
 
 from consumer.engine.admin import admin_client
@@ -56,16 +56,6 @@ class Backlog:
     topic: str
     count: int
     ends: dict[int, int]
-
-
-async def end_offsets(server: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(**connect(server))
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
-    finally:
-        await consumer.stop()
 
 
 def decode_and_log() -> Callable[[Any], None]:

@@ -1,7 +1,8 @@
 """Where the worker's time goes: cProfile over a quiet run (no-op handler, no per-event line).
 
-Run from the repository root:  .venv/bin/python bench/profile_worker.py [count] [top]
-(default 100,000 events of ~1 KB on 6 partitions, the top 20 functions by own time). Uses
+Run from the repository root:  .venv/bin/python bench/profile_worker.py [count] [top] [level]
+(default 100,000 events of ~1 KB on 6 partitions, the top 20 functions by own time, level
+warning; ``info`` profiles the canonical line per event too, written to /dev/null). Uses
 ``$KAFKA_BOOTSTRAP_SERVERS`` or starts the local broker.
 """
 
@@ -13,7 +14,15 @@ import io
 import pstats
 import sys
 
-from _common import Probe, bootstrap, fresh, messages, publish_backlog, time_worker
+from _common import (
+    Probe,
+    bootstrap,
+    fresh,
+    messages,
+    publish_backlog,
+    stdout_to_devnull,
+    time_worker,
+)
 from _common import worker_settings as settings_for
 
 from consumer.config import LoggingSettings
@@ -22,14 +31,15 @@ from consumer.engine.logs import configure_logging
 PARTITIONS = 6
 
 
-async def main(server: str, count: int, top: int) -> None:
+async def main(server: str, count: int, top: int, level: str) -> None:
     topic = fresh("profile")
     await publish_backlog(server, topic, PARTITIONS, messages(count))
-    configure_logging(LoggingSettings(format="json", level="warning"))
+    configure_logging(LoggingSettings(format="json", level=level))  # type: ignore[arg-type]
     profile = cProfile.Profile()
-    profile.enable()
-    timing = await time_worker(settings_for(server, topic, "warning"), Probe(count))
-    profile.disable()
+    with stdout_to_devnull():
+        profile.enable()
+        timing = await time_worker(settings_for(server, topic, level), Probe(count))
+        profile.disable()
     print(f"{count:,} events in {timing.seconds:.2f} s under the profiler ({timing.rate:,.0f}/s)")
     text = io.StringIO()
     pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(top)
@@ -42,5 +52,6 @@ if __name__ == "__main__":
             bootstrap(),
             int(sys.argv[1]) if len(sys.argv) > 1 else 100_000,
             int(sys.argv[2]) if len(sys.argv) > 2 else 20,
+            sys.argv[3] if len(sys.argv) > 3 else "warning",
         )
     )

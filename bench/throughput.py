@@ -39,20 +39,28 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _common import bootstrap, fresh, messages, publish_backlog, stdout_to_devnull, verdict
+from _common import (
+    bootstrap,
+    fresh,
+    kafka_settings,
+    messages,
+    publish_backlog,
+    stdout_to_devnull,
+    verdict,
+)
 from _throughput_chart import Row, draw
 from _throughput_runs import (
     Backlog,
     Run,
     bare,
     decode_and_log,
-    end_offsets,
     faststream,
     machine,
     worker,
 )
 
 from consumer.config import LoggingSettings
+from consumer.engine.admin import end_offsets
 from consumer.engine.logs import configure_logging
 
 PARTITIONS = 6
@@ -115,8 +123,7 @@ def rows(rate: dict[str, float]) -> list[Row]:
     ]
 
 
-async def main(count: int, rounds: int, chart: Path) -> None:
-    server = bootstrap()
+async def main(server: str, count: int, rounds: int, chart: Path) -> None:
     measured = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     where = machine()
     print(f"{measured}: {where}")
@@ -126,7 +133,8 @@ async def main(count: int, rounds: int, chart: Path) -> None:
     size = sum(len(value) for _, value in data) / count
     await publish_backlog(server, topic, PARTITIONS, data)
     del data
-    backlog = Backlog(server, topic, count, await end_offsets(server, topic, PARTITIONS))
+    ends = await end_offsets(kafka_settings(server), topic)
+    backlog = Backlog(server, topic, count, {tp.partition: end for tp, end in ends.items()})
     print(
         f"{count:,} events of {size:.0f} bytes on {PARTITIONS} partitions (produced in "
         f"{time.monotonic() - started:.1f} s); medians of {rounds} interleaved rounds"
@@ -160,4 +168,5 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if importlib.util.find_spec("faststream") is None:
         sys.exit("bench/throughput.py compares with FastStream: pip install -e '.[bench]'")
-    asyncio.run(main(args.count, args.rounds, args.chart))
+    # Outside the loop: starting the local broker runs a loop of its own.
+    asyncio.run(main(bootstrap(), args.count, args.rounds, args.chart))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -127,6 +128,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     listen_address(settings.observability.listen)  # a malformed address fails before anything
     configure_logging(settings.logging)
     worker = Worker(settings, _routed_handlers(settings))
+    _tune_garbage_collection()
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
@@ -142,6 +144,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.until_idle is not None:
         _print_summary(worker)
     return 0
+
+
+def _tune_garbage_collection() -> None:
+    """The worker process allocates a few small objects per message and keeps few of them:
+    reference counting frees them, and the cyclic collector would mostly rescan the modules,
+    classes and settings loaded at start-up. Those are frozen out of its scans, and it runs
+    after 10,000 new objects instead of 700 (measured: about a tenth of a logged message's cost)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, *gc.get_threshold()[1:])
 
 
 def _print_summary(worker: Worker) -> None:
