@@ -2,12 +2,13 @@
 
 Structured mode: the value is a JSON envelope (``content-type: application/cloudevents+json``)
 whose ``data`` is the callback, decoded in the same single msgspec pass as the callback itself.
-Binary mode: ``ce_*`` headers carry the attributes and the value is the callback.
+Binary mode: ``ce_*`` headers carry the attributes and the value is the callback; the
+envelope keeps the headers and decodes them when first read (usually by the log line, after
+the handler), so telling the modes apart costs one plain loop over the headers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -38,7 +39,9 @@ Timestamp = Annotated[datetime, Meta(tz=True)]
 STRUCTURED = b"application/cloudevents"
 """The media type prefix of the ``content-type`` header that marks structured mode."""
 _BINARY_HEADERS = {"ce_specversion": 1, "ce_id": 2, "ce_source": 4, "ce_type": 8}
-"""Binary mode's required attribute headers (the spec's order), each with a bit of its own."""
+"""The headers binary mode requires, in the order errors name them, each with a bit of its own
+so that one loop over a message's headers finds which are there."""
+_BINARY_MARK = _BINARY_HEADERS["ce_specversion"]
 _BINARY_COMPLETE = sum(_BINARY_HEADERS.values())
 
 
@@ -103,9 +106,9 @@ class MessageDecoder:
         self._loose = msgspec.json.Decoder(_LooseTime)
 
     def decode(
-        self, value: bytes, headers: Sequence[tuple[str, bytes]]
+        self, value: bytes, headers: tuple[tuple[str, bytes], ...]
     ) -> tuple[Event, CloudEvent | None]:
-        """Raises DecodeError, and only that."""
+        """Raises DecodeError, and only that. A binary-mode envelope keeps `headers`."""
         if self._envelope == "raw":
             return self._decode_event(value), None
         seen = 0
@@ -116,7 +119,7 @@ class MessageDecoder:
                     return self._structured(value)
             elif name in _BINARY_HEADERS:
                 seen |= _BINARY_HEADERS[name]
-        if seen & _BINARY_HEADERS["ce_specversion"]:
+        if seen & _BINARY_MARK:
             if seen != _BINARY_COMPLETE:
                 raise _missing_header(seen)
             return self._decode_event(value), _FromHeaders("", "", "", "", None, headers)
@@ -169,11 +172,12 @@ class MessageDecoder:
 class _FromHeaders(CloudEvent, frozen=True, gc=False):
     """Binary mode's envelope: its headers, decoded to attributes when first read.
 
-    Decoding five headers costs more than the check that they are there, and many handlers
-    never read them. The inherited fields stay empty; these properties answer instead.
+    Decoding five headers costs several times the check that they are there. The inherited
+    fields stay empty (a default makes `headers` positional, the cheaper call); these
+    properties answer instead.
     """
 
-    headers: Sequence[tuple[str, bytes]] = ()
+    headers: tuple[tuple[str, bytes], ...] = ()
     decoded: CloudEvent | None = None
 
     @property  # type: ignore[misc]
@@ -199,6 +203,9 @@ class _FromHeaders(CloudEvent, frozen=True, gc=False):
     def __repr__(self) -> str:
         return repr(self._decoded())
 
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return self._decoded().__rich_repr__()
+
     def _decoded(self) -> CloudEvent:
         decoded = self.decoded
         if decoded is None:
@@ -212,7 +219,7 @@ def _missing_header(seen: int) -> DecodeError:
     return DecodeError(f"CloudEvent in binary mode without a {name} header", name)
 
 
-def _from_headers(headers: Sequence[tuple[str, bytes]]) -> CloudEvent:
+def _from_headers(headers: tuple[tuple[str, bytes], ...]) -> CloudEvent:
     named = dict(headers)
     time = named.get("ce_time")
     return CloudEvent(

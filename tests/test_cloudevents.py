@@ -81,6 +81,7 @@ def test_binary_mode_attributes_are_read_only_and_decoded_on_access() -> None:
     }
     assert ce.specversion == "1.0"
     assert "evt-2" in repr(ce)
+    assert dict(ce.__rich_repr__())["id"] == "evt-2"
     assert hash(ce) == hash(CloudEvent("1.0", "evt-2", "/gateway", ce.type, ce.time))
     with pytest.raises(AttributeError):
         ce.id = "other"  # type: ignore[misc]
