@@ -9,6 +9,7 @@ the handler), so telling the modes apart costs one plain loop over the headers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -106,9 +107,9 @@ class MessageDecoder:
         self._loose = msgspec.json.Decoder(_LooseTime)
 
     def decode(
-        self, value: bytes, headers: tuple[tuple[str, bytes], ...]
+        self, value: bytes, headers: Sequence[tuple[str, bytes]]
     ) -> tuple[Event, CloudEvent | None]:
-        """Raises DecodeError, and only that. A binary-mode envelope keeps `headers`."""
+        """Raises DecodeError, and only that."""
         if self._envelope == "raw":
             return self._decode_event(value), None
         seen = 0
@@ -122,7 +123,9 @@ class MessageDecoder:
         if seen & _BINARY_MARK:
             if seen != _BINARY_COMPLETE:
                 raise _missing_header(seen)
-            return self._decode_event(value), _FromHeaders("", "", "", "", None, headers)
+            # tuple() of the worker's tuple is that tuple: a copy only of what could change.
+            envelope = _FromHeaders("", "", "", "", None, tuple(headers))
+            return self._decode_event(value), envelope
         if self._envelope == "cloudevents":
             return self._structured(value)
         try:
