@@ -58,9 +58,15 @@ class CloudEvent(msgspec.Struct, frozen=True, gc=False):
 
     def log_fields(self) -> dict[str, str]:
         """The attributes for the canonical log line, named like binary mode's headers."""
-        fields = {"ce_id": self.id, "ce_source": self.source, "ce_type": self.type}
-        time = self.time
-        return fields if time is None else fields | {"ce_time": time.isoformat()}
+        # Every handled message's log line calls this: one dict, no merging.
+        if self.time is None:
+            return {"ce_id": self.id, "ce_source": self.source, "ce_type": self.type}
+        return {
+            "ce_id": self.id,
+            "ce_source": self.source,
+            "ce_type": self.type,
+            "ce_time": self.time.isoformat(),
+        }
 
     def __eq__(self, other: object) -> bool:
         # By attributes, not by class: a binary-mode envelope equals the one it decodes to.
@@ -175,9 +181,10 @@ class MessageDecoder:
 class _FromHeaders(CloudEvent, frozen=True, gc=False):
     """Binary mode's envelope: its headers, decoded to attributes when first read.
 
-    Decoding five headers costs several times the check that they are there. The inherited
-    fields stay empty (a default makes `headers` positional, the cheaper call); these
-    properties answer instead.
+    Telling binary mode apart and checking the required headers takes one loop; decoding
+    them waits for whoever reads them (the message's log line, a handler), and is skipped
+    for messages nobody logs. The inherited fields stay empty; these properties answer
+    instead (a default makes `headers` positional, the cheaper call).
     """
 
     headers: tuple[tuple[str, bytes], ...] = ()
@@ -202,6 +209,10 @@ class _FromHeaders(CloudEvent, frozen=True, gc=False):
     @property  # type: ignore[misc]
     def time(self) -> datetime | None:
         return self._decoded().time
+
+    def log_fields(self) -> dict[str, str]:
+        """The decoded attributes' log fields: one call rather than a property per field."""
+        return self._decoded().log_fields()
 
     def __repr__(self) -> str:
         return repr(self._decoded())
