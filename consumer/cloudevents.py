@@ -2,7 +2,9 @@
 
 Structured mode: the value is a JSON envelope (``content-type: application/cloudevents+json``)
 whose ``data`` is the callback, decoded in the same single msgspec pass as the callback itself.
-Binary mode: ``ce_*`` headers carry the attributes and the value is the callback.
+Binary mode: ``ce_*`` headers carry the attributes and the value is the callback; the
+envelope keeps the headers and decodes them when first read (usually by the log line, after
+the handler), so telling the modes apart costs one plain loop over the headers.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ T = TypeVar("T")
 Timestamp = Annotated[datetime, Meta(tz=True)]
 STRUCTURED = b"application/cloudevents"
 """The media type prefix of the ``content-type`` header that marks structured mode."""
+_BINARY_HEADERS = {"ce_specversion": 1, "ce_id": 2, "ce_source": 4, "ce_type": 8}
+"""The headers binary mode requires, in the order errors name them, each with a bit of its own
+so that one loop over a message's headers finds which are there."""
+_BINARY_MARK = _BINARY_HEADERS["ce_specversion"]
+_BINARY_COMPLETE = sum(_BINARY_HEADERS.values())
 
 
 class CloudEvent(msgspec.Struct, frozen=True, gc=False):
@@ -51,8 +58,27 @@ class CloudEvent(msgspec.Struct, frozen=True, gc=False):
 
     def log_fields(self) -> dict[str, str]:
         """The attributes for the canonical log line, named like binary mode's headers."""
-        fields = {"ce_id": self.id, "ce_source": self.source, "ce_type": self.type}
-        return fields if self.time is None else fields | {"ce_time": self.time.isoformat()}
+        # Every handled message's log line calls this: one dict, no merging.
+        if self.time is None:
+            return {"ce_id": self.id, "ce_source": self.source, "ce_type": self.type}
+        return {
+            "ce_id": self.id,
+            "ce_source": self.source,
+            "ce_type": self.type,
+            "ce_time": self.time.isoformat(),
+        }
+
+    def __eq__(self, other: object) -> bool:
+        # By attributes, not by class: a binary-mode envelope equals the one it decodes to.
+        if not isinstance(other, CloudEvent):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def _key(self) -> tuple[str, str, str, str, datetime | None]:
+        return (self.specversion, self.id, self.source, self.type, self.time)
 
 
 class _Structured(CloudEvent, Generic[T], frozen=True, kw_only=True, gc=False):
@@ -92,13 +118,20 @@ class MessageDecoder:
         """Raises DecodeError, and only that."""
         if self._envelope == "raw":
             return self._decode_event(value), None
-        if headers:
-            named = dict(headers)
-            content_type = named.get("content-type")
-            if content_type is not None and content_type.startswith(STRUCTURED):
-                return self._structured(value)
-            if "ce_specversion" in named:
-                return self._decode_event(value), _from_headers(named)
+        seen = 0
+        for name, header in headers:
+            if name == "content-type":
+                # The binding's rule: this media type means structured mode, whatever else.
+                if header.startswith(STRUCTURED):
+                    return self._structured(value)
+            elif name in _BINARY_HEADERS:
+                seen |= _BINARY_HEADERS[name]
+        if seen & _BINARY_MARK:
+            if seen != _BINARY_COMPLETE:
+                raise _missing_header(seen)
+            # tuple() of the worker's tuple is that tuple: a copy only of what could change.
+            envelope = _FromHeaders("", "", "", "", None, tuple(headers))
+            return self._decode_event(value), envelope
         if self._envelope == "cloudevents":
             return self._structured(value)
         try:
@@ -145,18 +178,69 @@ class MessageDecoder:
         return self._decode_event(bytes(loose.data)), attributes
 
 
-def _from_headers(named: dict[str, bytes]) -> CloudEvent:
-    try:
-        id_, source, type_ = named["ce_id"], named["ce_source"], named["ce_type"]
-    except KeyError as missing:
-        name = missing.args[0]
-        raise DecodeError(f"CloudEvent in binary mode without a {name} header", name) from None
+class _FromHeaders(CloudEvent, frozen=True, gc=False):
+    """Binary mode's envelope: its headers, decoded to attributes when first read.
+
+    Telling binary mode apart and checking the required headers takes one loop; decoding
+    them waits for whoever reads them (the message's log line, a handler), and is skipped
+    for messages nobody logs. The inherited fields stay empty; these properties answer
+    instead (a default makes `headers` positional, the cheaper call).
+    """
+
+    headers: tuple[tuple[str, bytes], ...] = ()
+    decoded: CloudEvent | None = None
+
+    @property  # type: ignore[misc]
+    def specversion(self) -> str:
+        return self._decoded().specversion
+
+    @property  # type: ignore[misc]
+    def id(self) -> str:
+        return self._decoded().id
+
+    @property  # type: ignore[misc]
+    def source(self) -> str:
+        return self._decoded().source
+
+    @property  # type: ignore[misc]
+    def type(self) -> str:
+        return self._decoded().type
+
+    @property  # type: ignore[misc]
+    def time(self) -> datetime | None:
+        return self._decoded().time
+
+    def log_fields(self) -> dict[str, str]:
+        """The decoded attributes' log fields: one call rather than a property per field."""
+        return self._decoded().log_fields()
+
+    def __repr__(self) -> str:
+        return repr(self._decoded())
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return self._decoded().__rich_repr__()
+
+    def _decoded(self) -> CloudEvent:
+        decoded = self.decoded
+        if decoded is None:
+            decoded = _from_headers(self.headers)
+            msgspec.structs.force_setattr(self, "decoded", decoded)
+        return decoded
+
+
+def _missing_header(seen: int) -> DecodeError:
+    name = next(name for name, bit in _BINARY_HEADERS.items() if not seen & bit)
+    return DecodeError(f"CloudEvent in binary mode without a {name} header", name)
+
+
+def _from_headers(headers: tuple[tuple[str, bytes], ...]) -> CloudEvent:
+    named = dict(headers)
     time = named.get("ce_time")
     return CloudEvent(
         named["ce_specversion"].decode("utf-8", "replace"),
-        id_.decode("utf-8", "replace"),
-        source.decode("utf-8", "replace"),
-        type_.decode("utf-8", "replace"),
+        named["ce_id"].decode("utf-8", "replace"),
+        named["ce_source"].decode("utf-8", "replace"),
+        named["ce_type"].decode("utf-8", "replace"),
         None if time is None else _header_time(time),
     )
 

@@ -69,6 +69,33 @@ def test_binary_mode_reads_the_attributes_from_headers() -> None:
     )
 
 
+def test_binary_mode_attributes_are_read_only_and_decoded_on_access() -> None:
+    """A binary-mode envelope reads like any CloudEvent: attributes, log fields, hash, no writes."""
+    _, ce = MessageDecoder("cloudevents").decode(msgspec.json.encode(CALLBACK), BINARY_HEADERS)
+    assert isinstance(ce, CloudEvent)
+    assert ce.log_fields() == {
+        "ce_id": "evt-2",
+        "ce_source": "/gateway",
+        "ce_type": "com.bandwidth.voice.recording",
+        "ce_time": "2026-11-27T10:15:32.500000+00:00",
+    }
+    assert ce.specversion == "1.0"
+    assert "evt-2" in repr(ce)
+    assert dict(ce.__rich_repr__())["id"] == "evt-2"
+    assert hash(ce) == hash(CloudEvent("1.0", "evt-2", "/gateway", ce.type, ce.time))
+    with pytest.raises(AttributeError):
+        ce.id = "other"  # type: ignore[misc]
+
+
+def test_a_cloudevents_content_type_wins_over_ce_headers() -> None:
+    """The binding's rule: a structured content-type means structured mode, ce_* or not."""
+    headers = (*BINARY_HEADERS[:4], STRUCTURED_HEADERS[0])
+    event, ce = MessageDecoder("auto").decode(envelope(CALLBACK), headers)
+    assert isinstance(event, RecordingAvailable)
+    assert ce is not None
+    assert ce.id == "evt-1"
+
+
 def test_auto_takes_unmarked_messages_as_raw_and_finds_unmarked_envelopes() -> None:
     """auto: no CloudEvents headers means raw, unless the value is an envelope after all."""
     decoder = MessageDecoder("auto")
@@ -101,8 +128,16 @@ def test_raw_mode_ignores_cloudevents_headers() -> None:
         (envelope(None), STRUCTURED_HEADERS, "$.data"),
         (b'{"specversion":"1.0","id":"x","source":"s","type":"t"}', STRUCTURED_HEADERS, "$.data"),
         (msgspec.json.encode(CALLBACK), BINARY_HEADERS[:1], "ce_id"),
+        (msgspec.json.encode(CALLBACK), (*BINARY_HEADERS[:3], BINARY_HEADERS[1]), "ce_type"),
     ],
-    ids=["raw value", "bad data field", "null data", "no data", "binary without ce_id"],
+    ids=[
+        "raw value",
+        "bad data field",
+        "null data",
+        "no data",
+        "binary without ce_id",
+        "binary with ce_id twice, without ce_type",
+    ],
 )
 def test_cloudevents_mode_errors_name_the_field(
     value: bytes, headers: tuple[tuple[str, bytes], ...], path: str
