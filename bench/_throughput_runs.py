@@ -58,6 +58,26 @@ class Backlog:
     ends: dict[int, int]
 
 
+def decode_and_drive() -> Callable[[Any], None]:
+    """Per record, what any engine must do and nothing more: a msgspec decode, the lane key,
+    and a no-op handler's coroutine run to completion directly, with no task (the floor the
+    issue's minimal batch loop measured)."""
+    decode = EventDecoder().decode
+    lanes: dict[tuple[int, Any], int] = {}
+
+    async def handle(event: Any) -> None:
+        return None
+
+    def per_record(record: Any) -> None:
+        event = decode(record.value)
+        assert isinstance(event, RecordingEvent)  # the backlog holds recordings only
+        lanes[(record.partition, record.key or event.ordering_key)] = record.offset
+        with contextlib.suppress(StopIteration):
+            handle(event).send(None)
+
+    return per_record
+
+
 def decode_and_log() -> Callable[[Any], None]:
     """Per record: a msgspec decode and one JSON line with the worker's outcome-line fields,
     through structlog as `configure_logging` set it up."""
