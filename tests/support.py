@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from consumer.config import Settings, load_settings
 from consumer.devkit.samples import recording_event
 from consumer.engine.admin import admin_client
+from consumer.engine.offsets import Batch, OffsetTracker
 from consumer.events import RecordingEvent
 from consumer.interface import Context
 
@@ -187,3 +188,19 @@ def segment_codecs(segment: Path) -> list[int]:
     """The compression codec id of every batch in a log segment file, in order."""
     data = segment.read_bytes()
     return [data[start + BATCH_ATTRIBUTES_AT + 1] & 0x07 for start, _ in record_batches(data)]
+
+
+class FinishedOffsets:
+    """The committer's part the scheduler uses (`Finishes`): finished offsets go into a real
+    tracker; `finished` is set at every one, `drained` once nothing is in flight."""
+
+    def __init__(self) -> None:
+        self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self.finished = asyncio.Event()
+        self.drained = asyncio.Event()
+
+    def finish(self, batch: Batch, index: int) -> None:
+        self.tracker.finish(batch, index)
+        self.finished.set()
+        if not self.tracker.in_flight():
+            self.drained.set()

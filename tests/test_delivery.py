@@ -24,12 +24,12 @@ from consumer.engine.deadletter_headers import Failure
 from consumer.engine.dedupe import KEPT_WHOLE, RecentlyHandled
 from consumer.engine.delivery import Delivery, Route
 from consumer.engine.intake import Job, Undecodable
-from consumer.engine.offsets import Batch, OffsetTracker
 from consumer.engine.scheduler import Scheduler
 from consumer.engine.tally import Tally
 from consumer.errors import DecodeError, PermanentFailure, RetryLater
 from consumer.events import RecordingAvailable, RecordingEvent, encode_event
 from consumer.interface import Context, Handler, Record
+from tests.support import FinishedOffsets
 
 Logs = list[MutableMapping[str, Any]]
 FAST: dict[str, Any] = {"max_attempts": 3, "initial_delay": 0.01, "max_delay": 0.05}
@@ -462,19 +462,6 @@ async def test_a_failing_dead_letter_publish_of_an_undecodable_is_retried_whole(
     assert rig.tally.outcomes == {"undecodable": 1}
 
 
-class Offsets:
-    """The committer's part the scheduler uses: finished offsets, into a real tracker."""
-
-    def __init__(self) -> None:
-        self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
-        self.done = asyncio.Event()
-
-    def finish(self, batch: Batch, index: int) -> None:
-        self.tracker.finish(batch, index)
-        if not self.tracker.in_flight():
-            self.done.set()
-
-
 async def test_scheduler_and_delivery_retry_on_timers_and_commit_only_when_all_finished(
     http: httpx.AsyncClient,
 ) -> None:
@@ -483,7 +470,7 @@ async def test_scheduler_and_delivery_retry_on_timers_and_commit_only_when_all_f
     flaky = Scripted(RuntimeError("blip"), RuntimeError("blip"))
     doomed = Scripted(*(RuntimeError("no") for _ in range(3)))
     steady = Scripted()
-    offsets = Offsets()
+    offsets = FinishedOffsets()
     tp = TopicPartition("recordings", 0)
     works = [job((("flaky", flaky),), 0), job((("doomed", doomed),), 1), job((("ok", steady),), 2)]
     for index, work in enumerate(works):
@@ -496,7 +483,7 @@ async def test_scheduler_and_delivery_retry_on_timers_and_commit_only_when_all_f
         runners = [tg.create_task(scheduler.work(rig.delivery, n)) for n in range(2)]
         scheduler.submit(tp, works)
         async with asyncio.timeout(5):
-            await offsets.done.wait()
+            await offsets.drained.wait()
         for runner in runners:
             runner.cancel()
 

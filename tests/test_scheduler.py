@@ -14,25 +14,13 @@ from structlog.testing import capture_logs
 
 from consumer.engine.delivery import RetryState
 from consumer.engine.intake import Job, Undecodable
-from consumer.engine.offsets import Batch, OffsetTracker
 from consumer.engine.scheduler import Attempts, Scheduler
 from consumer.events import RecordingAvailable
 from consumer.interface import Record
+from tests.support import FinishedOffsets
 
 TP = TopicPartition("recordings", 0)
 ROUTE: tuple[tuple[str, Any], ...] = (("h", object()),)
-
-
-class Offsets:
-    """The committer's part the scheduler uses: finished offsets, into a real tracker."""
-
-    def __init__(self) -> None:
-        self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
-        self.finished = asyncio.Event()
-
-    def finish(self, batch: Batch, index: int) -> None:
-        self.tracker.finish(batch, index)
-        self.finished.set()
 
 
 class ThreeAttempts:
@@ -50,7 +38,7 @@ class ThreeAttempts:
         return 0.01 if number < 3 else None
 
 
-def fetched(offsets: Offsets, offset: int) -> Job[Any]:
+def fetched(offsets: FinishedOffsets, offset: int) -> Job[Any]:
     """A job as the worker takes one in from a freshly fetched message."""
     record = Record(topic=TP.topic, partition=0, offset=offset, key=b"k", headers=(), timestamp=0)
     event = RecordingAvailable(recording_id="r-1")
@@ -59,10 +47,10 @@ def fetched(offsets: Offsets, offset: int) -> Job[Any]:
     return job
 
 
-async def revoke_midway(*assignments: list[TopicPartition]) -> tuple[list[int], Offsets]:
+async def revoke_midway(*assignments: list[TopicPartition]) -> tuple[list[int], FinishedOffsets]:
     """Run one message, revoke its partition after the first attempt, go through the given
     assignments, fetch it again and run it to the end; returns the attempt numbers seen."""
-    offsets = Offsets()
+    offsets = FinishedOffsets()
     scheduler = Scheduler(offsets, runners=1)
     delivery = ThreeAttempts()
     task = asyncio.create_task(scheduler.work(delivery, 0))  # a stand-in for Delivery
@@ -154,7 +142,7 @@ class Gated:
 
 
 def batch_of(
-    offsets: Offsets, tp: TopicPartition, keys: Sequence[Hashable], first: int = 0
+    offsets: FinishedOffsets, tp: TopicPartition, keys: Sequence[Hashable], first: int = 0
 ) -> list[Job[Any]]:
     """One fetched batch of `tp`: a job per key, at offsets `first`, `first` + 1, ..."""
     batch = offsets.tracker.add(tp, list(range(first, first + len(keys))))
@@ -190,7 +178,7 @@ async def settle() -> None:
 
 async def test_runners_bound_how_many_attempts_run_at_once() -> None:
     """With 3 runners and 6 ready jobs exactly 3 attempts run at once; all 6 finish."""
-    offsets, gated = Offsets(), Gated()
+    offsets, gated = FinishedOffsets(), Gated()
     scheduler = Scheduler(offsets, runners=3)
     async with runners(scheduler, gated, 3):
         scheduler.submit(TP, batch_of(offsets, TP, "abcdef"))
@@ -207,7 +195,7 @@ async def test_runners_bound_how_many_attempts_run_at_once() -> None:
 
 async def test_commit_point_never_passes_an_unfinished_offset() -> None:
     """Offsets 0 and 2-4 finished, 1 still running: the commit point stops at 1 until it ends."""
-    offsets, gated = Offsets(), Gated()
+    offsets, gated = FinishedOffsets(), Gated()
     scheduler = Scheduler(offsets, runners=5)
     jobs = batch_of(offsets, TP, "abcde")
     async with runners(scheduler, gated, 5):
@@ -224,7 +212,7 @@ async def test_commit_point_never_passes_an_unfinished_offset() -> None:
 
 async def test_a_retry_waiting_on_its_timer_holds_only_its_own_lane() -> None:
     """A retry waiting a minute holds key a's next job; key b runs; the commit stays behind."""
-    offsets, gated = Offsets(), Gated(retries={(0, 0): 60.0})
+    offsets, gated = FinishedOffsets(), Gated(retries={(0, 0): 60.0})
     scheduler = Scheduler(offsets, runners=2)
     async with runners(scheduler, gated, 2):
         scheduler.submit(TP, batch_of(offsets, TP, ["a", "a", "b", "b"]))
@@ -238,7 +226,7 @@ async def test_a_retry_waiting_on_its_timer_holds_only_its_own_lane() -> None:
 
 async def test_a_retried_job_runs_again_before_the_next_of_its_key() -> None:
     """After its timer, a retried job runs again and only then does its key's next job start."""
-    offsets, gated = Offsets(), Gated(retries={(0, 0): 0.005})
+    offsets, gated = FinishedOffsets(), Gated(retries={(0, 0): 0.005})
     scheduler = Scheduler(offsets, runners=2)
     async with runners(scheduler, gated, 2):
         scheduler.submit(TP, batch_of(offsets, TP, ["a", "a"]))
@@ -252,7 +240,7 @@ async def test_a_retried_job_runs_again_before_the_next_of_its_key() -> None:
 async def test_quiesce_without_grace_cancels_only_that_partitions_attempt() -> None:
     """Grace 0 cancels the revoked partition's attempt (False); others run, the runner serves on."""
     other = TopicPartition("recordings", 1)
-    offsets, gated = Offsets(), Gated()
+    offsets, gated = FinishedOffsets(), Gated()
     scheduler = Scheduler(offsets, runners=2)
     async with runners(scheduler, gated, 2) as tasks:
         scheduler.submit(TP, batch_of(offsets, TP, ["a"]))
@@ -274,7 +262,7 @@ async def test_quiesce_without_grace_cancels_only_that_partitions_attempt() -> N
 
 async def test_quiesce_waits_for_a_running_attempt_within_its_grace() -> None:
     """An attempt that ends within the grace is not cancelled, and quiesce says True."""
-    offsets, gated = Offsets(), Gated()
+    offsets, gated = FinishedOffsets(), Gated()
     scheduler = Scheduler(offsets, runners=1)
     async with runners(scheduler, gated, 1):
         scheduler.submit(TP, batch_of(offsets, TP, ["a"]))
@@ -291,7 +279,7 @@ async def test_quiesce_waits_for_a_running_attempt_within_its_grace() -> None:
 
 async def test_drain_lets_the_running_attempt_finish_and_starts_nothing_new() -> None:
     """Draining, the running job finishes and is committable; the queued one never starts."""
-    offsets, gated = Offsets(), Gated()
+    offsets, gated = FinishedOffsets(), Gated()
     scheduler = Scheduler(offsets, runners=1)
     async with runners(scheduler, gated, 1):
         scheduler.submit(TP, batch_of(offsets, TP, "ab"))
@@ -308,7 +296,7 @@ async def test_drain_lets_the_running_attempt_finish_and_starts_nothing_new() ->
 
 async def test_drain_stops_waiting_when_forced() -> None:
     """Set `force` and drain returns at once, warning, though an attempt still runs."""
-    offsets, gated = Offsets(), Gated()
+    offsets, gated = FinishedOffsets(), Gated()
     scheduler = Scheduler(offsets, runners=1)
     force = asyncio.Event()
     async with runners(scheduler, gated, 1):
@@ -343,7 +331,7 @@ class BrokenOnce:
 
 async def test_an_engine_error_keeps_the_message_and_retries_it() -> None:
     """An attempt raising is logged as an engine error, its offset held, and it runs again."""
-    offsets, broken = Offsets(), BrokenOnce()
+    offsets, broken = FinishedOffsets(), BrokenOnce()
     scheduler = Scheduler(offsets, runners=1)
     with capture_logs() as logs:
         async with runners(scheduler, broken, 1):
@@ -398,10 +386,10 @@ class Suspending:
 
 async def scramble(
     count: int, jobs: list[tuple[int, str, int, bool]]
-) -> tuple[Suspending, Offsets]:
+) -> tuple[Suspending, FinishedOffsets]:
     """Run `jobs` (partition, key, yields, first attempt fails) fetched as one batch per
     partition on `count` runners, until all finished."""
-    offsets = Offsets()
+    offsets = FinishedOffsets()
     script = {}
     works: list[tuple[TopicPartition, list[Job[Any]]]] = []
     for partition in (0, 1):
@@ -452,7 +440,7 @@ def test_per_key_order_holds_under_concurrency_and_retries(
 async def test_a_retry_due_during_a_revocation_keeps_its_progress() -> None:
     """A due retry taken by a free runner while a revocation waits is carried: resumes at 2."""
     other = TopicPartition("recordings", 1)
-    offsets, gated = Offsets(), Gated(retries={(0, 0): 0.0})
+    offsets, gated = FinishedOffsets(), Gated(retries={(0, 0): 0.0})
     scheduler = Scheduler(offsets, runners=2)
     async with runners(scheduler, gated, 2):
         scheduler.submit(other, batch_of(offsets, other, ["b"]))
@@ -481,7 +469,7 @@ async def test_a_retry_due_during_a_revocation_keeps_its_progress() -> None:
 
 async def test_an_attempt_ending_in_a_retry_during_a_revocation_keeps_its_progress() -> None:
     """An attempt failing while a revocation waits for it is carried, not left on a timer."""
-    offsets, gated = Offsets(), Gated(retries={(0, 0): 60.0})
+    offsets, gated = FinishedOffsets(), Gated(retries={(0, 0): 60.0})
     scheduler = Scheduler(offsets, runners=1)
     async with runners(scheduler, gated, 1):
         scheduler.submit(TP, batch_of(offsets, TP, ["a"]))
@@ -502,7 +490,7 @@ async def test_an_attempt_ending_in_a_retry_during_a_revocation_keeps_its_progre
 
 async def test_an_attempt_cancelled_by_a_revocation_keeps_the_earlier_attempts() -> None:
     """A cancelled attempt keeps its earlier attempts: fetched again, it does not restart at 1."""
-    offsets, gated = Offsets(), Gated(retries={(0, 0): 0.0})
+    offsets, gated = FinishedOffsets(), Gated(retries={(0, 0): 0.0})
     scheduler = Scheduler(offsets, runners=1)
     async with runners(scheduler, gated, 1):
         scheduler.submit(TP, batch_of(offsets, TP, ["a"]))
