@@ -63,17 +63,16 @@ def decode_and_drive() -> Callable[[Any], None]:
     and a no-op handler's coroutine run to completion directly, with no task (the floor the
     issue's minimal batch loop measured)."""
     decode = EventDecoder().decode
-    lanes: dict[tuple[int, Any], int] = {}
 
-    async def handle(event: Any) -> None:
+    async def handle(event: Any, lane: tuple[int, Any]) -> None:
         return None
 
     def per_record(record: Any) -> None:
         event = decode(record.value)
         assert isinstance(event, RecordingEvent)  # the backlog holds recordings only
-        lanes[(record.partition, record.key or event.ordering_key)] = record.offset
+        lane = (record.partition, record.key or event.ordering_key)
         with contextlib.suppress(StopIteration):
-            handle(event).send(None)
+            handle(event, lane).send(None)
 
     return per_record
 

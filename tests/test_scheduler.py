@@ -170,6 +170,14 @@ async def runners(
                 task.cancel()
 
 
+def back_again(scheduler: Scheduler, offsets: FinishedOffsets) -> None:
+    """Hand TP over as the worker does, get it back, and fetch its offset 0 (key "a") again."""
+    scheduler.forget([TP])
+    offsets.tracker.forget([TP])
+    scheduler.assigned([TP])
+    scheduler.submit(TP, batch_of(offsets, TP, ["a"]))
+
+
 async def settle() -> None:
     """Let every task that can run do so: a few passes of the loop, no waiting on time."""
     for _ in range(10):
@@ -454,10 +462,7 @@ async def test_a_retry_due_during_a_revocation_keeps_its_progress() -> None:
         await settle()
         gated.open((0, 1))
         assert await quiesced is True
-        scheduler.forget([TP])
-        offsets.tracker.forget([TP])
-        scheduler.assigned([TP])
-        scheduler.submit(TP, batch_of(offsets, TP, ["a"]))
+        back_again(scheduler, offsets)
         await gated.until(lambda: offsets.tracker.in_flight() == 0)
 
     assert [(offset, n) for partition, offset, n in gated.attempts if partition == 0] == [
@@ -478,10 +483,7 @@ async def test_an_attempt_ending_in_a_retry_during_a_revocation_keeps_its_progre
         await settle()
         gated.open((0, 0))  # attempt 1 ends asking for a retry in a minute
         assert await quiesced is True
-        scheduler.forget([TP])
-        offsets.tracker.forget([TP])
-        scheduler.assigned([TP])
-        scheduler.submit(TP, batch_of(offsets, TP, ["a"]))
+        back_again(scheduler, offsets)
         await gated.until(lambda: len(gated.attempts) == 2)
         await scheduler.drain(5, asyncio.Event())
 
@@ -500,10 +502,7 @@ async def test_an_attempt_cancelled_by_a_revocation_keeps_the_earlier_attempts()
         await gated.until(lambda: len(gated.attempts) == 2)
         assert await scheduler.quiesce([TP], 0, asyncio.Event()) is False
         assert gated.cancelled == [(0, 0)]
-        scheduler.forget([TP])
-        offsets.tracker.forget([TP])
-        scheduler.assigned([TP])
-        scheduler.submit(TP, batch_of(offsets, TP, ["a"]))
+        back_again(scheduler, offsets)
         await gated.until(lambda: len(gated.attempts) == 3)
         await scheduler.drain(0, asyncio.Event())
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,10 +85,7 @@ def check_security(kafka: KafkaSettings) -> KafkaSettings:
 def _check_sasl(kafka: KafkaSettings) -> None:
     protocol = kafka.security_protocol
     if protocol not in SASL_PROTOCOLS:
-        for key in _SASL_KEYS:
-            if getattr(kafka, key) is not None:
-                needs = "SASL needs SASL_SSL or SASL_PLAINTEXT"
-                raise _error(key, f"set, but security_protocol is {protocol} ({needs})")
+        _unused(kafka, _SASL_KEYS, "SASL needs SASL_SSL or SASL_PLAINTEXT")
         return
     for key in ("sasl_mechanism", "sasl_username"):
         if not getattr(kafka, key):
@@ -99,13 +97,18 @@ def _check_sasl(kafka: KafkaSettings) -> None:
         raise _error("sasl_password", why)
 
 
+def _unused(kafka: KafkaSettings, keys: Iterable[str], needs: str) -> None:
+    """Refuse the first of `keys` that is set although the security protocol does not use it."""
+    for key in keys:
+        if getattr(kafka, key) is not None:
+            protocol = kafka.security_protocol
+            raise _error(key, f"set, but security_protocol is {protocol} ({needs})")
+
+
 def _check_tls(kafka: KafkaSettings) -> None:
     protocol = kafka.security_protocol
     if protocol not in TLS_PROTOCOLS:
-        for key in _FILE_KEYS:
-            if getattr(kafka, key) is not None:
-                needs = "TLS needs SSL or SASL_SSL"
-                raise _error(key, f"set, but security_protocol is {protocol} ({needs})")
+        _unused(kafka, _FILE_KEYS, "TLS needs SSL or SASL_SSL")
         return
     if kafka.ssl_keyfile and not kafka.ssl_certfile:
         raise _error("ssl_keyfile", "set without kafka.ssl_certfile")

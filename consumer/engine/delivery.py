@@ -85,16 +85,12 @@ class Delivery:
         # Resolved once: a lazy proxy would rebuild the logger on every call. The outcome
         # line's fields are only gathered for levels that are on.
         self._log = structlog.get_logger("consumer.delivery").bind()
-        self._enabled = frozenset(
-            level
+        self._writers = {
+            level: getattr(self._log, level)
             for level in ("debug", "info", "warning", "error")
             if self._log.is_enabled_for(logging.getLevelNamesMapping()[level.upper()])
-        )
-        self._writers = {level: getattr(self._log, level) for level in self._enabled}
-        self._handled_line = "info" in self._enabled
-        self._route_names: dict[int, tuple[Route, tuple[str, ...]]] = {}
-        """Each route's handler names, by the route's identity (routes live as long as the
-        router; the route is kept beside its names so a reused id is never mistaken)."""
+        }
+        self._handled_line = self._writers.get("info")
         self._tally = tally
 
     async def attempt(self, work: Job[Handler] | Undecodable) -> float | None:
@@ -162,18 +158,14 @@ class Delivery:
         if repeat is not None:
             recent.add(repeat)  # type: ignore[union-attr]
         outcome: Outcome = "handled" if job.route else "unrouted"
-        if self._handled_line:  # the common case: gather the line's fields only if seen
-            route = job.route
-            known = self._route_names.get(id(route))
-            if known is None or known[0] is not route:
-                known = self._route_names[id(route)] = (route, tuple(n for n, _ in route))
+        if self._handled_line is not None:  # the common case: gather the fields only if seen
             # `outcome()` spelt out for the commonest line: one dict, one keyword expansion.
             line = _fields(job)
             line["outcome"] = outcome
             line["duration_ms"] = round((time.perf_counter() - job.started) * 1000, 3)
-            line["handlers"] = known[1]
+            line["handlers"] = tuple([name for name, _ in job.route])
             line["attempts"] = 1 if retry is None else retry.most_attempts
-            self._writers["info"]("message", **line)
+            self._handled_line("message", **line)
         self._tally.finished(outcome, event.status, event.event_type)
         return None
 
@@ -181,9 +173,8 @@ class Delivery:
         self, job: Job[Handler], name: str, error: BaseException, took: float
     ) -> RetryState:
         retry = job.retry
-        if retry is None:
+        if retry is None:  # the first failure of this job: its attempt is the first
             retry = job.retry = RetryState(attempts={name: 1})
-        retry.attempts.setdefault(name, 1)
         retry.failed(name, error)
         policy = self._policies.get(name, self._default_policy)
         delay = retry_delay(policy, retry.attempts[name], error)
