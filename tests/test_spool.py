@@ -137,6 +137,23 @@ async def test_removed_entries_never_come_back_and_the_others_do(
         await spool.remove(3)
 
 
+async def test_a_cancelled_append_does_not_stop_the_others(
+    tmp_path: Path, opened: list[Spool]
+) -> None:
+    """A caller cancelled while its append waits (a client hanging up) gets CancelledError; the
+    appends queued with it still complete in order, and its own entry is stored whole anyway
+    (at most a duplicate when the client retries, never a half record or a hung caller)."""
+    spool = reopen(opened, tmp_path)
+    tasks = [asyncio.create_task(spool.append(callback(n))) for n in range(3)]
+    await asyncio.sleep(0)  # all three queued, the first batch being written
+    tasks[1].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert results[0] is None
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert results[2] is None
+    assert numbers(reopen(opened, tmp_path).oldest(10)) == [0, 1, 2]
+
+
 async def three_records(directory: Path, opened: list[Spool]) -> tuple[bytes, int]:
     """A one-segment spool of callbacks 0, 1, 2, closed: its file's bytes and where 2 begins."""
     spool = reopen(opened, directory)

@@ -116,6 +116,9 @@ class Spool:
         torn = []
         for number in numbers:
             path = self._path(number)
+            if number < mark_number:  # forwarded, but a crash came before its deletion
+                path.unlink()
+                continue
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
             self._segments.append(segment := _Segment(number, fd, [], 0))
             data = os.read(fd, os.fstat(fd).st_size)
@@ -124,9 +127,7 @@ class Spool:
                 torn.append(TornRecord(path.name, segment.end, len(data) - segment.end))
                 os.ftruncate(fd, segment.end)
                 os.fsync(fd)
-            if number < mark_number:  # forwarded, but a crash came before its deletion
-                segment.head = len(segment.offsets)
-            elif number == mark_number:
+            if number == mark_number:
                 segment.head = bisect.bisect_left(segment.offsets, mark_offset)
             self._count += len(segment.offsets) - segment.head
             self._bytes += segment.bytes_between(segment.head, len(segment.offsets))
@@ -173,10 +174,7 @@ class Spool:
             while self._queue:
                 batch, self._queue = self._queue, []
                 async with self._lock:
-                    try:
-                        await self._write(batch)
-                    finally:
-                        self._queued_bytes -= sum(len(record) for record, _ in batch)
+                    await self._write(batch)
         finally:
             self._flushing = None
 
@@ -207,11 +205,13 @@ class Spool:
                     tail.end += len(record)
                 self._count += len(run)
                 self._bytes += len(data)
+                self._queued_bytes -= len(data)
                 for _, stored in batch[done : done + len(run)]:
                     if not stored.done():  # its caller may have been cancelled
                         stored.set_result(None)
                 done += len(run)
         except BaseException as error:
+            self._queued_bytes -= sum(len(record) for record, _ in batch[done:])
             if self._segments:
                 self._segments[-1].sealed = True
             failure = SpoolUnwritable(f"spool {self.directory}: {error}")
