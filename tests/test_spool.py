@@ -279,7 +279,8 @@ async def test_a_read_only_directory_is_unwritable(
 ) -> None:
     """When the OS refuses to create a segment file (an immutable directory, which stops root
     too), append raises SpoolUnwritable with the OSError as cause and stores nothing; when the
-    directory is writable again, appends succeed."""
+    directory is writable again, appends succeed. A remove refused the same way raises
+    SpoolUnwritable and keeps the entry, to be forwarded again."""
     directory = tmp_path / "spool"
     spool = reopen(opened, directory)
     await make_immutable(immutable, directory)
@@ -290,6 +291,14 @@ async def test_a_read_only_directory_is_unwritable(
 
     await chattr("-i", directory)
     await spool.append(callback(1))
+    spool = reopen(opened, directory)
+    assert numbers(spool.oldest(10)) == [1]
+
+    await chattr("+i", directory)
+    with pytest.raises(SpoolUnwritable):
+        await spool.remove(1)
+    assert (len(spool), numbers(spool.oldest(10))) == (1, [1])
+    await chattr("-i", directory)
     assert numbers(reopen(opened, directory).oldest(10)) == [1]
 
 

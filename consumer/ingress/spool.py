@@ -8,8 +8,9 @@ entry is durable before `Spool.append` returns; after a crash at any point an en
 forwarded again (an exact copy), never lost and never forwarded half.
 
 Writes and fsyncs run in `asyncio.to_thread`, and appends that arrive while a write is under way
-are written and fsync'd together with one fsync: bench/spool.py measures both against fsync'ing
-inline in the event loop.
+are written and fsync'd together. bench/spool.py measured the thread against fsync'ing inline:
+about 0.1 ms more per lone append (p50 0.41 against 0.31 ms), but inline held the whole event
+loop (health checks, the Kafka client) up for each fsync, 25 ms at worst against 7 ms.
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def forget(directory: Path, mark: tuple[int, int], doomed: list[Path]) -> None:
         os.close(fd)
     os.replace(temporary, directory / MARKER)
     for path in doomed:
-        path.unlink()
+        path.unlink(missing_ok=True)  # gone already if a failure cut the last call short
     fsync_directory(directory)
 
 
