@@ -50,7 +50,7 @@ def unread_variables(env: dict[str, str]) -> list[str]:
 
 
 def setting_at(settings: Settings, keys: tuple[str, ...]) -> Any:
-    node: Any = msgspec.to_builtins(settings)
+    node: Any = msgspec.to_builtins(settings, enc_hook=str)  # a Secret shows masked
     for key in keys:
         node = node[key]
     return node
