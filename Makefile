@@ -6,16 +6,24 @@ BIN := $(VENV)/bin
 DEVKAFKA := $(BIN)/python -m consumer.devkit.devkafka
 # The example third-party handler plugin: installed so the tests can prove discovery end to end.
 EXAMPLE := examples/recording-consumer-audit
+# Extras locked in requirements-dev.lock and installed by `make install`: all but bench, whose
+# comparison libraries are installed by hand (README, Benchmarks).
+LOCKED_EXTRAS = $(shell $(PYTHON) -c "import tomllib; extras = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']; print(','.join(sorted(set(extras) - {'bench'})))")
+UV_VERSION := 0.13.9
 
 .PHONY: install lint format test run demo kafka-up kafka-down clean lock
 
 install: $(BIN)/recording-consumer
 
-$(BIN)/recording-consumer: pyproject.toml $(EXAMPLE)/pyproject.toml
+# Exactly the locked versions: the runtime from requirements.lock (what the image ships), the dev
+# tools from requirements-dev.lock (resolved against it), then the two packages themselves.
+# pip check fails when pyproject.toml asks for something the locks lack: run `make lock`.
+$(BIN)/recording-consumer: pyproject.toml requirements.lock requirements-dev.lock $(EXAMPLE)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/pip install --quiet -e $(EXAMPLE)
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e . -e $(EXAMPLE)
+	$(BIN)/pip check || { echo "the locks do not satisfy pyproject.toml: run make lock" >&2; exit 1; }
 	touch $@
 
 lint: install
@@ -30,13 +38,25 @@ format: install
 test: install
 	$(BIN)/pytest
 
-# The image installs from requirements.lock with --require-hashes: rerun after changing the
-# dependencies (or the build-system requirements, locked too for the image's offline build).
-lock: install
-	$(BIN)/pip install --quiet uv
-	$(BIN)/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']))" \
+# The image and `make install` install from requirements.lock with --require-hashes: rerun after
+# changing the dependencies (or the build-system requirements, locked too for the image's
+# offline build). requirements-dev.lock adds the locked extras and the example plugin's
+# dependencies, constrained to requirements.lock's versions. Pins that still fit are kept; to
+# move everything to the newest versions, delete both locks first.
+lock: $(BIN)/uv
+	$(PYTHON) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']))" \
 	  | $(BIN)/uv pip compile pyproject.toml - --universal --python-version 3.11 --generate-hashes \
 	    --custom-compile-command 'make lock' --quiet -o requirements.lock
+	printf -- '-e .[%s]\n-e ./%s\n' '$(LOCKED_EXTRAS)' '$(EXAMPLE)' \
+	  | $(BIN)/uv pip compile - -c requirements.lock --universal --python-version 3.11 \
+	    --generate-hashes --no-emit-package recording-consumer \
+	    --no-emit-package recording-consumer-audit --custom-compile-command 'make lock' --quiet \
+	    -o requirements-dev.lock
+
+# Only what `make lock` needs: it must work while `make install` fails on a stale lock.
+$(BIN)/uv:
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet 'uv==$(UV_VERSION)'
 
 kafka-up: install
 	$(DEVKAFKA) up

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -50,7 +51,7 @@ def unread_variables(env: dict[str, str]) -> list[str]:
 
 
 def setting_at(settings: Settings, keys: tuple[str, ...]) -> Any:
-    node: Any = msgspec.to_builtins(settings)
+    node: Any = msgspec.to_builtins(settings, enc_hook=str)  # a Secret shows masked
     for key in keys:
         node = node[key]
     return node
@@ -232,10 +233,10 @@ def test_base_images_are_pinned_by_digest_keeping_the_tag() -> None:
         assert PINNED.fullmatch(image), f"not pinned by digest: {image}"
 
 
-def locked() -> dict[str, str]:
-    """Package name to version in requirements.lock, every entry checked to carry hashes."""
+def locked(lock: Path = LOCK_FILE) -> dict[str, str]:
+    """Package name to version in `lock`, every entry checked to carry hashes."""
     versions: dict[str, str] = {}
-    for entry in re.split(r"\n(?=\S)", LOCK_FILE.read_text()):
+    for entry in re.split(r"\n(?=\S)", lock.read_text()):
         if entry.startswith("#") or not entry.strip():
             continue
         requirement = entry.split()[0]

@@ -35,6 +35,7 @@ from aiokafka.errors import KafkaError
 
 from consumer.devkit import devkafka_security
 from consumer.devkit.devkafka_security import PLAIN_USER, SCRAM_USER, Security
+from consumer.devkit.private import UMASK, private_dir, write_private
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
@@ -96,8 +97,9 @@ def _say(message: str) -> None:
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     # pytest and `make kafka-up` may race on the shared jar cache and on the run directory.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
+    private_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd) as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
@@ -220,6 +222,7 @@ class LocalBroker:
     """One KRaft broker process whose config, data, log and pid live in `state_dir`.
 
     `secured` adds SASL_SSL and mutual-TLS SSL listeners beside the PLAINTEXT one (`security`).
+    `state_dir` is 0700 and every file in it 0600 from creation (`consumer.devkit.private`).
     """
 
     def __init__(self, state_dir: Path, port: int | None = None, *, secured: bool = False) -> None:
@@ -253,19 +256,20 @@ class LocalBroker:
         self.port = self._choose_port()  # first: a taken port needs no jars to be refused
         jars = ensure_jars()
         shutil.rmtree(self.data_dir, ignore_errors=True)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        log4j = self.state_dir / "log4j2.properties"
-        log4j.write_text(LOG4J2)
+        private_dir(self.state_dir)
+        write_private(self.state_dir / "log4j2.properties", LOG4J2)
         (controller_port,) = free_ports(1, taken=[self.port])
         properties = render_server_properties(self.port, controller_port, self.data_dir)
         format_extra: list[str] = []
         if self.secured:
             properties += self._secure(controller_port)
             format_extra = devkafka_security.scram_arguments(self.tls_dir)
-        self.config_file.write_text(properties)
+        write_private(self.config_file, properties)
         java = self._java_command(jars)
-        cluster_id = _storage_tool(java, "random-uuid").split()[-1]
-        _storage_tool(java, "format", "-t", cluster_id, "-c", str(self.config_file), *format_extra)
+        argfile = self.state_dir / "storage-tool.args"
+        cluster_id = _storage_tool(java, argfile, "random-uuid").split()[-1]
+        format_args = ["format", "-t", cluster_id, "-c", str(self.config_file), *format_extra]
+        _storage_tool(java, argfile, *format_args)
         return self._launch(java, timeout)
 
     def _secure(self, controller_port: int) -> str:
@@ -274,7 +278,7 @@ class LocalBroker:
         shutil.rmtree(self.tls_dir, ignore_errors=True)
         devkafka_security.write_tls_files(self.tls_dir)
         sasl_ssl_port, ssl_port = free_ports(2, taken=[self.port, controller_port])
-        self._listeners_file.write_text(f"127.0.0.1:{sasl_ssl_port} 127.0.0.1:{ssl_port}\n")
+        write_private(self._listeners_file, f"127.0.0.1:{sasl_ssl_port} 127.0.0.1:{ssl_port}\n")
         return devkafka_security.render_security_properties(
             self.port, sasl_ssl_port, ssl_port, controller_port, self.tls_dir
         )
@@ -308,6 +312,8 @@ class LocalBroker:
         # Launched through sh so the broker is not our child: init reaps it, and no Popen object
         # outlives `up` (Python warns about those, an error under pytest's filterwarnings).
         # Its own session keeps it alive after the CLI exits or Ctrl-C hits the shell that ran it.
+        # The log is created afresh by the shell's redirection, under UMASK like Kafka's files.
+        self.log_file.unlink(missing_ok=True)
         spawn = subprocess.run(
             ["/bin/sh", "-c", _SPAWN, "sh", str(self.log_file), *java, "kafka.Kafka", config],
             capture_output=True,
@@ -315,10 +321,11 @@ class LocalBroker:
             check=True,
             cwd=self.state_dir,
             start_new_session=True,
+            umask=UMASK,
         )
         pid = int(spawn.stdout)
-        self.pid_file.write_text(f"{pid}\n")
-        self.port_file.write_text(f"{self.port}\n")
+        write_private(self.pid_file, f"{pid}\n")
+        write_private(self.port_file, f"{self.port}\n")
 
         def alive() -> bool:
             return _is_our_broker(pid, self.config_file)
@@ -424,19 +431,37 @@ def _java() -> str:
     return java
 
 
-def _storage_tool(java: list[str], *args: str) -> str:
-    done = subprocess.run(
-        [*java, "kafka.tools.StorageTool", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
+def _storage_tool(java: list[str], argfile: Path, *args: str) -> str:
+    """Run Kafka's StorageTool with `args` passed in `argfile`, removed afterwards.
+
+    The format arguments may hold a SCRAM password, and any local user can read a command line
+    (ps, /proc/<pid>/cmdline); the java launcher reads the main class and its arguments from a
+    private ``@file`` instead, so the command line shows only the file's name.
+    """
+    write_private(
+        argfile, "".join(f"{_argfile_quoted(a)}\n" for a in ("kafka.tools.StorageTool", *args))
     )
+    try:
+        done = subprocess.run(
+            [*java, f"@{argfile}"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+            umask=UMASK,
+        )
+    finally:
+        argfile.unlink(missing_ok=True)
     if done.returncode != 0:
         output = _tail(done.stdout + done.stderr)
         # Only the subcommand: the arguments may hold a SCRAM password.
         raise BrokerError(f"kafka.tools.StorageTool {args[0]} failed:\n{output}")
     return done.stdout
+
+
+def _argfile_quoted(arg: str) -> str:
+    # The java launcher's @file syntax: a double-quoted argument with backslash escapes.
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _exited(pid: int) -> bool:

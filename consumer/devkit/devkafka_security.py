@@ -12,8 +12,10 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from consumer.devkit.private import private_dir, write_private
+
 SCRAM_USER = "scram-user"
-"""Authenticates with SCRAM-SHA-512 (created at storage-format time)."""
+"""Authenticates with SCRAM-SHA-512 (created at storage-format time, see `scram_arguments`)."""
 PLAIN_USER = "plain-user"
 """Authenticates with PLAIN (listed in the listener's JAAS line)."""
 
@@ -56,23 +58,24 @@ def write_tls_files(tls_dir: Path) -> None:
     """
     import trustme
 
-    tls_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(tls_dir)
     ca = trustme.CA(organization_name="recording-consumer devkafka")
     server = ca.issue_cert("127.0.0.1", "localhost", common_name="devkafka")
     client = ca.issue_cert("client@devkafka", common_name="recording-consumer-client")
-    _write(tls_dir / "ca.pem", ca.cert_pem.bytes())
+    write_private(tls_dir / "ca.pem", ca.cert_pem.bytes())
     chain = b"".join(blob.bytes() for blob in server.cert_chain_pems)
-    _write(tls_dir / "server-keystore.pem", _pkcs8(server.private_key_pem.bytes()) + chain)
-    _write(tls_dir / "client.pem", b"".join(blob.bytes() for blob in client.cert_chain_pems))
-    _write(tls_dir / "client.key", _pkcs8(client.private_key_pem.bytes()))
+    write_private(tls_dir / "server-keystore.pem", _pkcs8(server.private_key_pem.bytes()) + chain)
+    write_private(tls_dir / "client.pem", b"".join(blob.bytes() for blob in client.cert_chain_pems))
+    write_private(tls_dir / "client.key", _pkcs8(client.private_key_pem.bytes()))
     for user in (SCRAM_USER, PLAIN_USER):
         # URL-safe characters only: the password goes into a JAAS line and a --add-scram spec.
-        _write(tls_dir / f"{user}.password", secrets.token_urlsafe(18).encode())
+        write_private(tls_dir / f"{user}.password", secrets.token_urlsafe(18).encode())
 
 
 def scram_arguments(tls_dir: Path) -> list[str]:
     """StorageTool format arguments that create the SCRAM user: KRaft has no other way before
-    the broker runs."""
+    the broker runs. They hold the password: pass them in a private argument file, never on a
+    command line (see `consumer.devkit.devkafka`)."""
     password = (tls_dir / f"{SCRAM_USER}.password").read_text()
     return ["--add-scram", f"SCRAM-SHA-512=[name={SCRAM_USER},password={password}]"]
 
@@ -113,8 +116,3 @@ def _pkcs8(key_pem: bytes) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
-    path.chmod(0o600)
