@@ -5,7 +5,9 @@ Credentials: OAuth2 client credentials (default) or legacy HTTP Basic.
 Secrets are read from environment variables or files (`consumer.secret.read_secret`), held in
 `Secret` (whose repr hides the value), and only ever leave the process inside an
 ``Authorization`` header. Error messages name variables, files and HTTP statuses, never values:
-they end up in logs and dead-letter headers.
+they end up in logs and dead-letter headers. The headers built from them and the OAuth tokens
+obtained are held in `Secret`s too, so a library's error quoting one is blanked
+(`consumer.redaction`).
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ EXPIRY_MARGIN: Final = 60.0
 a token living no longer than twice this is kept for half its lifetime instead (`token_ttl`)."""
 
 
-def _basic(user: Secret, password: Secret) -> str:
+def _basic(user: Secret, password: Secret) -> Secret:
     pair = f"{user.reveal()}:{password.reveal()}".encode()
-    return "Basic " + base64.b64encode(pair).decode("ascii")
+    return Secret("Basic " + base64.b64encode(pair).decode("ascii"))
 
 
 class Authenticator(Protocol):
@@ -51,10 +53,11 @@ class BasicAuth:
     """Legacy API-user credentials; Bandwidth retires them on 2026-12-02."""
 
     def __init__(self, username: Secret, password: Secret) -> None:
+        self._secrets = (username, password)  # kept alive, so error text is blanked of them
         self._header = _basic(username, password)
 
     async def authorization(self, http: httpx.AsyncClient, log: FilteringBoundLogger) -> str:
-        return self._header
+        return self._header.reveal()
 
     def rejected(self, authorization: str) -> None:
         """Nothing to refresh: the same credentials are tried again on the retry."""
@@ -85,33 +88,37 @@ class OAuth2ClientCredentials:
         token_url: str = TOKEN_URL,
         timeout: float = 30.0,
     ) -> None:
+        self._secrets = (client_id, client_secret)  # kept alive, so error text is blanked of them
         self._basic = _basic(client_id, client_secret)
         self._token_url = token_url
         self._timeout = timeout
-        self._header: str | None = None
+        self._token: Secret | None = None
+        self._previous: Secret | None = None
+        """The token before `_token`: requests under way may still fail quoting it."""
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
 
     async def authorization(self, http: httpx.AsyncClient, log: FilteringBoundLogger) -> str:
         async with self._lock:
             # Whoever waited on the lock finds the token its predecessor fetched.
-            if self._header is None or time.monotonic() >= self._expires_at:
-                self._header, lifetime = await self._fetch(http)
+            if self._token is None or time.monotonic() >= self._expires_at:
+                token, lifetime = await self._fetch(http)
+                self._previous, self._token = self._token or self._previous, token
                 self._expires_at = time.monotonic() + token_ttl(lifetime)
                 log.debug("oauth2 token obtained", expires_in=lifetime)
-            return self._header
+            return f"Bearer {self._token.reveal()}"
 
     def rejected(self, authorization: str) -> None:
         # Only forget the token that was refused, not a newer one another task already fetched.
-        if authorization == self._header:
-            self._header = None
+        if self._token is not None and authorization == f"Bearer {self._token.reveal()}":
+            self._previous, self._token = self._token, None
 
-    async def _fetch(self, http: httpx.AsyncClient) -> tuple[str, float]:
+    async def _fetch(self, http: httpx.AsyncClient) -> tuple[Secret, float]:
         try:
             response = await http.post(
                 self._token_url,
                 data={"grant_type": "client_credentials"},
-                headers={"Authorization": self._basic, "Accept": "application/json"},
+                headers={"Authorization": self._basic.reveal(), "Accept": "application/json"},
                 timeout=self._timeout,
                 follow_redirects=False,
             )
@@ -124,7 +131,7 @@ class OAuth2ClientCredentials:
             reply = msgspec.json.decode(response.content, type=_TokenReply)
         except msgspec.DecodeError:
             raise RetryLater("oauth2 token response is not the expected JSON") from None
-        return f"Bearer {reply.access_token}", reply.expires_in
+        return Secret(reply.access_token), reply.expires_in
 
 
 # Media URLs. The event's ``mediaUrl`` is only a claim: it must be https, on an allowed host, and
