@@ -29,7 +29,10 @@ from consumer.secret import Secret
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
+    from consumer.interface import Context
+
 TOKEN_URL: Final = "https://api.bandwidth.com/api/v1/oauth2/token"
+API_URL: Final = "https://voice.bandwidth.com/api/v2"
 EXPIRY_MARGIN: Final = 60.0
 """Seconds before `expires_in` at which a cached token counts as expired, as in Bandwidth's SDK;
 a token living no longer than twice this is kept for half its lifetime instead (`token_ttl`)."""
@@ -134,6 +137,27 @@ class OAuth2ClientCredentials:
         return Secret(reply.access_token), reply.expires_in
 
 
+async def authorized_get(
+    auth: Authenticator | None, ctx: Context, url: str, *, accept: str, seconds: float
+) -> httpx.Response:
+    """The streaming response to GET `url`, `seconds` the request's timeout; after a 401 the
+    credentials are renewed and tried once more. The caller closes the response."""
+    if auth is None:
+        raise RuntimeError("the download handler was used before start()")
+    for first_try in (True, False):
+        authorization = await auth.authorization(ctx.http, ctx.log)
+        request = ctx.http.build_request(
+            "GET", url, headers={"Authorization": authorization, "Accept": accept}, timeout=seconds
+        )
+        response = await ctx.http.send(request, stream=True, follow_redirects=False)
+        if response.status_code != 401 or not first_try:
+            break
+        await response.aclose()
+        ctx.log.info("request unauthorized, renewing credentials")
+        auth.rejected(authorization)
+    return response
+
+
 # Media URLs. The event's ``mediaUrl`` is only a claim: it must be https, on an allowed host, and
 # exactly the media path of this event's own ids, or the message fails permanently before any
 # request (and so before any credential) leaves the process.
@@ -162,13 +186,34 @@ def checked_media_url(event: RecordingEvent, allowed: frozenset[tuple[str, int]]
 
 def media_path(event: RecordingEvent) -> str:
     """``/api/v2/accounts/{accountId}/(calls|conferences)/{id}/recordings/{recordingId}/media``."""
+    return f"/api/v2{recording_path(event)}/media"
+
+
+def recording_path(event: RecordingEvent) -> str:
+    """``/accounts/{accountId}/(calls|conferences)/{id}/recordings/{recordingId}``, below the
+    API's base: the recording's metadata."""
     if isinstance(event, ConferenceRecordingAvailable):
         subject = f"conferences/{plain_identifier(event.conference_id, 'conferenceId')}"
     else:
         subject = f"calls/{plain_identifier(event.call_id, 'callId')}"
     account = plain_identifier(event.account_id, "accountId")
     recording = plain_identifier(event.recording_id, "recordingId")
-    return f"/api/v2/accounts/{account}/{subject}/recordings/{recording}/media"
+    return f"/accounts/{account}/{subject}/recordings/{recording}"
+
+
+def checked_api_url(url: str, allowed: frozenset[tuple[str, int]], key: str) -> str:
+    """`url` without a trailing slash; PluginError naming `key` unless it is https on an
+    allowed host, with no user info, query or fragment (credentials go to it)."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise PluginError(f"{key}: {url!r} is not a valid URL") from None
+    if parts.scheme != "https" or parts.username or parts.password or parts.query or parts.fragment:
+        raise PluginError(f"{key}: {url!r} is not a plain https URL")
+    if host is None or (host, port or 443) not in allowed:
+        raise PluginError(f"{key}: host {host!r} is not one of handlers.download.allowed_hosts")
+    return url.rstrip("/")
 
 
 def plain_identifier(value: str | None, name: str) -> str:

@@ -28,6 +28,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.errors import ConfigError, PermanentFailure, RetryLater
+from consumer.handlers.deletion import IDENTITY
 from consumer.handlers.storage import Body, Describe, Names, Stored
 
 PART_SIZE: Final = 8 << 20
@@ -94,16 +95,30 @@ class S3Destination:
     def _key(self, account: str, name: str) -> str:
         return f"{self._prefix}{account}/{name}"
 
-    async def stored(self, names: Names, metadata: dict[str, str]) -> Stored:
+    async def _head(self, names: Names) -> dict[str, Any] | None:
+        """The media object's HEAD reply, or None if there is no such object."""
         key = self._key(names.account, names.media)
         try:
-            head = await self._client.head_object(Bucket=self._bucket, Key=key)
+            head: dict[str, Any] = await self._client.head_object(Bucket=self._bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return Stored.NOTHING
+                return None
             raise _failure(exc, "HEAD", key) from exc
         except BotoCoreError as exc:
             raise _failure(exc, "HEAD", key) from exc
+        return head
+
+    async def identity(self, names: Names) -> dict[str, str] | None:
+        head = await self._head(names)
+        if head is None:
+            return None
+        have: dict[str, str] = head.get("Metadata", {})
+        return {key: have[key] for key in IDENTITY if key in have}
+
+    async def stored(self, names: Names, metadata: dict[str, str]) -> Stored:
+        head = await self._head(names)
+        if head is None:
+            return Stored.NOTHING
         have: dict[str, str] = head.get("Metadata", {})
         same = all(have.get(k) == metadata.get(k) for k in ("recordingid", "duration"))
         if (
@@ -116,7 +131,12 @@ class S3Destination:
         return Stored.OTHER
 
     async def save(
-        self, names: Names, body: Body, content_type: str | None, describe: Describe
+        self,
+        names: Names,
+        body: Body,
+        content_type: str | None,
+        metadata: dict[str, str],
+        describe: Describe,
     ) -> None:
         key = self._key(names.account, names.media)
         media_type = content_type or "application/octet-stream"
@@ -134,7 +154,10 @@ class S3Destination:
                     Metadata=_ascii(metadata),
                 )
                 return
-            await self._upload(names, body, first, chunks, media_type, describe)
+            # The ids from the start: a `deleted` event is checked against them (`identity`)
+            # even if the upload is never sealed with its digest.
+            ids = {k: v for k, v in metadata.items() if k in IDENTITY}
+            await self._upload(names, body, first, chunks, media_type, ids, describe)
         except (ClientError, BotoCoreError) as exc:
             raise _failure(exc, "upload", key) from exc
 
@@ -145,13 +168,14 @@ class S3Destination:
         first: bytearray,
         chunks: AsyncIterator[bytes],
         media_type: str,
+        ids: dict[str, str],
         describe: Describe,
     ) -> None:
         """Multipart: parts of `PART_SIZE`, aborted on any failure or cancellation."""
         bucket, client = self._bucket, self._client
         key = self._key(names.account, names.media)
         started = await client.create_multipart_upload(
-            Bucket=bucket, Key=key, ContentType=media_type
+            Bucket=bucket, Key=key, ContentType=media_type, Metadata=_ascii(ids)
         )
         upload_id = started["UploadId"]
         try:
@@ -205,7 +229,7 @@ class S3Destination:
     async def delete(self, names: Names) -> bool:
         key = self._key(names.account, names.media)
         try:
-            found = await self.stored(names, {}) is not Stored.NOTHING
+            found = await self._head(names) is not None
             # Deleting a missing key succeeds in S3: a redelivered `deleted` event is a no-op.
             await self._client.delete_object(Bucket=self._bucket, Key=key)
             await self._client.delete_object(

@@ -91,9 +91,19 @@ class Destination(Protocol):
         """What is there now for the recording `metadata` (without bytes/sha256) describes."""
 
     async def save(
-        self, names: Names, body: Body, content_type: str | None, describe: Describe
+        self,
+        names: Names,
+        body: Body,
+        content_type: str | None,
+        metadata: dict[str, str],
+        describe: Describe,
     ) -> None:
-        """Stream `body` into the media, then the sidecar; all or nothing for the media."""
+        """Stream `body` into the media, then the sidecar; all or nothing for the media.
+        `metadata` describes the recording before the download (see `stored`)."""
+
+    async def identity(self, names: Names) -> dict[str, str] | None:
+        """The ids the stored copy was saved with (``accountid``, ``callid``, ``conferenceid``,
+        those it has), or None when nothing is stored."""
 
     async def delete(self, names: Names) -> bool:
         """Remove media and sidecar; whether the media was there. Absence is success."""
@@ -128,7 +138,12 @@ class LocalDestination:
         )
 
     async def save(
-        self, names: Names, body: Body, content_type: str | None, describe: Describe
+        self,
+        names: Names,
+        body: Body,
+        content_type: str | None,
+        metadata: dict[str, str],
+        describe: Describe,
     ) -> None:
         folder = Folder(self._root, names.account)
         part = folder.part_name(names.media)
@@ -150,9 +165,30 @@ class LocalDestination:
         sidecar, _ = describe(body)
         await asyncio.to_thread(folder.write_atomically, names.sidecar, sidecar)
 
+    async def identity(self, names: Names) -> dict[str, str] | None:
+        return await asyncio.to_thread(_identity, Folder(self._root, names.account), names)
+
     async def delete(self, names: Names) -> bool:
         folder = Folder(self._root, names.account)
         return await asyncio.to_thread(_remove, folder, names)
+
+
+def _identity(folder: Folder, names: Names) -> dict[str, str] | None:
+    """The ids in the sidecar's event; empty if it is unreadable but the media is there."""
+    if not folder.path.is_dir():
+        return None
+    try:
+        ids = msgspec.json.decode(folder.read(names.sidecar), type=_Identified).event
+    except OSError:
+        try:
+            folder.size(names.media)
+        except OSError:
+            return None
+        return {}
+    except msgspec.DecodeError:
+        return {}
+    found = {"accountid": ids.account_id, "callid": ids.call_id, "conferenceid": ids.conference_id}
+    return {key: value for key, value in found.items() if value is not None}
 
 
 def _remove(folder: Folder, names: Names) -> bool:
@@ -174,6 +210,16 @@ class _SidecarEvent(msgspec.Struct):
 class _Sidecar(msgspec.Struct):
     event: _SidecarEvent
     download: _Done
+
+
+class _Ids(msgspec.Struct, rename="camel"):
+    account_id: str | None = None
+    call_id: str | None = None
+    conference_id: str | None = None
+
+
+class _Identified(msgspec.Struct):
+    event: _Ids
 
 
 def _stored_locally(folder: Folder, names: Names, status: str | None) -> Stored:
