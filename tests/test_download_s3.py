@@ -3,6 +3,7 @@ loopback and the local HTTPS stand-in for Bandwidth; end to end through the real
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -24,7 +25,15 @@ from consumer.handlers.deletion import DeletionRefused
 from consumer.handlers.download import DownloadHandler, DownloadOptions
 from consumer.handlers.s3 import PART_SIZE
 from tests import test_handlers_e2e
-from tests.s3_store import CREDENTIALS, REGION, Fault, FaultInjector, PartBreaker, moto_server
+from tests.s3_store import (
+    CREDENTIALS,
+    REGION,
+    Fault,
+    FaultInjector,
+    PartBreaker,
+    UploadCounter,
+    moto_server,
+)
 from tests.support import read_topic
 from tests.test_handlers_e2e import Finished, all_committed, publish_events
 from tests.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth, Reply
@@ -150,6 +159,37 @@ async def test_large_recording_streams_in_parts_and_is_complete(
     head = await s3.head_object(Bucket=bucket, Key=media)
     assert head["Metadata"]["sha256"] == hashlib.sha256(audio).hexdigest()
     assert head["Metadata"]["bytes"] == str(len(audio)) == str(head["ContentLength"])
+    assert await open_uploads(s3, bucket) == []
+
+
+async def test_concurrent_uploads_never_exceed_max_concurrent_uploads(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    s3: Any,
+    s3_endpoint: str,
+    bucket: str,
+) -> None:
+    """Six large recordings handled at once with max_concurrent_uploads = 2: the store never
+    has more than two multipart uploads under way (counted at a proxy in front of it, which
+    holds completions so that any excess overlaps), and all six land whole."""
+    counter = UploadCounter(int(s3_endpoint.rsplit(":", 1)[1]), bound=2)
+    await counter.start()
+    audio = bytes(range(256)) * (LARGE // 256)
+    events = [served(bandwidth, audio, recording_id=f"r-{n}", call_id=f"c-{n}") for n in range(6)]
+    handler = make_handler(endpoint_url=counter.url, max_concurrent_uploads=2)
+    try:
+        async with running(handler):
+            runs = await asyncio.gather(
+                *(run_handler(handler, event, http=http, lifecycle=False) for event in events)
+            )
+    finally:
+        await counter.close()
+    assert [run.error for run in runs] == [None] * 6
+    assert 1 <= counter.peak <= 2
+    media = [f"archive/9900000/r-{n}.wav" for n in range(6)]
+    for key in media:
+        assert await (await s3.get_object(Bucket=bucket, Key=key))["Body"].read() == audio
     assert await open_uploads(s3, bucket) == []
 
 

@@ -102,6 +102,10 @@ class DownloadOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """``host`` allows port 443 only; ``host:port`` allows exactly that port."""
     max_bytes: int = 1 << 30
     """Larger recordings fail permanently and leave no file behind."""
+    max_concurrent_uploads: int = 8
+    """S3 only: recordings fetched and uploaded at once, each holding one 8 MiB part (about
+    12 MB of RSS with the clients' buffers); the others wait for a slot before asking
+    Bandwidth. The default keeps a worker under about 200 MB however many are in flight."""
     timeout: float = 30.0
     """Seconds for connecting, and between bytes received, per request."""
 
@@ -162,7 +166,8 @@ class DownloadHandler:
             return
         if stored is Stored.OTHER:
             ctx.log.info("replacing a different stored copy", path=path)
-        body = await self._fetch(url, names, record, metadata, ctx)
+        async with self._destination.writing():
+            body = await self._fetch(url, names, record, metadata, ctx)
         ctx.log.info("recording downloaded", path=path, bytes=body.size)
 
     async def _deleted(self, event: RecordingEvent, ctx: Context) -> None:
@@ -292,7 +297,14 @@ def _destination(options: DownloadOptions) -> Destination:
 
         if options.max_bytes > MAX_COPY:
             raise PluginError(f"{key}max_bytes: at most {MAX_COPY} for an s3:// destination")
-        return S3Destination(target, endpoint_url=options.endpoint_url, region=options.region)
+        if options.max_concurrent_uploads < 1:
+            raise PluginError(f"{key}max_concurrent_uploads: must be at least 1")
+        return S3Destination(
+            target,
+            endpoint_url=options.endpoint_url,
+            region=options.region,
+            max_uploads=options.max_concurrent_uploads,
+        )
     if "://" in target:
         raise PluginError(f"{key}destination: {target!r} is neither a path nor s3://bucket/prefix")
     if options.endpoint_url is not None or options.region is not None:

@@ -9,12 +9,14 @@ are taken while it streams through `Body`, once, whichever destination it goes t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import hashlib
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import msgspec
 import structlog
@@ -87,6 +89,10 @@ class Destination(Protocol):
     def location(self, names: Names) -> str:
         """Where the media goes, for logs."""
 
+    def writing(self) -> AbstractAsyncContextManager[Any]:
+        """Held while one recording is fetched and saved: waits while the destination has as
+        many under way as it can hold in memory."""
+
     async def stored(self, names: Names, metadata: dict[str, str]) -> Stored:
         """What is there now for the recording `metadata` (without bytes/sha256) describes."""
 
@@ -132,6 +138,10 @@ class LocalDestination:
     def location(self, names: Names) -> str:
         return str(self._root / names.account / names.media)
 
+    def writing(self) -> AbstractAsyncContextManager[Any]:
+        # One WRITE_BUFFER per download: `engine.max_in_flight` bounds them well enough.
+        return contextlib.nullcontext()
+
     async def stored(self, names: Names, metadata: dict[str, str]) -> Stored:
         return await asyncio.to_thread(
             _stored_locally, Folder(self._root, names.account), names, metadata.get("status")
@@ -155,9 +165,10 @@ class LocalDestination:
             async for chunk in body:
                 pending += chunk
                 if len(pending) >= WRITE_BUFFER:
-                    await asyncio.to_thread(file.write, bytes(pending))
+                    # Written from the buffer itself: it is cleared only once the write is done.
+                    await asyncio.to_thread(file.write, pending)
                     pending.clear()
-            await asyncio.to_thread(file.write, bytes(pending))
+            await asyncio.to_thread(file.write, pending)
             await asyncio.to_thread(folder.commit, file, part, names.media)
         except BaseException:
             folder.discard(file, part)
