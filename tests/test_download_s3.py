@@ -23,7 +23,7 @@ from consumer.events import RecordingEvent
 from consumer.handlers.bandwidth import media_path
 from consumer.handlers.deletion import DeletionRefused
 from consumer.handlers.download import DownloadHandler, DownloadOptions
-from consumer.handlers.s3 import PART_SIZE
+from consumer.handlers.s3 import PART_SIZE, _Parts
 from tests import test_handlers_e2e
 from tests.s3_store import (
     CREDENTIALS,
@@ -160,6 +160,27 @@ async def test_large_recording_streams_in_parts_and_is_complete(
     assert head["Metadata"]["sha256"] == hashlib.sha256(audio).hexdigest()
     assert head["Metadata"]["bytes"] == str(len(audio)) == str(head["ContentLength"])
     assert await open_uploads(s3, bucket) == []
+
+
+async def test_parts_are_cut_exactly_into_one_reused_buffer() -> None:
+    """Chunks of odd sizes become parts of exactly PART_SIZE bytes (the last one shorter), every
+    part a view of the same buffer, which never grows past one part: an upload holds one part
+    and no copy of it."""
+    data = bytes(range(251)) * (LARGE // 251)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 70_001):
+            yield data[start : start + 70_001]
+
+    parts = _Parts(chunks())
+    seen, buffers = [], set()
+    while part := await parts.next():
+        seen.append(bytes(part))
+        buffers.add(id(part.obj))
+        assert len(part.obj) == PART_SIZE  # type: ignore[arg-type]
+    assert [len(p) for p in seen] == [PART_SIZE, PART_SIZE, len(data) - 2 * PART_SIZE]
+    assert b"".join(seen) == data
+    assert len(buffers) == 1
 
 
 async def test_concurrent_uploads_never_exceed_max_concurrent_uploads(
