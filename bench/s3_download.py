@@ -81,6 +81,7 @@ def options(fake: FakeBandwidth, destination: str, endpoint: str | None) -> Down
         endpoint_url=endpoint,
         token_url=fake.url(TOKEN_PATH),
         allowed_hosts=(fake.host,),
+        api_url=fake.url("/api/v2"),
     )
 
 
@@ -136,6 +137,7 @@ def peak_rss(server: str, fake: FakeBandwidth, endpoint: str, bucket: str, size:
             "RECORDING_CONSUMER__HANDLERS__DOWNLOAD__DESTINATION": f"s3://{bucket}/rss",
             "RECORDING_CONSUMER__HANDLERS__DOWNLOAD__TOKEN_URL": fake.url(TOKEN_PATH),
             "RECORDING_CONSUMER__HANDLERS__DOWNLOAD__ALLOWED_HOSTS": f'["{fake.host}"]',
+            "RECORDING_CONSUMER__HANDLERS__DOWNLOAD__API_URL": fake.url("/api/v2"),
         }
     )
     command = [str(REPO / ".venv/bin/recording-consumer"), "run", "--until-idle", "2"]

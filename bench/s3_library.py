@@ -83,7 +83,9 @@ class Obstore:
 class Aiobotocore:
     def __init__(self, endpoint: str, bucket: str) -> None:
         self.bucket = bucket
-        self.destination = S3Destination(f"s3://{bucket}", endpoint_url=endpoint, region=REGION)
+        self.destination = S3Destination(
+            f"s3://{bucket}", endpoint_url=endpoint, region=REGION, max_uploads=CONCURRENCY
+        )
 
     async def start(self) -> None:
         await self.destination.start()
@@ -96,7 +98,11 @@ class Aiobotocore:
     async def stream(self, key: str, source: AsyncIterator[bytes]) -> None:
         body = Body(source, 1 << 40)
         await self.destination.save(
-            Names("bench", key), body, "audio/vnd.wave", lambda b: (b"{}", {"bytes": str(b.size)})
+            Names("bench", key),
+            body,
+            "audio/vnd.wave",
+            {},
+            lambda b: (b"{}", {"bytes": str(b.size)}),
         )
 
 

@@ -3,7 +3,8 @@
 Environment overrides: ``KAFKA_BOOTSTRAP_SERVERS`` sets ``kafka.bootstrap_servers``, and any key
 can be set as ``RECORDING_CONSUMER__<SECTION>__<KEY>`` (``RECORDING_CONSUMER__KAFKA__TOPIC``,
 ``RECORDING_CONSUMER__ROUTES__COMPLETE='["log", "download"]'``). A value is read as a TOML value
-when it parses as one (numbers, booleans, arrays) and as a plain string otherwise.
+when it parses as one (numbers, booleans, arrays) and as a plain string otherwise; a `Secret`
+setting or handler option is taken verbatim.
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ from msgspec import UNSET, UnsetType
 
 from consumer.engine.connection import check_security
 from consumer.errors import ConfigError
-from consumer.secret import Secret, decode_secret
+from consumer.secret import EnvText, Secret, decode_secret, is_secret
 from consumer.validation import problems
 
 ENV_PREFIX = "RECORDING_CONSUMER__"
 ENV_ALIASES = {"KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers")}
-VERBATIM_ENV_KEYS = frozenset({("kafka", "sasl_password")})
-"""Taken as the plain string given, never as TOML: a secret must not become a number."""
 DEFAULT_CONFIG = Path("config/consumer.toml")
 
 
@@ -179,6 +178,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     plugins: PluginSettings = msgspec.field(default_factory=lambda: PluginSettings())
 
 
+def _secret_keys() -> frozenset[tuple[str, str]]:
+    info = msgspec.inspect.type_info(Settings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return frozenset(
+        (section.encode_name, f.encode_name)
+        for section in info.fields
+        if isinstance(section.type, msgspec.inspect.StructType)
+        for f in section.type.fields
+        if is_secret(f.type)
+    )
+
+
+VERBATIM_ENV_KEYS = _secret_keys()
+"""Every setting typed `Secret` (``kafka.sasl_password``): taken as the plain string given,
+never as TOML, so a secret never becomes a number or loses its quotes. Handler options stay
+`EnvText` until their handler's types say which are secret (`consumer.engine.plugins`)."""
+
+
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read `path` (or ``config/consumer.toml`` when it exists), apply the environment, validate."""
     raw: dict[str, Any] = {}
@@ -262,16 +279,15 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[
                 dotted = ".".join(keys)
                 raise ConfigError(f"{dotted}: {name} sets a key inside a non-table value", dotted)
             node = child
-        node[keys[-1]] = value if keys in VERBATIM_ENV_KEYS else _parse_env_value(value)
+        text = EnvText(value)
+        if keys in VERBATIM_ENV_KEYS:
+            node[keys[-1]] = value
+        elif keys[0] == "handlers" and len(keys) > 2:
+            node[keys[-1]] = text
+        else:
+            node[keys[-1]] = text.parsed()
         applied[".".join(keys)] = name
     return applied
-
-
-def _parse_env_value(value: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
-        return value
 
 
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")

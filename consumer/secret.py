@@ -3,7 +3,8 @@
 A handler marks an option secret by typing it `Secret` (or ``Secret | None``) in its
 ``Options`` Struct: the worker converts the settings' string into one, ``check-config`` prints
 ``***`` in its place, and its repr, str and JSON log form hide it. ``reveal()`` gives the value
-to the one place that needs it.
+to the one place that needs it. Set from the environment, a `Secret` option is taken verbatim
+(see `EnvText`), and its value is blanked out of failure messages (`consumer.redaction`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hmac
 import os
 import stat
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,17 +21,18 @@ import msgspec
 import structlog
 
 from consumer.errors import ConfigError
-
-MASK = "***"
+from consumer.redaction import MASK as MASK
+from consumer.redaction import remember
 
 
 class Secret:
     """A secret string; everything but `reveal()` shows ``***``."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("__weakref__", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        remember(self)
 
     def reveal(self) -> str:
         return self._value
@@ -49,6 +52,24 @@ class Secret:
         return hash(self._value)
 
 
+class EnvText(str):
+    """A setting as an environment variable spelt it, before it is read as TOML.
+
+    Settings are read as TOML values when they parse as one (``12345`` becomes a number,
+    ``"quoted"`` loses its quotes), but a secret must be taken exactly as given. Handler options
+    are only typed when the handler is built, so they stay `EnvText` until then.
+    """
+
+    __slots__ = ()
+
+    def parsed(self) -> Any:
+        """The TOML value this text spells, or the text itself if it spells none."""
+        try:
+            return tomllib.loads(f"v = {self}")["v"]
+        except tomllib.TOMLDecodeError:
+            return str(self)
+
+
 def decode_secret(type_: type, value: Any) -> Any:
     """msgspec ``dec_hook``: a settings string becomes a `Secret` where an option asks for one."""
     if type_ is Secret and isinstance(value, str):
@@ -62,6 +83,8 @@ def encode_secret(obj: Any) -> Any:
     """msgspec ``enc_hook``: a `Secret` is written as the mask."""
     if isinstance(obj, Secret):
         return MASK
+    if isinstance(obj, EnvText):
+        return str(obj)
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
 
@@ -76,6 +99,14 @@ def masked(options_type: type | None, raw: Mapping[str, Any]) -> dict[str, Any]:
         return dict.fromkeys(raw, MASK)
     secret = {f.encode_name for f in info.fields if _holds_secret(f.type, set())}
     return {key: MASK if key in secret else value for key, value in raw.items()}
+
+
+def is_secret(info: msgspec.inspect.Type) -> bool:
+    """Whether `info` is `Secret` or a union with it (``Secret | None``): a single string."""
+    members = info.types if isinstance(info, msgspec.inspect.UnionType) else (info,)
+    return any(
+        isinstance(t, msgspec.inspect.CustomType) and issubclass(t.cls, Secret) for t in members
+    )
 
 
 def _holds_secret(info: msgspec.inspect.Type, seen: set[type]) -> bool:

@@ -1,5 +1,6 @@
 """A real S3-compatible server on loopback (moto's standalone server) and proxies in front of
-it that break part uploads or answer with the store's errors, for the bucket destination."""
+it that break part uploads, answer with the store's errors or count uploads under way, for the
+bucket destination."""
 
 from __future__ import annotations
 
@@ -188,6 +189,50 @@ class FaultInjector(_Proxy):
             with contextlib.suppress(Exception):
                 writer.close()
                 await writer.wait_closed()
+
+
+class UploadCounter(_Proxy):
+    """An HTTP/1.1 proxy to the store counting multipart uploads under way (created, not yet
+    completed or aborted) and the most it saw at once (`peak`).
+
+    Completions are held until more than `bound` uploads are under way, or `patience` seconds
+    pass: uploads a broken bound lets through then overlap the held ones, so the peak shows
+    them however quickly each would otherwise finish.
+    """
+
+    def __init__(self, upstream_port: int, bound: int, patience: float = 1.0) -> None:
+        super().__init__(upstream_port)
+        self._bound = bound
+        self._patience = patience
+        self._open: set[str] = set()
+        self._crowded = asyncio.Event()
+        self.peak = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
+        back = asyncio.create_task(_pipe(up_reader, writer))
+        try:
+            while head := await _request_head(reader):
+                method, target, headers = _parse_head(head)
+                path, _, query = target.partition("?")
+                if method == "POST" and query.startswith("uploads"):
+                    self._open.add(path)
+                    self.peak = max(self.peak, len(self._open))
+                    if len(self._open) > self._bound:
+                        self._crowded.set()
+                elif "uploadId=" in query and "partNumber=" not in query:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._crowded.wait(), self._patience)
+                    self._open.discard(path)
+                up_writer.write(head)
+                await _copy(reader, up_writer, int(headers.get("content-length", "0")))
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            back.cancel()
+            for w in (writer, up_writer):
+                with contextlib.suppress(Exception):
+                    w.transport.abort()
 
 
 async def _request_head(reader: asyncio.StreamReader) -> bytes:

@@ -46,6 +46,7 @@ def make_handler(
             "directory": str(tmp_path / "recordings"),
             "token_url": bandwidth.url(TOKEN_PATH),
             "allowed_hosts": (bandwidth.host,),
+            "api_url": bandwidth.url("/api/v2"),
             "timeout": 5.0,
         }
         return DownloadHandler(DownloadOptions(**(defaults | options)))
@@ -276,14 +277,15 @@ async def test_slow_server_times_out_and_retries_later(
 
 
 async def test_connection_refused_retries_later(
-    http: httpx.AsyncClient, make_handler: Callable[..., DownloadHandler]
+    bandwidth: FakeBandwidth, http: httpx.AsyncClient, make_handler: Callable[..., DownloadHandler]
 ) -> None:
     """A host that does not answer makes the attempt retryable."""
     closed = FakeBandwidth(trustme.CA())
     await closed.start()
     await closed.close()
     event = make_event(media_url=closed.url(media_path(make_event())))
-    run = await run_handler(make_handler(allowed_hosts=(closed.host,)), event, http=http)
+    handler = make_handler(allowed_hosts=(closed.host, bandwidth.host))
+    run = await run_handler(handler, event, http=http)
     assert isinstance(run.error, RetryLater)
 
 
@@ -495,12 +497,14 @@ async def test_deleted_event_follows_on_deleted_on_disk(
     on_deleted: str,
     left: int,
 ) -> None:
-    """on_deleted keeps or removes media and sidecar; a second delete of nothing succeeds."""
+    """on_deleted keeps or removes media and sidecar (once Bandwidth no longer has the
+    recording); a second delete of nothing succeeds."""
     event = served(bandwidth)
     handler = make_handler(on_deleted=on_deleted)
     deleted = make_event(status="deleted")
     async with running(handler):
         assert (await run_handler(handler, event, http=http, lifecycle=False)).error is None
+        bandwidth.media.clear()
         runs = [await run_handler(handler, deleted, http=http, lifecycle=False) for _ in "12"]
     assert [run.error for run in runs] == [None, None]
     assert len(files(tmp_path / "recordings")) == left

@@ -3,6 +3,7 @@ loopback and the local HTTPS stand-in for Bandwidth; end to end through the real
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -20,10 +21,19 @@ from consumer.engine import deadletter_headers as dl
 from consumer.errors import ConfigError, PermanentFailure, RetryLater
 from consumer.events import RecordingEvent
 from consumer.handlers.bandwidth import media_path
+from consumer.handlers.deletion import DeletionRefused
 from consumer.handlers.download import DownloadHandler, DownloadOptions
-from consumer.handlers.s3 import PART_SIZE
+from consumer.handlers.s3 import PART_SIZE, _Parts
 from tests import test_handlers_e2e
-from tests.s3_store import CREDENTIALS, REGION, Fault, FaultInjector, PartBreaker, moto_server
+from tests.s3_store import (
+    CREDENTIALS,
+    REGION,
+    Fault,
+    FaultInjector,
+    PartBreaker,
+    UploadCounter,
+    moto_server,
+)
 from tests.support import read_topic
 from tests.test_handlers_e2e import Finished, all_committed, publish_events
 from tests.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth, Reply
@@ -73,6 +83,7 @@ def make_handler(
             "endpoint_url": s3_endpoint,
             "token_url": bandwidth.url(TOKEN_PATH),
             "allowed_hosts": (bandwidth.host,),
+            "api_url": bandwidth.url("/api/v2"),
             "timeout": 10.0,
         }
         return DownloadHandler(DownloadOptions(**(defaults | options)))
@@ -151,6 +162,58 @@ async def test_large_recording_streams_in_parts_and_is_complete(
     assert await open_uploads(s3, bucket) == []
 
 
+async def test_parts_are_cut_exactly_into_one_reused_buffer() -> None:
+    """Chunks of odd sizes become parts of exactly PART_SIZE bytes (the last one shorter), every
+    part a view of the same buffer, which never grows past one part: an upload holds one part
+    and no copy of it."""
+    data = bytes(range(251)) * (LARGE // 251)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 70_001):
+            yield data[start : start + 70_001]
+
+    parts = _Parts(chunks())
+    seen, buffers = [], set()
+    while part := await parts.next():
+        seen.append(bytes(part))
+        buffers.add(id(part.obj))
+        assert len(part.obj) == PART_SIZE  # type: ignore[arg-type]
+    assert [len(p) for p in seen] == [PART_SIZE, PART_SIZE, len(data) - 2 * PART_SIZE]
+    assert b"".join(seen) == data
+    assert len(buffers) == 1
+
+
+async def test_concurrent_uploads_never_exceed_max_concurrent_uploads(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    s3: Any,
+    s3_endpoint: str,
+    bucket: str,
+) -> None:
+    """Six large recordings handled at once with max_concurrent_uploads = 2: the store never
+    has more than two multipart uploads under way (counted at a proxy in front of it, which
+    holds completions so that any excess overlaps), and all six land whole."""
+    counter = UploadCounter(int(s3_endpoint.rsplit(":", 1)[1]), bound=2)
+    await counter.start()
+    audio = bytes(range(256)) * (LARGE // 256)
+    events = [served(bandwidth, audio, recording_id=f"r-{n}", call_id=f"c-{n}") for n in range(6)]
+    handler = make_handler(endpoint_url=counter.url, max_concurrent_uploads=2)
+    try:
+        async with running(handler):
+            runs = await asyncio.gather(
+                *(run_handler(handler, event, http=http, lifecycle=False) for event in events)
+            )
+    finally:
+        await counter.close()
+    assert [run.error for run in runs] == [None] * 6
+    assert 1 <= counter.peak <= 2
+    media = [f"archive/9900000/r-{n}.wav" for n in range(6)]
+    for key in media:
+        assert await (await s3.get_object(Bucket=bucket, Key=key))["Body"].read() == audio
+    assert await open_uploads(s3, bucket) == []
+
+
 async def test_redelivery_makes_no_second_get_and_a_different_copy_is_replaced(
     bandwidth: FakeBandwidth,
     http: httpx.AsyncClient,
@@ -183,19 +246,50 @@ async def test_deleted_event_removes_object_and_sidecar(
     s3: Any,
     bucket: str,
 ) -> None:
-    """on_deleted="delete": both objects go; deleting again (nothing there) succeeds."""
+    """on_deleted="delete", the ids matching the object's metadata and Bandwidth answering 404:
+    both objects go; deleting again (nothing there) succeeds."""
     event = served(bandwidth)
     handler = make_handler(on_deleted="delete")
     deleted = make_event(recording_id=event.recording_id, status="deleted", media_url=None)
     async with running(handler):
         assert (await run_handler(handler, event, http=http, lifecycle=False)).error is None
         assert len(await keys(s3, bucket)) == 2
+        bandwidth.media.clear()
         first = await run_handler(handler, deleted, http=http, lifecycle=False)
         second = await run_handler(handler, deleted, http=http, lifecycle=False)
     assert (first.error, second.error) == (None, None)
     assert await keys(s3, bucket) == []
     assert "stored recording deleted" in first.messages
     assert "nothing stored to delete" in second.messages
+
+
+@pytest.mark.parametrize("size", [len(AUDIO), LARGE], ids=["put", "multipart"])
+async def test_forged_or_mismatched_delete_keeps_the_objects(
+    bandwidth: FakeBandwidth,
+    http: httpx.AsyncClient,
+    make_handler: Callable[..., DownloadHandler],
+    s3: Any,
+    bucket: str,
+    size: int,
+) -> None:
+    """A deleted event for a recording Bandwidth still has, and one naming another call than
+    the object's metadata records (though gone at Bandwidth): both DeletionRefused, both
+    objects kept."""
+    event = served(bandwidth, bytes(range(256)) * (size // 256))
+    handler = make_handler(on_deleted="delete")
+    forged = make_event(recording_id=event.recording_id, status="deleted", media_url=None)
+    other = make_event(recording_id=event.recording_id, call_id="c-other", status="deleted")
+    async with running(handler):
+        assert (await run_handler(handler, event, http=http, lifecycle=False)).error is None
+        still_there = await run_handler(handler, forged, http=http, lifecycle=False)
+        bandwidth.media.clear()
+        mismatched = await run_handler(handler, other, http=http, lifecycle=False)
+    assert isinstance(still_there.error, DeletionRefused)
+    assert "still exists at Bandwidth" in str(still_there.error)
+    assert isinstance(mismatched.error, DeletionRefused)
+    assert "callId is not the stored copy's" in str(mismatched.error)
+    assert len(await keys(s3, bucket)) == 2
+    assert len(bandwidth.metadata_requests) == 1
 
 
 async def test_deleted_event_keeps_the_copy_by_default(
@@ -378,6 +472,7 @@ def archiving(
         "HANDLERS__DOWNLOAD__ENDPOINT_URL": endpoint,
         "HANDLERS__DOWNLOAD__TOKEN_URL": bandwidth.url(TOKEN_PATH),
         "HANDLERS__DOWNLOAD__ALLOWED_HOSTS": json.dumps([bandwidth.host]),
+        "HANDLERS__DOWNLOAD__API_URL": bandwidth.url("/api/v2"),
     }
 
 
@@ -394,7 +489,9 @@ async def test_worker_archives_redelivers_and_deletes_through_the_broker(
     tmp_path: Path,
 ) -> None:
     """Events from Kafka land in the bucket; a second group redelivers them without a GET;
-    a deleted event then removes its recording."""
+    then a genuine deleted event (gone at Bandwidth, ids matching) removes its recording while
+    a forged one (Bandwidth still has it) and one with another call's id are dead-lettered
+    with the reason and their objects kept."""
     events = [served(bandwidth, recording_id=f"r-{n}", call_id=f"c-{n}") for n in range(3)]
     await publish_events(kafka_bootstrap, unique_name, events, create_topic)
     settings = archiving(bandwidth, ca, tmp_path, bucket, s3_endpoint)
@@ -408,11 +505,27 @@ async def test_worker_archives_redelivers_and_deletes_through_the_broker(
     assert again.returncode == 0, again.output
     assert len(again.lines("already downloaded")) == 3
     assert len(bandwidth.media_requests) == 3
-    deleted = make_event(recording_id="r-0", call_id="c-0", status="deleted", media_url=None)
-    await publish_events(kafka_bootstrap, unique_name + "-deleted", [deleted], create_topic)
+    del bandwidth.media[media_path(events[0])], bandwidth.media[media_path(events[2])]
+    deleted = [
+        make_event(recording_id="r-0", call_id="c-0", status="deleted", media_url=None),
+        make_event(recording_id="r-1", call_id="c-1", status="deleted", media_url=None),
+        make_event(recording_id="r-2", call_id="c-forged", status="deleted", media_url=None),
+    ]
+    await publish_events(kafka_bootstrap, unique_name + "-deleted", deleted, create_topic)
     gone = await run_worker(unique_name + "-deleted", **settings)
     assert gone.returncode == 0, gone.output
+    await all_committed(kafka_bootstrap, unique_name + "-deleted")
     assert await keys(s3, bucket) == expected[2:]
+    dead = await read_topic(kafka_bootstrap, f"{unique_name}-deleted.dlq")
+    reasons = {d.key: dict(d.headers) for d in dead}
+    assert reasons.keys() == {b"r-1", b"r-2"}
+    assert {r[dl.ERROR_CLASS] for r in reasons.values()} == {b"DeletionRefused"}
+    assert reasons[b"r-1"][dl.ERROR_MESSAGE] == (
+        b"deletion refused: the recording still exists at Bandwidth"
+    )
+    assert reasons[b"r-2"][dl.ERROR_MESSAGE] == (
+        b"deletion refused: the event's callId is not the stored copy's"
+    )
 
 
 async def test_wrong_bucket_stops_the_worker_with_exit_2(

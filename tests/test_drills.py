@@ -282,6 +282,10 @@ BAD_SETTINGS = [
         "handlers.download.directory",
     ),
     ({"ROUTES__DEFAULT": '["download"]'}, "BANDWIDTH_CLIENT_ID is not set"),
+    (
+        {"ROUTES__DEFAULT": '["download"]', "HANDLERS__DOWNLOAD__API_URL": "https://x.test/"},
+        "handlers.download.api_url",
+    ),
 ]
 
 

@@ -148,6 +148,7 @@ async def test_complete_events_are_downloaded_to_disk(
         HANDLERS__DOWNLOAD__DIRECTORY=str(directory),
         HANDLERS__DOWNLOAD__TOKEN_URL=bandwidth.url(TOKEN_PATH),
         HANDLERS__DOWNLOAD__ALLOWED_HOSTS=json.dumps([bandwidth.host]),
+        HANDLERS__DOWNLOAD__API_URL=bandwidth.url("/api/v2"),
         BANDWIDTH_CLIENT_ID=CLIENT_ID,
         BANDWIDTH_CLIENT_SECRET=CLIENT_SECRET,
         SSL_CERT_FILE=str(ca_file),

@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from consumer import Secret
-from consumer.config import PluginSettings
+from consumer.config import PluginSettings, load_settings
 from consumer.engine.plugins import build_handlers
 from consumer.errors import PluginError
 from consumer.secret import read_secret
@@ -112,3 +112,74 @@ def test_secret_file_readable_by_others_is_warned_about(
     else:
         assert warnings == []
     assert TOKEN not in repr(logs)
+
+
+@pytest.mark.parametrize("given", ["12345", '"quoted"', "0x10", "[1, 2]", " padded "])
+def test_secret_options_from_the_environment_are_taken_verbatim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    """A `Secret` handler option set by an environment variable is exactly the text given, as
+    the Kafka SASL password is: not refused as a number, no quotes lost; the handler's other
+    options from the environment are still read as TOML values."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = vault_module(tmp_path)
+    settings = load_settings(
+        environ={
+            "RECORDING_CONSUMER__PLUGINS__PATHS__VAULT": f"{module}:Vault",
+            "RECORDING_CONSUMER__HANDLERS__VAULT__TOKEN": given,
+            "RECORDING_CONSUMER__HANDLERS__VAULT__FALLBACK": given,
+            "RECORDING_CONSUMER__HANDLERS__VAULT__LABEL": '"label"',
+            "RECORDING_CONSUMER__KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "RECORDING_CONSUMER__KAFKA__SASL_MECHANISM": "PLAIN",
+            "RECORDING_CONSUMER__KAFKA__SASL_USERNAME": "user",
+            "RECORDING_CONSUMER__KAFKA__SASL_PASSWORD": given,
+        }
+    )
+    (handler,) = build_handlers(["vault"], settings.handlers, settings.plugins).values()
+    options = handler.options  # type: ignore[attr-defined]
+    assert options.token.reveal() == given
+    assert options.fallback.reveal() == given
+    assert options.label == "label"
+    assert settings.kafka.sasl_password is not None
+    assert settings.kafka.sasl_password.reveal() == given
+
+
+def test_non_secret_options_from_the_environment_keep_their_types(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only `Secret` options are verbatim: a number, a list and a nested table set from the
+    environment still arrive typed, and a wrong type still names the key."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = f"typed_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(
+        "import msgspec\n"
+        "from consumer import Secret\n"
+        "class Inner(msgspec.Struct, forbid_unknown_fields=True):\n"
+        "    key: Secret\n"
+        "    size: int = 0\n"
+        "class Options(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):\n"
+        "    count: int = 0\n"
+        "    hosts: list[str] = []\n"
+        "    inner: Inner | None = None\n"
+        "class Typed:\n"
+        "    Options = Options\n"
+        "    def __init__(self, options):\n"
+        "        self.options = options\n"
+        "    async def handle(self, event, ctx):\n"
+        "        pass\n"
+    )
+    environ = {
+        "RECORDING_CONSUMER__PLUGINS__PATHS__TYPED": f"{name}:Typed",
+        "RECORDING_CONSUMER__HANDLERS__TYPED__COUNT": "7",
+        "RECORDING_CONSUMER__HANDLERS__TYPED__HOSTS": '["a", "b"]',
+        "RECORDING_CONSUMER__HANDLERS__TYPED__INNER__KEY": "007",
+        "RECORDING_CONSUMER__HANDLERS__TYPED__INNER__SIZE": "3",
+    }
+    settings = load_settings(environ=environ)
+    (handler,) = build_handlers(["typed"], settings.handlers, settings.plugins).values()
+    options = handler.options  # type: ignore[attr-defined]
+    assert (options.count, options.hosts, options.inner.size) == (7, ["a", "b"], 3)
+    assert options.inner.key.reveal() == "007"
+    settings = load_settings(environ=environ | {"RECORDING_CONSUMER__HANDLERS__TYPED__COUNT": "x"})
+    with pytest.raises(PluginError, match=r"^handlers\.typed\.count: Expected `int`, got `str`"):
+        build_handlers(["typed"], settings.handlers, settings.plugins)

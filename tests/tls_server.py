@@ -1,8 +1,10 @@
-"""A real local HTTPS server standing in for Bandwidth's token and media endpoints.
+"""A real local HTTPS server standing in for Bandwidth's token, media and metadata endpoints.
 
 It speaks just enough HTTP/1.1 for httpx (keep-alive, Content-Length or chunked bodies), counts
-every connection and request, and answers media requests from a script of canned replies first,
-then from the recordings it holds. Certificates come from a throwaway `trustme` CA.
+every connection and request, and answers API requests from a script of canned replies first,
+then from the recordings it holds: ``<recording>/media`` with the audio, ``<recording>`` (the
+metadata) with JSON while it holds the audio, 404 once it does not. Certificates come from a
+throwaway `trustme` CA.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import re
 import ssl
 from dataclasses import dataclass, field
 from itertools import count
@@ -18,6 +21,7 @@ import httpx
 import trustme
 
 TOKEN_PATH = "/api/v1/oauth2/token"
+_METADATA = re.compile(r"/recordings/[^/]+$")
 CLIENT_ID = "kit-client-id"
 CLIENT_SECRET = "kit-client-secret-do-not-leak"
 USERNAME = "kit-api-user"
@@ -47,7 +51,8 @@ class Seen:
 
 
 class FakeBandwidth:
-    """Token endpoint at `TOKEN_PATH`, media at whatever paths `media` holds."""
+    """Token endpoint at `TOKEN_PATH`, media at whatever paths `media` holds, and each of those
+    recordings' metadata at its media path without ``/media``."""
 
     def __init__(self, ca: trustme.CA, token_lifetime: int = 3600) -> None:
         self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -80,7 +85,11 @@ class FakeBandwidth:
 
     @property
     def media_requests(self) -> list[Seen]:
-        return [r for r in self.requests if r.path != TOKEN_PATH]
+        return [r for r in self.requests if r.path.endswith("/media")]
+
+    @property
+    def metadata_requests(self) -> list[Seen]:
+        return [r for r in self.requests if _METADATA.search(r.path)]
 
     def revoke_tokens(self) -> None:
         """Every token handed out so far is refused from now on."""
@@ -134,6 +143,10 @@ class FakeBandwidth:
         if seen.path in self.media:
             content_type = self.content_types.get(seen.path, "audio/vnd.wave")
             return Reply(200, self.media[seen.path], {"Content-Type": content_type})
+        if seen.path + "/media" in self.media:
+            recording = seen.path.rpartition("/")[2]
+            metadata = f'{{"recordingId":"{recording}","status":"complete"}}'.encode()
+            return Reply(200, metadata, {"Content-Type": "application/json"})
         return Reply(404)
 
 

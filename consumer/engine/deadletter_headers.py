@@ -1,8 +1,9 @@
 """The dead-letter header schema: what the engine writes beside a failed message, and how
 the tools (``dlq show``, ``dlq replay``) and the testing kit read it back.
 
-The error message in the headers is the exception's text. Handlers must not put credentials or
-other secrets in exception messages: they end up in the dead-letter topic for anyone who reads it.
+The error message in the headers is the exception's text with the values of `Secret`s blanked
+(`consumer.redaction`). Handlers must still not put other credentials in exception messages:
+they end up in the dead-letter topic for anyone who reads it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 
 from consumer.errors import DecodeError
 from consumer.interface import Record
+from consumer.redaction import error_message
 
 PREFIX = "dlq."
 TOPIC = "dlq.topic"
@@ -65,7 +67,7 @@ class Failure:
         return cls(
             handler=handler,
             error_class=type(exc).__name__,
-            message=exc.reason if isinstance(exc, DecodeError) else str(exc),
+            message=exc.reason if isinstance(exc, DecodeError) else error_message(exc),
             path=exc.path if isinstance(exc, DecodeError) else None,
             attempts=attempts,
             first_failure=last if first_failure is None else first_failure,

@@ -24,6 +24,7 @@ from consumer.engine.retry import retry_delay
 from consumer.engine.tally import Tally
 from consumer.interface import Context, Handler, Publish, Record
 from consumer.outcomes import Outcome
+from consumer.redaction import error_message
 
 if TYPE_CHECKING:
     import httpx
@@ -271,4 +272,5 @@ def _handler_fields(job: Job[Handler], handler: str) -> dict[str, Any]:
 
 
 def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    message = error_message(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__

@@ -11,7 +11,7 @@ import msgspec
 from consumer.config import PluginSettings, validation_key
 from consumer.errors import PluginError
 from consumer.interface import Handler, options_keyed, options_type
-from consumer.secret import decode_secret, masked
+from consumer.secret import EnvText, decode_secret, is_secret, masked
 
 ENTRY_POINT_GROUP = "recording_consumer.handlers"
 
@@ -104,7 +104,10 @@ def _construct(name: str, factory: Any, raw_options: Mapping[str, Any]) -> Handl
     else:
         try:
             options = msgspec.convert(
-                raw_options, options_class, strict=True, dec_hook=decode_secret
+                from_environment(raw_options, options_class),
+                options_class,
+                strict=True,
+                dec_hook=decode_secret,
             )
         except msgspec.ValidationError as exc:
             key, reason = validation_key(exc)
@@ -115,6 +118,33 @@ def _construct(name: str, factory: Any, raw_options: Mapping[str, Any]) -> Handl
     if not isinstance(handler, Handler):
         raise PluginError(f"handler {name!r} has no async handle(event, ctx) method")
     return handler
+
+
+def from_environment(raw: Mapping[str, Any], options_type: type) -> dict[str, Any]:
+    """`raw` options with each value an environment variable gave (`EnvText`) made what its
+    option's type asks: the text itself for a `Secret`, else the TOML value it spells."""
+    info = msgspec.inspect.type_info(options_type)
+    return {key: _resolved(value, _inner(info, key)) for key, value in raw.items()}
+
+
+def _resolved(value: Any, info: msgspec.inspect.Type | None) -> Any:
+    if isinstance(value, EnvText):
+        return str(value) if info is not None and is_secret(info) else value.parsed()
+    if isinstance(value, dict):
+        return {key: _resolved(item, _inner(info, key)) for key, item in value.items()}
+    return value
+
+
+def _inner(info: msgspec.inspect.Type | None, key: str) -> msgspec.inspect.Type | None:
+    """The type of `key`'s value inside a value of type `info` (a Struct, or a dict)."""
+    if isinstance(info, msgspec.inspect.UnionType):
+        tables = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        info = tables[0] if len(tables) == 1 else None
+    if isinstance(info, msgspec.inspect.StructType | msgspec.inspect.DataclassType):
+        return next((f.type for f in info.fields if f.encode_name == key), None)
+    if isinstance(info, msgspec.inspect.DictType):
+        return info.value_type
+    return None
 
 
 def _options_of(name: str, factory: Any) -> type[msgspec.Struct] | None:
@@ -139,6 +169,8 @@ def masked_options(
             options_class = options_type(available[name].load()) if raw else None
         except Exception:  # unknown or broken: nothing says which of its options are secret
             options_class = None
+        if options_class is not None:
+            raw = from_environment(raw, options_class)
         shown[name] = masked(options_class, raw) if raw else {}
     return shown
 

@@ -5,7 +5,9 @@ Credentials: OAuth2 client credentials (default) or legacy HTTP Basic.
 Secrets are read from environment variables or files (`consumer.secret.read_secret`), held in
 `Secret` (whose repr hides the value), and only ever leave the process inside an
 ``Authorization`` header. Error messages name variables, files and HTTP statuses, never values:
-they end up in logs and dead-letter headers.
+they end up in logs and dead-letter headers. The headers built from them and the OAuth tokens
+obtained are held in `Secret`s too, so a library's error quoting one is blanked
+(`consumer.redaction`).
 """
 
 from __future__ import annotations
@@ -27,15 +29,18 @@ from consumer.secret import Secret
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
+    from consumer.interface import Context
+
 TOKEN_URL: Final = "https://api.bandwidth.com/api/v1/oauth2/token"
+API_URL: Final = "https://voice.bandwidth.com/api/v2"
 EXPIRY_MARGIN: Final = 60.0
 """Seconds before `expires_in` at which a cached token counts as expired, as in Bandwidth's SDK;
 a token living no longer than twice this is kept for half its lifetime instead (`token_ttl`)."""
 
 
-def _basic(user: Secret, password: Secret) -> str:
+def _basic(user: Secret, password: Secret) -> Secret:
     pair = f"{user.reveal()}:{password.reveal()}".encode()
-    return "Basic " + base64.b64encode(pair).decode("ascii")
+    return Secret("Basic " + base64.b64encode(pair).decode("ascii"))
 
 
 class Authenticator(Protocol):
@@ -51,10 +56,11 @@ class BasicAuth:
     """Legacy API-user credentials; Bandwidth retires them on 2026-12-02."""
 
     def __init__(self, username: Secret, password: Secret) -> None:
+        self._secrets = (username, password)  # kept alive, so error text is blanked of them
         self._header = _basic(username, password)
 
     async def authorization(self, http: httpx.AsyncClient, log: FilteringBoundLogger) -> str:
-        return self._header
+        return self._header.reveal()
 
     def rejected(self, authorization: str) -> None:
         """Nothing to refresh: the same credentials are tried again on the retry."""
@@ -85,33 +91,37 @@ class OAuth2ClientCredentials:
         token_url: str = TOKEN_URL,
         timeout: float = 30.0,
     ) -> None:
+        self._secrets = (client_id, client_secret)  # kept alive, so error text is blanked of them
         self._basic = _basic(client_id, client_secret)
         self._token_url = token_url
         self._timeout = timeout
-        self._header: str | None = None
+        self._token: Secret | None = None
+        self._previous: Secret | None = None
+        """The token before `_token`: requests under way may still fail quoting it."""
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
 
     async def authorization(self, http: httpx.AsyncClient, log: FilteringBoundLogger) -> str:
         async with self._lock:
             # Whoever waited on the lock finds the token its predecessor fetched.
-            if self._header is None or time.monotonic() >= self._expires_at:
-                self._header, lifetime = await self._fetch(http)
+            if self._token is None or time.monotonic() >= self._expires_at:
+                token, lifetime = await self._fetch(http)
+                self._previous, self._token = self._token or self._previous, token
                 self._expires_at = time.monotonic() + token_ttl(lifetime)
                 log.debug("oauth2 token obtained", expires_in=lifetime)
-            return self._header
+            return f"Bearer {self._token.reveal()}"
 
     def rejected(self, authorization: str) -> None:
         # Only forget the token that was refused, not a newer one another task already fetched.
-        if authorization == self._header:
-            self._header = None
+        if self._token is not None and authorization == f"Bearer {self._token.reveal()}":
+            self._previous, self._token = self._token, None
 
-    async def _fetch(self, http: httpx.AsyncClient) -> tuple[str, float]:
+    async def _fetch(self, http: httpx.AsyncClient) -> tuple[Secret, float]:
         try:
             response = await http.post(
                 self._token_url,
                 data={"grant_type": "client_credentials"},
-                headers={"Authorization": self._basic, "Accept": "application/json"},
+                headers={"Authorization": self._basic.reveal(), "Accept": "application/json"},
                 timeout=self._timeout,
                 follow_redirects=False,
             )
@@ -124,7 +134,28 @@ class OAuth2ClientCredentials:
             reply = msgspec.json.decode(response.content, type=_TokenReply)
         except msgspec.DecodeError:
             raise RetryLater("oauth2 token response is not the expected JSON") from None
-        return f"Bearer {reply.access_token}", reply.expires_in
+        return Secret(reply.access_token), reply.expires_in
+
+
+async def authorized_get(
+    auth: Authenticator | None, ctx: Context, url: str, *, accept: str, seconds: float
+) -> httpx.Response:
+    """The streaming response to GET `url`, `seconds` the request's timeout; after a 401 the
+    credentials are renewed and tried once more. The caller closes the response."""
+    if auth is None:
+        raise RuntimeError("the download handler was used before start()")
+    for first_try in (True, False):
+        authorization = await auth.authorization(ctx.http, ctx.log)
+        request = ctx.http.build_request(
+            "GET", url, headers={"Authorization": authorization, "Accept": accept}, timeout=seconds
+        )
+        response = await ctx.http.send(request, stream=True, follow_redirects=False)
+        if response.status_code != 401 or not first_try:
+            break
+        await response.aclose()
+        ctx.log.info("request unauthorized, renewing credentials")
+        auth.rejected(authorization)
+    return response
 
 
 # Media URLs. The event's ``mediaUrl`` is only a claim: it must be https, on an allowed host, and
@@ -155,13 +186,34 @@ def checked_media_url(event: RecordingEvent, allowed: frozenset[tuple[str, int]]
 
 def media_path(event: RecordingEvent) -> str:
     """``/api/v2/accounts/{accountId}/(calls|conferences)/{id}/recordings/{recordingId}/media``."""
+    return f"/api/v2{recording_path(event)}/media"
+
+
+def recording_path(event: RecordingEvent) -> str:
+    """``/accounts/{accountId}/(calls|conferences)/{id}/recordings/{recordingId}``, below the
+    API's base: the recording's metadata."""
     if isinstance(event, ConferenceRecordingAvailable):
         subject = f"conferences/{plain_identifier(event.conference_id, 'conferenceId')}"
     else:
         subject = f"calls/{plain_identifier(event.call_id, 'callId')}"
     account = plain_identifier(event.account_id, "accountId")
     recording = plain_identifier(event.recording_id, "recordingId")
-    return f"/api/v2/accounts/{account}/{subject}/recordings/{recording}/media"
+    return f"/accounts/{account}/{subject}/recordings/{recording}"
+
+
+def checked_api_url(url: str, allowed: frozenset[tuple[str, int]], key: str) -> str:
+    """`url` without a trailing slash; PluginError naming `key` unless it is https on an
+    allowed host, with no user info, query or fragment (credentials go to it)."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise PluginError(f"{key}: {url!r} is not a valid URL") from None
+    if parts.scheme != "https" or parts.username or parts.password or parts.query or parts.fragment:
+        raise PluginError(f"{key}: {url!r} is not a plain https URL")
+    if host is None or (host, port or 443) not in allowed:
+        raise PluginError(f"{key}: host {host!r} is not one of handlers.download.allowed_hosts")
+    return url.rstrip("/")
 
 
 def plain_identifier(value: str | None, name: str) -> str:

@@ -9,7 +9,8 @@ Media lands as ``<destination>/<accountId>/<recordingId>.<fileFormat>`` next to 
 ``<recordingId>.<fileFormat>.json``, streamed (never whole in memory) and all or nothing. A
 recording the destination already holds, finished, for this status or ``complete``, is not
 downloaded again. A reply whose content type is not audio of the event's format is not saved.
-With ``on_deleted = "delete"`` a ``deleted`` event removes the stored copy.
+With ``on_deleted = "delete"`` a ``deleted`` event removes the stored copy, given proof
+(`consumer.handlers.deletion`).
 """
 
 from __future__ import annotations
@@ -28,14 +29,18 @@ import structlog
 from consumer.errors import PermanentFailure, PluginError, RetryLater
 from consumer.events import RecordingEvent, encode_event
 from consumer.handlers.bandwidth import (
+    API_URL,
     TOKEN_URL,
     Authenticator,
     BasicAuth,
     OAuth2ClientCredentials,
+    authorized_get,
+    checked_api_url,
     checked_media_url,
     host_and_port,
     plain_identifier,
 )
+from consumer.handlers.deletion import check_gone, check_same_recording, metadata_url
 from consumer.handlers.storage import Body, Destination, LocalDestination, Names, Stored
 from consumer.http import retry_after
 from consumer.secret import read_secret
@@ -76,7 +81,8 @@ class DownloadOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     region: str | None = None
     """S3 only: default ``$AWS_REGION``, then the usual AWS configuration."""
     on_deleted: Literal["keep", "delete"] = "keep"
-    """What a ``deleted`` event does to the stored copy."""
+    """What a ``deleted`` event does to the stored copy; "delete" needs proof: the ids match the
+    stored copy's and Bandwidth answers 404 for the recording at `api_url`."""
     auth: Literal["oauth2", "basic"] = "oauth2"
     """oauth2: client credentials; basic: legacy API user (retired by Bandwidth 2026-12-02)."""
     client_id_env: str = "BANDWIDTH_CLIENT_ID"
@@ -90,10 +96,16 @@ class DownloadOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     password_file: str | None = None
     token_url: str = TOKEN_URL
     """Must be https."""
+    api_url: str = API_URL
+    """Bandwidth's Voice API base, asked whether a recording is gone; https, on `allowed_hosts`."""
     allowed_hosts: tuple[str, ...] = ("voice.bandwidth.com",)
     """``host`` allows port 443 only; ``host:port`` allows exactly that port."""
     max_bytes: int = 1 << 30
     """Larger recordings fail permanently and leave no file behind."""
+    max_concurrent_uploads: int = 8
+    """S3 only: recordings fetched and uploaded at once, each holding one 8 MiB part (about
+    12 MB of RSS with the clients' buffers); the others wait for a slot before asking
+    Bandwidth. The default keeps a worker under about 200 MB however many are in flight."""
     timeout: float = 30.0
     """Seconds for connecting, and between bytes received, per request."""
 
@@ -109,6 +121,7 @@ class DownloadHandler:
         if urlsplit(options.token_url).scheme != "https":
             raise PluginError("handlers.download.token_url must be an https URL")
         self._allowed = frozenset(host_and_port(entry) for entry in options.allowed_hosts)
+        self._api_url = checked_api_url(options.api_url, self._allowed, "handlers.download.api_url")
         self._destination = _destination(options)
         self._auth: Authenticator | None = None
 
@@ -153,7 +166,8 @@ class DownloadHandler:
             return
         if stored is Stored.OTHER:
             ctx.log.info("replacing a different stored copy", path=path)
-        body = await self._fetch(url, names, record, metadata, ctx)
+        async with self._destination.writing():
+            body = await self._fetch(url, names, record, metadata, ctx)
         ctx.log.info("recording downloaded", path=path, bytes=body.size)
 
     async def _deleted(self, event: RecordingEvent, ctx: Context) -> None:
@@ -162,8 +176,15 @@ class DownloadHandler:
         if self._options.on_deleted == "keep":
             ctx.log.info("recording deleted at Bandwidth; stored copy kept", path=path)
             return
-        found = await self._destination.delete(names)
-        ctx.log.info("stored recording deleted" if found else "nothing stored to delete", path=path)
+        stored = await self._destination.identity(names)
+        if stored is None:
+            ctx.log.info("nothing stored to delete", path=path)
+            return
+        check_same_recording(event, stored)
+        url = metadata_url(self._api_url, event)
+        await check_gone(url, self._auth, ctx, seconds=self._options.timeout)
+        await self._destination.delete(names)
+        ctx.log.info("stored recording deleted", path=path)
 
     async def _fetch(
         self,
@@ -174,7 +195,9 @@ class DownloadHandler:
         ctx: Context,
     ) -> Body:
         try:
-            response = await self._send(url, ctx)
+            response = await authorized_get(
+                self._auth, ctx, url, accept=ACCEPT, seconds=self._options.timeout
+            )
             try:
                 _check_status(response)
                 # `<recordingId>.<fileFormat>`, and a recordingId has no dots.
@@ -182,32 +205,12 @@ class DownloadHandler:
                 content_type = response.headers.get("content-type")
                 body = _body(response, self._options.max_bytes)
                 describe = partial(_describe, names, record, metadata, content_type)
-                await self._destination.save(names, body, content_type, describe)
+                await self._destination.save(names, body, content_type, metadata, describe)
             finally:
                 await response.aclose()
         except httpx.TransportError as exc:
             raise RetryLater(f"media download failed: {type(exc).__name__}") from exc
         return body
-
-    async def _send(self, url: str, ctx: Context) -> httpx.Response:
-        """The streaming response; after a 401 the credentials are renewed and tried once more."""
-        if self._auth is None:
-            raise RuntimeError("the download handler was used before start()")
-        for first_try in (True, False):
-            authorization = await self._auth.authorization(ctx.http, ctx.log)
-            request = ctx.http.build_request(
-                "GET",
-                url,
-                headers={"Authorization": authorization, "Accept": ACCEPT},
-                timeout=self._options.timeout,
-            )
-            response = await ctx.http.send(request, stream=True, follow_redirects=False)
-            if response.status_code != 401 or not first_try:
-                break
-            await response.aclose()
-            ctx.log.info("media request unauthorized, renewing credentials")
-            self._auth.rejected(authorization)
-        return response
 
 
 def _check_status(response: httpx.Response) -> None:
@@ -294,7 +297,14 @@ def _destination(options: DownloadOptions) -> Destination:
 
         if options.max_bytes > MAX_COPY:
             raise PluginError(f"{key}max_bytes: at most {MAX_COPY} for an s3:// destination")
-        return S3Destination(target, endpoint_url=options.endpoint_url, region=options.region)
+        if options.max_concurrent_uploads < 1:
+            raise PluginError(f"{key}max_concurrent_uploads: must be at least 1")
+        return S3Destination(
+            target,
+            endpoint_url=options.endpoint_url,
+            region=options.region,
+            max_uploads=options.max_concurrent_uploads,
+        )
     if "://" in target:
         raise PluginError(f"{key}destination: {target!r} is neither a path nor s3://bucket/prefix")
     if options.endpoint_url is not None or options.region is not None:

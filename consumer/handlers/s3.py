@@ -1,8 +1,11 @@
 """An S3-compatible bucket as the download handler's destination (aiobotocore).
 
 Objects: ``<prefix>/<accountId>/<recordingId>.<fileFormat>`` and its ``.json`` sidecar. The
-media streams in 8 MiB parts of a multipart upload (one PutObject when smaller), so memory
-holds one part, not the recording; a failed or cancelled upload is aborted.
+media streams in 8 MiB parts of a multipart upload (one PutObject when smaller), each read
+into the same buffer and sent from it without a copy, so an upload holds one part, not the
+recording; a failed or cancelled upload is aborted. At most `max_uploads` recordings are
+fetched and stored at once (the handler waits for a slot before asking Bandwidth), so part
+buffers take at most ``max_uploads * PART_SIZE`` whatever ``engine.max_in_flight`` is.
 
 "Done" without downloading: Bandwidth's event carries no size or checksum, so the object's
 own metadata says what it is. The byte count and SHA-256 are known only after the last byte,
@@ -16,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
@@ -28,6 +33,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.errors import ConfigError, PermanentFailure, RetryLater
+from consumer.handlers.deletion import IDENTITY
 from consumer.handlers.storage import Body, Describe, Names, Stored
 
 PART_SIZE: Final = 8 << 20
@@ -41,7 +47,9 @@ _KEY = "handlers.download.destination"
 class S3Destination:
     """``s3://bucket/prefix``; credentials, region and endpoint from the AWS environment."""
 
-    def __init__(self, url: str, *, endpoint_url: str | None, region: str | None) -> None:
+    def __init__(
+        self, url: str, *, endpoint_url: str | None, region: str | None, max_uploads: int
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
             raise ConfigError(f"{_KEY}: {url!r} is not s3://bucket/prefix", key=_KEY)
@@ -52,6 +60,7 @@ class S3Destination:
         # botocore reads AWS_DEFAULT_REGION; AWS_REGION is what the other AWS SDKs read.
         self._region = region or os.environ.get("AWS_REGION")
         self._exits = contextlib.AsyncExitStack()
+        self._uploads = asyncio.Semaphore(max_uploads)
         self._client: Any = None
         self._log = structlog.get_logger("consumer.download")
 
@@ -88,22 +97,39 @@ class S3Destination:
     async def close(self) -> None:
         await self._exits.aclose()
 
+    def writing(self) -> AbstractAsyncContextManager[Any]:
+        return self._uploads
+
     def location(self, names: Names) -> str:
         return f"s3://{self._bucket}/{self._key(names.account, names.media)}"
 
     def _key(self, account: str, name: str) -> str:
         return f"{self._prefix}{account}/{name}"
 
-    async def stored(self, names: Names, metadata: dict[str, str]) -> Stored:
+    async def _head(self, names: Names) -> dict[str, Any] | None:
+        """The media object's HEAD reply, or None if there is no such object."""
         key = self._key(names.account, names.media)
         try:
-            head = await self._client.head_object(Bucket=self._bucket, Key=key)
+            head: dict[str, Any] = await self._client.head_object(Bucket=self._bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return Stored.NOTHING
+                return None
             raise _failure(exc, "HEAD", key) from exc
         except BotoCoreError as exc:
             raise _failure(exc, "HEAD", key) from exc
+        return head
+
+    async def identity(self, names: Names) -> dict[str, str] | None:
+        head = await self._head(names)
+        if head is None:
+            return None
+        have: dict[str, str] = head.get("Metadata", {})
+        return {key: have[key] for key in IDENTITY if key in have}
+
+    async def stored(self, names: Names, metadata: dict[str, str]) -> Stored:
+        head = await self._head(names)
+        if head is None:
+            return Stored.NOTHING
         have: dict[str, str] = head.get("Metadata", {})
         same = all(have.get(k) == metadata.get(k) for k in ("recordingid", "duration"))
         if (
@@ -116,25 +142,33 @@ class S3Destination:
         return Stored.OTHER
 
     async def save(
-        self, names: Names, body: Body, content_type: str | None, describe: Describe
+        self,
+        names: Names,
+        body: Body,
+        content_type: str | None,
+        metadata: dict[str, str],
+        describe: Describe,
     ) -> None:
         key = self._key(names.account, names.media)
         media_type = content_type or "application/octet-stream"
-        chunks = aiter(body)
-        first = await _read_part(chunks)
+        parts = _Parts(aiter(body))
+        first = await parts.next()
         try:
             if len(first) < PART_SIZE:
-                sidecar, metadata = describe(body)
+                sidecar, done = describe(body)
                 await self._put_sidecar(names, sidecar)
                 await self._client.put_object(
                     Bucket=self._bucket,
                     Key=key,
-                    Body=bytes(first),
+                    Body=_PartFile(first),
                     ContentType=media_type,
-                    Metadata=_ascii(metadata),
+                    Metadata=_ascii(done),
                 )
                 return
-            await self._upload(names, body, first, chunks, media_type, describe)
+            # The ids from the start: a `deleted` event is checked against them (`identity`)
+            # even if the upload is never sealed with its digest.
+            ids = {k: v for k, v in metadata.items() if k in IDENTITY}
+            await self._upload(names, body, first, parts, media_type, ids, describe)
         except (ClientError, BotoCoreError) as exc:
             raise _failure(exc, "upload", key) from exc
 
@@ -142,16 +176,17 @@ class S3Destination:
         self,
         names: Names,
         body: Body,
-        first: bytearray,
-        chunks: AsyncIterator[bytes],
+        first: memoryview,
+        parts: _Parts,
         media_type: str,
+        ids: dict[str, str],
         describe: Describe,
     ) -> None:
         """Multipart: parts of `PART_SIZE`, aborted on any failure or cancellation."""
         bucket, client = self._bucket, self._client
         key = self._key(names.account, names.media)
         started = await client.create_multipart_upload(
-            Bucket=bucket, Key=key, ContentType=media_type
+            Bucket=bucket, Key=key, ContentType=media_type, Metadata=_ascii(ids)
         )
         upload_id = started["UploadId"]
         try:
@@ -160,10 +195,14 @@ class S3Destination:
             while part:
                 number = len(done) + 1
                 reply = await client.upload_part(
-                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(part)
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=_PartFile(part),
                 )
                 done.append({"PartNumber": number, "ETag": reply["ETag"]})
-                part = await _read_part(chunks)
+                part = await parts.next()
             await client.complete_multipart_upload(
                 Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
             )
@@ -205,7 +244,7 @@ class S3Destination:
     async def delete(self, names: Names) -> bool:
         key = self._key(names.account, names.media)
         try:
-            found = await self.stored(names, {}) is not Stored.NOTHING
+            found = await self._head(names) is not None
             # Deleting a missing key succeeds in S3: a redelivered `deleted` event is a no-op.
             await self._client.delete_object(Bucket=self._bucket, Key=key)
             await self._client.delete_object(
@@ -216,14 +255,76 @@ class S3Destination:
         return found
 
 
-async def _read_part(chunks: AsyncIterator[bytes]) -> bytearray:
-    """Up to `PART_SIZE` bytes (more by less than one chunk) from `chunks`; empty at the end."""
-    part = bytearray()
-    async for chunk in chunks:
-        part += chunk
-        if len(part) >= PART_SIZE:
-            break
-    return part
+class _Parts:
+    """`chunks` in parts of exactly `PART_SIZE` bytes (the last one shorter), each read into
+    the same buffer: it grows during the first part and is overwritten in place after that."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = bytearray()
+        self._rest = memoryview(b"")
+        """What the last chunk had beyond the previous part."""
+
+    async def next(self) -> memoryview:
+        """The next part: a view of the buffer, valid until the next call; empty at the end."""
+        buffer, rest, filled = self._buffer, self._rest, 0
+        while True:
+            if rest:
+                taken = rest[: PART_SIZE - filled]
+                # Appends during the first part (no view of the buffer exists yet), then
+                # overwrites: the buffer never changes size while a part's view is out.
+                buffer[filled : filled + len(taken)] = taken
+                filled += len(taken)
+                rest = rest[len(taken) :]
+                if filled == PART_SIZE:
+                    break
+            chunk = await anext(self._chunks, None)
+            if chunk is None:
+                break
+            rest = memoryview(chunk)
+        self._rest = rest
+        return memoryview(buffer)[:filled]
+
+
+class _PartFile(io.BytesIO):
+    """A part as the file object botocore and aiohttp read in 64 KiB slices, without copying
+    it whole as ``BytesIO(part)`` would. A BytesIO because aiohttp sends one from the event
+    loop, where another file object is read in a worker thread."""
+
+    def __init__(self, part: memoryview) -> None:
+        super().__init__()
+        self._part = part
+        self._position = 0
+
+    def getbuffer(self) -> memoryview:
+        # A view of its own: aiohttp releases what it is given.
+        return self._part[:]
+
+    def getvalue(self) -> bytes:
+        return bytes(self._part)
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = len(self._part) if size is None or size < 0 else self._position + size
+        chunk = bytes(self._part[self._position : end])
+        self._position += len(chunk)
+        return chunk
+
+    read1 = read
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        chunk = self._part[self._position : self._position + len(target)]
+        target[: len(chunk)] = chunk
+        self._position += len(chunk)
+        return len(chunk)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._part)}
+        self._position = max(0, min(base[whence] + offset, len(self._part)))
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
 
 
 def _ascii(metadata: dict[str, str]) -> dict[str, str]:

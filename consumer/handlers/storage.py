@@ -9,12 +9,14 @@ are taken while it streams through `Body`, once, whichever destination it goes t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import hashlib
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import msgspec
 import structlog
@@ -87,13 +89,27 @@ class Destination(Protocol):
     def location(self, names: Names) -> str:
         """Where the media goes, for logs."""
 
+    def writing(self) -> AbstractAsyncContextManager[Any]:
+        """Held while one recording is fetched and saved: waits while the destination has as
+        many under way as it can hold in memory."""
+
     async def stored(self, names: Names, metadata: dict[str, str]) -> Stored:
         """What is there now for the recording `metadata` (without bytes/sha256) describes."""
 
     async def save(
-        self, names: Names, body: Body, content_type: str | None, describe: Describe
+        self,
+        names: Names,
+        body: Body,
+        content_type: str | None,
+        metadata: dict[str, str],
+        describe: Describe,
     ) -> None:
-        """Stream `body` into the media, then the sidecar; all or nothing for the media."""
+        """Stream `body` into the media, then the sidecar; all or nothing for the media.
+        `metadata` describes the recording before the download (see `stored`)."""
+
+    async def identity(self, names: Names) -> dict[str, str] | None:
+        """The ids the stored copy was saved with (``accountid``, ``callid``, ``conferenceid``,
+        those it has), or None when nothing is stored."""
 
     async def delete(self, names: Names) -> bool:
         """Remove media and sidecar; whether the media was there. Absence is success."""
@@ -122,13 +138,22 @@ class LocalDestination:
     def location(self, names: Names) -> str:
         return str(self._root / names.account / names.media)
 
+    def writing(self) -> AbstractAsyncContextManager[Any]:
+        # One WRITE_BUFFER per download: `engine.max_in_flight` bounds them well enough.
+        return contextlib.nullcontext()
+
     async def stored(self, names: Names, metadata: dict[str, str]) -> Stored:
         return await asyncio.to_thread(
             _stored_locally, Folder(self._root, names.account), names, metadata.get("status")
         )
 
     async def save(
-        self, names: Names, body: Body, content_type: str | None, describe: Describe
+        self,
+        names: Names,
+        body: Body,
+        content_type: str | None,
+        metadata: dict[str, str],
+        describe: Describe,
     ) -> None:
         folder = Folder(self._root, names.account)
         part = folder.part_name(names.media)
@@ -140,9 +165,10 @@ class LocalDestination:
             async for chunk in body:
                 pending += chunk
                 if len(pending) >= WRITE_BUFFER:
-                    await asyncio.to_thread(file.write, bytes(pending))
+                    # Written from the buffer itself: it is cleared only once the write is done.
+                    await asyncio.to_thread(file.write, pending)
                     pending.clear()
-            await asyncio.to_thread(file.write, bytes(pending))
+            await asyncio.to_thread(file.write, pending)
             await asyncio.to_thread(folder.commit, file, part, names.media)
         except BaseException:
             folder.discard(file, part)
@@ -150,9 +176,30 @@ class LocalDestination:
         sidecar, _ = describe(body)
         await asyncio.to_thread(folder.write_atomically, names.sidecar, sidecar)
 
+    async def identity(self, names: Names) -> dict[str, str] | None:
+        return await asyncio.to_thread(_identity, Folder(self._root, names.account), names)
+
     async def delete(self, names: Names) -> bool:
         folder = Folder(self._root, names.account)
         return await asyncio.to_thread(_remove, folder, names)
+
+
+def _identity(folder: Folder, names: Names) -> dict[str, str] | None:
+    """The ids in the sidecar's event; empty if it is unreadable but the media is there."""
+    if not folder.path.is_dir():
+        return None
+    try:
+        ids = msgspec.json.decode(folder.read(names.sidecar), type=_Identified).event
+    except OSError:
+        try:
+            folder.size(names.media)
+        except OSError:
+            return None
+        return {}
+    except msgspec.DecodeError:
+        return {}
+    found = {"accountid": ids.account_id, "callid": ids.call_id, "conferenceid": ids.conference_id}
+    return {key: value for key, value in found.items() if value is not None}
 
 
 def _remove(folder: Folder, names: Names) -> bool:
@@ -174,6 +221,16 @@ class _SidecarEvent(msgspec.Struct):
 class _Sidecar(msgspec.Struct):
     event: _SidecarEvent
     download: _Done
+
+
+class _Ids(msgspec.Struct, rename="camel"):
+    account_id: str | None = None
+    call_id: str | None = None
+    conference_id: str | None = None
+
+
+class _Identified(msgspec.Struct):
+    event: _Ids
 
 
 def _stored_locally(folder: Folder, names: Names, status: str | None) -> Stored:
