@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import sys
 import time
@@ -28,6 +29,9 @@ REPEAT_INTERVAL = 10.0
 _COLLAPSED = frozenset({"warning", "error", "critical"})
 _MAX_TRACKED = 1_000
 """Distinct lines remembered per interval; more (per-message warnings) are written as they come."""
+_KEPT_WHOLE = 1_024
+"""Lines up to this many characters are remembered as they are; longer ones by their digest,
+so the table stays under about a megabyte whatever a producer puts in an event's fields."""
 
 
 def _dumps_text(obj: Any, **_: Any) -> str:
@@ -58,6 +62,8 @@ class Repeats:
                 if seen[1] or now - seen[0] < self._interval
             }
         key = repr([item for item in event.items() if not item[0].startswith("_")])
+        if len(key) > _KEPT_WHOLE:
+            key = hashlib.blake2b(key.encode(errors="surrogatepass"), digest_size=16).hexdigest()
         seen = self._lines.get(key)
         if seen is not None:
             if now - seen[0] < self._interval:
