@@ -7,7 +7,7 @@ in them could rewrite the operator's screen, hide lines or fake new ones.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TextIO
 
 _MARKS = r"\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 """DEL, the C1 controls, and the bidirectional marks and overrides."""
@@ -24,6 +24,11 @@ def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
     """`text` with every control character written as a ``\\xNN`` or ``\\uNNNN`` escape."""
     pattern = _CONTROLS_BUT_NEWLINE if keep_newlines else _CONTROLS
     return pattern.sub(_escape, text)
+
+
+def print_escaped(text: str, file: TextIO) -> None:
+    """Print `text` with its controls escaped: what every command line tool writes goes here."""
+    print(escape_controls(text), file=file)
 
 
 def escape_log_fields(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
