@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from consumer.config import KafkaSettings
@@ -81,11 +82,16 @@ def test_inspect_escapes_fields_types_and_envelope_ids() -> None:
     assert "[CloudEvent id=ce-\\x1b[1A\\u202e]" in wrapped.stdout
 
 
-async def test_run_summary_and_console_log_escape_a_hostile_event(
-    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+@pytest.mark.parametrize("log_format", ["console", "json"])
+async def test_run_summary_and_log_lines_escape_a_hostile_event(
+    kafka_bootstrap: str,
+    unique_name: str,
+    create_topic: Callable[..., Awaitable[None]],
+    log_format: str,
 ) -> None:
-    """`run --until-idle` with the console log format: the event's lines and the summary carry
-    no raw controls; the hostile status is counted as `other`."""
+    """`run --until-idle`, console or JSON log: the event's lines and the summary carry no raw
+    controls or bidi marks (JSON lines escape them as JSON, so they still decode to the
+    event's text); the hostile status is counted as `other`."""
     await create_topic(kafka_bootstrap, unique_name)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     await producer.start()
@@ -105,13 +111,18 @@ async def test_run_summary_and_console_log_escape_a_hostile_event(
         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
         RECORDING_CONSUMER__KAFKA__TOPIC=unique_name,
         RECORDING_CONSUMER__KAFKA__GROUP_ID=unique_name,
-        RECORDING_CONSUMER__LOGGING__FORMAT='"console"',
+        RECORDING_CONSUMER__LOGGING__FORMAT=f'"{log_format}"',
     )
 
     assert result.returncode == 0, result.stderr
     assert_escaped(result.stdout + result.stderr)
-    assert "\\x1b[2J\\u202eevil" in result.stdout, "the log line shows the status, escaped"
-    assert "holo\\x1b[31m\\u202e" in result.stdout
+    if log_format == "console":
+        assert "\\x1b[2J\\u202eevil" in result.stdout, "the log line shows the status, escaped"
+        assert "holo\\x1b[31m\\u202e" in result.stdout
+    else:
+        lines = [msgspec.json.decode(line) for line in result.stdout.splitlines()]
+        assert STATUS in [line.get("status") for line in lines]
+        assert "holo\x1b[31m\u202e" in [line.get("eventType") for line in lines]
     summary = result.stderr.split("Routed (status -> handler: events):\n")[1].splitlines()
     assert summary[0] == "  other        -> log: 1"
     assert summary[1] == "Outcomes: handled 1, skipped 1"

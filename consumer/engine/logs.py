@@ -19,7 +19,7 @@ import structlog
 from structlog.typing import EventDict
 
 from consumer.config import LoggingSettings
-from consumer.engine.printable import escape_log_fields
+from consumer.engine.printable import escape_json_marks, escape_log_fields
 
 _encode = msgspec.json.Encoder(enc_hook=repr).encode
 
@@ -35,7 +35,7 @@ so the table stays under about a megabyte whatever a producer puts in an event's
 
 
 def _dumps_text(obj: Any, **_: Any) -> str:
-    return _encode(obj).decode()
+    return escape_json_marks(_encode(obj)).decode()
 
 
 class Repeats:
@@ -124,7 +124,7 @@ class JsonLine:
     def __call__(self, logger: Any, method: str, event: EventDict) -> bytes:
         if "exc_info" in event:
             event = self._exceptions(logger, method, event)
-        return _encode(event)
+        return escape_json_marks(_encode(event))
 
 
 class TurnFlushedLogger:
