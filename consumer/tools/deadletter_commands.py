@@ -1,14 +1,13 @@
 """Operator tools for the dead-letter topic: list dead letters with their reasons, replay them.
 
-Both read up to the end offsets found at start, so they finish even while new dead letters arrive.
+Both read through `Reader`, up to the end offsets found at start, so they finish even while new
+dead letters arrive.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack, aclosing
-from types import TracebackType
 from typing import Any, NamedTuple, TextIO
 
 import msgspec
@@ -18,13 +17,12 @@ from aiokafka.errors import KafkaError
 from consumer.config import KafkaSettings
 from consumer.engine import connection
 from consumer.engine import deadletter_headers as dl
-from consumer.engine.admin import admin_client
 from consumer.engine.deadletter_headers import dlq_fields, malformed_header
 from consumer.engine.deadletter_publisher import request_size
 from consumer.engine.printable import print_escaped
 from consumer.errors import ConsumerError
+from consumer.tools.topic_reader import FETCH_TIMEOUT_MS, Reader, topic_partitions
 
-FETCH_TIMEOUT_MS = 1_000
 REFETCH_TIMEOUT = 60.0
 """Seconds reading back one reference record's value may take before replay stops."""
 
@@ -60,7 +58,7 @@ async def show(kafka: KafkaSettings, dlq_topic: str, limit: int | None, out: Tex
     """Print one line per dead letter (at most `limit`), oldest first per partition."""
     count = 0
     async with (
-        _Reader(kafka, dlq_topic, group=None) as reader,
+        Reader(kafka, dlq_topic, group=None) as reader,
         aclosing(reader.batches()) as batches,
     ):
         async for batch in batches:
@@ -126,7 +124,7 @@ async def replay(
             max_request_size=await request_size(kafka, max_request_size),
         )
     replayed = skipped = 0
-    async with _Reader(kafka, dlq_topic, group=group) as reader, AsyncExitStack() as stack:
+    async with Reader(kafka, dlq_topic, group=group) as reader, AsyncExitStack() as stack:
         originals = _Originals(kafka, stack)
         if producer is not None:
             await connection.start(producer, kafka)
@@ -280,7 +278,7 @@ class _Originals:
     async def _source_partitions(self) -> set[int]:
         if self._partitions is None:
             try:
-                described = await _topic_partitions(self._kafka, self._kafka.topic)
+                described = await topic_partitions(self._kafka, self._kafka.topic)
             except ConsumerError:
                 described = []  # no source topic: no reference record can be read back
             self._partitions = {tp.partition for tp in described}
@@ -297,83 +295,3 @@ class _Originals:
             self._stack.push_async_callback(consumer.stop)
             self._consumer = consumer
         return self._consumer
-
-
-class _Reader:
-    """A consumer of every partition of `topic`, from the group's position (or the beginning)
-    up to the end offsets seen at start; no group membership, so there is no rebalance to wait on.
-    """
-
-    def __init__(self, kafka: KafkaSettings, topic: str, group: str | None) -> None:
-        self._kafka = kafka
-        self._topic = topic
-        self._group = group
-        self._consumer: Any = None
-        self._ends: dict[TopicPartition, int] = {}
-
-    async def __aenter__(self) -> _Reader:
-        partitions = await _topic_partitions(self._kafka, self._topic)
-        # Built only now: a consumer that is never started warns when collected.
-        self._consumer = AIOKafkaConsumer(
-            **connection.client_options(self._kafka),
-            group_id=self._group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level=self._kafka.isolation_level,
-        )
-        await connection.start(self._consumer, self._kafka)
-        try:
-            self._consumer.assign(partitions)
-            for tp in partitions:
-                committed = await self._consumer.committed(tp) if self._group else None
-                if committed is None:
-                    await self._consumer.seek_to_beginning(tp)
-                else:
-                    self._consumer.seek(tp, committed)
-            self._ends = await self._consumer.end_offsets(partitions)
-        except BaseException:
-            await self._consumer.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._consumer.stop()
-
-    async def batches(self) -> AsyncGenerator[dict[TopicPartition, list[Any]], None]:
-        """Fetched records, none at or past the end offsets; stops once every one is reached."""
-        pending = [tp for tp, end in self._ends.items() if await self._consumer.position(tp) < end]
-        while pending:
-            fetched = await self._consumer.getmany(*pending, timeout_ms=FETCH_TIMEOUT_MS)
-            batch = {
-                tp: kept
-                for tp, records in fetched.items()
-                if (kept := [r for r in records if r.offset < self._ends[tp]])
-            }
-            if batch:
-                yield batch
-            pending = [tp for tp in pending if await self._consumer.position(tp) < self._ends[tp]]
-
-    async def commit(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        if batch:
-            await self._consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batch.items()})
-
-
-async def _topic_partitions(kafka: KafkaSettings, topic: str) -> list[TopicPartition]:
-    """The partitions of `topic`; ConsumerError when it does not exist."""
-    # Asking a consumer for the partitions of a missing topic would auto-create it.
-    async with admin_client(kafka) as admin:
-        if topic not in await admin.list_topics():
-            raise ConsumerError(f"topic {topic!r} does not exist")
-        (described,) = await admin.describe_topics([topic])
-    return [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-
-
-async def read_all(kafka: KafkaSettings, topic: str) -> list[Any]:
-    """Every record of `topic` up to its end offsets now, oldest first per partition."""
-    async with (
-        _Reader(kafka, topic, group=None) as reader,
-        aclosing(reader.batches()) as batches,
-    ):
-        return [m async for batch in batches for records in batch.values() for m in records]
