@@ -411,4 +411,6 @@ def test_cli_replay_exit_status_says_some_were_skipped(
         f"cannot replay {unique_name}.dlq/0/1",
         f"would replay {unique_name}.dlq/0/2 to {unique_name}",
     ]
-    assert result.stderr.splitlines()[-1] == "would replay 1 dead letters, skipped 2 that cannot be"
+    assert result.stderr.splitlines()[-1] == (
+        "would replay 1 dead letters; skipped 2 that cannot be replayed"
+    )

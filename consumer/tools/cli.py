@@ -275,7 +275,7 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
         )
     )
     verb = "would replay" if args.dry_run else "replayed"
-    skipped = f", skipped {counts.skipped} that cannot be" if counts.skipped else ""
+    skipped = f"; skipped {counts.skipped} that cannot be replayed" if counts.skipped else ""
     print(f"{verb} {counts.replayed} dead letters{skipped}", file=sys.stderr)
     return EXIT_SKIPPED if counts.skipped else 0
 

@@ -33,6 +33,8 @@ class NotReplayable(Exception):
 
 
 class ReplayCounts(NamedTuple):
+    """What a replay did; `skipped` decides the command's exit status."""
+
     replayed: int
     """Republished (with `dry_run`: would be)."""
     skipped: int
