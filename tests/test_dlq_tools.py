@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -18,7 +21,7 @@ from consumer.engine.deadletter_publisher import DeadLetterPublisher
 from consumer.errors import ConsumerError, DecodeError, PermanentFailure
 from consumer.interface import Record
 from consumer.tools import deadletter_commands as dlq
-from tests.support import committed_and_end, read_topic
+from tests.support import REPO, committed_and_end, read_topic
 from tests.test_deadletter import FIRST, LAST
 
 UNDECODABLE = b'{"eventType": "recordingAvailable", "channels": "one"}'
@@ -112,7 +115,7 @@ async def test_replay_republishes_only_matches_and_never_twice(
         60,
     )
 
-    assert replayed == 1
+    assert replayed == (1, 0)
     assert out.getvalue() == f"replayed {dlq_topic}/0/0 to {unique_name}\n"
     (message,) = await read_topic(kafka_bootstrap, unique_name)
     assert message.key == b"r-1"
@@ -136,7 +139,7 @@ async def test_replay_republishes_only_matches_and_never_twice(
         dry_run=False,
         out=again,
     )
-    assert await asyncio.wait_for(everything, 60) == 0
+    assert await asyncio.wait_for(everything, 60) == (0, 0)
     assert again.getvalue() == ""
     _, source_end = await committed_and_end(kafka_bootstrap, unique_name, group)
     assert source_end == {0: 1}
@@ -162,7 +165,7 @@ async def test_dry_run_publishes_and_commits_nothing(
         dry_run=True,
         out=out,
     )
-    assert await asyncio.wait_for(dry, 60) == 1
+    assert await asyncio.wait_for(dry, 60) == (1, 0)
 
     assert out.getvalue() == f"would replay {dlq_topic}/0/1 to {unique_name}\n"
     committed, end = await committed_and_end(kafka_bootstrap, dlq_topic, group)
@@ -191,7 +194,7 @@ async def test_empty_topic_finishes_and_a_missing_one_is_an_error(
         dry_run=False,
         out=out,
     )
-    assert await asyncio.wait_for(empty, 30) == 0
+    assert await asyncio.wait_for(empty, 30) == (0, 0)
     assert out.getvalue() == ""
     with pytest.raises(ConsumerError, match="does not exist"):
         await dlq.show(kafka, f"{unique_name}.missing", None, out)
@@ -216,7 +219,7 @@ async def test_replay_ignores_a_forged_destination_and_refuses_internal_topics(
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
     group = f"{unique_name}.replay"
 
-    def replay(to: str, out: io.StringIO) -> Awaitable[int]:
+    def replay(to: str, out: io.StringIO) -> Awaitable[dlq.ReplayCounts]:
         return dlq.replay(
             kafka,
             dlq_topic,
@@ -235,7 +238,7 @@ async def test_replay_ignores_a_forged_destination_and_refuses_internal_topics(
     assert committed == {0: 0}, "a refused replay consumes nothing"
 
     out = io.StringIO()
-    assert await asyncio.wait_for(replay(unique_name, out), 60) == 1
+    assert await asyncio.wait_for(replay(unique_name, out), 60) == (1, 0)
     assert out.getvalue() == f"replayed {dlq_topic}/0/0 to {unique_name}\n"
     (message,) = await read_topic(kafka_bootstrap, unique_name)
     assert message.value == b'{"recordingId": "r-f"}'
@@ -269,3 +272,145 @@ async def test_show_escapes_control_characters_from_headers_and_values(
     assert "recordingId=r-\\x1b[31m" in line
     assert "handler=log\\x1b[2J" in line
     assert "path=$.x\\u202e" in line
+
+
+SOURCE_TIMESTAMP = 1_700_000_000_000
+ORIGINAL = b'{"recordingId": "r-src", "status": "complete"}'
+
+
+def reference(topic: str, **changes: bytes) -> list[tuple[str, bytes | None]]:
+    """The headers of a reference record for offset 0 of partition 0 of `topic`, as the
+    publisher writes them, with `changes` (by header name)."""
+    headers: dict[str, bytes | None] = {
+        dl.TOPIC: topic.encode(),
+        dl.PARTITION: b"0",
+        dl.OFFSET: b"0",
+        dl.TIMESTAMP: str(SOURCE_TIMESTAMP).encode(),
+        dl.ERROR_CLASS: b"DecodeError",
+        dl.VALUE_TOO_LARGE: str(len(ORIGINAL)).encode(),
+    }
+    return list((headers | changes).items())
+
+
+async def test_replay_passes_over_forged_dead_letters_and_replays_the_rest(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """Forged reference records (a partition that does not exist, a number that is not one, a
+    refetched value whose size or timestamp differs) and a null dlq.* header get one escaped
+    line each, at once; the good dead letters around them are replayed, everything is
+    committed, a rerun finds nothing, and `dlq show` lists all of them without crashing."""
+    source, dlq_topic = unique_name, f"{unique_name}.dlq"
+    await create_topic(kafka_bootstrap, source)
+    await create_topic(kafka_bootstrap, dlq_topic)
+    topic = source.encode()
+    forged: list[list[tuple[str, bytes | None]]] = [
+        reference(source, **{dl.PARTITION: b"999"}),
+        [(dl.ERROR_CLASS, None), (dl.TOPIC, topic)],
+        reference(source, **{dl.VALUE_TOO_LARGE: str(len(ORIGINAL) + 1).encode()}),
+        reference(source, **{dl.TIMESTAMP: str(SOURCE_TIMESTAMP + 1).encode()}),
+        reference(source, **{dl.PARTITION: "0\x1b[2J\u202e".encode()}),
+        reference(source),  # genuine
+        [(dl.TOPIC, topic), (dl.ERROR_CLASS, b"PermanentFailure")],  # genuine, value kept
+    ]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(source, ORIGINAL, key=b"r-src", timestamp_ms=SOURCE_TIMESTAMP)
+        for n, headers in enumerate(forged):
+            value = b"" if any(k == dl.VALUE_TOO_LARGE for k, _ in headers) else b'{"n": %d}' % n
+            await producer.send_and_wait(dlq_topic, value, key=b"k%d" % n, headers=headers)
+    finally:
+        await producer.stop()
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=source)
+    group = f"{unique_name}.replay"
+
+    def replay(out: io.StringIO) -> Awaitable[dlq.ReplayCounts]:
+        return dlq.replay(
+            kafka,
+            dlq_topic,
+            group,
+            to=source,
+            error_class=None,
+            handler=None,
+            recording_id=None,
+            dry_run=False,
+            out=out,
+        )
+
+    out = io.StringIO()
+    assert await asyncio.wait_for(replay(out), 20) == (2, 5), out.getvalue()
+    assert out.getvalue().splitlines() == [
+        f"cannot replay {dlq_topic}/0/0: its value was too large to dead-letter and "
+        f"{source}/999/0 names a partition {source} does not have; skipped",
+        f"cannot replay {dlq_topic}/0/1: header dlq.error.class is null; skipped",
+        f"cannot replay {dlq_topic}/0/2: {source}/0/0 holds {len(ORIGINAL)} bytes, "
+        f"the dead letter says {len(ORIGINAL) + 1}; skipped",
+        f"cannot replay {dlq_topic}/0/3: {source}/0/0 was written at {SOURCE_TIMESTAMP}, "
+        f"the dead letter says {SOURCE_TIMESTAMP + 1}; skipped",
+        f"cannot replay {dlq_topic}/0/4: header dlq.partition is not a number: "
+        "'0\\x1b[2J\\u202e'; skipped",
+        f"replayed {dlq_topic}/0/5 to {source}",
+        f"replayed {dlq_topic}/0/6 to {source}",
+    ]
+    _, first, second = await read_topic(kafka_bootstrap, source)
+    assert (first.key, first.value) == (b"k5", ORIGINAL)
+    assert (second.key, second.value) == (b"k6", b'{"n": 6}')
+    committed, end = await committed_and_end(kafka_bootstrap, dlq_topic, group)
+    assert committed == end == {0: len(forged)}
+
+    again = io.StringIO()
+    assert await asyncio.wait_for(replay(again), 20) == (0, 0)
+    assert again.getvalue() == ""
+
+    shown = io.StringIO()
+    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, shown), 20) == len(forged)
+    lines = shown.getvalue().splitlines()
+    assert 'malformed="header dlq.error.class is null"' in lines[1]
+    assert "\x1b" not in shown.getvalue()
+    assert "\u202e" not in shown.getvalue()
+    assert "malformed=" not in lines[5] + lines[6]
+
+
+def test_cli_replay_exit_status_says_some_were_skipped(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """`dlq replay` with a forged reference to partition 999 and a null dlq.* header exits 4
+    within seconds: one line each on stdout, the count on stderr, no traceback."""
+
+    async def forge() -> None:
+        await create_topic(kafka_bootstrap, unique_name)
+        await create_topic(kafka_bootstrap, f"{unique_name}.dlq")
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            forged: list[list[tuple[str, bytes | None]]] = [
+                reference(unique_name, **{dl.PARTITION: b"999"}),
+                [(dl.HANDLER, None)],
+                [(dl.ERROR_CLASS, b"PermanentFailure")],
+            ]
+            for headers in forged:
+                await producer.send_and_wait(f"{unique_name}.dlq", b"{}", headers=headers)
+        finally:
+            await producer.stop()
+
+    asyncio.run(forge())
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "RECORDING_CONSUMER__KAFKA__TOPIC": unique_name,
+        "RECORDING_CONSUMER__KAFKA__GROUP_ID": unique_name,
+    }
+    command = [sys.executable, "-m", "consumer", "dlq", "replay", "--dry-run"]
+    result = subprocess.run(
+        command, env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 4, result.stderr
+    assert "Traceback" not in result.stderr
+    assert [line.split(": ")[0] for line in result.stdout.splitlines()] == [
+        f"cannot replay {unique_name}.dlq/0/0",
+        f"cannot replay {unique_name}.dlq/0/1",
+        f"would replay {unique_name}.dlq/0/2 to {unique_name}",
+    ]
+    assert result.stderr.splitlines()[-1] == (
+        "would replay 1 dead letters; skipped 2 that cannot be replayed"
+    )

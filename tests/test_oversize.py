@@ -45,7 +45,8 @@ async def big_source(
         sent = await producer.send_and_wait(
             unique_name, BIG, key=b"r-big", headers=[("traceparent", b"t")]
         )
-        yield Record(unique_name, 0, sent.offset, b"r-big", (("traceparent", b"t"),), 1), producer
+        headers = (("traceparent", b"t"),)
+        yield Record(unique_name, 0, sent.offset, b"r-big", headers, sent.timestamp), producer
     finally:
         await producer.stop()
 
@@ -120,7 +121,7 @@ async def test_too_large_for_the_dead_letter_topic_becomes_a_reference_record_an
     assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, shown), 60) == 1
     assert f"value=too-large:{len(BIG)}-bytes-not-stored" in shown.getvalue()
 
-    def replay(group: str, out: io.StringIO) -> Awaitable[int]:
+    def replay(group: str, out: io.StringIO) -> Awaitable[dlq.ReplayCounts]:
         return dlq.replay(
             kafka,
             dlq_topic,
@@ -134,7 +135,7 @@ async def test_too_large_for_the_dead_letter_topic_becomes_a_reference_record_an
         )
 
     out = io.StringIO()
-    assert await asyncio.wait_for(replay(f"{unique_name}.a", out), 60) == 1
+    assert await asyncio.wait_for(replay(f"{unique_name}.a", out), 60) == (1, 0)
     assert out.getvalue() == f"replayed {dlq_topic}/0/0 to {unique_name}\n"
     _, replayed = await read_topic(kafka_bootstrap, unique_name)
     assert (replayed.key, replayed.value) == (b"r-big", BIG)
@@ -143,7 +144,7 @@ async def test_too_large_for_the_dead_letter_topic_becomes_a_reference_record_an
     async with admin_client(kafka_bootstrap) as admin:
         await admin.delete_records({TopicPartition(unique_name, 0): RecordsToDelete(1)})
     gone = io.StringIO()
-    assert await asyncio.wait_for(replay(f"{unique_name}.b", gone), 60) == 0
+    assert await asyncio.wait_for(replay(f"{unique_name}.b", gone), 60) == (0, 1)
     assert gone.getvalue() == (
         f"cannot replay {dlq_topic}/0/0: its value was too large to dead-letter and "
         f"{unique_name}/0/0 is no longer retained; skipped\n"

@@ -8,6 +8,7 @@ they end up in the dead-letter topic for anyone who reads it.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -120,6 +121,35 @@ def iso_utc(seconds: float) -> str:
     return stamp.replace("+00:00", "Z")
 
 
-def dlq_fields(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
-    """The ``dlq.*`` headers by name; the last wins, as ours come after the original ones."""
-    return {k: v.decode(errors="replace") for k, v in headers if k.startswith(PREFIX)}
+def dlq_fields(headers: Sequence[tuple[str, bytes | None]]) -> dict[str, str]:
+    """The ``dlq.*`` headers by name; the last wins, as ours come after the original ones.
+
+    A null value counts as absent; `malformed_header` says whether there was one.
+    """
+    return {
+        k: v.decode(errors="replace") for k, v in headers if k.startswith(PREFIX) and v is not None
+    }
+
+
+_NUMBERS = frozenset({PARTITION, OFFSET, TIMESTAMP, ATTEMPTS, VALUE_TOO_LARGE})
+_NUMBER = re.compile(r"-?[0-9]{1,19}")
+
+
+def malformed_header(headers: Sequence[tuple[str, bytes | None]]) -> str | None:
+    """What makes these ``dlq.*`` headers unlike any the engine writes, or None.
+
+    Anyone who can write to the dead-letter topic can forge them: a null value, one that is not
+    UTF-8, or a number that is not one is named here so the tools can pass the record over.
+    """
+    for name, value in headers:
+        if not name.startswith(PREFIX):
+            continue
+        if value is None:
+            return f"header {name} is null"
+        try:
+            text = value.decode()
+        except UnicodeDecodeError:
+            return f"header {name} is not UTF-8"
+        if name in _NUMBERS and not _NUMBER.fullmatch(text):
+            return f"header {name} is not a number: {text[:40]!r}"
+    return None

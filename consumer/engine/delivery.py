@@ -151,7 +151,7 @@ class Delivery:
                 durations.observe(name, "ok", time.perf_counter() - started)
                 if retry is not None:
                     retry.failures.pop(name, None)
-                self._tally.routed[(event.status or "(none)", name)] += 1
+                self._tally.handled_by(event.status, name)
         if retry is not None:
             retry.pending = tuple(failing)
             if retry.pending or retry.given_up:

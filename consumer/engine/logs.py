@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import sys
 import time
@@ -18,7 +19,7 @@ import structlog
 from structlog.typing import EventDict
 
 from consumer.config import LoggingSettings
-from consumer.engine.printable import escape_log_fields
+from consumer.engine.printable import escape_json_marks, escape_log_fields
 
 _encode = msgspec.json.Encoder(enc_hook=repr).encode
 
@@ -28,10 +29,13 @@ REPEAT_INTERVAL = 10.0
 _COLLAPSED = frozenset({"warning", "error", "critical"})
 _MAX_TRACKED = 1_000
 """Distinct lines remembered per interval; more (per-message warnings) are written as they come."""
+_KEPT_WHOLE = 1_024
+"""Lines up to this many characters are remembered as they are; longer ones by their digest,
+so the table stays under about a megabyte whatever a producer puts in an event's fields."""
 
 
 def _dumps_text(obj: Any, **_: Any) -> str:
-    return _encode(obj).decode()
+    return escape_json_marks(_encode(obj)).decode()
 
 
 class Repeats:
@@ -58,6 +62,8 @@ class Repeats:
                 if seen[1] or now - seen[0] < self._interval
             }
         key = repr([item for item in event.items() if not item[0].startswith("_")])
+        if len(key) > _KEPT_WHOLE:
+            key = hashlib.blake2b(key.encode(errors="surrogatepass"), digest_size=16).hexdigest()
         seen = self._lines.get(key)
         if seen is not None:
             if now - seen[0] < self._interval:
@@ -118,7 +124,7 @@ class JsonLine:
     def __call__(self, logger: Any, method: str, event: EventDict) -> bytes:
         if "exc_info" in event:
             event = self._exceptions(logger, method, event)
-        return _encode(event)
+        return escape_json_marks(_encode(event))
 
 
 class TurnFlushedLogger:

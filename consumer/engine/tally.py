@@ -1,11 +1,15 @@
-"""What a worker did: counted on the hot path as dict increments, read by metrics and summaries."""
+"""What a worker did: counted on the hot path as dict increments, read by metrics and summaries.
+
+Statuses and event types come from whoever produced the message: they are folded into the
+known values and `other` as they are counted, so distinct values (of any length) add no keys.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
 
-from consumer.observability.metrics import MAX_RAW_SERIES, Durations, message_labels
+from consumer.observability.metrics import Durations, message_labels, status_label
 from consumer.outcomes import Outcome
 
 
@@ -15,9 +19,9 @@ class Tally:
 
     outcomes: Counter[Outcome] = field(default_factory=Counter)
     routed: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """(status, handler) -> events that handler finished."""
-    messages: dict[tuple[str, str | None, str | None], int] = field(default_factory=dict)
-    """(outcome, status, event type) -> messages, for the metrics, which fold the values."""
+    """(status label, handler) -> events that handler finished; unknown statuses are `other`."""
+    messages: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    """(outcome, status, event type) label values -> messages, unknown values folded."""
     retries: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
     """Reason (undecodable, handler_failed) -> messages dead-lettered."""
@@ -30,11 +34,10 @@ class Tally:
         self.outcomes[outcome] += 1
         if outcome == "retried":
             return
-        # Counted as they come (the hot path); folded into label values only when scraped.
+        key = message_labels(outcome, status, event_type)
         messages = self.messages
-        key: tuple[str, str | None, str | None] = (outcome, status, event_type)
-        count = messages.get(key)
-        if count is None and len(messages) >= MAX_RAW_SERIES:
-            key = message_labels(*key)  # odd values keep coming: fold now, stay bounded
-            count = messages.get(key)
-        messages[key] = 1 if count is None else count + 1
+        messages[key] = messages.get(key, 0) + 1
+
+    def handled_by(self, status: str | None, handler: str) -> None:
+        """`handler` finished an event of `status`."""
+        self.routed[(status_label(status), handler)] += 1

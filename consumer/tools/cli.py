@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from consumer.config import DEFAULT_CONFIG, Settings, load_settings, settings_file
+from consumer.engine.printable import print_escaped
 from consumer.errors import ConfigError, ConsumerError, KafkaConnectError, UnreadableBatch
 from consumer.secret import encode_secret
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 
 EXIT_UNREADABLE = 3
 """`run` stopped on a batch it cannot read (2 is a settings error)."""
+EXIT_SKIPPED = 4
+"""`dlq replay` passed over dead letters it cannot replay (one line each); the rest went."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,10 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config, os.environ)
         result: int = args.command(args, settings)
     except KafkaConnectError as exc:
-        print(f"recording-consumer: {exc}", file=sys.stderr)
+        print_escaped(f"recording-consumer: {exc}", sys.stderr)
         return 1
     except ConsumerError as exc:
-        print(f"recording-consumer: {exc}", file=sys.stderr)
+        print_escaped(f"recording-consumer: {exc}", sys.stderr)
         return 2
     return result
 
@@ -163,7 +166,8 @@ def _print_summary(worker: Worker) -> None:
     lines.append(
         "Outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(worker.tally.outcomes.items()))
     )
-    print("\n".join(lines), file=sys.stderr)
+    for line in lines:
+        print_escaped(line, sys.stderr)
 
 
 def _routed_handlers(settings: Settings) -> dict[str, Handler]:
@@ -256,7 +260,7 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.tools.deadletter_commands import replay
 
     asyncio.run(_reach(settings.kafka))
-    count = asyncio.run(
+    counts = asyncio.run(
         replay(
             settings.kafka,
             dead_letter_topic(settings),
@@ -271,8 +275,9 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
         )
     )
     verb = "would replay" if args.dry_run else "replayed"
-    print(f"{verb} {count} dead letters", file=sys.stderr)
-    return 0
+    skipped = f"; skipped {counts.skipped} that cannot be replayed" if counts.skipped else ""
+    print(f"{verb} {counts.replayed} dead letters{skipped}", file=sys.stderr)
+    return EXIT_SKIPPED if counts.skipped else 0
 
 
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
@@ -306,10 +311,10 @@ async def _reach(kafka: KafkaSettings) -> None:
     from consumer.observability.startup import wait_for_kafka
 
     def waiting(attempt: int, error: str, left: float) -> None:
-        print(
+        print_escaped(
             f"recording-consumer: Kafka at {kafka.bootstrap_servers} not reachable yet "
             f"(attempt {attempt}: {error}); retrying for {left:.0f} s more",
-            file=sys.stderr,
+            sys.stderr,
         )
 
     await wait_for_kafka(kafka, waiting)

@@ -1,29 +1,44 @@
 """Operator tools for the dead-letter topic: list dead letters with their reasons, replay them.
 
-Both read up to the end offsets found at start, so they finish even while new dead letters arrive.
+Both read through `Reader`, up to the end offsets found at start, so they finish even while new
+dead letters arrive.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack, aclosing
-from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from consumer.config import KafkaSettings
 from consumer.engine import connection
 from consumer.engine import deadletter_headers as dl
-from consumer.engine.admin import admin_client
-from consumer.engine.deadletter_headers import dlq_fields
+from consumer.engine.deadletter_headers import dlq_fields, malformed_header
 from consumer.engine.deadletter_publisher import request_size
-from consumer.engine.printable import escape_controls
+from consumer.engine.printable import print_escaped
 from consumer.errors import ConsumerError
+from consumer.tools.topic_reader import FETCH_TIMEOUT_MS, Reader, topic_partitions
 
-FETCH_TIMEOUT_MS = 1_000
+REFETCH_TIMEOUT = 60.0
+"""Seconds reading back one reference record's value may take before replay stops."""
+
+
+class NotReplayable(Exception):
+    """A dead letter replay passes over, for the reason given: its headers are forged or
+    broken, or the source record they name is gone or is not the one that failed."""
+
+
+class ReplayCounts(NamedTuple):
+    """What a replay did; `skipped` decides the command's exit status."""
+
+    replayed: int
+    """Republished (with `dry_run`: would be)."""
+    skipped: int
+    """Matched the filters but could not be replayed; each got a ``cannot replay`` line."""
 
 
 class _Ids(msgspec.Struct, rename="camel"):
@@ -45,14 +60,14 @@ async def show(kafka: KafkaSettings, dlq_topic: str, limit: int | None, out: Tex
     """Print one line per dead letter (at most `limit`), oldest first per partition."""
     count = 0
     async with (
-        _Reader(kafka, dlq_topic, group=None) as reader,
+        Reader(kafka, dlq_topic, group=None) as reader,
         aclosing(reader.batches()) as batches,
     ):
         async for batch in batches:
             for message in (m for records in batch.values() for m in records):
                 if limit is not None and count >= limit:
                     return count
-                out.write(_describe(message) + "\n")
+                print_escaped(_describe(message), out)
                 count += 1
     return count
 
@@ -69,7 +84,7 @@ async def replay(
     dry_run: bool,
     out: TextIO,
     max_request_size: int | None = None,
-) -> int:
+) -> ReplayCounts:
     """Republish the dead letters matching every given filter to the topic `to`.
 
     `to` comes from the operator (the worker's source topic unless ``--to`` names another),
@@ -80,11 +95,16 @@ async def replay(
     the last one stopped and never republishes twice (a crash between the broker's ack and the
     commit repeats that one batch). Dead letters that do not match are passed over all the same:
     replaying them later, with other filters, needs another `group`. With `dry_run` nothing is
-    published or committed. Returns how many were (or, dry, would be) replayed.
+    published or committed.
 
     A reference record (its value was too large to dead-letter) is replayed with the value
-    refetched from its source offset; when the source topic no longer retains it, that is said
-    and the dead letter is passed over. `max_request_size` is ``dead_letter.max_request_size``.
+    refetched from its source offset. A dead letter that cannot be replayed gets one ``cannot
+    replay`` line and is passed over like the others: ``dlq.*`` headers that are null, not
+    UTF-8 or not numbers where numbers belong; a source partition that does not exist, an
+    offset no longer retained, or a record whose size or timestamp is not the one the dead
+    letter names. Reading back a source record that exists but does not come within
+    `REFETCH_TIMEOUT` stops the replay (ConsumerError), that batch uncommitted.
+    `max_request_size` is ``dead_letter.max_request_size``.
     """
 
     def matches(fields: dict[str, str], value: bytes | None) -> bool:
@@ -105,8 +125,8 @@ async def replay(
             compression_type=kafka.producer_compression,
             max_request_size=await request_size(kafka, max_request_size),
         )
-    replayed = 0
-    async with _Reader(kafka, dlq_topic, group=group) as reader, AsyncExitStack() as stack:
+    replayed = skipped = 0
+    async with Reader(kafka, dlq_topic, group=group) as reader, AsyncExitStack() as stack:
         originals = _Originals(kafka, stack)
         if producer is not None:
             await connection.start(producer, kafka)
@@ -114,28 +134,22 @@ async def replay(
             async for batch in reader.batches():
                 sent = []
                 for message in (m for records in batch.values() for m in records):
-                    fields = dlq_fields(message.headers)
-                    if not matches(fields, message.value):
-                        continue
                     where = _where(message)
-                    value = message.value
-                    if dl.VALUE_TOO_LARGE in fields:
-                        # Only the source topic is read back: the header could name any topic.
-                        if fields.get(dl.TOPIC) != kafka.topic:
-                            out.write(
-                                f"cannot replay {where}: its value was too large to dead-letter "
-                                f"and {_source(fields)} is not in {kafka.topic}; skipped\n"
-                            )
-                            continue
-                        value = await originals.value(fields)
-                        if value is None:
-                            out.write(
-                                f"cannot replay {where}: its value was too large to dead-letter "
-                                f"and {_source(fields)} is no longer retained; skipped\n"
-                            )
-                            continue
+                    fields = dlq_fields(message.headers)
+                    # Broken headers are named whatever the filters: they cannot be read either.
+                    problem = malformed_header(message.headers)
+                    if problem is None and not matches(fields, message.value):
+                        continue
+                    try:
+                        if problem is not None:
+                            raise NotReplayable(problem)
+                        value = await originals.value_for(message, fields)
+                    except NotReplayable as exc:
+                        print_escaped(f"cannot replay {where}: {exc}; skipped", out)
+                        skipped += 1
+                        continue
                     if producer is None:
-                        out.write(f"would replay {where} to {to}\n")
+                        print_escaped(f"would replay {where} to {to}", out)
                         replayed += 1
                     else:
                         headers = [
@@ -143,17 +157,17 @@ async def replay(
                         ]
                         headers.append((dl.REPLAYED_FROM, where.encode()))
                         future = await producer.send(to, value, key=message.key, headers=headers)
-                        sent.append((future, f"replayed {where} to {to}\n"))
+                        sent.append((future, f"replayed {where} to {to}"))
                 for future, line in sent:
                     await future
-                    out.write(line)
+                    print_escaped(line, out)
                 replayed += len(sent)
                 if producer is not None:
                     await reader.commit(batch)
         finally:
             if producer is not None:
                 await producer.stop()
-    return replayed
+    return ReplayCounts(replayed, skipped)
 
 
 def _where(message: Any) -> str:
@@ -170,8 +184,11 @@ def _describe(message: Any) -> str:
     error = msgspec.json.encode(fields.get(dl.ERROR_MESSAGE, "")).decode()
     too_large = fields.get(dl.VALUE_TOO_LARGE)
     value = [] if too_large is None else [f"value=too-large:{too_large}-bytes-not-stored"]
-    # Headers and values are the producer's: escaped, they cannot drive the terminal.
-    line = " ".join(
+    problem = malformed_header(message.headers)
+    if problem is not None:
+        value.append(f"malformed={msgspec.json.encode(problem).decode()}")
+    # Headers and values are the producer's: `show` prints the line escaped.
+    return " ".join(
         [
             f"{message.partition}/{message.offset}",
             f"from={source}",
@@ -185,7 +202,6 @@ def _describe(message: Any) -> str:
             *value,
         ]
     )
-    return escape_controls(line)
 
 
 class _Originals:
@@ -195,30 +211,80 @@ class _Originals:
         self._kafka = kafka
         self._stack = stack
         self._consumer: Any = None
+        self._partitions: set[int] | None = None
 
-    async def value(self, fields: dict[str, str]) -> bytes | None:
-        """The source record's value, or None when the topic no longer retains that offset."""
+    async def value_for(self, message: Any, fields: dict[str, str]) -> bytes | None:
+        """The value to replay for the dead letter `message`: its own, or a reference record's
+        source value, checked against the size and timestamp the reference names."""
+        if dl.VALUE_TOO_LARGE not in fields:
+            value: bytes | None = message.value
+            return value
+        source = _source(fields)
+        # Only the source topic is read back: the header could name any topic.
+        if fields.get(dl.TOPIC) != self._kafka.topic:
+            raise NotReplayable(
+                f"its value was too large to dead-letter and {source} is not in {self._kafka.topic}"
+            )
         try:
-            tp = TopicPartition(self._kafka.topic, int(fields[dl.PARTITION]))
-            offset = int(fields[dl.OFFSET])
-        except (KeyError, ValueError):
-            return None  # headers that name no record cannot be read back
+            partition, offset = int(fields[dl.PARTITION]), int(fields[dl.OFFSET])
+            size, timestamp = int(fields[dl.VALUE_TOO_LARGE]), int(fields[dl.TIMESTAMP])
+        except KeyError as exc:
+            raise NotReplayable(f"header {exc.args[0]} is missing") from None
+        # Asked of a partition the topic does not have, the consumer would wait for its leader.
+        if partition not in await self._source_partitions():
+            raise NotReplayable(
+                f"its value was too large to dead-letter and {source} names a partition "
+                f"{self._kafka.topic} does not have"
+            )
         consumer = await self._started()
+        tp = TopicPartition(self._kafka.topic, partition)
+        try:
+            async with asyncio.timeout(REFETCH_TIMEOUT):
+                record = await self._record(consumer, tp, offset)
+        except (TimeoutError, KafkaError) as exc:
+            raise ConsumerError(
+                f"reading back {source} failed ({type(exc).__name__}: {exc}); replay stopped "
+                "before committing this batch: run it again"
+            ) from None
+        if record is None:
+            raise NotReplayable(
+                f"its value was too large to dead-letter and {source} is no longer retained"
+            )
+        value = record.value
+        found = len(value or b"")
+        if found != size:
+            raise NotReplayable(f"{source} holds {found} bytes, the dead letter says {size}")
+        if record.timestamp != timestamp:
+            raise NotReplayable(
+                f"{source} was written at {record.timestamp}, the dead letter says {timestamp}"
+            )
+        return value
+
+    @staticmethod
+    async def _record(consumer: Any, tp: TopicPartition, offset: int) -> Any:
+        """The record at `offset`, or None when the partition no longer retains it."""
         consumer.assign([tp])
         first = (await consumer.beginning_offsets([tp]))[tp]
         end = (await consumer.end_offsets([tp]))[tp]
         if not first <= offset < end:
             return None
         consumer.seek(tp, offset)
-        async with asyncio.timeout(60):
-            while await consumer.position(tp) <= offset:
-                fetched = await consumer.getmany(tp, timeout_ms=FETCH_TIMEOUT_MS)
-                found = [record for record in fetched.get(tp, []) if record.offset >= offset]
-                if found:
-                    # A later offset first means the record was compacted away.
-                    value: bytes | None = found[0].value if found[0].offset == offset else None
-                    return value
+        while await consumer.position(tp) <= offset:
+            fetched = await consumer.getmany(tp, timeout_ms=FETCH_TIMEOUT_MS)
+            found = [record for record in fetched.get(tp, []) if record.offset >= offset]
+            if found:
+                # A later offset first means the record was compacted away.
+                return found[0] if found[0].offset == offset else None
         return None
+
+    async def _source_partitions(self) -> set[int]:
+        if self._partitions is None:
+            try:
+                described = await topic_partitions(self._kafka, self._kafka.topic)
+            except ConsumerError:
+                described = []  # no source topic: no reference record can be read back
+            self._partitions = {tp.partition for tp in described}
+        return self._partitions
 
     async def _started(self) -> Any:
         if self._consumer is None:
@@ -231,81 +297,3 @@ class _Originals:
             self._stack.push_async_callback(consumer.stop)
             self._consumer = consumer
         return self._consumer
-
-
-class _Reader:
-    """A consumer of every partition of `topic`, from the group's position (or the beginning)
-    up to the end offsets seen at start; no group membership, so there is no rebalance to wait on.
-    """
-
-    def __init__(self, kafka: KafkaSettings, topic: str, group: str | None) -> None:
-        self._kafka = kafka
-        self._topic = topic
-        self._group = group
-        self._consumer: Any = None
-        self._ends: dict[TopicPartition, int] = {}
-
-    async def __aenter__(self) -> _Reader:
-        partitions = await self._partitions()
-        # Built only now: a consumer that is never started warns when collected.
-        self._consumer = AIOKafkaConsumer(
-            **connection.client_options(self._kafka),
-            group_id=self._group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level=self._kafka.isolation_level,
-        )
-        await connection.start(self._consumer, self._kafka)
-        try:
-            self._consumer.assign(partitions)
-            for tp in partitions:
-                committed = await self._consumer.committed(tp) if self._group else None
-                if committed is None:
-                    await self._consumer.seek_to_beginning(tp)
-                else:
-                    self._consumer.seek(tp, committed)
-            self._ends = await self._consumer.end_offsets(partitions)
-        except BaseException:
-            await self._consumer.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._consumer.stop()
-
-    async def _partitions(self) -> list[TopicPartition]:
-        # Asking a consumer for the partitions of a missing topic would auto-create it.
-        async with admin_client(self._kafka) as admin:
-            if self._topic not in await admin.list_topics():
-                raise ConsumerError(f"topic {self._topic!r} does not exist")
-            (described,) = await admin.describe_topics([self._topic])
-        return [TopicPartition(self._topic, p["partition"]) for p in described["partitions"]]
-
-    async def batches(self) -> AsyncGenerator[dict[TopicPartition, list[Any]], None]:
-        """Fetched records, none at or past the end offsets; stops once every one is reached."""
-        pending = [tp for tp, end in self._ends.items() if await self._consumer.position(tp) < end]
-        while pending:
-            fetched = await self._consumer.getmany(*pending, timeout_ms=FETCH_TIMEOUT_MS)
-            batch = {
-                tp: kept
-                for tp, records in fetched.items()
-                if (kept := [r for r in records if r.offset < self._ends[tp]])
-            }
-            if batch:
-                yield batch
-            pending = [tp for tp in pending if await self._consumer.position(tp) < self._ends[tp]]
-
-    async def commit(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        if batch:
-            await self._consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batch.items()})
-
-
-async def read_all(kafka: KafkaSettings, topic: str) -> list[Any]:
-    """Every record of `topic` up to its end offsets now, oldest first per partition."""
-    async with (
-        _Reader(kafka, topic, group=None) as reader,
-        aclosing(reader.batches()) as batches,
-    ):
-        return [m async for batch in batches for records in batch.values() for m in records]

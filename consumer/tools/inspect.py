@@ -12,6 +12,7 @@ import msgspec
 
 from consumer.config import Settings
 from consumer.engine.intake import Intake, Skipped, Undecodable
+from consumer.engine.printable import print_escaped
 
 
 class _Line(msgspec.Struct, frozen=True):
@@ -29,7 +30,8 @@ class _Line(msgspec.Struct, frozen=True):
 def inspect_lines(lines: Iterable[bytes], settings: Settings, out: TextIO) -> int:
     """Print one verdict per non-blank line; 1 if any line failed to decode, else 0.
 
-    Each line goes through the worker's own intake, so the verdict is the worker's.
+    Each line goes through the worker's own intake, so the verdict is the worker's. What the
+    line holds is printed with its controls escaped: it may come from anyone who can produce.
     """
     names = {name for route in settings.routes.values() for name in route}
     intake = Intake(settings, {name: name for name in names})
@@ -41,19 +43,21 @@ def inspect_lines(lines: Iterable[bytes], settings: Settings, out: TextIO) -> in
         if isinstance(work, Undecodable):
             failed += 1
             error = work.error
-            print(f"{number}: undecodable: {error.reason} (path {error.path or '$'})", file=out)
+            print_escaped(f"{number}: undecodable: {error.reason} (path {error.path or '$'})", out)
             continue
         if isinstance(work, Skipped):
             kind = "other event type" if work.known else "unknown event type"
-            print(f"{number}: skipped ({kind} {work.event_type!r}, policy {work.policy})", file=out)
+            policy = work.policy
+            print_escaped(f"{number}: skipped ({kind} {work.event_type!r}, policy {policy})", out)
             continue
         event = work.event
         summary = " ".join(f"{k}={v}" for k, v in event.summary().items())
         handlers = ", ".join(name for name, _ in work.route) or "(none)"
         default = "" if event.status in settings.routes else " (default route)"
         envelope = "" if work.envelope is None else f" [CloudEvent id={work.envelope.id}]"
-        print(f"{number}: {summary}{envelope} -> {handlers}{default}", file=out)
+        print_escaped(f"{number}: {summary}{envelope} -> {handlers}{default}", out)
         if event.malformed:
             for field in event.malformed:
-                print(f"    malformed {field}: {event.raw_value(field)!r} kept as text", file=out)
+                raw = event.raw_value(field)
+                print_escaped(f"    malformed {field}: {raw!r} kept as text", out)
     return 1 if failed else 0
