@@ -87,7 +87,7 @@ def test_error_message_is_truncated_on_a_character_boundary(
 ) -> None:
     """The error message header fits in max_bytes and is always valid UTF-8."""
     failure = Failure("h", "ValueError", message, None, 1, FIRST, FIRST)
-    headers = dict(dead_letter_headers(RECORD, "g", failure, max_bytes=max_bytes))
+    headers = dict(dl.dlq_headers(RECORD, "g", failure, max_bytes=max_bytes))
     assert headers[dl.ERROR_MESSAGE].decode() == expected
 
 
@@ -147,7 +147,8 @@ async def test_publish_creates_the_topic_and_the_dead_letter_round_trips(
 async def test_publish_retries_until_the_topic_accepts_the_dead_letter(
     kafka_bootstrap: str, unique_name: str, producer: AIOKafkaProducer
 ) -> None:
-    """While the broker rejects the dead letter, publish keeps retrying; once fixed, it lands once.
+    """With on_unwritable = "stall", while the broker rejects even a bare reference, publish
+    keeps retrying; once fixed, the dead letter lands once, whole.
 
     The topic is created with max.message.bytes=1 so every produce fails (MessageSizeTooLarge) on
     a real broker, then its config is altered to a normal size while publish is retrying.
@@ -164,7 +165,7 @@ async def test_publish_retries_until_the_topic_accepts_the_dead_letter(
                 KafkaSettings(bootstrap_servers=kafka_bootstrap),
                 unique_name,
                 "g",
-                DeadLetterSettings(),
+                DeadLetterSettings(on_unwritable="stall"),
             )
             publishing = asyncio.create_task(publisher.publish(RECORD, b"value", failure))
 
