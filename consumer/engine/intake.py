@@ -163,3 +163,17 @@ class Intake(Generic[H]):
             # retrying it would fail the same way for ever.
             reason = f"unreadable message: {type(exc).__name__}: {str(exc)[:200]}"
             return Undecodable(record, value, DecodeError(reason))
+
+    @staticmethod
+    def refuse(message: Message, reason: str) -> Undecodable:
+        """`message` as undecodable for `reason`, found before it could be read (a header key
+        that is not UTF-8)."""
+        record = Record(
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            tuple(message.headers),
+            message.timestamp,
+        )
+        return Undecodable(record, message.value, DecodeError(reason))
