@@ -32,13 +32,15 @@ CRC_AT, CRC_FROM = 17, 21
 """Record batch v2: where the CRC sits and where the bytes it covers begin."""
 PLACEHOLDER, BAD_KEY = "BADKEY", b"bad\xff\xfe!"
 """A header key as produced, and the bytes it is changed to: not UTF-8, the same length."""
+Sent = tuple[bytes, bytes, list[tuple[str, bytes | None]]]
+"""A record to produce: key, value, headers."""
 
 
 async def send_batch(
     producer: AIOKafkaProducer,
     topic: str,
     partition: int,
-    records: list[tuple[bytes, bytes, list[tuple[str, bytes | None]]]],
+    records: list[Sent],
 ) -> None:
     """`records` (key, value, headers) as one batch; a header named `PLACEHOLDER` goes to the
     broker named `BAD_KEY`, with the batch's CRC made right, as a hostile producer would send it."""
@@ -53,7 +55,7 @@ async def send_batch(
     await (await producer.send_batch(batch, topic, partition=partition))
 
 
-def good(n: int) -> tuple[bytes, bytes, list[tuple[str, bytes | None]]]:
+def good(n: int) -> Sent:
     key, value = recording_message(f"r-{n}")
     return key, value, [("traceparent", b"t")]
 
@@ -208,3 +210,75 @@ async def test_a_header_too_large_to_dead_letter_is_left_out_and_said_so(
     log = run_log(handled)
     assert '"dead-lettered as a reference record: headers too large"' in log
     assert "dead-letter publish failed" not in log
+
+
+async def test_a_group_resuming_inside_a_batch_with_a_bad_header_key_goes_on(
+    kafka_bootstrap: str,
+    unique_name: str,
+    create_topic: Callable[..., Awaitable[None]],
+    tmp_path: Path,
+) -> None:
+    """The group's committed offset lies after the bad record, inside its batch (as after a
+    rebalance): the records from there on are handled, the one before it is not read again."""
+    await create_topic(kafka_bootstrap, unique_name, 1)
+    poison: Sent = (b"r-0", recording_message("r-0")[1], [(PLACEHOLDER, b"v")])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await send_batch(producer, unique_name, 0, [poison, good(1), good(2)])
+    finally:
+        await producer.stop()
+    tp = TopicPartition(unique_name, 0)
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_bootstrap, group_id=unique_name, enable_auto_commit=False
+    )
+    await committer.start()
+    try:
+        committer.assign([tp])
+        await committer.commit({tp: 1})
+    finally:
+        await committer.stop()
+    handled = tmp_path / "handled"
+    worker = worker_process(kafka_bootstrap, unique_name, handled, until_idle=1.0)
+    assert await exit_status(worker, 120) == 0, run_log(handled)[-3000:]
+
+    assert [rid for _, _, rid in handled_records(handled)] == ["r-1", "r-2"]
+    assert await committed_and_end(kafka_bootstrap, unique_name, unique_name) == ({0: 3}, {0: 3})
+    assert await read_topic(kafka_bootstrap, f"{unique_name}.dlq") == []
+
+
+async def test_re_reading_leaves_aborted_transactions_out(
+    kafka_bootstrap: str,
+    unique_name: str,
+    create_topic: Callable[..., Awaitable[None]],
+    tmp_path: Path,
+) -> None:
+    """Under read_committed, an aborted transaction before the batch with a bad header key is
+    left out when the worker re-reads from there, as aiokafka leaves it out: its record is not
+    handled; the committed ones after it are, and the partition is committed to its end."""
+    await create_topic(kafka_bootstrap, unique_name, 1)
+    txn = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=unique_name)
+    await txn.start()
+    try:
+        await txn.begin_transaction()
+        key, value = recording_message("r-aborted")
+        await txn.send_and_wait(unique_name, value, key=key, partition=0)
+        await txn.abort_transaction()
+    finally:
+        await txn.stop()
+    poison: Sent = (b"r-2", recording_message("r-2")[1], [(PLACEHOLDER, b"v")])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await send_batch(producer, unique_name, 0, [good(1), poison, good(3)])
+    finally:
+        await producer.stop()
+    handled = tmp_path / "handled"
+    worker = worker_process(kafka_bootstrap, unique_name, handled, until_idle=1.0)
+    assert await exit_status(worker, 120) == 0, run_log(handled)[-3000:]
+
+    assert [rid for _, _, rid in handled_records(handled)] == ["r-1", "r-3"]
+    committed, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    assert committed == end == {0: 5}  # the aborted record, its marker, then three
+    (dead,) = await read_topic(kafka_bootstrap, f"{unique_name}.dlq")
+    assert dict(dead.headers)[dl.OFFSET] == b"3"

@@ -65,7 +65,7 @@ async def reread(kafka: KafkaSettings, tp: TopicPartition, start: int, through: 
         """Aborted transactions (producer id, first offset) not yet reached."""
         seen: set[tuple[int, int]] = set()
         aborting: set[int] = set()
-        while result.next_offset <= through:
+        while True:
             request = FetchRequest(
                 0, 1, _FETCH_BYTES, int(read_committed),
                 [(tp.topic, [(tp.partition, result.next_offset, _FETCH_BYTES)])],
@@ -77,7 +77,8 @@ async def reread(kafka: KafkaSettings, tp: TopicPartition, start: int, through: 
             if read_committed:
                 # As aiokafka reads them: v11 added a field after the aborted transactions.
                 aborted = data[2] if response.API_VERSION >= 11 else data[-2]
-                pending = sorted({*pending, *(tuple(t) for t in aborted or ())} - seen)
+                known = {*pending, *((pid, first) for pid, first in aborted or ())} - seen
+                pending = sorted(known, key=lambda txn: txn[1])
             before = result.next_offset
             for batch in _batches(data[-1]):
                 if batch.base > through:
@@ -93,7 +94,9 @@ async def reread(kafka: KafkaSettings, tp: TopicPartition, start: int, through: 
                 result.next_offset = batch.next_offset
             if result.next_offset == before:
                 raise CorruptRecordException(f"no batch of {tp.topic}/{tp.partition} at {before}")
-        return result
+            # `start` may lie inside the batch at `through`: a group resuming mid-batch.
+            if result.next_offset > through:
+                return result
     finally:
         await client.close()
 
@@ -142,7 +145,8 @@ class _Batch:
                     reason = f"header key {shown[:_KEY_SHOWN]!r} is not UTF-8"
                     result.refused.setdefault(offset, reason)
             if offset < result.next_offset:
-                continue  # before the start, as in a compressed batch read from its middle
+                result.refused.pop(offset, None)
+                continue  # before the start: read by whoever committed past it
             log_append = self.attributes & _LOG_APPEND_TIME
             timestamp = self.max_timestamp if log_append else self.first_timestamp + delta
             result.records.append(
