@@ -293,6 +293,8 @@ class Worker:
         them. The failed fetch may have consumed other partitions' records before it failed,
         and lost them with the exception: those are rewound to what the intake took. None when
         done; else why the worker must stop."""
+        if bad.tp not in self._owned:
+            return None  # being revoked: its next owner meets the batch again
         where = {"topic": bad.tp.topic, "partition": bad.tp.partition, "offset": bad.offset}
         for tp in list(self._owned - {bad.tp}):
             resume = await self._resume_point(consumer, tp)
@@ -300,7 +302,8 @@ class Worker:
                 cause = f"{tp.topic}/{tp.partition} has no known position to rewind to"
                 return UnreadableBatch(bad.tp.topic, bad.tp.partition, bad.offset, cause)
             position = await consumer.position(tp)
-            if position != resume:
+            # No await from the check to the seek: a rebalance cannot come between.
+            if position != resume and tp in self._owned:
                 consumer.seek(tp, resume)
                 self._log.info(
                     "rewound after a failed fetch",
@@ -321,6 +324,8 @@ class Worker:
             refused=sorted(read.refused),
             next_offset=read.next_offset,
         )
+        if bad.tp not in self._owned:
+            return None  # revoked meanwhile: its next owner reads the batch again
         if read.records:
             self._take(bad.tp, read.records, time.perf_counter(), read.refused)
             self._last_activity = time.monotonic()
