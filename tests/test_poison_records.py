@@ -279,6 +279,7 @@ async def test_re_reading_leaves_aborted_transactions_out(
 
     assert [rid for _, _, rid in handled_records(handled)] == ["r-1", "r-3"]
     committed, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
-    assert committed == end == {0: 5}  # the aborted record, its marker, then three
+    assert committed == end == {0: 5}  # the aborted record, its marker, three more
     (dead,) = await read_topic(kafka_bootstrap, f"{unique_name}.dlq")
-    assert dict(dead.headers)[dl.OFFSET] == b"3"
+    assert (dead.key, dead.value) == poison[:2]
+    assert dict(dead.headers)[dl.ERROR_MESSAGE].endswith(b"is not UTF-8")

@@ -32,6 +32,7 @@ from consumer.engine.delivery import Delivery
 from consumer.engine.handover import COMMIT_WAIT
 from consumer.engine.header_keys import reread
 from consumer.engine.intake import Intake, Job, Skipped, Undecodable
+from consumer.engine.rewind import TakenTo
 from consumer.engine.scheduler import Scheduler, Work
 from consumer.engine.tally import Tally
 from consumer.engine.unreadable import BadHeaderKey, unreadable_batch
@@ -66,8 +67,7 @@ class Worker:
         self._backpressure = Backpressure(settings.engine.max_buffered, self._committer)
         self._owned: set[TopicPartition] = set()
         """Assigned and not being revoked: only these partitions' positions move commit points."""
-        self._taken_to: dict[TopicPartition, int] = {}
-        """Per partition, the offset after what the intake took: where a failed fetch resumes."""
+        self._taken_to = TakenTo(settings.kafka.auto_offset_reset)
         self._stopping = asyncio.Event()
         self._cancel_now = asyncio.Event()
         self._last_activity: float | None = None
@@ -246,7 +246,7 @@ class Worker:
             # A partition revoked meanwhile has handed its unfinished work over.
             if tp in self._owned:
                 self._committer.reached(tp, position)
-                self._taken_to[tp] = position
+                self._taken_to.took(tp, position)
         self._committer.fetched_to_end(caught_up)
 
     def _take(
@@ -260,7 +260,7 @@ class Worker:
         `refused`: offsets of messages that cannot be read, with why."""
         committer, intake = self._committer, self._intake
         batch = committer.add(tp, [message.offset for message in messages])
-        self._taken_to[tp] = messages[-1].offset + 1
+        self._taken_to.took(tp, messages[-1].offset + 1)
         jobs: list[Work] = []
         for index, message in enumerate(messages):
             work: Job[Handler] | Skipped | Undecodable
@@ -296,22 +296,10 @@ class Worker:
         if bad.tp not in self._owned:
             return None  # being revoked: its next owner meets the batch again
         where = {"topic": bad.tp.topic, "partition": bad.tp.partition, "offset": bad.offset}
-        for tp in list(self._owned - {bad.tp}):
-            resume = await self._resume_point(consumer, tp)
-            if resume is None:
-                cause = f"{tp.topic}/{tp.partition} has no known position to rewind to"
-                return UnreadableBatch(bad.tp.topic, bad.tp.partition, bad.offset, cause)
-            position = await consumer.position(tp)
-            # No await from the check to the seek: a rebalance cannot come between.
-            if position != resume and tp in self._owned:
-                consumer.seek(tp, resume)
-                self._log.info(
-                    "rewound after a failed fetch",
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    position=position,
-                    offset=resume,
-                )
+        unknown = await self._taken_to.rewind(consumer, self._owned - {bad.tp}, self._owned)
+        if unknown is not None:
+            cause = f"{unknown.topic}/{unknown.partition} has no known position to rewind to"
+            return UnreadableBatch(bad.tp.topic, bad.tp.partition, bad.offset, cause)
         start = await consumer.position(bad.tp)
         try:
             read = await reread(self._settings.kafka, bad.tp, start, bad.offset)
@@ -330,22 +318,7 @@ class Worker:
             self._take(bad.tp, read.records, time.perf_counter(), read.refused)
             self._last_activity = time.monotonic()
         consumer.seek(bad.tp, read.next_offset)
-        self._taken_to[bad.tp] = read.next_offset
-        return None
-
-    async def _resume_point(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
-        """Where `tp` resumes: after what the intake took, else where the consumer started
-        (the group's committed offset, or the beginning under ``auto_offset_reset =
-        "earliest"``); None when that is unknown (``latest`` without a committed offset)."""
-        taken_to = self._taken_to.get(tp)
-        if taken_to is not None:
-            return taken_to
-        committed: int | None = await consumer.committed(tp)
-        if committed is not None:
-            return committed
-        if self._settings.kafka.auto_offset_reset == "earliest":
-            beginning: int = (await consumer.beginning_offsets([tp]))[tp]
-            return beginning
+        self._taken_to.took(bad.tp, read.next_offset)
         return None
 
     def _skip(self, skipped: Skipped) -> None:
@@ -407,8 +380,7 @@ class Worker:
         """Give partitions up having finished, or given up on, what was running for them."""
         self.health.revoked(revoked)
         self._owned -= set(revoked)
-        for tp in revoked:
-            self._taken_to.pop(tp, None)
+        self._taken_to.forget(revoked)
         grace = self._settings.engine.shutdown_grace
         try:
             if not await self._scheduler.quiesce(revoked, grace, self._cancel_now):
