@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.codec import gzip_encode
 from aiokafka.consumer.fetcher import PartitionRecords
 from aiokafka.record._crc32c import crc as crc32c
 
+from consumer.config import KafkaSettings
 from consumer.engine import deadletter_headers as dl
 from consumer.engine import unreadable
+from consumer.engine.header_keys import reread
 from consumer.engine.unreadable import BadHeaderKey, unreadable_batch
 from tests.support import (
     committed_and_end,
@@ -28,8 +31,8 @@ from tests.support import (
     worker_process,
 )
 
-CRC_AT, CRC_FROM = 17, 21
-"""Record batch v2: where the CRC sits and where the bytes it covers begin."""
+LENGTH_AT, CRC_AT, CRC_FROM, ATTRIBUTES_AT, HEADER_SIZE = 8, 17, 21, 21, 61
+"""Record batch v2: where its length, CRC (and the bytes it covers), attributes and records are."""
 PLACEHOLDER, BAD_KEY = "BADKEY", b"bad\xff\xfe!"
 """A header key as produced, and the bytes it is changed to: not UTF-8, the same length."""
 Sent = tuple[bytes, bytes, list[tuple[str, bytes | None]]]
@@ -41,9 +44,12 @@ async def send_batch(
     topic: str,
     partition: int,
     records: list[Sent],
+    *,
+    gzip: bool = False,
 ) -> None:
-    """`records` (key, value, headers) as one batch; a header named `PLACEHOLDER` goes to the
-    broker named `BAD_KEY`, with the batch's CRC made right, as a hostile producer would send it."""
+    """`records` (key, value, headers) as one batch (compressed by hand with `gzip`); a header
+    named `PLACEHOLDER` goes to the broker named `BAD_KEY`, with the batch's CRC made right, as
+    a hostile producer would send it."""
     batch = producer.create_batch()
     for key, value, headers in records:
         assert batch.append(key=key, value=value, timestamp=None, headers=headers) is not None
@@ -51,7 +57,11 @@ async def send_batch(
     at = bytes(data).find(PLACEHOLDER.encode())
     if at >= 0:
         data[at : at + len(BAD_KEY)] = BAD_KEY
-        struct.pack_into(">I", data, CRC_AT, crc32c(bytes(data[CRC_FROM:])))
+    if gzip:
+        data[HEADER_SIZE:] = gzip_encode(bytes(data[HEADER_SIZE:]))
+        struct.pack_into(">i", data, LENGTH_AT, len(data) - 12)
+        data[ATTRIBUTES_AT + 1] |= 0x01
+    struct.pack_into(">I", data, CRC_AT, crc32c(bytes(data[CRC_FROM:])))
     await (await producer.send_batch(batch, topic, partition=partition))
 
 
@@ -138,7 +148,7 @@ async def test_a_header_key_that_is_not_utf8_is_dead_lettered_not_a_stop(
     headers = dict(dead.headers)
     assert (headers[dl.PARTITION], headers[dl.OFFSET]) == (b"0", b"2")
     assert headers[dl.ERROR_CLASS] == b"DecodeError"
-    assert headers[dl.ERROR_MESSAGE] == b"header key 'bad\\\\xff\\\\xfe!' is not UTF-8"
+    assert headers[dl.ERROR_MESSAGE] == b"header key 'bad\\xff\\xfe!' is not UTF-8"
     assert (headers["bad\\xff\\xfe!"], headers["n"]) == (b"v", None)
     assert (dead.key, dead.value) == poison[:2]
     assert '"header key not UTF-8, batch re-read"' in run_log(handled)
@@ -283,3 +293,32 @@ async def test_re_reading_leaves_aborted_transactions_out(
     (dead,) = await read_topic(kafka_bootstrap, f"{unique_name}.dlq")
     assert (dead.key, dead.value) == poison[:2]
     assert dict(dead.headers)[dl.ERROR_MESSAGE].endswith(b"is not UTF-8")
+
+
+async def test_re_reading_a_compressed_batch_refuses_only_the_bad_record(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """A gzip batch whose middle record has a header key that is not UTF-8 reads whole from
+    the broker: all three records with their keys, values and headers, the middle one refused
+    with the key escaped, and the next offset past the batch."""
+    await create_topic(kafka_bootstrap, unique_name, 1)
+    poison: Sent = (b"k", b"not json", [(PLACEHOLDER, b"v"), ("n", None)])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await send_batch(producer, unique_name, 0, [good(0), poison, good(2)], gzip=True)
+    finally:
+        await producer.stop()
+    tp = TopicPartition(unique_name, 0)
+
+    read = await reread(KafkaSettings(bootstrap_servers=kafka_bootstrap), tp, 0, 0)
+
+    assert [(r.offset, r.key, r.value) for r in read.records] == [
+        (0, *good(0)[:2]),
+        (1, b"k", b"not json"),
+        (2, *good(2)[:2]),
+    ]
+    assert read.records[1].headers == (("bad\\xff\\xfe!", b"v"), ("n", None))
+    assert read.records[0].headers == (("traceparent", b"t"),)
+    assert read.refused == {1: "header key 'bad\\xff\\xfe!' is not UTF-8"}
+    assert read.next_offset == 3

@@ -142,7 +142,7 @@ class _Batch:
                 except UnicodeDecodeError:
                     shown = (name or b"").decode(errors="backslashreplace")
                     headers.append((shown, header))
-                    reason = f"header key {shown[:_KEY_SHOWN]!r} is not UTF-8"
+                    reason = f"header key '{shown[:_KEY_SHOWN]}' is not UTF-8"
                     result.refused.setdefault(offset, reason)
             if offset < result.next_offset:
                 result.refused.pop(offset, None)
