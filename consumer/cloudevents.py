@@ -113,13 +113,15 @@ class MessageDecoder:
         self._loose = msgspec.json.Decoder(_LooseTime)
 
     def decode(
-        self, value: bytes, headers: Sequence[tuple[str, bytes]]
+        self, value: bytes, headers: Sequence[tuple[str, bytes | None]]
     ) -> tuple[Event, CloudEvent | None]:
-        """Raises DecodeError, and only that."""
+        """Raises DecodeError, and only that. A header whose value is null counts as absent."""
         if self._envelope == "raw":
             return self._decode_event(value), None
         seen = 0
         for name, header in headers:
+            if header is None:
+                continue
             if name == "content-type":
                 # The binding's rule: this media type means structured mode, whatever else.
                 if header.startswith(STRUCTURED):
@@ -187,7 +189,7 @@ class _FromHeaders(CloudEvent, frozen=True, gc=False):
     instead (a default makes `headers` positional, the cheaper call).
     """
 
-    headers: tuple[tuple[str, bytes], ...] = ()
+    headers: tuple[tuple[str, bytes | None], ...] = ()
     decoded: CloudEvent | None = None
 
     @property  # type: ignore[misc]
@@ -233,8 +235,10 @@ def _missing_header(seen: int) -> DecodeError:
     return DecodeError(f"CloudEvent in binary mode without a {name} header", name)
 
 
-def _from_headers(headers: tuple[tuple[str, bytes], ...]) -> CloudEvent:
-    named = dict(headers)
+def _from_headers(headers: tuple[tuple[str, bytes | None], ...]) -> CloudEvent:
+    """Never raises: `decode` saw a non-null value for each required header, and any bytes
+    decode (the producer's are not necessarily UTF-8)."""
+    named = {name: value for name, value in headers if value is not None}
     time = named.get("ce_time")
     return CloudEvent(
         named["ce_specversion"].decode("utf-8", "replace"),

@@ -126,6 +126,10 @@ class DeadLetterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     """Bytes one produce request may take; unset: the source topic's ``max.message.bytes`` (read
     at start-up) plus room for the dead-letter headers. A message that still does not fit is
     dead-lettered as a reference record (empty value) pointing at its source offset."""
+    on_unwritable: Literal["skip", "stall"] = "skip"
+    """When not even a bare reference record (only ``dlq.*`` headers) fits the dead-letter topic:
+    skip logs an error naming the source topic, partition and offset and goes on; stall retries
+    until the topic takes it, committing nothing past it."""
 
 
 class EventSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -27,7 +27,8 @@ class Record(msgspec.Struct, frozen=True, gc=False):  # one per message: a Struc
     partition: int
     offset: int
     key: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
+    headers: tuple[tuple[str, bytes | None], ...]
+    """As the producer sent them: a value may be None (Kafka allows a header without one)."""
     timestamp: int
     """Milliseconds since the epoch, as Kafka stamped it."""
 
@@ -83,7 +84,7 @@ class Publish(Protocol):
         value: bytes,
         *,
         key: bytes | None = None,
-        headers: Sequence[tuple[str, bytes]] = (),
+        headers: Sequence[tuple[str, bytes | None]] = (),
     ) -> None: ...
 
 
@@ -101,7 +102,7 @@ class ProducerPublish:
         value: bytes,
         *,
         key: bytes | None = None,
-        headers: Sequence[tuple[str, bytes]] = (),
+        headers: Sequence[tuple[str, bytes | None]] = (),
     ) -> None:
         await self._producer.send_and_wait(topic, value, key=key, headers=list(headers))
 

@@ -87,7 +87,7 @@ def test_error_message_is_truncated_on_a_character_boundary(
 ) -> None:
     """The error message header fits in max_bytes and is always valid UTF-8."""
     failure = Failure("h", "ValueError", message, None, 1, FIRST, FIRST)
-    headers = dict(dead_letter_headers(RECORD, "g", failure, max_bytes=max_bytes))
+    headers = dict(dl.dlq_headers(RECORD, "g", failure, max_bytes=max_bytes))
     assert headers[dl.ERROR_MESSAGE].decode() == expected
 
 
@@ -147,7 +147,8 @@ async def test_publish_creates_the_topic_and_the_dead_letter_round_trips(
 async def test_publish_retries_until_the_topic_accepts_the_dead_letter(
     kafka_bootstrap: str, unique_name: str, producer: AIOKafkaProducer
 ) -> None:
-    """While the broker rejects the dead letter, publish keeps retrying; once fixed, it lands once.
+    """With on_unwritable = "stall", while the broker rejects even a bare reference, publish
+    keeps retrying; once fixed, the dead letter lands once, whole.
 
     The topic is created with max.message.bytes=1 so every produce fails (MessageSizeTooLarge) on
     a real broker, then its config is altered to a normal size while publish is retrying.
@@ -164,7 +165,7 @@ async def test_publish_retries_until_the_topic_accepts_the_dead_letter(
                 KafkaSettings(bootstrap_servers=kafka_bootstrap),
                 unique_name,
                 "g",
-                DeadLetterSettings(),
+                DeadLetterSettings(on_unwritable="stall"),
             )
             publishing = asyncio.create_task(publisher.publish(RECORD, b"value", failure))
 
@@ -203,3 +204,71 @@ async def test_ensure_topic_logs_and_returns_when_the_broker_is_unreachable(
     assert entry["log_level"] == "error"
     assert "KafkaConnectError" in entry["error"]  # the one-line reason of connection.start
     assert "connection refused" in entry["error"]
+
+
+async def test_what_not_even_a_bare_reference_fits_is_logged_and_skipped_by_default(
+    kafka_bootstrap: str,
+    unique_name: str,
+    producer: AIOKafkaProducer,
+    create_topic: Callable[..., Awaitable[None]],
+) -> None:
+    """With the default on_unwritable = "skip", a topic that takes nothing (max.message.bytes=1)
+    gets one error naming the source topic, partition and offset, and publish returns."""
+    await create_topic(kafka_bootstrap, unique_name, 1, configs={"max.message.bytes": "1"})
+    failure = Failure("h", "RuntimeError", "boom", None, 5, FIRST, LAST)
+    publisher = DeadLetterPublisher(
+        producer,
+        KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        unique_name,
+        "g",
+        DeadLetterSettings(),
+    )
+    with capture_logs() as logs:
+        await asyncio.wait_for(publisher.publish(RECORD, b"value", failure), 60)
+    (skipped,) = [e for e in logs if e["event"] == "dead letter unwritable, skipped"]
+    assert skipped["log_level"] == "error"
+    assert (skipped["topic"], skipped["partition"], skipped["offset"]) == (
+        RECORD.topic,
+        RECORD.partition,
+        RECORD.offset,
+    )
+    assert "MessageSizeTooLarge" in skipped["error"]
+    assert not any(e["event"] == "dead-letter publish failed" for e in logs)
+    assert await read_topic(kafka_bootstrap, unique_name) == []
+
+
+async def test_a_large_key_value_and_headers_end_as_a_bare_reference(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """Key, value and headers each too large together for a topic at the broker's 1 MB limit:
+    the dead letter leaves all three out, keeps the dlq.* headers and gives each size."""
+    await create_topic(kafka_bootstrap, unique_name, 1)
+    key, value, header = b"k" * 600_000, b"v" * 700_000, b"h" * 600_000
+    record = Record("src", 3, 42, key, (("x-big", header),), 1)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, acks="all", max_request_size=4 * 1024 * 1024
+    )
+    await producer.start()
+    try:
+        publisher = DeadLetterPublisher(
+            producer,
+            KafkaSettings(bootstrap_servers=kafka_bootstrap),
+            unique_name,
+            "g",
+            DeadLetterSettings(),
+        )
+        with capture_logs() as logs:
+            failure = Failure.from_exception(DecodeError("x"), handler=None)
+            await asyncio.wait_for(publisher.publish(record, value, failure), 60)
+    finally:
+        await producer.stop()
+    (bare,) = await read_topic(kafka_bootstrap, unique_name)
+    assert (bare.key, bare.value) == (None, b"")
+    headers = dict(bare.headers)
+    assert "x-big" not in headers
+    assert headers[dl.VALUE_TOO_LARGE] == b"700000"
+    assert headers[dl.HEADERS_DROPPED] == str(len("x-big") + 600_000).encode()
+    assert headers[dl.KEY_DROPPED] == b"600000"
+    assert (headers[dl.TOPIC], headers[dl.OFFSET]) == (b"src", b"42")
+    (line,) = [e for e in logs if e["event"] == "dead-lettered as a bare reference record"]
+    assert line["key_bytes"] == 600_000

@@ -80,7 +80,11 @@ class Hangs:
 
 
 async def no_publish(
-    topic: str, value: bytes, *, key: bytes | None = None, headers: Sequence[tuple[str, bytes]] = ()
+    topic: str,
+    value: bytes,
+    *,
+    key: bytes | None = None,
+    headers: Sequence[tuple[str, bytes | None]] = (),
 ) -> None:
     raise AssertionError("no handler here publishes")
 

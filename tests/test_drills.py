@@ -196,8 +196,9 @@ async def test_dead_letter_topic_refusing_writes_then_fixed(
     create_topic: Callable[..., Awaitable[None]],
     tmp_path: Path,
 ) -> None:
-    """While the dead-letter topic refuses every write, nothing past the poison message is
-    committed and the other partitions keep flowing; once fixed, nothing is lost."""
+    """With on_unwritable = "stall", while the dead-letter topic refuses every write, nothing past
+    the poison message is committed and the other partitions keep flowing; once fixed, nothing
+    is lost."""
     started = time.monotonic()
     await create_topic(kafka_bootstrap, unique_name, 3)
     dlq_topic = f"{unique_name}.dlq"
@@ -223,6 +224,7 @@ async def test_dead_letter_topic_refusing_writes_then_fixed(
         ENGINE__ORDERING="partition",
         ENGINE__MAX_BUFFERED="30",
         ENGINE__FETCH_MAX_RECORDS="10",
+        DEAD_LETTER__ON_UNWRITABLE="stall",
         TEST_JOURNAL_FILE=str(journal),
     )
 

@@ -133,7 +133,7 @@ class Published:
     topic: str
     value: bytes
     key: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
+    headers: tuple[tuple[str, bytes | None], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +194,7 @@ async def run_handler(
         value: bytes,
         *,
         key: bytes | None = None,
-        headers: Sequence[tuple[str, bytes]] = (),
+        headers: Sequence[tuple[str, bytes | None]] = (),
     ) -> None:
         published.append(Published(topic, value, key, tuple(headers)))
         if publish is not None:

@@ -36,6 +36,12 @@ REPLAYED_FROM = "dlq.replayed_from"
 VALUE_TOO_LARGE = "dlq.value.too_large"
 """On a reference record, the original value's size in bytes: the value did not fit in the
 dead-letter topic and is left out (empty); ``dlq replay`` refetches it from the source offset."""
+HEADERS_DROPPED = "dlq.headers_dropped"
+"""On a reference record, the original headers' size in bytes (names and values): they did not
+fit in the dead-letter topic and are left out; the source record still has them."""
+KEY_DROPPED = "dlq.key_dropped"
+"""On a bare reference record (value, headers and key left out, only ``dlq.*`` headers kept, so
+that it fits whatever the producer sent), the original key's size in bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +84,32 @@ class Failure:
 
 def dead_letter_headers(
     record: Record, group: str, failure: Failure, max_bytes: int
-) -> list[tuple[str, bytes]]:
-    """The original headers, then the ``dlq.*`` ones describing where it came from and why.
+) -> list[tuple[str, bytes | None]]:
+    """The original headers, then the ``dlq.*`` ones describing where it came from and why."""
+    return [*original_headers(record), *dlq_headers(record, group, failure, max_bytes)]
 
-    Incoming ``dlq.*`` headers are dropped first: whoever produced the message could have forged
-    them, and a forged ``dlq.handler`` or ``dlq.error.path`` would steer ``dlq replay --handler``
-    and ``dlq show`` where ours leave that header out.
-    """
+
+def original_headers(record: Record) -> list[tuple[str, bytes | None]]:
+    """The record's headers less incoming ``dlq.*`` ones: whoever produced the message could
+    have forged them, and a forged ``dlq.handler`` or ``dlq.error.path`` would steer
+    ``dlq replay --handler`` and ``dlq show`` where ours leave that header out. Values may be
+    None (a header without a value), which Kafka takes back as it is; a name is made UTF-8
+    encodable (the producer refuses one that is not, and would for ever)."""
+    return [
+        (name if name.isascii() else _encodable(name), v)
+        for name, v in record.headers
+        if not name.startswith(PREFIX)
+    ]
+
+
+def _encodable(name: str) -> str:
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def dlq_headers(
+    record: Record, group: str, failure: Failure, max_bytes: int
+) -> list[tuple[str, bytes]]:
+    """The ``dlq.*`` headers describing where the record came from and why it failed."""
     ours: list[tuple[str, str | bytes]] = [
         (TOPIC, record.topic),
         (PARTITION, str(record.partition)),
@@ -105,9 +130,7 @@ def dead_letter_headers(
         (FIRST_FAILURE, iso_utc(failure.first_failure)),
         (LAST_FAILURE, iso_utc(failure.last_failure)),
     ]
-    encoded = [(name, v if isinstance(v, bytes) else v.encode()) for name, v in ours]
-    kept = [(name, v) for name, v in record.headers if not name.startswith(PREFIX)]
-    return [*kept, *encoded]
+    return [(name, v if isinstance(v, bytes) else v.encode()) for name, v in ours]
 
 
 def truncate_utf8(text: str, max_bytes: int) -> bytes:

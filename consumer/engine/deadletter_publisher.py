@@ -15,7 +15,14 @@ from aiokafka.errors import MessageSizeTooLargeError
 
 from consumer.config import DeadLetterSettings, KafkaSettings, Settings
 from consumer.engine.admin import admin_client, create_topic, max_message_bytes
-from consumer.engine.deadletter_headers import VALUE_TOO_LARGE, Failure, dead_letter_headers
+from consumer.engine.deadletter_headers import (
+    HEADERS_DROPPED,
+    KEY_DROPPED,
+    VALUE_TOO_LARGE,
+    Failure,
+    dlq_headers,
+    original_headers,
+)
 from consumer.interface import Record
 
 HEADER_ROOM = 64 * 1024
@@ -104,17 +111,25 @@ class DeadLetterPublisher:
         """Return only once the broker acknowledged the dead letter; retry until then, logging
         every failure as an error (with whether Kafka deems it retriable).
 
-        A value too large for the dead-letter topic is left out: a reference record (see
-        `VALUE_TOO_LARGE`) goes instead, so no message can hold its partition back forever.
+        What does not fit in the dead-letter topic is left out, and the ``dlq.*`` headers say
+        so: the value (`VALUE_TOO_LARGE`) or the original headers (`HEADERS_DROPPED`),
+        whichever is larger, then everything the producer sent (`KEY_DROPPED` too). That bare
+        reference holds only our own bounded headers, so no message can make its dead letter
+        unwritable; when even it does not fit (the topic's limit is tiny),
+        ``dead_letter.on_unwritable`` says whether to log and go on, or to retry until it fits.
         """
-        headers = dead_letter_headers(record, self._group, failure, self._settings.error_max_bytes)
+        originals = original_headers(record)
+        ours = dlq_headers(record, self._group, failure, self._settings.error_max_bytes)
         where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
         delay = BACKOFF_FIRST
         failures = 0
         while True:
             try:
-                whole = await self._send(record, value, headers)
+                form, sizes = await self._send(record, value, originals, ours)
             except Exception as exc:
+                if isinstance(exc, MessageSizeTooLargeError) and self._skip_unwritable:
+                    self._log.error("dead letter unwritable, skipped", **where, error=repr(exc))
+                    return
                 failures += 1
                 # Half fixed, half random: retries spread out but never come back-to-back.
                 wait = delay / 2 + random.uniform(0, delay / 2)
@@ -130,31 +145,72 @@ class DeadLetterPublisher:
                 delay = min(delay * 2, BACKOFF_MAX)
                 await self.ensure_topic()
             else:
-                if not whole:
-                    self._log.warning(
-                        "dead-lettered as a reference record: value too large",
-                        **where,
-                        value_bytes=len(value or b""),
-                    )
+                if form != "whole":
+                    self._log.warning(_LEFT_OUT[form], **where, **sizes)
                 elif failures:
                     self._log.warning("dead-letter published after failures", **where)
                 return
 
+    @property
+    def _skip_unwritable(self) -> bool:
+        return self._settings.on_unwritable == "skip"
+
     async def _send(
-        self, record: Record, value: bytes | None, headers: list[tuple[str, bytes]]
-    ) -> bool:
-        """Publish the dead letter whole, or as a reference record if its value is too large;
-        True if whole."""
-        if value is None and record.key is None:
-            value = b""  # Kafka takes no record without a key or a value
-        try:
-            await self._producer.send_and_wait(self.topic, value, key=record.key, headers=headers)
-        except MessageSizeTooLargeError:
-            size = len(value or b"")
-            # A value no larger than the headers is not why it does not fit: the topic refuses.
-            if size <= sum(len(name) + len(v) for name, v in headers):
-                raise
-            reference = [*headers, (VALUE_TOO_LARGE, str(size).encode())]
-            await self._producer.send_and_wait(self.topic, b"", key=record.key, headers=reference)
-            return False
-        return True
+        self,
+        record: Record,
+        value: bytes | None,
+        originals: list[tuple[str, bytes | None]],
+        ours: list[tuple[str, bytes]],
+    ) -> tuple[str, dict[str, int]]:
+        """Publish the dead letter in the first of `_forms` that fits; which, and the sizes of
+        what it left out. Raises MessageSizeTooLargeError when not even the last one fits."""
+        forms = _forms(record, value, originals)
+        for n, (form, form_value, key, keep, left_out) in enumerate(forms, 1):
+            headers = [*(originals if keep else ()), *ours, *left_out]
+            try:
+                await self._producer.send_and_wait(self.topic, form_value, key=key, headers=headers)
+            except MessageSizeTooLargeError:
+                if n == len(forms):
+                    raise
+                continue
+            return form, {_SIZE_FIELDS[name]: int(size) for name, size in left_out}
+        raise AssertionError("no form to send")
+
+
+_LEFT_OUT = {
+    "value": "dead-lettered as a reference record: value too large",
+    "headers": "dead-lettered as a reference record: headers too large",
+    "bare": "dead-lettered as a bare reference record",
+}
+_SIZE_FIELDS = {
+    VALUE_TOO_LARGE: "value_bytes",
+    HEADERS_DROPPED: "headers_bytes",
+    KEY_DROPPED: "key_bytes",
+}
+
+_Form = tuple[str, bytes | None, bytes | None, bool, list[tuple[str, bytes]]]
+
+
+def _forms(
+    record: Record, value: bytes | None, originals: list[tuple[str, bytes | None]]
+) -> list[_Form]:
+    """The dead letter whole, then less its value or its original headers (whichever is larger),
+    then bare: the ``dlq.*`` headers alone, holding nothing the producer sent, so it fits any
+    topic that takes a few kilobytes. Each: (name, value, key, keep the original headers,
+    ``dlq.*`` headers saying what was left out)."""
+    if value is None and record.key is None:
+        value = b""  # Kafka takes no record without a key or a value
+    size = len(value or b"")
+    header_size = sum(len(name.encode()) + len(v or b"") for name, v in originals)
+    value_gone = [(VALUE_TOO_LARGE, str(size).encode())] if size else []
+    headers_gone = [(HEADERS_DROPPED, str(header_size).encode())] if originals else []
+    key_gone = [(KEY_DROPPED, str(len(record.key)).encode())] if record.key else []
+    forms: list[_Form] = [("whole", value, record.key, True, [])]
+    if size > header_size:
+        forms.append(("value", b"", record.key, True, value_gone))
+    elif originals:
+        forms.append(("headers", value, record.key, False, headers_gone))
+    bare = [*value_gone, *headers_gone, *key_gone]
+    if bare != forms[-1][4]:
+        forms.append(("bare", b"", None, False, bare))
+    return forms

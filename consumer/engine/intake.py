@@ -2,6 +2,10 @@
 
 Pure (no I/O, no logging), so the worker and ``inspect`` make the same decision from the same
 code. The worker then gives the job its place in the engine (its fetched batch and lane).
+
+Everything in a record is the producer's: header values may be null or any bytes, fields any
+text of any length. Whatever goes wrong while reading it makes the record undecodable (it is
+dead-lettered with the reason), never an error of the engine's.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ class Message(Protocol):
     @property
     def value(self) -> bytes | None: ...
     @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
     @property
     def timestamp(self) -> int: ...
 
@@ -140,16 +144,36 @@ class Intake(Generic[H]):
                 event, envelope = self._decode_raw(value or b""), None
             else:
                 event, envelope = self._decode(value or b"", headers)
+            if isinstance(event, _SKIPPED):
+                known = type(event) is OtherEvent
+                policy = self._other if known else self._unknown
+                return Skipped(record, event.event_type, known, policy)
+            return Job(
+                record,
+                value,
+                (key or event.ordering_key) if self._by_key else None,
+                event,
+                envelope,
+                self._route(event.status),
+            )
         except DecodeError as exc:
             return Undecodable(record, value, exc)
-        if isinstance(event, _SKIPPED):
-            known = type(event) is OtherEvent
-            return Skipped(record, event.event_type, known, self._other if known else self._unknown)
-        return Job(
-            record,
-            value,
-            (key or event.ordering_key) if self._by_key else None,
-            event,
-            envelope,
-            self._route(event.status),
+        except Exception as exc:
+            # A case the decoders did not foresee is still this record's fault, not the engine's:
+            # retrying it would fail the same way for ever.
+            reason = f"unreadable message: {type(exc).__name__}: {str(exc)[:200]}"
+            return Undecodable(record, value, DecodeError(reason))
+
+    @staticmethod
+    def refuse(message: Message, reason: str) -> Undecodable:
+        """`message` as undecodable for `reason`, found before it could be read (a header key
+        that is not UTF-8)."""
+        record = Record(
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            tuple(message.headers),
+            message.timestamp,
         )
+        return Undecodable(record, message.value, DecodeError(reason))

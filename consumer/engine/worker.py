@@ -30,10 +30,12 @@ from consumer.engine.deadletter_publisher import (
 from consumer.engine.dedupe import RecentlyHandled
 from consumer.engine.delivery import Delivery
 from consumer.engine.handover import COMMIT_WAIT
-from consumer.engine.intake import Intake, Job, Skipped
+from consumer.engine.header_keys import reread
+from consumer.engine.intake import Intake, Job, Skipped, Undecodable
+from consumer.engine.rewind import TakenTo
 from consumer.engine.scheduler import Scheduler, Work
 from consumer.engine.tally import Tally
-from consumer.engine.unreadable import unreadable_batch
+from consumer.engine.unreadable import BadHeaderKey, unreadable_batch
 from consumer.errors import UnreadableBatch
 from consumer.http import shared_client
 from consumer.interface import Handler, ProducerPublish, running
@@ -65,6 +67,7 @@ class Worker:
         self._backpressure = Backpressure(settings.engine.max_buffered, self._committer)
         self._owned: set[TopicPartition] = set()
         """Assigned and not being revoked: only these partitions' positions move commit points."""
+        self._taken_to = TakenTo(settings.kafka.auto_offset_reset)
         self._stopping = asyncio.Event()
         self._cancel_now = asyncio.Event()
         self._last_activity: float | None = None
@@ -194,9 +197,14 @@ class Worker:
                 try:
                     batch = fetch.result()
                 except Exception as exc:
-                    self.fatal = unreadable_batch(exc)
-                    if self.fatal is None:
+                    found = unreadable_batch(exc)
+                    if found is None:
                         raise
+                    if isinstance(found, BadHeaderKey):
+                        found = await self._reread(consumer, found)
+                        if found is None:
+                            continue
+                    self.fatal = found
                     if self.fatal.offset is not None:
                         bad = TopicPartition(self.fatal.topic, self.fatal.partition)
                         self._committer.stop_at(bad, self.fatal.offset)
@@ -238,15 +246,28 @@ class Worker:
             # A partition revoked meanwhile has handed its unfinished work over.
             if tp in self._owned:
                 self._committer.reached(tp, position)
+                self._taken_to.took(tp, position)
         self._committer.fetched_to_end(caught_up)
 
-    def _take(self, tp: TopicPartition, messages: Sequence[Any], now: float) -> None:
-        """One partition's fetched batch: its offsets recorded, its jobs queued by lane."""
+    def _take(
+        self,
+        tp: TopicPartition,
+        messages: Sequence[Any],
+        now: float,
+        refused: Mapping[int, str] | None = None,
+    ) -> None:
+        """One partition's fetched batch: its offsets recorded, its jobs queued by lane.
+        `refused`: offsets of messages that cannot be read, with why."""
         committer, intake = self._committer, self._intake
         batch = committer.add(tp, [message.offset for message in messages])
+        self._taken_to.took(tp, messages[-1].offset + 1)
         jobs: list[Work] = []
         for index, message in enumerate(messages):
-            work = intake(message)
+            work: Job[Handler] | Skipped | Undecodable
+            if refused and message.offset in refused:
+                work = intake.refuse(message, refused[message.offset])
+            else:
+                work = intake(message)
             if type(work) is Skipped:
                 self._skip(work)
                 committer.finish(batch, index)
@@ -263,6 +284,42 @@ class Worker:
                 )
             jobs.append(work)  # type: ignore[arg-type]
         self._scheduler.submit(tp, jobs)
+
+    async def _reread(
+        self, consumer: AIOKafkaConsumer, bad: BadHeaderKey
+    ) -> UnreadableBatch | None:
+        """aiokafka failed on a header key that is not UTF-8: read that partition up to the end
+        of the failed batch without it, dead-letter the records with such a key, and go on past
+        them. The failed fetch may have consumed other partitions' records before it failed,
+        and lost them with the exception: those are rewound to what the intake took. None when
+        done; else why the worker must stop."""
+        if bad.tp not in self._owned:
+            return None  # being revoked: its next owner meets the batch again
+        where = {"topic": bad.tp.topic, "partition": bad.tp.partition, "offset": bad.offset}
+        unknown = await self._taken_to.rewind(consumer, self._owned - {bad.tp}, self._owned)
+        if unknown is not None:
+            cause = f"{unknown.topic}/{unknown.partition} has no known position to rewind to"
+            return UnreadableBatch(bad.tp.topic, bad.tp.partition, bad.offset, cause)
+        start = await consumer.position(bad.tp)
+        try:
+            read = await reread(self._settings.kafka, bad.tp, start, bad.offset)
+        except Exception as exc:
+            cause = f"a header key is not UTF-8 and re-reading failed: {exc!r}"
+            return UnreadableBatch(bad.tp.topic, bad.tp.partition, bad.offset, cause)
+        self._log.warning(
+            "header key not UTF-8, batch re-read",
+            **where,
+            refused=sorted(read.refused),
+            next_offset=read.next_offset,
+        )
+        if bad.tp not in self._owned:
+            return None  # revoked meanwhile: its next owner reads the batch again
+        if read.records:
+            self._take(bad.tp, read.records, time.perf_counter(), read.refused)
+            self._last_activity = time.monotonic()
+        consumer.seek(bad.tp, read.next_offset)
+        self._taken_to.took(bad.tp, read.next_offset)
+        return None
 
     def _skip(self, skipped: Skipped) -> None:
         record = skipped.record
@@ -323,6 +380,7 @@ class Worker:
         """Give partitions up having finished, or given up on, what was running for them."""
         self.health.revoked(revoked)
         self._owned -= set(revoked)
+        self._taken_to.forget(revoked)
         grace = self._settings.engine.shutdown_grace
         try:
             if not await self._scheduler.quiesce(revoked, grace, self._cancel_now):
