@@ -340,7 +340,7 @@ async def test_replay_passes_over_forged_dead_letters_and_replays_the_rest(
     out = io.StringIO()
     assert await asyncio.wait_for(replay(out), 20) == (2, 5), out.getvalue()
     assert out.getvalue().splitlines() == [
-        f"cannot replay {dlq_topic}/0/0: its value was too large to dead-letter and "
+        f"cannot replay {dlq_topic}/0/0: parts of it were left out of its dead letter and "
         f"{source}/999/0 names a partition {source} does not have; skipped",
         f"cannot replay {dlq_topic}/0/1: header dlq.error.class is null; skipped",
         f"cannot replay {dlq_topic}/0/2: {source}/0/0 holds {len(ORIGINAL)} bytes, "

@@ -146,6 +146,63 @@ async def test_too_large_for_the_dead_letter_topic_becomes_a_reference_record_an
     gone = io.StringIO()
     assert await asyncio.wait_for(replay(f"{unique_name}.b", gone), 60) == (0, 1)
     assert gone.getvalue() == (
-        f"cannot replay {dlq_topic}/0/0: its value was too large to dead-letter and "
+        f"cannot replay {dlq_topic}/0/0: parts of it were left out of its dead letter and "
         f"{unique_name}/0/0 is no longer retained; skipped\n"
     )
+
+
+async def test_headers_left_out_of_a_dead_letter_are_refetched_on_replay(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """A record whose headers are too large for the dead-letter topic is dead-lettered without
+    them (dlq.headers_dropped); replay republishes it with its original headers and key,
+    refetched from the source offset, not with the dead letter's bare remains."""
+    await create_topic(
+        kafka_bootstrap, unique_name, configs={"max.message.bytes": str(SOURCE_LIMIT)}
+    )
+    dlq_topic = f"{unique_name}.dlq"
+    await create_topic(kafka_bootstrap, dlq_topic)  # the broker's 1 MB default
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=unique_name)
+    big = ("x-big", b"h" * 1_500_000)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap,
+        acks="all",
+        max_request_size=await request_size(kafka, None),
+    )
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(
+            unique_name, b"not json", key=b"k-1", headers=[big, ("traceparent", b"t")]
+        )
+        record = Record(
+            unique_name, 0, sent.offset, b"k-1", (big, ("traceparent", b"t")), sent.timestamp
+        )
+        publisher = DeadLetterPublisher(producer, kafka, dlq_topic, "g", DeadLetterSettings())
+        await asyncio.wait_for(publisher.publish(record, b"not json", FAILURE), 60)
+    finally:
+        await producer.stop()
+    (dead,) = await read_topic(kafka_bootstrap, dlq_topic)
+    assert dl.HEADERS_DROPPED in dict(dead.headers)
+    assert "x-big" not in dict(dead.headers)
+
+    out = io.StringIO()
+    counts = await asyncio.wait_for(
+        dlq.replay(
+            kafka,
+            dlq_topic,
+            f"{unique_name}.replay",
+            error_class=None,
+            handler=None,
+            recording_id=None,
+            to=unique_name,
+            dry_run=False,
+            out=out,
+        ),
+        60,
+    )
+    assert counts == (1, 0), out.getvalue()
+    _, replayed = await read_topic(kafka_bootstrap, unique_name)
+    headers = dict(replayed.headers)
+    assert (replayed.key, replayed.value) == (b"k-1", b"not json")
+    assert (headers["x-big"], headers["traceparent"]) == (big[1], b"t")
+    assert headers[dl.REPLAYED_FROM] == f"{dlq_topic}/0/0".encode()

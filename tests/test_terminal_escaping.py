@@ -169,7 +169,7 @@ async def test_replay_lines_escape_forged_headers(
     assert counts == (0, 1)
     assert_escaped(out.getvalue() + shown.getvalue())
     assert out.getvalue() == (
-        f"cannot replay {dlq_topic}/0/0: its value was too large to dead-letter and "
+        f"cannot replay {dlq_topic}/0/0: parts of it were left out of its dead letter and "
         f"elsewhere\\x1b[2J\\u202e/0/0 is not in {source}; skipped\n"
     )
     assert 'message="boom\\u0007\\x9b"' in shown.getvalue()

@@ -154,7 +154,9 @@ def dlq_fields(headers: Sequence[tuple[str, bytes | None]]) -> dict[str, str]:
     }
 
 
-_NUMBERS = frozenset({PARTITION, OFFSET, TIMESTAMP, ATTEMPTS, VALUE_TOO_LARGE})
+_NUMBERS = frozenset(
+    {PARTITION, OFFSET, TIMESTAMP, ATTEMPTS, VALUE_TOO_LARGE, HEADERS_DROPPED, KEY_DROPPED}
+)
 _NUMBER = re.compile(r"-?[0-9]{1,19}")
 
 

@@ -97,13 +97,14 @@ async def replay(
     replaying them later, with other filters, needs another `group`. With `dry_run` nothing is
     published or committed.
 
-    A reference record (its value was too large to dead-letter) is replayed with the value
-    refetched from its source offset. A dead letter that cannot be replayed gets one ``cannot
-    replay`` line and is passed over like the others: ``dlq.*`` headers that are null, not
-    UTF-8 or not numbers where numbers belong; a source partition that does not exist, an
-    offset no longer retained, or a record whose size or timestamp is not the one the dead
-    letter names. Reading back a source record that exists but does not come within
-    `REFETCH_TIMEOUT` stops the replay (ConsumerError), that batch uncommitted.
+    A reference record (its value, original headers or key did not fit the dead-letter topic)
+    is replayed with what was left out refetched from its source offset. A dead letter that
+    cannot be replayed gets one ``cannot replay`` line and is passed over like the others:
+    ``dlq.*`` headers that are null, not UTF-8 or not numbers where numbers belong; a source
+    partition that does not exist, an offset no longer retained, or a record whose size or
+    timestamp is not the one the dead letter names. Reading back a source record that exists
+    but does not come within `REFETCH_TIMEOUT` stops the replay (ConsumerError), that batch
+    uncommitted.
     `max_request_size` is ``dead_letter.max_request_size``.
     """
 
@@ -143,7 +144,7 @@ async def replay(
                     try:
                         if problem is not None:
                             raise NotReplayable(problem)
-                        value = await originals.value_for(message, fields)
+                        key, value, headers = await originals.record_for(message, fields)
                     except NotReplayable as exc:
                         print_escaped(f"cannot replay {where}: {exc}; skipped", out)
                         skipped += 1
@@ -152,11 +153,8 @@ async def replay(
                         print_escaped(f"would replay {where} to {to}", out)
                         replayed += 1
                     else:
-                        headers = [
-                            (k, v) for k, v in message.headers if not k.startswith(dl.PREFIX)
-                        ]
                         headers.append((dl.REPLAYED_FROM, where.encode()))
-                        future = await producer.send(to, value, key=message.key, headers=headers)
+                        future = await producer.send(to, value, key=key, headers=headers)
                         sent.append((future, f"replayed {where} to {to}"))
                 for future, line in sent:
                     await future
@@ -204,8 +202,12 @@ def _describe(message: Any) -> str:
     )
 
 
+_LEFT_OUT = (dl.VALUE_TOO_LARGE, dl.HEADERS_DROPPED, dl.KEY_DROPPED)
+"""Headers saying what a dead letter left out, to be refetched from the source record."""
+
+
 class _Originals:
-    """Refetches the source records of reference records, by partition and offset."""
+    """Refetches what reference records left out from their source records."""
 
     def __init__(self, kafka: KafkaSettings, stack: AsyncExitStack) -> None:
         self._kafka = kafka
@@ -213,27 +215,33 @@ class _Originals:
         self._consumer: Any = None
         self._partitions: set[int] | None = None
 
-    async def value_for(self, message: Any, fields: dict[str, str]) -> bytes | None:
-        """The value to replay for the dead letter `message`: its own, or a reference record's
-        source value, checked against the size and timestamp the reference names."""
-        if dl.VALUE_TOO_LARGE not in fields:
-            value: bytes | None = message.value
-            return value
+    async def record_for(
+        self, message: Any, fields: dict[str, str]
+    ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]:
+        """The key, value and headers to replay for the dead letter `message`: its own, with
+        what its dead letter left out (value, original headers, key) refetched from the source
+        record, which must have the size and timestamp the dead letter names."""
+        key: bytes | None = message.key
+        value: bytes | None = message.value
+        headers = [(k, v) for k, v in message.headers if not k.startswith(dl.PREFIX)]
+        if not any(name in fields for name in _LEFT_OUT):
+            return key, value, headers
         source = _source(fields)
         # Only the source topic is read back: the header could name any topic.
         if fields.get(dl.TOPIC) != self._kafka.topic:
             raise NotReplayable(
-                f"its value was too large to dead-letter and {source} is not in {self._kafka.topic}"
+                f"parts of it were left out of its dead letter and {source} is not in "
+                f"{self._kafka.topic}"
             )
         try:
             partition, offset = int(fields[dl.PARTITION]), int(fields[dl.OFFSET])
-            size, timestamp = int(fields[dl.VALUE_TOO_LARGE]), int(fields[dl.TIMESTAMP])
+            timestamp = int(fields[dl.TIMESTAMP])
         except KeyError as exc:
             raise NotReplayable(f"header {exc.args[0]} is missing") from None
         # Asked of a partition the topic does not have, the consumer would wait for its leader.
         if partition not in await self._source_partitions():
             raise NotReplayable(
-                f"its value was too large to dead-letter and {source} names a partition "
+                f"parts of it were left out of its dead letter and {source} names a partition "
                 f"{self._kafka.topic} does not have"
             )
         consumer = await self._started()
@@ -246,19 +254,26 @@ class _Originals:
                 f"reading back {source} failed ({type(exc).__name__}: {exc}); replay stopped "
                 "before committing this batch: run it again"
             ) from None
+        except UnicodeDecodeError:
+            raise NotReplayable(f"{source} has a header key that is not UTF-8") from None
         if record is None:
             raise NotReplayable(
-                f"its value was too large to dead-letter and {source} is no longer retained"
+                f"parts of it were left out of its dead letter and {source} is no longer retained"
             )
-        value = record.value
-        found = len(value or b"")
-        if found != size:
-            raise NotReplayable(f"{source} holds {found} bytes, the dead letter says {size}")
         if record.timestamp != timestamp:
             raise NotReplayable(
                 f"{source} was written at {record.timestamp}, the dead letter says {timestamp}"
             )
-        return value
+        if dl.VALUE_TOO_LARGE in fields:
+            size, found = int(fields[dl.VALUE_TOO_LARGE]), len(record.value or b"")
+            if found != size:
+                raise NotReplayable(f"{source} holds {found} bytes, the dead letter says {size}")
+            value = record.value
+        if dl.HEADERS_DROPPED in fields:
+            headers = list(record.headers)
+        if dl.KEY_DROPPED in fields:
+            key = record.key
+        return key, value, headers
 
     @staticmethod
     async def _record(consumer: Any, tp: TopicPartition, offset: int) -> Any:
