@@ -238,6 +238,7 @@ class Worker:
             # A partition revoked meanwhile has handed its unfinished work over.
             if tp in self._owned:
                 self._committer.reached(tp, position)
+                self.health.fetched_to(tp, position)
         self._committer.fetched_to_end(caught_up)
 
     def _take(self, tp: TopicPartition, messages: Sequence[Any], now: float) -> None:
