@@ -37,6 +37,7 @@ from consumer.engine.unreadable import unreadable_batch
 from consumer.errors import UnreadableBatch
 from consumer.http import shared_client
 from consumer.interface import Handler, ProducerPublish, running
+from consumer.observability import tracing
 from consumer.observability.health import Health
 from consumer.observability.startup import wait_for_kafka
 from consumer.observability.watch import log_stats, watch_broker, watch_loop
@@ -56,7 +57,7 @@ class Worker:
     def __init__(self, settings: Settings, handlers: Mapping[str, Handler]) -> None:
         self._settings = settings
         self._handlers = handlers
-        self._intake = Intake(settings, handlers)
+        self._intake = Intake(settings, tracing.traced_handlers(settings, handlers))
         self.tally = Tally()
         self.health = Health(settings)
         self._committer = Committer(settings.engine, self.tally, self.health)
@@ -167,7 +168,7 @@ class Worker:
             max_message_bytes=max_request,
         )
         await dead_letters.ensure_topic()
-        return Delivery(
+        return tracing.delivery_class(settings)(
             settings.retry,
             dead_letters,
             RecentlyHandled(settings.engine.dedupe_window),
