@@ -5,6 +5,7 @@ taken from the message and carried on into dead letters and published events."""
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from consumer.events import RecordingEvent
 from consumer.handlers.publish import PublishHandler, PublishOptions
 from consumer.interface import Context, Handler
 from consumer.observability import tracing
+from consumer.tools import deadletter_commands as dlq
 from tests.support import read_topic, recording_message, settings_for
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -186,7 +188,8 @@ async def test_dead_lettered_message_with_traceparent_carries_its_context_on(
 ) -> None:
     """A message with a traceparent that fails every attempt: its consumer span is the
     traceparent's child, ends as dead_lettered with an error status, and the dead letter's
-    traceparent names the consumer span (not the original's)."""
+    traceparent names the consumer span (not the original's); `dlq replay` sends it back with
+    the context of a send span, the consumer span's child."""
     await create_topic(kafka_bootstrap, unique_name)
     handler = Scripted(*(RuntimeError("no") for _ in range(3)))
     key, value = recording_message("r-3")
@@ -210,6 +213,24 @@ async def test_dead_lettered_message_with_traceparent_carries_its_context_on(
     assert sent["traceparent"].decode() == f"00-{TRACE_ID}-{consumer.context.span_id:016x}-01"
     assert sent["tracestate"] == b"vendor=1"
     assert [name for name, _ in dead.headers].count("traceparent") == 1
+
+    await dlq.replay(
+        settings.kafka,
+        f"{unique_name}.dlq",
+        f"{unique_name}.replay",
+        to=unique_name,
+        error_class=None,
+        handler=None,
+        recording_id=None,
+        dry_run=False,
+        out=io.StringIO(),
+    )
+    (send,) = finished(spans, SpanKind.PRODUCER)
+    assert parent_of(send) == consumer.context.span_id
+    assert attributes(send)["messaging.destination.name"] == unique_name
+    _, again = await read_topic(kafka_bootstrap, unique_name)
+    resent = dict(again.headers)
+    assert resent["traceparent"].decode() == f"00-{TRACE_ID}-{send.context.span_id:016x}-01"
 
 
 async def test_published_events_carry_the_handler_span_as_parent(

@@ -113,6 +113,27 @@ def inject(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     return kept + [(k, v.encode()) for k, v in carrier.items()]
 
 
+def replayed(headers: list[tuple[str, bytes]], topic: str) -> list[tuple[str, bytes]]:
+    """The headers of a message ``dlq replay`` sends to `topic`: while tracing is on, with the
+    context of a send span that is the child of the dead letter's own context."""
+    if _tracer is None:
+        return headers
+    carrier = {k: v.decode("latin-1") for k, v in headers if k in TRACE_HEADERS}
+    attributes = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
+        "messaging.destination.name": topic,
+    }
+    with _tracer.start_as_current_span(
+        f"send {topic}",
+        context=propagate.extract(carrier),
+        kind=SpanKind.PRODUCER,
+        attributes=attributes,
+    ):
+        return inject(headers)
+
+
 class _TraceAttributes(msgspec.Struct):
     traceparent: str | None = None
     tracestate: str | None = None

@@ -255,8 +255,10 @@ def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.engine.deadletter_publisher import dead_letter_topic
+    from consumer.observability import tracing
     from consumer.tools.deadletter_commands import replay
 
+    tracing.start_from_environment()
     asyncio.run(_reach(settings.kafka))
     count = asyncio.run(
         replay(

@@ -22,6 +22,7 @@ from consumer.engine.deadletter_headers import dlq_fields
 from consumer.engine.deadletter_publisher import request_size
 from consumer.engine.printable import escape_controls
 from consumer.errors import ConsumerError
+from consumer.observability import tracing
 
 FETCH_TIMEOUT_MS = 1_000
 
@@ -142,6 +143,7 @@ async def replay(
                             (k, v) for k, v in message.headers if not k.startswith(dl.PREFIX)
                         ]
                         headers.append((dl.REPLAYED_FROM, where.encode()))
+                        headers = tracing.replayed(headers, to)
                         future = await producer.send(to, value, key=message.key, headers=headers)
                         sent.append((future, f"replayed {where} to {to}\n"))
                 for future, line in sent:
