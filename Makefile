@@ -35,7 +35,7 @@ test: install
 lock: install
 	$(BIN)/pip install --quiet uv
 	$(BIN)/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']))" \
-	  | $(BIN)/uv pip compile pyproject.toml - --universal --python-version 3.11 --generate-hashes \
+	  | $(BIN)/uv pip compile pyproject.toml - --extra otel --universal --python-version 3.11 --generate-hashes \
 	    --custom-compile-command 'make lock' --quiet -o requirements.lock
 
 kafka-up: install
