@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 from structlog.testing import capture_logs
 
@@ -301,3 +302,35 @@ def test_tracing_is_off_and_the_worker_untouched_without_otel_variables() -> Non
     handlers: dict[str, Handler] = {"log": Scripted()}
     assert tracing.delivery_class(settings) is Delivery
     assert tracing.traced_handlers(settings, handlers) is handlers
+
+
+async def test_an_unsampled_message_makes_no_spans_and_passes_its_context_on(
+    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
+) -> None:
+    """Sampling off: the handler runs as usual, no span is exported, and the published event
+    still carries the incoming trace, marked not sampled."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use(provider)
+    try:
+        await create_topic(kafka_bootstrap, unique_name)
+        target = f"{unique_name}.out"
+        await create_topic(kafka_bootstrap, target)
+        key, value = recording_message("r-6")
+        publish = PublishHandler(PublishOptions(topic=target, published_by="test"))
+        settings = traced_settings(kafka_bootstrap, unique_name)
+        unsampled = f"00-{TRACE_ID}-{PARENT_ID}-00"
+        await run_worker(
+            msgspec.structs.replace(settings, routes={"default": ["publish"]}),
+            {"publish": publish},
+            [(key, value, [("traceparent", unsampled.encode())])],
+        )
+    finally:
+        tracing.stop()
+    assert exporter.get_finished_spans() == ()
+    (out,) = await read_topic(kafka_bootstrap, target)
+    sent = dict(out.headers)["traceparent"].decode()
+    assert sent.startswith(f"00-{TRACE_ID}-")
+    assert sent.endswith("-00")
+    assert sent != unsampled  # the consumer span's id, not the producer's

@@ -44,6 +44,7 @@ TRACE_HEADERS = ("traceparent", "tracestate")
 _CLOUDEVENT_HEADERS = {"ce_traceparent": "traceparent", "ce_tracestate": "tracestate"}
 _FAILED_OUTCOMES = frozenset({"dead_lettered", "undecodable"})
 
+_NO_PARENT = context.Context()
 _tracer: Tracer | None = None
 _provider: TracerProvider | None = None
 
@@ -159,7 +160,8 @@ def extracted(work: Job[Any] | Undecodable) -> context.Context:
             carrier["traceparent"] = found.traceparent
             if found.tracestate is not None:
                 carrier["tracestate"] = found.tracestate
-    return propagate.extract(carrier)
+    # Nothing to extract (the common case): a root span, without the propagators' work.
+    return propagate.extract(carrier) if carrier else _NO_PARENT
 
 
 class TracedDelivery(Delivery):
@@ -225,6 +227,11 @@ class TracedDelivery(Delivery):
 
     def _start(self, work: Job[Handler] | Undecodable) -> Span:
         record = work.record
+        span = self._tracer.start_span(
+            f"process {record.topic}", context=extracted(work), kind=SpanKind.CONSUMER
+        )
+        if not span.is_recording():
+            return span  # not sampled: its attributes would be thrown away
         attributes: dict[str, Any] = {
             "messaging.system": "kafka",
             "messaging.operation.type": "process",
@@ -245,12 +252,8 @@ class TracedDelivery(Delivery):
             ):
                 if value is not None:
                     attributes[name] = value
-        return self._tracer.start_span(
-            f"process {record.topic}",
-            context=extracted(work),
-            kind=SpanKind.CONSUMER,
-            attributes=attributes,
-        )
+        span.set_attributes(attributes)
+        return span
 
 
 class _TracedHandler:
@@ -264,6 +267,10 @@ class _TracedHandler:
         self._max_attempts = retry.policy_for(name).max_attempts
 
     async def handle(self, event: RecordingEvent, ctx: Context) -> None:
+        if not trace.get_current_span().is_recording():
+            # The message is not sampled, so neither would its attempts be: no span to make.
+            await self._handler.handle(event, ctx)
+            return
         attributes: dict[str, str | int] = {
             "recording_consumer.handler": self._name,
             "recording_consumer.attempt": ctx.attempt,
