@@ -10,8 +10,7 @@ Run from the repository root:
 into a temporary directory and put first on the worker process's path. Each round runs the
 four workers in turn, interleaved so a noisy moment on the shared machine hurts all alike; each
 is the quiet worker of bench/throughput.py (level warning, a no-op handler), timed the same
-way. The cost
-per message is the difference of the per-message times (1/rate) with the off run's.
+way. The cost per message is the difference of the per-message times (1/rate) with the off run's.
 """
 
 from __future__ import annotations
