@@ -107,10 +107,14 @@ def traced_handlers(settings: Settings, handlers: Mapping[str, Handler]) -> Mapp
 
 
 def inject(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    """`headers` with the current span's ``traceparent``/``tracestate`` in place of theirs."""
+    """`headers` with the current context's (``traceparent``, ``tracestate``, ``baggage`` as
+    the propagators write them) in place of theirs. A CloudEvent's ``ce_traceparent`` stays:
+    it is the event's origin, not a hop's."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
-    kept = [(k, v) for k, v in headers if k not in TRACE_HEADERS or not carrier]
+    if not carrier:
+        return list(headers)
+    kept = [(k, v) for k, v in headers if k not in TRACE_HEADERS and k not in carrier]
     return kept + [(k, v.encode()) for k, v in carrier.items()]
 
 
