@@ -25,8 +25,10 @@ RUN pip install --require-hashes --no-deps -r requirements.lock
 # than whatever an isolated build would fetch.
 COPY pyproject.toml ./
 COPY consumer ./consumer
+# The lock includes the `otel` extra (`make lock`): tracing works in the image when OTEL_* is set.
 RUN pip install --no-deps --no-build-isolation . \
-    && recording-consumer --help > /dev/null
+    && recording-consumer --help > /dev/null \
+    && python -c "import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http"
 
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \

@@ -38,14 +38,14 @@ format: install
 test: install
 	$(BIN)/pytest
 
-# The image and `make install` install from requirements.lock with --require-hashes: rerun after
-# changing the dependencies (or the build-system requirements, locked too for the image's
-# offline build). requirements-dev.lock adds the locked extras and the example plugin's
+# The image and `make install` install from requirements.lock (the runtime and the otel extra,
+# which the image includes) with --require-hashes: rerun after changing the dependencies (or the
+# build-system requirements, locked too for the image's offline build). requirements-dev.lock adds the locked extras and the example plugin's
 # dependencies, constrained to requirements.lock's versions. Pins that still fit are kept; to
 # move everything to the newest versions, delete both locks first.
 lock: $(BIN)/uv
 	$(PYTHON) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']))" \
-	  | $(BIN)/uv pip compile pyproject.toml - --universal --python-version 3.11 --generate-hashes \
+	  | $(BIN)/uv pip compile pyproject.toml - --extra otel --universal --python-version 3.11 --generate-hashes \
 	    --custom-compile-command 'make lock' --quiet -o requirements.lock
 	printf -- '-e .[%s]\n-e ./%s\n' '$(LOCKED_EXTRAS)' '$(EXAMPLE)' \
 	  | $(BIN)/uv pip compile - -c requirements.lock --universal --python-version 3.11 \

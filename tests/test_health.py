@@ -61,9 +61,9 @@ def test_liveness_fails_on_a_stalled_lagging_partition_only() -> None:
     (a restart would not help) it does not."""
     h = health(stall_timeout=0.2)
     h.assigned([TP])
-    h.sampled_lag({TP: 0}, {TP: 10})
+    h.sampled_lag({TP: 10}, {TP: 10})
     h._progress[TP] -= 1.0  # as if caught up a second ago
-    h.sampled_lag({TP: 4}, {TP: 14})
+    h.sampled_lag({TP: 14}, {TP: 10})
     (problem,) = h.problems()
     assert problem.startswith("recordings/0: 4 behind, nothing committed for")
     h.down_since = time.monotonic()
@@ -72,6 +72,26 @@ def test_liveness_fails_on_a_stalled_lagging_partition_only() -> None:
     h.committed({TP: 14})
     assert h.problems() == []
     assert h.lag == {TP: 0}
+
+
+def test_lag_counts_what_was_fetched_since_the_probe_and_commits_at_once() -> None:
+    """Lag is current, not the probe's last sample: a message fetched after the probe counts
+    at once, and the commit of everything brings it to 0 at once; an older fetch position or
+    a probe with an older end offset never lowers the end."""
+    h = health()
+    h.assigned([TP])
+    h.sampled_lag({TP: 10}, {TP: 10})
+    assert h.lag == {TP: 0}
+    h.fetched_to(TP, 11)
+    assert h.lag == {TP: 1}
+    h.fetched_to(TP, 10)
+    h.sampled_lag({TP: 10}, {TP: 10})
+    assert h.lag == {TP: 1}
+    h.committed({TP: 11})
+    assert h.lag == {TP: 0}
+    h.revoked([TP])
+    h.fetched_to(TP, 12)
+    assert h.lag == {}
 
 
 def test_liveness_fails_while_and_just_after_the_loop_was_blocked() -> None:

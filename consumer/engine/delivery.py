@@ -51,6 +51,8 @@ class RetryState:
     """Seconds each retrying handler asked to wait before its next attempt."""
     first_failure: float | None = None
     last_failure: float | None = None
+    span: Any = None
+    """The message's tracing span between attempts, while tracing is on."""
 
     def failed(self, name: str, error: BaseException) -> None:
         now = time.time()

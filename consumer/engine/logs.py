@@ -19,6 +19,7 @@ import structlog
 from structlog.typing import EventDict
 
 from consumer.config import LoggingSettings
+from consumer.engine.expected_logs import ExpectedAtFirst
 from consumer.engine.printable import escape_json_marks, escape_log_fields
 
 _encode = msgspec.json.Encoder(enc_hook=repr).encode
@@ -232,6 +233,7 @@ def _route_standard_library(
     # Libraries' info lines are chatter; their warnings and errors are worth the operator's time.
     level = logging.getLevelNamesMapping()[settings.level.upper()]
     root.setLevel(max(level, logging.WARNING))
+    handler.addFilter(ExpectedAtFirst())
     logging.captureWarnings(True)
 
 

@@ -39,6 +39,7 @@ from consumer.engine.unreadable import BadHeaderKey, unreadable_batch
 from consumer.errors import UnreadableBatch
 from consumer.http import shared_client
 from consumer.interface import Handler, ProducerPublish, running
+from consumer.observability import tracing
 from consumer.observability.health import Health
 from consumer.observability.startup import wait_for_kafka
 from consumer.observability.watch import log_stats, watch_broker, watch_loop
@@ -58,7 +59,7 @@ class Worker:
     def __init__(self, settings: Settings, handlers: Mapping[str, Handler]) -> None:
         self._settings = settings
         self._handlers = handlers
-        self._intake = Intake(settings, handlers)
+        self._intake = Intake(settings, tracing.traced_handlers(settings, handlers))
         self.tally = Tally()
         self.health = Health(settings)
         self._committer = Committer(settings.engine, self.tally, self.health)
@@ -170,7 +171,7 @@ class Worker:
             max_message_bytes=max_request,
         )
         await dead_letters.ensure_topic()
-        return Delivery(
+        return tracing.delivery_class(settings)(
             settings.retry,
             dead_letters,
             RecentlyHandled(settings.engine.dedupe_window),
@@ -247,6 +248,7 @@ class Worker:
             if tp in self._owned:
                 self._committer.reached(tp, position)
                 self._taken_to.took(tp, position)
+                self.health.fetched_to(tp, position)
         self._committer.fetched_to_end(caught_up)
 
     def _take(

@@ -36,8 +36,11 @@ class Health:
         """When the loop watcher last ran; None while it is not running (start-up, shutdown)."""
         self._blocked_until = 0.0
         self._blocked_for = 0.0
-        self.lag: dict[TopicPartition, int] = {}
         self._ends: dict[TopicPartition, int] = {}
+        """The newest end offset known of each sampled partition: the probe's, or past it, the
+        fetch position."""
+        self._bases: dict[TopicPartition, int] = {}
+        """Where each sampled partition's group stands: the last commit, or where it started."""
         self.last_commit: dict[TopicPartition, float] = {}
         """Wall-clock time of each assigned partition's last commit."""
         self._progress: dict[TopicPartition, float] = {}
@@ -56,23 +59,41 @@ class Health:
         self.joined = False
         for tp in partitions:
             self._progress.pop(tp, None)
-            self.lag.pop(tp, None)
+            self._ends.pop(tp, None)
+            self._bases.pop(tp, None)
             self.last_commit.pop(tp, None)
 
+    @property
+    def lag(self) -> dict[TopicPartition, int]:
+        """End offset minus committed offset of each sampled partition, as of now: the stats
+        line and /metrics read the same value, not the probe's last sample."""
+        bases = self._bases
+        return {tp: max(0, end - bases[tp]) for tp, end in self._ends.items() if tp in bases}
+
     def committed(self, points: dict[TopicPartition, int]) -> None:
-        """Offsets committed: progress, and lag against the last known end offsets."""
+        """Offsets committed: progress, and the point lag is counted from."""
         now, wall = time.monotonic(), time.time()
         for tp, offset in points.items():
             self._progress[tp] = now
             self.last_commit[tp] = wall
             if tp in self._ends:
-                self.lag[tp] = max(0, self._ends[tp] - offset)
+                self._bases[tp] = offset
 
-    def sampled_lag(self, lag: dict[TopicPartition, int], ends: dict[TopicPartition, int]) -> None:
-        """A fresh lag sample; a caught-up partition counts as making progress."""
-        self.lag, self._ends = lag, ends
+    def fetched_to(self, tp: TopicPartition, position: int) -> None:
+        """The consumer's position in `tp`: the log ends at least there (fresher than a probe)."""
+        if self._ends.get(tp, position) < position:
+            self._ends[tp] = position
+
+    def sampled_lag(
+        self, ends: dict[TopicPartition, int], bases: dict[TopicPartition, int]
+    ) -> None:
+        """A probe's end offsets and group positions; a caught-up partition counts as making
+        progress."""
+        known = self._ends
+        self._ends = {tp: max(end, known.get(tp, end)) for tp, end in ends.items()}
+        self._bases = bases
         now = time.monotonic()
-        for tp, behind in lag.items():
+        for tp, behind in self.lag.items():
             if behind == 0:
                 self._progress[tp] = now
 

@@ -95,14 +95,14 @@ async def _probe(
                 ends: dict[TopicPartition, int] = {}
             else:
                 ends = await consumer.end_offsets(assigned)
-            lag = {}
+            bases = {}
             for tp in assigned:
                 committed = worker.committed_offset(tp)
                 if committed is None:
                     committed = start_points.get(tp)
                 if committed is None:
                     committed = start_points[tp] = await _start_point(worker, consumer, tp)
-                lag[tp] = max(0, ends[tp] - committed)
+                bases[tp] = committed
     except (KafkaError, OSError, TimeoutError) as exc:
         if health.down_since is None:
             health.down_since = time.monotonic()
@@ -113,7 +113,7 @@ async def _probe(
         outage = time.monotonic() - health.down_since
         health.down_since = None
         _log.warning("broker reachable again", outage_seconds=round(outage, 1))
-    health.sampled_lag(lag, ends)
+    health.sampled_lag(ends, bases)
 
 
 async def _why(bootstrap: str, exc: Exception) -> str:

@@ -126,10 +126,12 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.engine.logs import configure_logging
     from consumer.engine.worker import Worker
+    from consumer.observability import tracing
     from consumer.observability.server import endpoint, listen_address
 
     listen_address(settings.observability.listen)  # a malformed address fails before anything
     configure_logging(settings.logging)
+    tracing.start_from_environment()  # before the worker: it is built traced or not
     worker = Worker(settings, _routed_handlers(settings))
     _tune_garbage_collection()
 
@@ -257,8 +259,10 @@ def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.engine.deadletter_publisher import dead_letter_topic
+    from consumer.observability import tracing
     from consumer.tools.deadletter_commands import replay
 
+    tracing.start_from_environment()
     asyncio.run(_reach(settings.kafka))
     counts = asyncio.run(
         replay(

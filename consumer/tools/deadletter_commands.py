@@ -21,6 +21,7 @@ from consumer.engine.deadletter_headers import dlq_fields, malformed_header
 from consumer.engine.deadletter_publisher import request_size
 from consumer.engine.printable import print_escaped
 from consumer.errors import ConsumerError
+from consumer.observability import tracing
 from consumer.tools.topic_reader import FETCH_TIMEOUT_MS, Reader, topic_partitions
 
 REFETCH_TIMEOUT = 60.0
@@ -154,6 +155,7 @@ async def replay(
                         replayed += 1
                     else:
                         headers.append((dl.REPLAYED_FROM, where.encode()))
+                        headers = tracing.replayed(headers, to)
                         future = await producer.send(to, value, key=key, headers=headers)
                         sent.append((future, f"replayed {where} to {to}"))
                 for future, line in sent:

@@ -1,0 +1,50 @@
+"""aiokafka's error lines that are expected for a while: a topic being auto-created, a fresh
+broker still creating its group coordinator.
+
+aiokafka logs these at error (and warning) level and retries by itself; during a normal first
+run they read as a failure. For `GRACE` seconds after one is first seen they count as info
+lines, which are not written for libraries; if the same one is still reported after that, it
+is a real problem and is written at the level aiokafka gave it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka.errors import GroupCoordinatorNotAvailableError
+
+GRACE = 30.0
+"""Seconds a new topic or a fresh broker's coordinator may take to appear."""
+
+
+def _expected(record: logging.LogRecord) -> str | None:
+    """What the record is about (the topic, the group's coordinator) if it is one of the
+    expected ones, else None."""
+    if record.msg == "Topic %s not found in cluster metadata" and record.args:
+        return f"topic {record.args[0]}"  # type: ignore[index]
+    if record.msg == "Group Coordinator Request failed: %s" and record.args:
+        error = record.args[0]  # type: ignore[index]
+        if isinstance(error, GroupCoordinatorNotAvailableError):
+            return "coordinator"
+    if record.msg == "Marking the coordinator dead (node %s)for group %s.":
+        return "coordinator"  # the warning that follows while the coordinator is created
+    return None
+
+
+class ExpectedAtFirst(logging.Filter):
+    """The library records' handler filter: holds the expected records back within their grace."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._clock = clock
+        self._first_seen: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        about = _expected(record)
+        if about is None:
+            return True
+        now = self._clock()
+        first = self._first_seen.setdefault(about, now)
+        return now - first >= GRACE
