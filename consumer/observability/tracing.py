@@ -106,7 +106,7 @@ def traced_handlers(settings: Settings, handlers: Mapping[str, Handler]) -> Mapp
     return {name: _TracedHandler(name, h, settings.retry) for name, h in handlers.items()}
 
 
-def inject(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+def inject(headers: Sequence[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:
     """`headers` with the current context's (``traceparent``, ``tracestate``, ``baggage`` as
     the propagators write them) in place of theirs. A CloudEvent's ``ce_traceparent`` stays:
     it is the event's origin, not a hop's."""
@@ -118,12 +118,12 @@ def inject(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     return kept + [(k, v.encode()) for k, v in carrier.items()]
 
 
-def replayed(headers: list[tuple[str, bytes]], topic: str) -> list[tuple[str, bytes]]:
+def replayed(headers: list[tuple[str, bytes | None]], topic: str) -> list[tuple[str, bytes | None]]:
     """The headers of a message ``dlq replay`` sends to `topic`: while tracing is on, with the
     context of a send span that is the child of the dead letter's own context."""
     if _tracer is None:
         return headers
-    carrier = {k: v.decode("latin-1") for k, v in headers if k in TRACE_HEADERS}
+    carrier = {k: v.decode("latin-1") for k, v in headers if k in TRACE_HEADERS and v is not None}
     attributes = {
         "messaging.system": "kafka",
         "messaging.operation.type": "send",
@@ -151,6 +151,8 @@ def extracted(work: Job[Any] | Undecodable) -> context.Context:
     """The context a message carries: W3C headers, else its CloudEvent's tracing extension."""
     carrier: dict[str, str] = {}
     for name, value in work.record.headers:
+        if value is None:  # a producer's null header carries no context
+            continue
         if name in TRACE_HEADERS:
             carrier[name] = value.decode("latin-1")
         elif name in _CLOUDEVENT_HEADERS:
@@ -316,7 +318,7 @@ def _traced(publish: Publish) -> Publish:
         value: bytes,
         *,
         key: bytes | None = None,
-        headers: Sequence[tuple[str, bytes]] = (),
+        headers: Sequence[tuple[str, bytes | None]] = (),
     ) -> None:
         await publish(topic, value, key=key, headers=inject(headers))
 
