@@ -163,7 +163,8 @@ async def test_retry_wait_does_not_hold_up_other_keys(
 async def test_dead_letter_topic_unavailable_holds_the_commit(
     kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
 ) -> None:
-    """While the DLQ rejects writes the bad message's offset is not committed; then it lands."""
+    """With on_unwritable = "stall", while the DLQ rejects writes the bad message's offset is
+    not committed; then it lands."""
     await create_topic(kafka_bootstrap, unique_name)
     dlq = f"{unique_name}.dlq"
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
@@ -171,7 +172,9 @@ async def test_dead_letter_topic_unavailable_holds_the_commit(
     try:
         # A 1-byte message limit makes every publish fail, like a topic refused by policy.
         await admin.create_topics([NewTopic(dlq, 1, 1, topic_configs={"max.message.bytes": "1"})])
-        settings = settings_for(kafka_bootstrap, unique_name, unique_name)
+        settings = settings_for(
+            kafka_bootstrap, unique_name, unique_name, dead_letter__on_unwritable="stall"
+        )
         bad = b'{"eventType":"recordingAvailable","channels":"one"}'
         await produce(settings.kafka, unique_name, [(None, bad), recording_message("r-after")])
         handler = Scripted(failures=0)
