@@ -141,7 +141,7 @@ async def killed_mid_stream(
     stream = await start_drill(cluster, topic, 3, create)
     journal, handled = tmp_path / "journal", tmp_path / "handled"
     worker = worker_process(
-        cluster.bootstrap, topic, handled, **WORKER, TEST_JOURNAL_FILE=str(journal)
+        cluster.bootstrap, topic, handled, None, **WORKER, TEST_JOURNAL_FILE=str(journal)
     )
     await wait_for(lambda: len(attempts(journal)) >= 150, 120, "150 handled")
     node = await victim()
@@ -201,7 +201,7 @@ async def test_rolling_restart_under_a_steady_stream_with_two_workers(
         handled = tmp_path / name
         env = {**WORKER, "TEST_JOURNAL_FILE": str(journal)}
         workers.append(
-            (worker_process(kafka_cluster.bootstrap, unique_name, handled, **env), handled)
+            (worker_process(kafka_cluster.bootstrap, unique_name, handled, None, **env), handled)
         )
     await wait_for(lambda: len(attempts(journal)) >= 100, 120, "100 handled")
     for node in (1, 2, 3):
