@@ -137,6 +137,8 @@ async def killed_mid_stream(
     victim: Callable[[], Awaitable[int]],
     name: str,
 ) -> None:
+    """SIGKILL the node `victim` names once the worker is under way; check the drill once
+    another node has taken over and the stream went on past it."""
     started = time.monotonic()
     stream = await start_drill(cluster, topic, 3, create)
     journal, handled = tmp_path / "journal", tmp_path / "handled"
@@ -146,6 +148,11 @@ async def killed_mid_stream(
     await wait_for(lambda: len(attempts(journal)) >= 150, 120, "150 handled")
     node = await victim()
     await asyncio.to_thread(cluster.kill, node)
+
+    async def moved() -> bool:
+        return await victim() not in (node, -1)
+
+    await eventually(moved, 60, f"another node than {node} taking over")
     await stream.more(100)
     await finish_drill(name, cluster, topic, stream, [(worker, handled)], journal, started)
 
