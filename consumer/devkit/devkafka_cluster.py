@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import CoordinatorNotAvailableError, KafkaError, NotCoordinatorError
+from aiokafka.errors import KafkaError
 
 from consumer.devkit import devkafka
 from consumer.devkit.devkafka import BrokerError, LocalBroker, free_ports
@@ -204,19 +204,19 @@ class LocalCluster:
     async def coordinator(self, group: str, seconds: float = 30) -> int:
         """The id of the node coordinating consumer group `group` now.
 
-        Asked while ``__consumer_offsets`` is being created or its leader moves, the broker
-        says "not available": asked again for `seconds`.
+        Asked while ``__consumer_offsets`` is being created or its leader moves, or of a node
+        that just died, the answer is an error: asked again (anew) for `seconds`.
         """
         deadline = time.monotonic() + seconds
-        async with admin_client(self.bootstrap) as admin:
-            while True:
-                try:
+        while True:
+            try:
+                async with admin_client(self.bootstrap) as admin:
                     node: int = await admin.find_coordinator(group)
                     return node
-                except (CoordinatorNotAvailableError, NotCoordinatorError):
-                    if time.monotonic() > deadline:
-                        raise
-                await asyncio.sleep(0.2)
+            except (KafkaError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.2)
 
     async def wait_in_sync(self, topics: list[str], seconds: float = 60) -> None:
         """Return once every partition of `topics` has every node in its ISR (the cluster has
