@@ -99,9 +99,15 @@ async def test_dead_letter_topic_takes_cluster_defaults_unless_set(
     finally:
         await producer.stop()
 
-    async with admin_client(bootstrap) as admin:
-        described = await admin.describe_topics([defaults, chosen])
-    replicas = {t["topic"]: {len(p["replicas"]) for p in t["partitions"]} for t in described}
+    async with admin_client(bootstrap) as admin, asyncio.timeout(30):
+        while True:  # a topic just created may show no partitions yet
+            described = await admin.describe_topics([defaults, chosen])
+            replicas = {
+                t["topic"]: {len(p["replicas"]) for p in t["partitions"]} for t in described
+            }
+            if all(replicas.get(topic) for topic in (defaults, chosen)):
+                break
+            await asyncio.sleep(0.2)
     assert replicas == {defaults: {3}, chosen: {2}}
     assert await topic_config(bootstrap, defaults, "min.insync.replicas") == "2"
     assert await topic_config(bootstrap, chosen, "min.insync.replicas") == "1"
