@@ -100,6 +100,12 @@ def secured_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBro
         yield broker
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the three-node cluster run last, so its JVMs (started by the first of them)
+    do not idle beside the rest of the suite on two cores."""
+    items.sort(key=lambda item: "kafka_cluster" in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(scope="session")
 def _cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     with LocalCluster(tmp_path_factory.mktemp("cluster"), nodes=3) as cluster:
