@@ -76,4 +76,5 @@ demo: install
 
 clean:
 	-[ -x $(BIN)/python ] && $(DEVKAFKA) down
+	-[ -x $(BIN)/python ] && $(DEVKAFKA) down --nodes 3
 	rm -rf $(VENV) .devkafka .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -130,6 +130,12 @@ class DeadLetterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     """When not even a bare reference record (only ``dlq.*`` headers) fits the dead-letter topic:
     skip logs an error naming the source topic, partition and offset and goes on; stall retries
     until the topic takes it, committing nothing past it."""
+    replication_factor: int | None = None
+    """Replicas of the dead-letter topic when the worker creates it; unset: the cluster's
+    ``default.replication.factor``."""
+    min_insync_replicas: int | None = None
+    """``min.insync.replicas`` of the dead-letter topic when the worker creates it; unset: the
+    cluster's default."""
 
 
 class EventSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -22,6 +22,7 @@ _TOPIC_MAX_LENGTH = 249
 # The broker's defaults for group.min.session.timeout.ms and group.max.session.timeout.ms.
 SESSION_TIMEOUT_RANGE_MS = (6_000, 1_800_000)
 _INT32_MAX = 2**31 - 1
+_INT16_MAX = 2**15 - 1
 
 
 def problems(settings: Settings) -> Iterator[tuple[str, str]]:
@@ -126,6 +127,14 @@ def _dead_letter(settings: Settings) -> Iterator[tuple[str, str]]:
     size = dead_letter.max_request_size
     if size is not None and not 1_024 <= size <= _INT32_MAX:
         yield "dead_letter.max_request_size", f"must be between 1024 and {_INT32_MAX} bytes"
+    replicas, min_insync = dead_letter.replication_factor, dead_letter.min_insync_replicas
+    if replicas is not None and not 1 <= replicas <= _INT16_MAX:
+        yield "dead_letter.replication_factor", f"must be between 1 and {_INT16_MAX} (or unset)"
+    if min_insync is not None and min_insync < 1:
+        yield "dead_letter.min_insync_replicas", _positive(min_insync)
+    elif min_insync is not None and replicas is not None and min_insync > replicas:
+        why = f"{min_insync} exceeds dead_letter.replication_factor {replicas}: no write fits"
+        yield "dead_letter.min_insync_replicas", why
 
 
 def _topic_name(key: str, name: str) -> Iterator[tuple[str, str]]:

@@ -18,6 +18,7 @@ import pytest
 import trustme
 
 from consumer.devkit.devkafka import LocalBroker, free_port
+from consumer.devkit.devkafka_cluster import LocalCluster
 from consumer.engine import admin as topics
 from tests.tls_server import FakeBandwidth, client_for
 
@@ -97,3 +98,31 @@ def secured_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBro
     state = tmp_path_factory.mktemp("secured-kafka")
     with LocalBroker(state, port=free_port(), secured=True) as broker:
         yield broker
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the three-node cluster run last, so its JVMs (started by the first of them)
+    do not idle beside the rest of the suite on two cores."""
+    items.sort(key=lambda item: "kafka_cluster" in getattr(item, "fixturenames", ()))
+
+
+@pytest.fixture(scope="session")
+def _cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with LocalCluster(tmp_path_factory.mktemp("cluster"), nodes=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def kafka_cluster(_cluster: LocalCluster) -> AsyncIterator[LocalCluster]:
+    """A three-node cluster (RF 3, min.insync.replicas 2), started once per session; `kill`,
+    `stop_node` and `restart` act on one node by id, `leader` and `coordinator` say which.
+
+    After each test every node runs again and the internal topics are back in sync. Its
+    `start`/`restart` run their own event loop: call them via `asyncio.to_thread` in tests.
+    """
+    yield _cluster
+    for node_id in range(1, _cluster.size + 1):
+        if node_id not in _cluster.running():
+            await asyncio.to_thread(_cluster.restart, node_id)
+    await asyncio.to_thread(_cluster.wait_registered)
+    await _cluster.wait_in_sync(["__consumer_offsets"], seconds=120)

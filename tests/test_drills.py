@@ -277,6 +277,12 @@ BAD_SETTINGS = [
     ({"DEAD_LETTER__ERROR_MAX_BYTES": "0"}, "dead_letter.error_max_bytes"),
     ({"DEAD_LETTER__TOPIC": '"same"', "KAFKA__TOPIC": '"same"'}, "dead_letter.topic"),
     ({"DEAD_LETTER__MAX_REQUEST_SIZE": "10"}, "dead_letter.max_request_size"),
+    ({"DEAD_LETTER__REPLICATION_FACTOR": "0"}, "dead_letter.replication_factor"),
+    ({"DEAD_LETTER__MIN_INSYNC_REPLICAS": "0"}, "dead_letter.min_insync_replicas"),
+    (
+        {"DEAD_LETTER__REPLICATION_FACTOR": "2", "DEAD_LETTER__MIN_INSYNC_REPLICAS": "3"},
+        "dead_letter.min_insync_replicas",
+    ),
     ({"ROUTES__DEFAULT": '["nope"]'}, "unknown handler 'nope'"),
     ({"PLUGINS__PATHS__MINE": "no_such_module_x:Handler", "ROUTES__DEFAULT": '["mine"]'}, "mine"),
     (

@@ -5,7 +5,7 @@ Maven once into ``$DEVKAFKA_HOME/jars/<version>/`` (default ``./.devkafka``); th
 of ``make kafka-up`` keeps its state in ``$DEVKAFKA_HOME/run/``. With ``KAFKA_BOOTSTRAP_SERVERS``
 set, nothing is started and that address is used instead.
 
-    python -m consumer.devkit.devkafka up|down|status|bootstrap [--secured] [--port N]
+    python -m consumer.devkit.devkafka up|down|status|bootstrap [--secured] [--port N] [--nodes N]
 
 The plain broker listens on 127.0.0.1:9092, the settings' default: when that port is taken
 (someone else's broker?), `up` refuses instead of choosing another port behind the settings'
@@ -558,6 +558,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the broker with SASL_SSL (SCRAM-SHA-512, PLAIN) and mutual-TLS SSL listeners",
     )
+    secured.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="above 1: the long-lived replicated cluster of that many nodes (RF 3, "
+        "min.insync.replicas 2), kept apart from the single broker (see devkafka_cluster)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up_command = sub.add_parser(
         "up",
@@ -587,6 +594,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command, is_secured = args.command, args.secured
     try:
+        if args.nodes > 1:
+            if is_secured or getattr(args, "port", None) is not None:
+                raise BrokerError("--nodes takes neither --secured nor --port")
+            # Imported here: the cluster module builds on this one.
+            from consumer.devkit import devkafka_cluster
+
+            return devkafka_cluster.command(command, args.nodes)
         if command == "up" or (command == "bootstrap" and is_secured):
             print(up(is_secured, getattr(args, "port", None)))
         elif command == "bootstrap":

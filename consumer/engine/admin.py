@@ -33,15 +33,27 @@ async def admin_client(kafka: KafkaSettings | str) -> AsyncIterator[AIOKafkaAdmi
 
 
 async def create_topic(
-    admin: Any, name: str, partitions: int = -1, configs: dict[str, str] | None = None
+    admin: Any,
+    name: str,
+    partitions: int = -1,
+    configs: dict[str, str] | None = None,
+    replication_factor: int = -1,
 ) -> bool:
     """Create `name` unless it exists; True if this call created it.
 
-    -1 partitions, and always the replication factor, mean the broker's defaults, so a
-    production cluster's policy applies. Any other failure is raised as its Kafka error.
+    -1 partitions or replication factor mean the broker's defaults, so a production cluster's
+    policy applies. Any other failure is raised as its Kafka error.
     """
-    # With -1 replication aiokafka insists on an assignment argument; an empty one means none.
-    topic = NewTopic(name, partitions, -1, replica_assignments={}, topic_configs=configs or {})
+    # With a -1 aiokafka insists on an assignment argument (an empty one means none); without
+    # one, on no assignment argument at all.
+    defaults = -1 in (partitions, replication_factor)
+    topic = NewTopic(
+        name,
+        partitions,
+        replication_factor,
+        replica_assignments={} if defaults else None,
+        topic_configs=configs or {},
+    )
     response = await admin.create_topics([topic])
     for result in response.to_object()["topic_errors"]:
         error = for_code(result["error_code"])

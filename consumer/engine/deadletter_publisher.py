@@ -86,17 +86,25 @@ class DeadLetterPublisher:
         """Create the topic if missing; a failure is logged, not raised, as publishing retries.
 
         Partitions follow the source topic when it is known, and so does the largest message
-        (`max_message_bytes`, when given); replication is the broker's default
-        (``default.replication.factor``), so a production cluster's policy applies.
+        (`max_message_bytes`, when given); replication and ``min.insync.replicas`` are the
+        settings' or else the broker's defaults, so a production cluster's policy applies.
         """
         limit = self._max_message_bytes
-        configs = {"max.message.bytes": str(limit)} if limit is not None else None
+        replicas = self._settings.replication_factor
+        min_insync = self._settings.min_insync_replicas
+        configs = {"max.message.bytes": str(limit)} if limit is not None else {}
+        if min_insync is not None:
+            configs["min.insync.replicas"] = str(min_insync)
         try:
             async with admin_client(self._kafka) as admin:
                 partitions = await self._source_partitions(admin)
-                if await create_topic(admin, self.topic, partitions, configs):
+                if await create_topic(admin, self.topic, partitions, configs, replicas or -1):
                     self._log.info(
-                        "dead-letter topic created", partitions=partitions, max_message_bytes=limit
+                        "dead-letter topic created",
+                        partitions=partitions,
+                        max_message_bytes=limit,
+                        replication_factor=replicas or "cluster default",
+                        min_insync_replicas=min_insync or "cluster default",
                     )
         except Exception as exc:
             self._log.error("cannot create dead-letter topic", error=repr(exc))

@@ -32,6 +32,7 @@ from consumer.engine.delivery import Delivery
 from consumer.engine.handover import COMMIT_WAIT
 from consumer.engine.header_keys import reread
 from consumer.engine.intake import Intake, Job, Skipped, Undecodable
+from consumer.engine.producer import build_producer
 from consumer.engine.rewind import TakenTo
 from consumer.engine.scheduler import Scheduler, Work
 from consumer.engine.tally import Tally
@@ -125,12 +126,7 @@ class Worker:
             stack.push_async_callback(self._leave, consumer)
             # Large enough for any message of the source topic, so every one can be dead-lettered.
             max_request = await request_size(kafka, self._settings.dead_letter.max_request_size)
-            producer = AIOKafkaProducer(
-                **connection.client_options(kafka),
-                acks="all",
-                compression_type=kafka.producer_compression,
-                max_request_size=max_request,
-            )
+            producer = build_producer(kafka, max_request_size=max_request)
             await connection.start(producer, kafka)
             stack.push_async_callback(producer.stop)
             http = await stack.enter_async_context(shared_client())

@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack, aclosing
 from typing import Any, NamedTuple, TextIO
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from consumer.config import KafkaSettings
@@ -20,6 +20,7 @@ from consumer.engine import deadletter_headers as dl
 from consumer.engine.deadletter_headers import dlq_fields, malformed_header
 from consumer.engine.deadletter_publisher import request_size
 from consumer.engine.printable import print_escaped
+from consumer.engine.producer import build_producer
 from consumer.errors import ConsumerError
 from consumer.observability import tracing
 from consumer.tools.topic_reader import FETCH_TIMEOUT_MS, Reader, topic_partitions
@@ -121,12 +122,8 @@ async def replay(
         raise ConsumerError(f"refusing to replay to {to!r}: it is an internal Kafka topic")
     producer = None
     if not dry_run:
-        producer = AIOKafkaProducer(
-            **connection.client_options(kafka),
-            acks="all",
-            compression_type=kafka.producer_compression,
-            max_request_size=await request_size(kafka, max_request_size),
-        )
+        max_request = await request_size(kafka, max_request_size)
+        producer = build_producer(kafka, max_request_size=max_request)
     replayed = skipped = 0
     async with Reader(kafka, dlq_topic, group=group) as reader, AsyncExitStack() as stack:
         originals = _Originals(kafka, stack)

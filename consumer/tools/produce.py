@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaProducer
-
 from consumer.config import KafkaSettings
 from consumer.engine import connection
 from consumer.engine.admin import admin_client, create_topic
+from consumer.engine.producer import build_producer
 
 PROGRESS_FROM = 10_000
 """Below this many messages a progress bar is noise."""
@@ -25,12 +24,7 @@ async def produce(
     settings: KafkaSettings, topic: str, messages: Sequence[tuple[bytes | None, bytes]]
 ) -> int:
     """Send every (key, value) and wait until the broker acknowledged all of them."""
-    producer = AIOKafkaProducer(
-        **connection.client_options(settings),
-        linger_ms=5,
-        acks="all",
-        compression_type=settings.producer_compression,
-    )
+    producer = build_producer(settings, linger_ms=5)
     await connection.start(producer, settings)
     progress = _Progress(len(messages)) if len(messages) >= PROGRESS_FROM else None
     try:
