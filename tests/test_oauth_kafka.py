@@ -256,3 +256,30 @@ async def test_short_lived_tokens_are_refreshed_without_a_reconnect_storm(
     # Every session ends with its token, so each connection comes back about every 5 s: a few
     # connections times four lifetimes (measured: 15). A reconnect storm would be hundreds.
     assert 2 * STREAM_SECONDS / 5 <= authentications.count <= 10 * STREAM_SECONDS / 5, figures
+
+
+@pytest.mark.parametrize("credentials", [False, True], ids=["no-credentials", "credentials"])
+def test_msk_iam_against_a_broker_that_is_not_msk(
+    oauth_kafka: LocalBroker, tmp_path: Path, credentials: bool
+) -> None:
+    """AWS_MSK_IAM, run as a user would: without AWS credentials, one line saying so; with
+    them, the presigned token reaches the broker over OAUTHBEARER, which (not being MSK)
+    rejects it, in one line. Exit 1 either way, the secret key never shown."""
+    env = secured_env(oauth_kafka.security, "scram")
+    for key in ("SASL_USERNAME", "SASL_PASSWORD"):
+        del env[PREFIX + key]
+    secret_key = "aws-secret-key-0c9d1e"
+    env |= {
+        PREFIX + "SASL_MECHANISM": "AWS_MSK_IAM",
+        "AWS_REGION": "eu-west-3",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE0000TEST1" if credentials else "",
+        "AWS_SECRET_ACCESS_KEY": secret_key if credentials else "",
+    }
+    line = _refused(env, secret_key)
+    if credentials:
+        assert "the broker rejected the AWS MSK IAM token for region eu-west-3" in line
+    else:
+        assert "AWS MSK IAM (region eu-west-3): no AWS credentials found" in line

@@ -29,6 +29,11 @@ REQUEST_TIMEOUT = 10.0
 """Seconds one token request may take."""
 
 
+def _now() -> float:
+    """The providers' clock (monotonic); tests of refresh timing replace it."""
+    return time.monotonic()
+
+
 class TokenError(KafkaConnectionError):  # type: ignore[misc]
     """No token could be had; the message is one line naming the endpoint and why, no secret.
 
@@ -65,7 +70,7 @@ class CachedTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
         raise NotImplementedError
 
     async def token(self) -> str:
-        now = time.monotonic()
+        now = _now()
         if self._token is not None and now < self._refresh_at:
             return self._token
         loop = asyncio.get_running_loop()
@@ -77,16 +82,16 @@ class CachedTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
 
     async def _refresh(self) -> str:
         self.fetches += 1
-        started = time.monotonic()
+        started = _now()
         try:
             token, lifetime = await self._fetch()
         except TokenError as exc:
-            if self._token is None or time.monotonic() >= self._expires_at:
+            if self._token is None or _now() >= self._expires_at:
                 raise
             structlog.get_logger("consumer.oauth").warning(
                 "token refresh failed; using the current token until it expires",
                 error=str(exc),
-                expires_in=round(self._expires_at - time.monotonic(), 1),
+                expires_in=round(self._expires_at - _now(), 1),
             )
             return self._token
         self._token = token
