@@ -7,7 +7,7 @@ DEVKAFKA := $(BIN)/python -m consumer.devkit.devkafka
 # The example third-party handler plugin: installed so the tests can prove discovery end to end.
 EXAMPLE := examples/recording-consumer-audit
 
-.PHONY: install lint format test run demo kafka-up kafka-down clean lock
+.PHONY: install lint format test compat run demo kafka-up kafka-down clean lock
 
 install: $(BIN)/recording-consumer
 
@@ -29,6 +29,23 @@ format: install
 
 test: install
 	$(BIN)/pytest
+
+# Not part of `test`: the core round trip (produce, consume, commit, dead letter, a rebalance
+# between worker processes) against each Apache Kafka release below, on a broker of that version
+# started from its Maven jars (DEVKAFKA_VERSION; KAFKA_BOOTSTRAP_SERVERS is ignored here).
+COMPAT_VERSIONS ?= 3.7.2 3.8.1 3.9.2 4.0.2 4.1.2 4.2.2
+COMPAT_TESTS := tests/test_worker.py::test_every_status_is_routed_and_committed \
+	tests/test_deadletter.py::test_publish_creates_the_topic_and_the_dead_letter_round_trips \
+	tests/test_testing_kit.py::test_round_trip_result_has_outcomes_dead_letters_and_logs \
+	tests/test_resilience.py::test_workers_join_and_leave_while_events_flow
+compat: install
+	@failed=""; for v in $(COMPAT_VERSIONS); do \
+	  echo "== Apache Kafka $$v"; \
+	  env -u KAFKA_BOOTSTRAP_SERVERS DEVKAFKA_VERSION=$$v $(BIN)/pytest -q \
+	    $(COMPAT_TESTS) || failed="$$failed $$v"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "compat: failed with Kafka$$failed"; exit 1; fi; \
+	echo "compat: passed with Kafka $(COMPAT_VERSIONS)"
 
 # The image installs from requirements.lock with --require-hashes: rerun after changing the
 # dependencies (or the build-system requirements, locked too for the image's offline build).
