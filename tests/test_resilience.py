@@ -158,6 +158,9 @@ async def test_workers_join_and_leave_while_events_flow(
         lambda: {rid for _, _, rid in handled_records(handled)} >= expected, 120, "every event"
     )
     assert third is not None
+    await wait_for(
+        lambda: log.read_text().count('"worker started"') == 3, 90, "the third worker started"
+    )
     for worker in (second, third):
         worker.send_signal(signal.SIGTERM)
     for worker in (second, third):

@@ -63,7 +63,7 @@ class CachedTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
         self._expires_at = 0.0
         self._fetching: asyncio.Task[str] | None = None
         self.fetches = 0
-        """Tokens requested so far: a figure for tests and logs."""
+        """Tokens asked for so far, successfully or not."""
 
     async def _fetch(self) -> tuple[str, float]:
         """A new token and its lifetime in seconds."""
@@ -78,6 +78,8 @@ class CachedTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
         # A task belongs to one loop; the CLI and tests may run this provider in several.
         if fetching is None or fetching.done() or fetching.get_loop() is not loop:
             fetching = self._fetching = loop.create_task(self._refresh())
+            # Its callers may all be cancelled: the failure is theirs to see, not the loop's.
+            fetching.add_done_callback(lambda task: task.cancelled() or task.exception())
         return await asyncio.shield(fetching)
 
     async def _refresh(self) -> str:
