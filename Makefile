@@ -32,7 +32,8 @@ test: install
 
 # Not part of `test`: the core round trip (produce, consume, commit, dead letter, a rebalance
 # between worker processes) against each Apache Kafka release below, on a broker of that version
-# started from its Maven jars (DEVKAFKA_VERSION; KAFKA_BOOTSTRAP_SERVERS is ignored here).
+# started from its Maven jars (DEVKAFKA_VERSION; KAFKA_BOOTSTRAP_SERVERS is ignored here). Each
+# version's test files and worker logs stay in .devkafka/compat/<version>/ for a look after.
 COMPAT_VERSIONS ?= 3.7.2 3.8.1 3.9.2 4.0.2 4.1.2 4.2.2
 COMPAT_TESTS := tests/test_worker.py::test_every_status_is_routed_and_committed \
 	tests/test_deadletter.py::test_publish_creates_the_topic_and_the_dead_letter_round_trips \
@@ -41,7 +42,7 @@ COMPAT_TESTS := tests/test_worker.py::test_every_status_is_routed_and_committed 
 compat: install
 	@failed=""; for v in $(COMPAT_VERSIONS); do \
 	  echo "== Apache Kafka $$v"; \
-	  env -u KAFKA_BOOTSTRAP_SERVERS DEVKAFKA_VERSION=$$v $(BIN)/pytest -q \
+	  env -u KAFKA_BOOTSTRAP_SERVERS DEVKAFKA_VERSION=$$v $(BIN)/pytest -q --basetemp=.devkafka/compat/$$v \
 	    $(COMPAT_TESTS) || failed="$$failed $$v"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "compat: failed with Kafka$$failed"; exit 1; fi; \
