@@ -40,7 +40,7 @@ COMPAT_TESTS := tests/test_worker.py::test_every_status_is_routed_and_committed 
 	tests/test_testing_kit.py::test_round_trip_result_has_outcomes_dead_letters_and_logs \
 	tests/test_resilience.py::test_workers_join_and_leave_while_events_flow
 compat: install
-	@failed=""; for v in $(COMPAT_VERSIONS); do \
+	@mkdir -p .devkafka/compat; failed=""; for v in $(COMPAT_VERSIONS); do \
 	  echo "== Apache Kafka $$v"; \
 	  env -u KAFKA_BOOTSTRAP_SERVERS DEVKAFKA_VERSION=$$v $(BIN)/pytest -q --basetemp=.devkafka/compat/$$v \
 	    $(COMPAT_TESTS) || failed="$$failed $$v"; \
