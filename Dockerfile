@@ -25,10 +25,11 @@ RUN pip install --require-hashes --no-deps -r requirements.lock
 # than whatever an isolated build would fetch.
 COPY pyproject.toml ./
 COPY consumer ./consumer
-# The lock includes the `otel` extra (`make lock`): tracing works in the image when OTEL_* is set.
+# The lock includes the `otel` and `msk` extras (`make lock`): tracing works in the image when
+# OTEL_* is set, and AWS MSK IAM when kafka.sasl_mechanism says so.
 RUN pip install --no-deps --no-build-isolation . \
     && recording-consumer --help > /dev/null \
-    && python -c "import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http"
+    && python -c "import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http, aws_msk_iam_sasl_signer"
 
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \

@@ -11,7 +11,7 @@ EXAMPLE := examples/recording-consumer-audit
 LOCKED_EXTRAS = $(shell $(PYTHON) -c "import tomllib; extras = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']; print(','.join(sorted(set(extras) - {'bench'})))")
 UV_VERSION := 0.13.9
 
-.PHONY: install lint format test run demo kafka-up kafka-down clean lock
+.PHONY: install lint format test compat run demo kafka-up kafka-down clean lock
 
 install: $(BIN)/recording-consumer
 
@@ -38,14 +38,33 @@ format: install
 test: install
 	$(BIN)/pytest
 
-# The image and `make install` install from requirements.lock (the runtime and the otel extra,
-# which the image includes) with --require-hashes: rerun after changing the dependencies (or the
-# build-system requirements, locked too for the image's offline build). requirements-dev.lock adds the locked extras and the example plugin's
-# dependencies, constrained to requirements.lock's versions. Pins that still fit are kept; to
-# move everything to the newest versions, delete both locks first.
+# Not part of `test`: the core round trip (produce, consume, commit, dead letter, a rebalance
+# between worker processes) against each Apache Kafka release below, on a broker of that version
+# started from its Maven jars (DEVKAFKA_VERSION; KAFKA_BOOTSTRAP_SERVERS is ignored here). Each
+# version's test files and worker logs stay in .devkafka/compat/<version>/ for a look after.
+COMPAT_VERSIONS ?= 3.7.2 3.8.1 3.9.2 4.0.2 4.1.2 4.2.2
+COMPAT_TESTS := tests/test_worker.py::test_every_status_is_routed_and_committed \
+	tests/test_deadletter.py::test_publish_creates_the_topic_and_the_dead_letter_round_trips \
+	tests/test_testing_kit.py::test_round_trip_result_has_outcomes_dead_letters_and_logs \
+	tests/test_resilience.py::test_workers_join_and_leave_while_events_flow
+compat: install
+	@mkdir -p .devkafka/compat; failed=""; for v in $(COMPAT_VERSIONS); do \
+	  echo "== Apache Kafka $$v"; \
+	  env -u KAFKA_BOOTSTRAP_SERVERS DEVKAFKA_VERSION=$$v $(BIN)/pytest -q --basetemp=.devkafka/compat/$$v \
+	    $(COMPAT_TESTS) || failed="$$failed $$v"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "compat: failed with Kafka$$failed"; exit 1; fi; \
+	echo "compat: passed with Kafka $(COMPAT_VERSIONS)"
+
+# The image and `make install` install from requirements.lock (the runtime, and the otel and
+# msk extras, which the image includes) with --require-hashes: rerun after changing the
+# dependencies (or the build-system requirements, locked too for the image's offline build).
+# requirements-dev.lock adds the locked extras and the example plugin's dependencies, constrained
+# to requirements.lock's versions. Pins that still fit are kept; to move everything to the newest
+# versions, delete both locks first.
 lock: $(BIN)/uv
 	$(PYTHON) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']))" \
-	  | $(BIN)/uv pip compile pyproject.toml - --extra otel --universal --python-version 3.11 --generate-hashes \
+	  | $(BIN)/uv pip compile pyproject.toml - --extra otel --extra msk --universal --python-version 3.11 --generate-hashes \
 	    --custom-compile-command 'make lock' --quiet -o requirements.lock
 	printf -- '-e .[%s]\n-e ./%s\n' '$(LOCKED_EXTRAS)' '$(EXAMPLE)' \
 	  | $(BIN)/uv pip compile - -c requirements.lock --universal --python-version 3.11 \

@@ -40,11 +40,23 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     heartbeat_interval_ms: int = 3_000
     max_poll_interval_ms: int = 300_000
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_mechanism: (
+        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "AWS_MSK_IAM"] | None
+    ) = None
     sasl_username: str | None = None
     sasl_password: Secret | None = None
     sasl_password_file: str | None = None
     """Read once at start-up (trailing newline dropped): for Docker and Kubernetes secrets."""
+    sasl_oauth_token_endpoint_url: str | None = None
+    """OAUTHBEARER: the OAuth 2.0 token endpoint, asked by the client-credentials grant."""
+    sasl_oauth_client_id: str | None = None
+    sasl_oauth_client_secret: Secret | None = None
+    sasl_oauth_client_secret_file: str | None = None
+    """Read once at start-up, as ``sasl_password_file``."""
+    sasl_oauth_scope: str | None = None
+    """Sent as the token request's ``scope`` when set."""
+    aws_region: str | None = None
+    """AWS_MSK_IAM: the cluster's region; unset: ``$AWS_REGION``."""
     ssl_cafile: str | None = None
     """CA bundle (PEM) for the brokers' certificates; unset: the system trust store."""
     ssl_certfile: str | None = None
@@ -212,7 +224,8 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     source = settings_file(path)
     if source is not None:
         raw = _read_toml(source)
-    from_env = _apply_environment(raw, environ if environ is not None else {})
+    environ = environ if environ is not None else {}
+    from_env = _apply_environment(raw, environ)
     try:
         _check_tables(raw)
         settings = msgspec.convert(raw, Settings, strict=True, dec_hook=decode_secret)
@@ -220,7 +233,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         raise _config_error(exc, from_env) from None
     for key, reason in problems(settings):
         raise _key_error(key, reason, from_env)
-    return msgspec.structs.replace(settings, kafka=check_security(settings.kafka))
+    return msgspec.structs.replace(settings, kafka=check_security(settings.kafka, environ))
 
 
 def settings_file(path: Path | None) -> Path | None:

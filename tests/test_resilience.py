@@ -148,6 +148,11 @@ async def test_workers_join_and_leave_while_events_flow(
             if n == 1000:
                 third = worker_process(kafka_bootstrap, unique_name, handled, **knobs)
             if n == 2000:
+                # On a loaded machine the third may still be starting: it must have joined
+                # before the first leaves, or the group never has three members.
+                await wait_for(
+                    lambda: log.read_text().count('"worker started"') == 3, 90, "a third worker"
+                )
                 first.send_signal(signal.SIGTERM)
         await producer.flush()
     finally:

@@ -26,7 +26,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -37,7 +37,8 @@ from consumer.devkit import devkafka_security
 from consumer.devkit.devkafka_security import PLAIN_USER, SCRAM_USER, Security
 from consumer.devkit.private import UMASK, private_dir, write_private
 
-KAFKA_VERSION = "4.1.1"
+KAFKA_VERSION = os.environ.get("DEVKAFKA_VERSION") or "4.1.1"
+"""The Apache Kafka release: ``$DEVKAFKA_VERSION`` (``make compat`` runs several), else this."""
 LOG4J_VERSION = "2.24.3"
 DEFAULT_PORT = 9092
 STOP_TIMEOUT = 20.0
@@ -223,12 +224,24 @@ class LocalBroker:
 
     `secured` adds SASL_SSL and mutual-TLS SSL listeners beside the PLAINTEXT one (`security`).
     `state_dir` is 0700 and every file in it 0600 from creation (`consumer.devkit.private`).
+    `extra_properties` are appended to server.properties (the last value of a key wins) and
+    `jvm_flags` given to the JVM: how variants such as `devkafka_oauth` configure the broker.
     """
 
-    def __init__(self, state_dir: Path, port: int | None = None, *, secured: bool = False) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        port: int | None = None,
+        *,
+        secured: bool = False,
+        extra_properties: str = "",
+        jvm_flags: Sequence[str] = (),
+    ) -> None:
         self.state_dir = state_dir.absolute()
         self.port = port
         self.secured = secured
+        self.extra_properties = extra_properties
+        self.jvm_flags = list(jvm_flags)
         self._requested_port = port
         self.pid_file = self.state_dir / "broker.pid"
         self.port_file = self.state_dir / "broker.port"
@@ -264,7 +277,7 @@ class LocalBroker:
         if self.secured:
             properties += self._secure(controller_port)
             format_extra = devkafka_security.scram_arguments(self.tls_dir)
-        write_private(self.config_file, properties)
+        write_private(self.config_file, properties + self.extra_properties)
         java = self._java_command(jars)
         argfile = self.state_dir / "storage-tool.args"
         cluster_id = _storage_tool(java, argfile, "random-uuid").split()[-1]
@@ -304,7 +317,8 @@ class LocalBroker:
 
     def _java_command(self, jars: Path) -> list[str]:
         log4j = self.state_dir / "log4j2.properties"
-        return [_java(), *JVM_FLAGS, f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{jars}/*"]
+        flags = [*JVM_FLAGS, *self.jvm_flags, f"-Dlog4j2.configurationFile={log4j}"]
+        return [_java(), *flags, "-cp", f"{jars}/*"]
 
     def _launch(self, java: list[str], timeout: float) -> str:
         config = str(self.config_file)

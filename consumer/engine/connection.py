@@ -9,11 +9,13 @@ a failure to connect into a `KafkaConnectError` whose message is one line naming
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import msgspec
 from aiokafka.conn import collect_hosts, create_conn
@@ -26,6 +28,12 @@ from aiokafka.errors import (
 )
 from aiokafka.protocol.metadata import MetadataRequest
 
+from consumer.engine.oauth import (
+    CachedTokenProvider,
+    ClientCredentialsTokens,
+    TokenError,
+    answer_error_challenges,
+)
 from consumer.errors import ConfigError, KafkaConnectError
 from consumer.secret import MASK, Secret, warn_if_shared
 
@@ -39,7 +47,17 @@ DIAGNOSE_TIMEOUT = 15.0
 
 _HOSTNAME_MISMATCH = 62
 """OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH."""
-_SASL_KEYS = ("sasl_mechanism", "sasl_username", "sasl_password", "sasl_password_file")
+_PASSWORD_KEYS = ("sasl_username", "sasl_password", "sasl_password_file")
+_OAUTH_KEYS = (
+    "sasl_oauth_token_endpoint_url",
+    "sasl_oauth_client_id",
+    "sasl_oauth_client_secret",
+    "sasl_oauth_client_secret_file",
+    "sasl_oauth_scope",
+)
+_SASL_KEYS = ("sasl_mechanism", *_PASSWORD_KEYS, *_OAUTH_KEYS, "aws_region")
+TOKEN_MECHANISMS = frozenset({"OAUTHBEARER", "AWS_MSK_IAM"})
+"""Both authenticate with SASL/OAUTHBEARER; AWS_MSK_IAM's token is a presigned AWS request."""
 _FILE_KEYS = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
 _PEM_MARKERS = {
     "ssl_cafile": b"-----BEGIN CERTIFICATE-----",
@@ -57,12 +75,46 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
     }
     if kafka.security_protocol in TLS_PROTOCOLS:
         options["ssl_context"] = ssl_context(kafka)
-    if kafka.security_protocol in SASL_PROTOCOLS:
+    if kafka.security_protocol in SASL_PROTOCOLS and kafka.sasl_mechanism in TOKEN_MECHANISMS:
+        options["sasl_mechanism"] = "OAUTHBEARER"
+        options["sasl_oauth_token_provider"] = token_provider(kafka)
+    elif kafka.security_protocol in SASL_PROTOCOLS:
         assert kafka.sasl_password is not None, "check_security resolves the password"
         options["sasl_mechanism"] = kafka.sasl_mechanism
         options["sasl_plain_username"] = kafka.sasl_username
         options["sasl_plain_password"] = kafka.sasl_password.reveal()
     return options
+
+
+_token_providers: dict[tuple[str | None, ...], CachedTokenProvider] = {}
+
+
+def token_provider(kafka: KafkaSettings) -> CachedTokenProvider:
+    """The OAUTHBEARER token source for `kafka`'s credentials: one per process, shared by all
+    its clients, so they share one token too."""
+    secret = kafka.sasl_oauth_client_secret
+    url, client_id, scope = (
+        kafka.sasl_oauth_token_endpoint_url,
+        kafka.sasl_oauth_client_id,
+        kafka.sasl_oauth_scope,
+    )
+    revealed = secret.reveal() if secret else None
+    key = (kafka.sasl_mechanism, kafka.aws_region, url, client_id, revealed, scope)
+    provider = _token_providers.get(key)
+    if provider is None:
+        answer_error_challenges()
+        if kafka.sasl_mechanism == "AWS_MSK_IAM":
+            from consumer.engine.msk_iam import MskIamTokens
+
+            assert kafka.aws_region, "check_security resolves the region"
+            provider = MskIamTokens(kafka.aws_region)
+        else:
+            assert url, "check_security requires it"
+            assert client_id, "check_security requires it"
+            assert secret, "check_security requires it"
+            provider = ClientCredentialsTokens(url, client_id, secret, scope)
+        _token_providers[key] = provider
+    return provider
 
 
 def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
@@ -74,41 +126,78 @@ def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
     return context
 
 
-def check_security(kafka: KafkaSettings) -> KafkaSettings:
-    """Validate the security keys as a whole and read ``sasl_password_file``; returns `kafka`
-    with the password in ``sasl_password``. Raises ConfigError naming the key at fault."""
+def check_security(kafka: KafkaSettings, environ: Mapping[str, str]) -> KafkaSettings:
+    """Validate the security keys as a whole and read the secret files; returns `kafka` with
+    the secrets in ``sasl_password`` / ``sasl_oauth_client_secret`` and AWS_MSK_IAM's region
+    (``$AWS_REGION`` in `environ` by default). Raises ConfigError naming the key at fault."""
     _check_sasl(kafka)
     _check_tls(kafka)
-    return _with_password(kafka)
+    kafka = _with_secret(kafka, "sasl_password")
+    kafka = _with_secret(kafka, "sasl_oauth_client_secret")
+    if kafka.security_protocol in SASL_PROTOCOLS and kafka.sasl_mechanism == "AWS_MSK_IAM":
+        region = kafka.aws_region or environ.get("AWS_REGION")
+        if not region:
+            raise _error("aws_region", "required with sasl_mechanism AWS_MSK_IAM (or AWS_REGION)")
+        kafka = msgspec.structs.replace(kafka, aws_region=region)
+    return kafka
 
 
 def _check_sasl(kafka: KafkaSettings) -> None:
-    protocol = kafka.security_protocol
+    protocol, mechanism = kafka.security_protocol, kafka.sasl_mechanism
     if protocol not in SASL_PROTOCOLS:
-        _unused(kafka, _SASL_KEYS, "SASL needs SASL_SSL or SASL_PLAINTEXT")
+        why = f"security_protocol is {protocol} (SASL needs SASL_SSL or SASL_PLAINTEXT)"
+        _unused(kafka, _SASL_KEYS, why)
         return
-    for key in ("sasl_mechanism", "sasl_username"):
+    if not mechanism:
+        raise _error("sasl_mechanism", f"required with security_protocol {protocol}")
+    if mechanism == "OAUTHBEARER":
+        _unused(kafka, (*_PASSWORD_KEYS, "aws_region"), f"sasl_mechanism is {mechanism}")
+        _check_oauth(kafka)
+        return
+    if mechanism == "AWS_MSK_IAM":
+        _unused(kafka, (*_PASSWORD_KEYS, *_OAUTH_KEYS), f"sasl_mechanism is {mechanism}")
+        if protocol != "SASL_SSL":
+            raise _error("security_protocol", "must be SASL_SSL with sasl_mechanism AWS_MSK_IAM")
+        if importlib.util.find_spec("aws_msk_iam_sasl_signer") is None:
+            why = "AWS_MSK_IAM needs the msk extra: pip install 'recording-consumer[msk]'"
+            raise _error("sasl_mechanism", why)
+        return
+    _unused(kafka, (*_OAUTH_KEYS, "aws_region"), f"sasl_mechanism is {mechanism}")
+    if not kafka.sasl_username:
+        raise _error("sasl_username", f"required with security_protocol {protocol}")
+    _one_secret(kafka, "sasl_password", f"required with security_protocol {protocol}")
+
+
+def _check_oauth(kafka: KafkaSettings) -> None:
+    for key in ("sasl_oauth_token_endpoint_url", "sasl_oauth_client_id"):
         if not getattr(kafka, key):
-            raise _error(key, f"required with security_protocol {protocol}")
-    if kafka.sasl_password is not None and kafka.sasl_password_file is not None:
-        raise _error("sasl_password_file", "set either this or kafka.sasl_password, not both")
-    if kafka.sasl_password is None and kafka.sasl_password_file is None:
-        why = f"required with security_protocol {protocol} (or sasl_password_file)"
-        raise _error("sasl_password", why)
+            raise _error(key, "required with sasl_mechanism OAUTHBEARER")
+    url = urlsplit(kafka.sasl_oauth_token_endpoint_url or "")
+    if url.scheme not in ("https", "http") or not url.hostname:
+        raise _error("sasl_oauth_token_endpoint_url", "is not an https:// (or http://) URL")
+    _one_secret(kafka, "sasl_oauth_client_secret", "required with sasl_mechanism OAUTHBEARER")
 
 
-def _unused(kafka: KafkaSettings, keys: Iterable[str], needs: str) -> None:
-    """Refuse the first of `keys` that is set although the security protocol does not use it."""
+def _one_secret(kafka: KafkaSettings, key: str, why: str) -> None:
+    """Exactly one of `key` and `key`_file is set."""
+    given, file = getattr(kafka, key), getattr(kafka, f"{key}_file")
+    if given is not None and file is not None:
+        raise _error(f"{key}_file", f"set either this or kafka.{key}, not both")
+    if given is None and file is None:
+        raise _error(key, f"{why} (or {key}_file)")
+
+
+def _unused(kafka: KafkaSettings, keys: Iterable[str], why: str) -> None:
+    """Refuse the first of `keys` that is set although the settings (`why`) do not use it."""
     for key in keys:
         if getattr(kafka, key) is not None:
-            protocol = kafka.security_protocol
-            raise _error(key, f"set, but security_protocol is {protocol} ({needs})")
+            raise _error(key, f"set, but {why}")
 
 
 def _check_tls(kafka: KafkaSettings) -> None:
     protocol = kafka.security_protocol
     if protocol not in TLS_PROTOCOLS:
-        _unused(kafka, _FILE_KEYS, "TLS needs SSL or SASL_SSL")
+        _unused(kafka, _FILE_KEYS, f"security_protocol is {protocol} (TLS needs SSL or SASL_SSL)")
         return
     if kafka.ssl_keyfile and not kafka.ssl_certfile:
         raise _error("ssl_keyfile", "set without kafka.ssl_certfile")
@@ -125,18 +214,21 @@ def _check_tls(kafka: KafkaSettings) -> None:
         raise _error(key, f"cannot be used with kafka.ssl_certfile: {exc.reason or exc}") from None
 
 
-def _with_password(kafka: KafkaSettings) -> KafkaSettings:
-    if kafka.sasl_password_file is None:
+def _with_secret(kafka: KafkaSettings, key: str) -> KafkaSettings:
+    """`kafka` with `key` read from `key`_file, when that is set."""
+    file_key = f"{key}_file"
+    path = getattr(kafka, file_key)
+    if path is None:
         return kafka
     try:
-        text = _read("sasl_password_file", kafka.sasl_password_file).decode()
+        text = _read(file_key, path).decode()
     except UnicodeDecodeError:
-        raise _error("sasl_password_file", f"{kafka.sasl_password_file} is not UTF-8") from None
-    password = text.removesuffix("\n").removesuffix("\r")
-    if not password:
-        raise _error("sasl_password_file", f"{kafka.sasl_password_file} is empty")
-    warn_if_shared(kafka.sasl_password_file, key="kafka.sasl_password_file")
-    return msgspec.structs.replace(kafka, sasl_password=Secret(password))
+        raise _error(file_key, f"{path} is not UTF-8") from None
+    secret = text.removesuffix("\n").removesuffix("\r")
+    if not secret:
+        raise _error(file_key, f"{path} is empty")
+    warn_if_shared(path, key=f"kafka.{file_key}")
+    return msgspec.structs.replace(kafka, **{key: Secret(secret)})
 
 
 def _check_pem(key: str, path: str) -> None:
@@ -210,8 +302,9 @@ def connect_error(
 ) -> KafkaConnectError:
     """`exc`, raised while connecting to `address`, as one line naming the cause (secret-free)."""
     cause, retryable = _describe(exc, kafka)
-    if kafka.sasl_password is not None and kafka.sasl_password.reveal():
-        cause = cause.replace(kafka.sasl_password.reveal(), MASK)
+    for secret in (kafka.sasl_password, kafka.sasl_oauth_client_secret):
+        if secret is not None and secret.reveal():
+            cause = cause.replace(secret.reveal(), MASK)
     cause = " ".join(cause.split())
     where = address or kafka.bootstrap_servers
     line = f"cannot connect to Kafka at {where} ({kafka.security_protocol}): {cause}"
@@ -221,6 +314,21 @@ def connect_error(
 def _describe(exc: BaseException, kafka: KafkaSettings) -> tuple[str, bool]:
     """The cause in words, and whether trying again later could help."""
     ca = f"kafka.ssl_cafile {kafka.ssl_cafile}" if kafka.ssl_cafile else "the system trust store"
+    if isinstance(exc, TokenError):
+        return str(exc), exc.retryable
+    if isinstance(exc, SaslAuthenticationFailed) and kafka.sasl_mechanism == "OAUTHBEARER":
+        return (
+            f"the broker rejected the token of client {kafka.sasl_oauth_client_id!r} from "
+            f"{kafka.sasl_oauth_token_endpoint_url} (its audience, issuer, scope or signature "
+            f"is not what the broker expects): {_text(exc)}",
+            False,
+        )
+    if isinstance(exc, SaslAuthenticationFailed) and kafka.sasl_mechanism == "AWS_MSK_IAM":
+        return (
+            f"the broker rejected the AWS MSK IAM token for region {kafka.aws_region} (do the "
+            f"AWS credentials' IAM policies allow kafka-cluster:Connect?): {_text(exc)}",
+            False,
+        )
     if isinstance(exc, SaslAuthenticationFailed):
         return (
             f"authentication failed for user {kafka.sasl_username!r} with mechanism "
