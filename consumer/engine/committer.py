@@ -115,6 +115,10 @@ class Committer:
             self._due.clear()
             self._since = 0
             points = self._offsets.uncommitted(partitions)
+            # aiokafka refuses a whole commit naming one partition it no longer has assigned;
+            # that partition's progress is its next owner's, the others' must not wait for it.
+            assigned = consumer.assignment()
+            points = {tp: offset for tp, offset in points.items() if tp in assigned}
             for tp, limit in self._limits.items():
                 # The client may have moved its position past a batch it gave up on.
                 if points.get(tp, 0) > limit:

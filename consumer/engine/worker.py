@@ -217,7 +217,10 @@ class Worker:
                 if batch:
                     now = time.perf_counter()
                     for tp, messages in batch.items():
-                        self._take(tp, messages, now)
+                        # A rebalance may revoke `tp` between the fetch's answer and this
+                        # line: its records are the next owner's, never run beside it.
+                        if tp in self._owned:
+                            self._take(tp, messages, now)
                     self._last_activity = time.monotonic()
                 await self._note_positions(consumer)
                 self._backpressure.apply(consumer)
