@@ -1,0 +1,237 @@
+"""HTTP servers for the ingress, measured with wrk: 1 KB POSTs over 50 keep-alive connections.
+
+Run from the repository root (with the bench extra: ``pip install -e '.[dev,bench]'``, and
+``wrk`` from Debian: ``apt-get install wrk``):
+
+    .venv/bin/python bench/ingress.py [--seconds 10] [--rounds 3] [servers...]
+
+Each server runs in a process of its own (one event loop, as the ingress does), and wrk (one
+thread, 50 connections, a Lua script POSTing the same 1 KB callback) in another. Per server the
+table gives requests/s, wrk's p50/p99 latency and the CPU each process used per second of wall
+time: the server near 1.0 and wrk well below it shows that the server, not the load generator,
+is the bottleneck (both share the machine's cores); server CPU per request compares servers
+when other work on the machine takes cores too. Rounds are interleaved; medians reported.
+
+Servers (the library choice; each answers 200 to a POST after reading the body):
+
+- ``aiohttp``: aiohttp's low-level ``web.Server`` on ``loop.create_server``;
+- ``uvicorn``: uvicorn's ``Server.serve()`` in the same loop, httptools parser, a bare ASGI app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import event_value
+
+
+def callback_body(size: int) -> bytes:
+    """A recordingAvailable callback of exactly `size` bytes (its ``tag`` padded)."""
+    body = event_value("r-00000001-bench", "complete")
+    return body.replace(b'"tag":"', b'"tag":"' + b"x" * (size - len(body)), 1)
+
+
+CONNECTIONS = 50
+PATH = "/callbacks"
+BODY = callback_body(1024)
+
+Serve = Callable[[int, argparse.Namespace], Awaitable[None]]
+
+
+async def _serve_aiohttp(port: int, args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        await request.read()
+        return web.Response(status=200)
+
+    server = web.Server(handle, access_log=None)
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(server, "127.0.0.1", port, backlog=1024)
+    async with listener:
+        await listener.serve_forever()
+
+
+async def _serve_uvicorn(port: int, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            message = await receive()
+            more = message.get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        backlog=1024,
+    )
+    await uvicorn.Server(config).serve()
+
+
+SERVERS: dict[str, Serve] = {"aiohttp": _serve_aiohttp, "uvicorn": _serve_uvicorn}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port} after {timeout} s")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def _latency(text: str, percent: str) -> float:
+    match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    if match is None:
+        raise RuntimeError(f"no {percent}% latency in wrk's output:\n{text}")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def _run_wrk(port: int, seconds: float, script: Path) -> dict[str, float]:
+    url = f"http://127.0.0.1:{port}{PATH}"
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds:.0f}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    started = time.monotonic()
+    wrk = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(wrk.pid, 0)
+    wall = time.monotonic() - started
+    assert wrk.stdout is not None
+    text = wrk.stdout.read()
+    wrk.returncode = os.waitstatus_to_exitcode(status)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errors = re.search(r"Socket errors: (.*)", text)
+    if rate is None:
+        raise RuntimeError(f"wrk failed:\n{text}")
+    return {
+        "rate": float(rate[1]),
+        "p50": _latency(text, "50"),
+        "p99": _latency(text, "99"),
+        "wrk_cpu": (usage.ru_utime + usage.ru_stime) / wall,
+        "bad": float(non2xx[1]) if non2xx else 0.0,
+        "socket_errors": 1.0 if errors else 0.0,
+    }
+
+
+def _measure(name: str, seconds: float, script: Path, extra: list[str]) -> dict[str, float]:
+    port = _free_port()
+    command = [sys.executable, __file__, "--serve", name, "--port", str(port), *extra]
+    server = subprocess.Popen(command)
+    try:
+        _wait_for_port(port, server)
+        _run_wrk(port, 1, script)  # warm-up: connections, imports, the producer's metadata
+        cpu_before, started = _cpu_seconds(server.pid), time.monotonic()
+        result = _run_wrk(port, seconds, script)
+        result["server_cpu"] = (_cpu_seconds(server.pid) - cpu_before) / (
+            time.monotonic() - started
+        )
+        return result
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _lua_script(directory: Path) -> Path:
+    body = directory / "body.json"
+    body.write_bytes(BODY)
+    script = directory / "post.lua"
+    script.write_text(
+        f'local f = io.open("{body}", "rb")\n'
+        "wrk.body = f:read('*a')\nf:close()\n"
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    return script
+
+
+def _table(results: dict[str, list[dict[str, float]]]) -> str:
+    lines = [
+        "| server | requests/s | p50 ms | p99 ms | server CPU | server µs/request | wrk CPU | non-2xx |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, runs in results.items():
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        lines.append(
+            f"| {name} | {med['rate']:,.0f} | {med['p50'] * 1000:.2f} | {med['p99'] * 1000:.2f} "
+            f"| {med['server_cpu']:.2f} | {med['server_cpu'] / med['rate'] * 1e6:.0f} "
+            f"| {med['wrk_cpu']:.2f} | {med['bad']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("servers", nargs="*", default=list(SERVERS))
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(SERVERS[args.serve](args.port, args))
+        return
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in args.servers}
+    with tempfile.TemporaryDirectory() as directory:
+        script = _lua_script(Path(directory))
+        for _ in range(args.rounds):
+            for name in args.servers:
+                results[name].append(_measure(name, args.seconds, script, []))
+    print(
+        f"{len(BODY)}-byte POSTs, {CONNECTIONS} keep-alive connections, wrk -t1, "
+        f"{args.seconds:.0f} s x {args.rounds} rounds (medians), {os.cpu_count()} CPUs"
+    )
+    print(_table(results))
+
+
+if __name__ == "__main__":
+    main()
