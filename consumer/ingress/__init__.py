@@ -1,0 +1,1 @@
+"""The HTTP ingress: Bandwidth's callbacks to Kafka."""

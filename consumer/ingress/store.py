@@ -1,0 +1,94 @@
+"""Where a callback is stored before it is answered: Kafka's ack, else the spool; and the task
+that forwards the spool to Kafka in arrival order.
+
+While the spool holds anything, new callbacks go behind it, so one recording's events reach the
+topic in the order they arrived; the spool empties only through acknowledged forwarding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+import structlog
+
+from consumer.ingress.link import BACKOFF_FIRST, BACKOFF_MAX, KafkaLink
+from consumer.ingress.metrics import IngressMetrics
+from consumer.ingress.spool import Spool, SpooledCallback, SpoolError, SpoolUnwritable
+
+FORWARD_BATCH = 500
+"""Spooled callbacks produced per round; removed from the spool once all (or a prefix) acked."""
+
+
+class Store:
+    """`put` returns only once the callback is stored; raises SpoolError when it cannot be."""
+
+    def __init__(
+        self,
+        link: KafkaLink,
+        spool: Spool,
+        *,
+        max_bytes: int,
+        ack_timeout: float,
+        metrics: IngressMetrics,
+    ) -> None:
+        self._link = link
+        self._spool = spool
+        self._ack_timeout = ack_timeout
+        self._metrics = metrics
+        self._max_bytes = max_bytes
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.unwritable: str | None = None
+        """Why the last append failed, until one succeeds again."""
+        self._log = structlog.get_logger("consumer.ingress")
+
+    def can_store(self) -> bool:
+        """Kafka acknowledges, or the spool has room and takes writes."""
+        room = self._spool.size_bytes < self._max_bytes and self.unwritable is None
+        return self._link.up or room
+
+    async def put(self, entry: SpooledCallback) -> Literal["kafka", "spool"]:
+        direct = not len(self._spool) and self._link.up
+        if direct and await self._link.deliver(entry, self._ack_timeout):
+            self._metrics.produced.inc()
+            return "kafka"
+        try:
+            await self._spool.append(entry)
+        except SpoolUnwritable as exc:
+            self.unwritable = str(exc)
+            raise
+        self.unwritable = None
+        self._metrics.spooled.inc()
+        self._wake.set()
+        return "spool"
+
+    async def forward(self) -> None:
+        """Forward the spool, oldest first, until `stop`; entries go only after their ack."""
+        delay = BACKOFF_FIRST
+        while not self._stopping:
+            if not len(self._spool):
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._link.started.wait()
+            batch = self._spool.oldest(FORWARD_BATCH)
+            acked = await self._link.deliver_in_order(batch)
+            if acked:
+                try:
+                    await self._spool.remove(acked)
+                except SpoolError as exc:  # forwarded again later: a duplicate, not a loss
+                    self._log.error("cannot mark spooled callbacks forwarded", error=str(exc))
+                self._metrics.produced.inc(acked)
+                if not len(self._spool):
+                    self._log.info("spool forwarded to Kafka")
+            if acked == len(batch):
+                delay = BACKOFF_FIRST
+            else:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+
+    def stop(self) -> None:
+        """`forward` returns after the round under way."""
+        self._stopping = True
+        self._wake.set()
