@@ -60,7 +60,10 @@ def credentials(ingress: IngressSettings) -> Credentials | None:
     if not ingress.username:
         raise ConfigError("ingress.username: required with a password", "ingress.username")
     if ingress.password_file is not None:
-        password = read_secret("", ingress.password_file, key="ingress.password_file").reveal()
+        try:
+            password = read_secret("", ingress.password_file, key="ingress.password_file").reveal()
+        except ConfigError as exc:
+            raise ConfigError(f"ingress.password_file: {exc}", "ingress.password_file") from None
     elif ingress.password is not None and ingress.password.reveal():
         password = ingress.password.reveal()
     else:
