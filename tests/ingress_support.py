@@ -80,7 +80,7 @@ def start_ingress(
             cwd=directory,
             stdout=out,
             stderr=subprocess.STDOUT,
-            preexec_fn=preexec_fn,  # noqa: PLW1509 (a resource limit, nothing thread-unsafe)
+            preexec_fn=preexec_fn,
         )
     return Ingress(
         process, f"http://127.0.0.1:{port}/callbacks", f"http://127.0.0.1:{probes}", log, spool

@@ -45,7 +45,7 @@ def test_the_credentials_are_decided_by_hmac_compare_digest(
         compared.append((a, b))
         return True
 
-    monkeypatch.setattr(auth.hmac, "compare_digest", always_equal)
+    monkeypatch.setattr("hmac.compare_digest", always_equal)
     assert accepted.accepts(basic("intruder", "guess"))
     assert compared == [(b"intruder", b"bandwidth"), (b"guess", b"secret")]
 
@@ -90,9 +90,11 @@ def test_anonymous_only_when_allowed_and_password_file_read(tmp_path: Path) -> N
     secret.write_text("12345\n")
     secret.chmod(0o600)
     from_file = auth.credentials(IngressSettings(username="bw", password_file=str(secret)))
-    assert from_file is not None and from_file.accepts(basic("bw", "12345"))
+    assert from_file is not None
+    assert from_file.accepts(basic("bw", "12345"))
     given = auth.credentials(IngressSettings(username="bw", password=Secret("12345")))
-    assert given is not None and given.accepts(basic("bw", "12345"))
+    assert given is not None
+    assert given.accepts(basic("bw", "12345"))
 
 
 def test_check_config_masks_the_password(
@@ -115,7 +117,7 @@ def test_refusals_are_logged_once_per_interval_per_reason_with_a_count(
     """Every refusal is counted; a reason is logged at most once per LOG_EVERY seconds, the next
     line carrying how many were refused since the last one."""
     now = [1000.0]
-    monkeypatch.setattr(metrics.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr("time.monotonic", lambda: now[0])
     registry = IngressMetrics(lambda: 0.0, lambda: 0.0, lambda: 0.0)
     refusals = Refusals(registry)
     with structlog.testing.capture_logs() as logs:
