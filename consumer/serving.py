@@ -72,6 +72,9 @@ class Listener:
             lingering_time=0,
         )
         self._open: dict[asyncio.BaseTransport, _Connection] = {}
+        self.draining = False
+        self._closed = asyncio.Event()
+        """Set when a connection goes, for `shutdown` to see whether any is left."""
         self.evicted = 0
         self.refused = 0
         self.server: asyncio.Server | None = None
@@ -100,6 +103,21 @@ class Listener:
     def forget(self, connection: _Connection) -> None:
         if self._open.get(connection.transport) is connection:
             del self._open[connection.transport]
+            self._closed.set()
+
+    async def drain(self, grace: float) -> None:
+        """Close idle connections now, the others once answered; wait up to `grace` seconds."""
+        self.draining = True
+        for connection in list(self._open.values()):
+            if connection.idle:
+                connection.transport.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                while self._open:
+                    self._closed.clear()
+                    await self._closed.wait()
+        for connection in list(self._open.values()):
+            connection.transport.abort()
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         connection = self._open.get(request.transport)  # type: ignore[arg-type]
@@ -108,7 +126,10 @@ class Listener:
         connection.answer()
         try:
             if self.limits.request_timeout is None:
-                return await self._handler(request)
+                response = await self._handler(request)
+                if self.draining:
+                    response.force_close()
+                return response
             deadline = connection.waiting_since + self.limits.request_timeout
             try:
                 async with asyncio.timeout_at(deadline):
@@ -179,6 +200,11 @@ class _Connection(asyncio.Protocol):
         self._between = True
         self.waiting_since = self._loop.time()
 
+    @property
+    def idle(self) -> bool:
+        """Between requests, nothing of the next one received."""
+        return self._between and not self.answering
+
     def _arm(self) -> None:
         self._disarm()
         when = self.waiting_since + self._listener.limits.header_timeout
@@ -217,11 +243,14 @@ async def serve(
 
 
 async def shutdown(listener: Listener, grace: float) -> None:
-    """Stop accepting, let requests in flight finish for up to `grace` seconds (> 0), close
-    every connection."""
+    """Stop accepting; requests in flight (headers or body still arriving included) have up to
+    `grace` seconds to be answered, each connection closing after its answer; then close all.
+
+    aiohttp's own shutdown stops reading at once, which would cut a body still arriving."""
     if listener.server is None:
         return
     server, listener.server = listener.server, None
     server.close()
-    await listener.web.shutdown(grace)
+    await listener.drain(grace)
+    await listener.web.shutdown(1.0)
     await server.wait_closed()

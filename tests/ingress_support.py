@@ -87,8 +87,9 @@ def start_ingress(
     )
 
 
-async def wait_serving(ingress: Ingress, seconds: float = 60.0) -> None:
-    """Return once the callback port answers (any status); fail if the process exits first."""
+async def wait_serving(ingress: Ingress, seconds: float = 60.0, *, kafka: bool = True) -> None:
+    """Return once the callback port answers (any status) and, with `kafka`, the ingress's
+    producer is connected; fail if the process exits first."""
     deadline = time.monotonic() + seconds
     async with httpx.AsyncClient(timeout=2) as client:
         while True:
@@ -98,8 +99,9 @@ async def wait_serving(ingress: Ingress, seconds: float = 60.0) -> None:
                 )
             try:
                 await client.get(ingress.url.rsplit("/", 1)[0] + "/")
-                await client.get(ingress.probes + "/healthz")
-                return
+                samples = await scrape(client, ingress.probes)
+                if not kafka or samples["recording_consumer_ingress_kafka_up"] == 1:
+                    return
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:

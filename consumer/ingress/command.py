@@ -1,8 +1,9 @@
 """``recording-consumer ingest``: check the settings, open the spool, serve until SIGTERM.
 
 Stopping: the callback port stops accepting, requests in flight get ``shutdown_grace`` seconds
-to be stored and answered, the forwarder finishes its round, the producer flushes; what Kafka has
-not acknowledged stays in the spool for the next start. Exit 0.
+to be stored and answered, the forwarder goes on while Kafka acknowledges (for up to another
+``shutdown_grace``), the producer flushes; what Kafka has not acknowledged stays in the spool for
+the next start. Exit 0.
 """
 
 from __future__ import annotations

@@ -64,13 +64,18 @@ class Store:
         return "spool"
 
     async def forward(self) -> None:
-        """Forward the spool, oldest first, until `stop`; entries go only after their ack."""
+        """Forward the spool, oldest first; entries go only after their ack. After `stop`,
+        returns once the spool is empty or Kafka stops acknowledging."""
         delay = BACKOFF_FIRST
-        while not self._stopping:
+        while True:
             if not len(self._spool):
+                if self._stopping:
+                    return
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if self._stopping and not self._link.up:
+                return
             await self._link.started.wait()
             batch = self._spool.oldest(FORWARD_BATCH)
             acked = await self._link.deliver_in_order(batch)
@@ -84,11 +89,11 @@ class Store:
                     self._log.info("spool forwarded to Kafka")
             if acked == len(batch):
                 delay = BACKOFF_FIRST
-            else:
+            elif not self._stopping:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
 
     def stop(self) -> None:
-        """`forward` returns after the round under way."""
+        """`forward` returns once the spool is forwarded, or at once if Kafka does not ack."""
         self._stopping = True
         self._wake.set()
