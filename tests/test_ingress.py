@@ -53,7 +53,7 @@ async def test_a_thousand_concurrent_callbacks_reach_the_topic_and_the_worker(
     assert sorted(r.value for r in records) == sorted(bodies)
     now = datetime.now(UTC)
     for record in records:
-        headers = dict(record.headers)
+        headers: dict[str, bytes] = dict(record.headers)
         assert headers["ingress.request_id"].decode() == request_ids[record.value]
         received = datetime.fromisoformat(headers["ingress.received_at"].decode())
         assert now - timedelta(minutes=5) < received <= now
