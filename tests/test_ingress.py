@@ -53,9 +53,9 @@ async def test_a_thousand_concurrent_callbacks_reach_the_topic_and_the_worker(
     assert sorted(r.value for r in records) == sorted(bodies)
     now = datetime.now(UTC)
     for record in records:
-        headers: dict[str, bytes] = dict(record.headers)
-        assert headers["ingress.request_id"].decode() == request_ids[record.value]
-        received = datetime.fromisoformat(headers["ingress.received_at"].decode())
+        kafka_headers: dict[str, bytes] = dict(record.headers)
+        assert kafka_headers["ingress.request_id"].decode() == request_ids[record.value]
+        received = datetime.fromisoformat(kafka_headers["ingress.received_at"].decode())
         assert now - timedelta(minutes=5) < received <= now
         expected = (
             b"c-only"
