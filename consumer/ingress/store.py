@@ -14,7 +14,7 @@ import structlog
 
 from consumer.ingress.link import BACKOFF_FIRST, BACKOFF_MAX, KafkaLink
 from consumer.ingress.metrics import IngressMetrics
-from consumer.ingress.spool import Spool, SpooledCallback, SpoolError, SpoolUnwritable
+from consumer.ingress.spool import Spool, SpooledCallback, SpoolError
 
 FORWARD_BATCH = 500
 """Spooled callbacks produced per round; removed from the spool once all (or a prefix) acked."""
@@ -39,13 +39,13 @@ class Store:
         self._max_bytes = max_bytes
         self._wake = asyncio.Event()
         self._stopping = False
-        self.unwritable: str | None = None
-        """Why the last append failed, until one succeeds again."""
+        self.refused: str | None = None
+        """Why the last append failed (full, unwritable), until one succeeds or room is made."""
         self._log = structlog.get_logger("consumer.ingress")
 
     def can_store(self) -> bool:
         """Kafka acknowledges, or the spool has room and takes writes."""
-        room = self._spool.size_bytes < self._max_bytes and self.unwritable is None
+        room = self._spool.size_bytes < self._max_bytes and self.refused is None
         return self._link.up or room
 
     async def put(self, entry: SpooledCallback) -> Literal["kafka", "spool"]:
@@ -55,10 +55,10 @@ class Store:
             return "kafka"
         try:
             await self._spool.append(entry)
-        except SpoolUnwritable as exc:
-            self.unwritable = str(exc)
+        except SpoolError as exc:
+            self.refused = str(exc)
             raise
-        self.unwritable = None
+        self.refused = None
         self._metrics.spooled.inc()
         self._wake.set()
         return "spool"
@@ -85,6 +85,7 @@ class Store:
                 except SpoolError as exc:  # forwarded again later: a duplicate, not a loss
                     self._log.error("cannot mark spooled callbacks forwarded", error=str(exc))
                 self._metrics.produced.inc(acked)
+                self.refused = None  # room again, or a writable spool: the next append tells
                 if not len(self._spool):
                     self._log.info("spool forwarded to Kafka")
             if acked == len(batch):
