@@ -1,27 +1,40 @@
-"""HTTP servers for the ingress, measured with wrk: 1 KB POSTs over 50 keep-alive connections.
+"""The ingress measured with wrk: 1 KB callbacks POSTed over 50 keep-alive connections.
 
 Run from the repository root (with the bench extra: ``pip install -e '.[dev,bench]'``, and
 ``wrk`` from Debian: ``apt-get install wrk``):
 
-    .venv/bin/python bench/ingress.py [--seconds 10] [--rounds 3] [servers...]
+    KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/python bench/ingress.py \
+        [--seconds 10] [--rounds 3] [servers...]
 
 Each server runs in a process of its own (one event loop, as the ingress does), and wrk (one
-thread, 50 connections, a Lua script POSTing the same 1 KB callback) in another. Per server the
-table gives requests/s, wrk's p50/p99 latency and the CPU each process used per second of wall
-time: the server near 1.0 and wrk well below it shows that the server, not the load generator,
-is the bottleneck (both share the machine's cores); server CPU per request compares servers
-when other work on the machine takes cores too. Rounds are interleaved; medians reported.
+thread, 50 connections, a Lua script POSTing the same 1 KB callback with Basic credentials) in
+another. Per server the table gives requests/s, wrk's p50/p99 latency and the CPU each process
+used per second of wall time: wrk well below the server shows that the server, not the load
+generator, is the bottleneck (both share the machine's cores); server CPU per request compares
+servers when other work on the machine takes cores too. Rounds are interleaved; medians reported.
+Kafka-backed servers get a fresh 6-partition topic each; the broker is ``$KAFKA_BOOTSTRAP_SERVERS``
+or the long-lived local one.
 
-Servers (the library choice; each answers 200 to a POST after reading the body):
+The library choice (each answers 200 to a POST after reading the body, no Kafka):
 
 - ``aiohttp``: aiohttp's low-level ``web.Server`` on ``loop.create_server``;
 - ``uvicorn``: uvicorn's ``Server.serve()`` in the same loop, httptools parser, a bare ASGI app.
+
+The ingress against its floor and the hand-written bridge (issue 24's goals: >= 0.8x the floor
+and >= 2x FastAPI in requests/s, p99 no worse than FastAPI's):
+
+- ``ingress``: ``recording-consumer ingest`` itself (credentials checked, every callback acked);
+- ``floor``: aiohttp's low-level server answering 200 after the same producer's ack, nothing else;
+- ``fastapi``: bench/fastapi_bridge.py, FastAPI + pydantic model + ``send_and_wait`` per request;
+- ``spooling``: the ingress with Kafka stopped (nothing listens at its bootstrap address): every
+  callback fsync'd to the spool before its 200.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import re
 import socket
@@ -30,13 +43,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import event_value
+from bench._common import bootstrap, connect, event_value, fresh, kafka_settings
 
 
 def callback_body(size: int) -> bytes:
@@ -49,7 +62,8 @@ CONNECTIONS = 50
 PATH = "/callbacks"
 BODY = callback_body(1024)
 
-Serve = Callable[[int, argparse.Namespace], Awaitable[None]]
+AUTH = ("bench", "bench-password")
+Serve = Callable[[int, argparse.Namespace], Coroutine[Any, Any, None]]
 
 
 async def _serve_aiohttp(port: int, args: argparse.Namespace) -> None:
@@ -92,7 +106,48 @@ async def _serve_uvicorn(port: int, args: argparse.Namespace) -> None:
     await uvicorn.Server(config).serve()
 
 
-SERVERS: dict[str, Serve] = {"aiohttp": _serve_aiohttp, "uvicorn": _serve_uvicorn}
+async def _serve_floor(port: int, args: argparse.Namespace) -> None:
+    from aiohttp import web
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(**connect(args.bootstrap), acks="all", enable_idempotence=True)
+    await producer.start()
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        await (await producer.send(args.topic, await request.read()))
+        return web.Response(status=200)
+
+    server = web.Server(handle, access_log=None)
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(server, "127.0.0.1", port, backlog=1024)
+    async with listener:
+        await listener.serve_forever()
+
+
+def _run_ingress(port: int, args: argparse.Namespace) -> None:
+    from consumer.config import load_settings
+    from consumer.ingress.command import ingest
+
+    environ = {
+        "KAFKA_BOOTSTRAP_SERVERS": args.bootstrap,
+        "RECORDING_CONSUMER__KAFKA__TOPIC": args.topic,
+        "RECORDING_CONSUMER__INGRESS__LISTEN": f"127.0.0.1:{port}",
+        "RECORDING_CONSUMER__INGRESS__USERNAME": AUTH[0],
+        "RECORDING_CONSUMER__INGRESS__PASSWORD": AUTH[1],
+        "RECORDING_CONSUMER__INGRESS__SPOOL_DIR": args.spool,
+        "RECORDING_CONSUMER__LOGGING__LEVEL": "warning",
+        "RECORDING_CONSUMER__LOGGING__FORMAT": "json",
+    }
+    ingest(load_settings(environ={**os.environ, **environ}))
+
+
+SERVERS: dict[str, Serve] = {
+    "aiohttp": _serve_aiohttp,
+    "uvicorn": _serve_uvicorn,
+    "floor": _serve_floor,
+}
+KAFKA_SERVERS = ("ingress", "floor", "fastapi", "spooling")
+ALL = ("aiohttp", "uvicorn", "ingress", "floor", "fastapi", "spooling")
 
 
 def _free_port() -> int:
@@ -163,13 +218,39 @@ def _run_wrk(port: int, seconds: float, script: Path) -> dict[str, float]:
     }
 
 
-def _measure(name: str, seconds: float, script: Path, extra: list[str]) -> dict[str, float]:
+def _server_command(name: str, port: int, bootstrap: str, spool: Path) -> list[str]:
+    topic = fresh(f"ingress-{name}")
+    if name in KAFKA_SERVERS:
+        _create_topic(bootstrap, topic)
+    here = Path(__file__).resolve().parent
+    if name == "fastapi":
+        return [sys.executable, str(here / "fastapi_bridge.py"), str(port), bootstrap, topic]
+    if name == "spooling":
+        name, bootstrap = "ingress", f"127.0.0.1:{_free_port()}"
+    return [
+        sys.executable, __file__, "--serve", name, "--port", str(port),
+        "--bootstrap", bootstrap, "--topic", topic, "--spool", str(spool / topic),
+    ]  # fmt: skip
+
+
+def _create_topic(bootstrap: str, topic: str) -> None:
+    from consumer.engine.admin import admin_client, create_topic
+
+    async def create() -> None:
+        async with admin_client(kafka_settings(bootstrap)) as admin:
+            await create_topic(admin, topic, 6, None)
+
+    asyncio.run(create())
+
+
+def _measure(
+    name: str, seconds: float, script: Path, bootstrap: str, spool: Path
+) -> dict[str, float]:
     port = _free_port()
-    command = [sys.executable, __file__, "--serve", name, "--port", str(port), *extra]
-    server = subprocess.Popen(command)
+    server = subprocess.Popen(_server_command(name, port, bootstrap, spool))
     try:
         _wait_for_port(port, server)
-        _run_wrk(port, 1, script)  # warm-up: connections, imports, the producer's metadata
+        _run_wrk(port, 2, script)  # warm-up: connections, imports, the producer's metadata
         cpu_before, started = _cpu_seconds(server.pid), time.monotonic()
         result = _run_wrk(port, seconds, script)
         result["server_cpu"] = (_cpu_seconds(server.pid) - cpu_before) / (
@@ -182,6 +263,7 @@ def _measure(name: str, seconds: float, script: Path, extra: list[str]) -> dict[
 
 
 def _lua_script(directory: Path) -> Path:
+    token = base64.b64encode(":".join(AUTH).encode()).decode()
     body = directory / "body.json"
     body.write_bytes(BODY)
     script = directory / "post.lua"
@@ -190,13 +272,14 @@ def _lua_script(directory: Path) -> Path:
         "wrk.body = f:read('*a')\nf:close()\n"
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Basic {token}"\n'
     )
     return script
 
 
 def _table(results: dict[str, list[dict[str, float]]]) -> str:
     lines = [
-        "| server | requests/s | p50 ms | p99 ms | server CPU | server µs/request | wrk CPU | non-2xx |",
+        "| server | requests/s | p50 ms | p99 ms | server CPU | CPU µs/req | wrk CPU | non-2xx |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, runs in results.items():
@@ -209,28 +292,51 @@ def _table(results: dict[str, list[dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def _goals(results: dict[str, list[dict[str, float]]]) -> list[str]:
+    med = {
+        n: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        for n, runs in results.items()
+    }
+    if not {"ingress", "floor", "fastapi"} <= med.keys():
+        return []
+    ingress, floor, fastapi = med["ingress"], med["floor"], med["fastapi"]
+    return [
+        f"ingress / floor: {ingress['rate'] / floor['rate']:.2f}x (goal >= 0.8x)",
+        f"ingress / fastapi: {ingress['rate'] / fastapi['rate']:.2f}x (goal >= 2x)",
+        f"p99: ingress {ingress['p99'] * 1000:.1f} ms, fastapi {fastapi['p99'] * 1000:.1f} ms "
+        "(goal: no worse)",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("servers", nargs="*", default=list(SERVERS))
+    parser.add_argument("servers", nargs="*", default=list(ALL), help=f"of {', '.join(ALL)}")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    for hidden in ("--serve", "--bootstrap", "--topic", "--spool"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve == "ingress":
+        _run_ingress(args.port, args)
+        return
     if args.serve:
         asyncio.run(SERVERS[args.serve](args.port, args))
         return
+    server = bootstrap()
     results: dict[str, list[dict[str, float]]] = {name: [] for name in args.servers}
     with tempfile.TemporaryDirectory() as directory:
         script = _lua_script(Path(directory))
         for _ in range(args.rounds):
             for name in args.servers:
-                results[name].append(_measure(name, args.seconds, script, []))
+                results[name].append(_measure(name, args.seconds, script, server, Path(directory)))
     print(
         f"{len(BODY)}-byte POSTs, {CONNECTIONS} keep-alive connections, wrk -t1, "
-        f"{args.seconds:.0f} s x {args.rounds} rounds (medians), {os.cpu_count()} CPUs"
+        f"{args.seconds:.0f} s x {args.rounds} rounds (medians), {os.cpu_count()} CPUs, "
+        f"load average before: {os.getloadavg()[0]:.1f}"
     )
     print(_table(results))
+    print("\n".join(_goals(results)))
 
 
 if __name__ == "__main__":

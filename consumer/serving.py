@@ -5,8 +5,9 @@ aiohttp parses HTTP/1.1 and closes keep-alive connections idle for ``keep_alive_
 it lacks is added around its protocol, never inside the parsing: each connection is counted and,
 at the cap, the longest-waiting connection that is not being answered makes room for the new one
 (so idle or stalled clients cannot lock others out); a request's headers must arrive within
-``header_timeout`` of its first byte (or of the connection); with ``request_timeout`` the whole
-request, answer written, must fit in that many seconds from its first byte.
+``header_timeout`` of its first byte (or of the connection), checked twice a second; with
+``request_timeout`` the whole request, answer written, must fit in that many seconds from its
+first byte.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from aiohttp import web
 from consumer.errors import ConfigError
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+SWEEP_EVERY = 0.5
+"""Seconds between checks of header deadlines: one sweep, rather than a timer per request."""
 
 _log = structlog.get_logger("consumer.serving")
 
@@ -100,6 +103,17 @@ class Listener:
         self._open[connection.transport] = connection
         return True
 
+    async def sweep(self) -> None:
+        """Abort connections whose headers are overdue, every `SWEEP_EVERY` seconds."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SWEEP_EVERY)
+            now = loop.time()
+            for connection in list(self._open.values()):
+                if connection.deadline is not None and connection.deadline < now:
+                    self.forget(connection)
+                    connection.transport.abort()
+
     def forget(self, connection: _Connection) -> None:
         if self._open.get(connection.transport) is connection:
             del self._open[connection.transport]
@@ -151,7 +165,8 @@ class _Connection(asyncio.Protocol):
         self._listener = listener
         self._inner = inner
         self._loop = asyncio.get_running_loop()
-        self._timer: asyncio.TimerHandle | None = None
+        self.deadline: float | None = None
+        """When its headers must be in; checked by the listener's sweep, not a timer each."""
         self._admitted = False
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.answering = False
@@ -166,13 +181,13 @@ class _Connection(asyncio.Protocol):
             return
         self._admitted = True
         self._inner.connection_made(transport)
-        self._arm()
+        self.deadline = self.waiting_since + self._listener.limits.header_timeout
 
     def data_received(self, data: bytes) -> None:
         if self._between:
             self._between = False
             self.waiting_since = self._loop.time()
-            self._arm()
+            self.deadline = self.waiting_since + self._listener.limits.header_timeout
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -185,14 +200,13 @@ class _Connection(asyncio.Protocol):
         self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
         self._listener.forget(self)
         if self._admitted:
             self._inner.connection_lost(exc)
 
     def answer(self) -> None:
         """Its headers are in: the handler's own deadlines apply from here."""
-        self._disarm()
+        self.deadline = None
         self.answering = True
 
     def answered(self) -> None:
@@ -204,21 +218,6 @@ class _Connection(asyncio.Protocol):
     def idle(self) -> bool:
         """Between requests, nothing of the next one received."""
         return self._between and not self.answering
-
-    def _arm(self) -> None:
-        self._disarm()
-        when = self.waiting_since + self._listener.limits.header_timeout
-        self._timer = self._loop.call_at(when, self._too_slow)
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _too_slow(self) -> None:
-        self._timer = None
-        if not self.answering:
-            self.transport.abort()
 
 
 @contextlib.asynccontextmanager
@@ -236,9 +235,11 @@ async def serve(
         listener.server = await loop.create_server(listener.protocol, *address, backlog=1024)
     except OSError as exc:
         raise ConfigError(f"{key}: cannot listen on {listen}: {exc.strerror or exc}", key) from None
+    sweeping = asyncio.create_task(listener.sweep())
     try:
         yield listener
     finally:
+        sweeping.cancel()
         await shutdown(listener, grace)
 
 

@@ -65,6 +65,7 @@ class CallbackApp:
         self._store = store
         self._metrics = metrics
         self._refusals = Refusals(metrics)
+        self._by_code: dict[int, Any] = {}
 
     async def answer(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
@@ -83,12 +84,18 @@ class CallbackApp:
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         response.headers[REQUEST_ID_RESPONSE] = request_id
-        self._metrics.requests.labels(str(response.status)).inc()
+        counter = self._by_code.get(response.status)
+        if counter is None:  # a few codes only: resolved once each, not per request
+            counter = self._by_code[response.status] = self._metrics.requests.labels(
+                str(response.status)
+            )
+        counter.inc()
         self._metrics.duration.observe(time.perf_counter() - started)
         return response
 
     async def _take(self, request: web.BaseRequest, request_id: str) -> web.StreamResponse:
-        if request.path != self._path:
+        # raw_path: request.path would build a URL object per request; callbacks carry no query.
+        if request.raw_path.partition("?")[0] != self._path:
             raise _Refused(404, "not_found", f"not found: callbacks go to POST {self._path}")
         if request.method != "POST":
             raise _Refused(
@@ -112,17 +119,18 @@ class CallbackApp:
         return web.Response(status=200)
 
     async def _body(self, request: web.BaseRequest) -> bytes:
-        too_large = _Refused(413, "too_large", f"body over {self._max_body} bytes", close=True)
         length = request.content_length
         if length is not None and length > self._max_body:
-            raise too_large
-        body = bytearray()
+            raise self._too_large()
+        content = request.content
+        body = content.read_nowait()  # most bodies came with their headers: no timer needed
+        if content.is_eof() and len(body) <= self._max_body:
+            return body
+        buffer = bytearray(body)
         try:
             async with asyncio.timeout(self._body_timeout):
-                async for chunk in request.content.iter_any():
-                    body += chunk
-                    if len(body) > self._max_body:
-                        raise too_large
+                while len(buffer) <= self._max_body and not content.at_eof():
+                    buffer += await content.readany()
         except TimeoutError:
             raise _Refused(
                 408,
@@ -130,7 +138,12 @@ class CallbackApp:
                 f"body not received within {self._body_timeout:g} s",
                 close=True,
             ) from None
-        return bytes(body)
+        if len(buffer) > self._max_body:
+            raise self._too_large()
+        return bytes(buffer)
+
+    def _too_large(self) -> _Refused:
+        return _Refused(413, "too_large", f"body over {self._max_body} bytes", close=True)
 
 
 def _key(body: bytes) -> bytes | None:
