@@ -11,17 +11,13 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import uvicorn
+from _common import connect
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench._common import connect
 
 
 class Callback(BaseModel):

@@ -47,9 +47,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench._common import bootstrap, connect, event_value, fresh, kafka_settings
+from _common import bootstrap, connect, event_value, fresh, kafka_settings
 
 
 def callback_body(size: int) -> bytes:
