@@ -7,7 +7,8 @@ Run from the repository root (with the bench extra: ``pip install -e '.[dev,benc
         [--seconds 10] [--rounds 3] [servers...]
 
 Each server runs in a process of its own (one event loop, as the ingress does), and wrk (one
-thread, 50 connections, a Lua script POSTing the same 1 KB callback with Basic credentials) in
+thread, 50 connections, a Lua script POSTing 1 KB callbacks with Basic credentials, each for
+another recording, so keyed records spread over the partitions as real traffic does) in
 another. Per server the table gives requests/s, wrk's p50/p99 latency and the CPU each process
 used per second of wall time: wrk well below the server shows that the server, not the load
 generator, is the bottleneck (both share the machine's cores); server CPU per request compares
@@ -265,12 +266,21 @@ def _lua_script(directory: Path) -> Path:
     body = directory / "body.json"
     body.write_bytes(BODY)
     script = directory / "post.lua"
+    # Each request another recording (same length, so still exactly 1 KB): keyed records spread
+    # over the partitions as Bandwidth's traffic does, as the floor's unkeyed ones do.
     script.write_text(
         f'local f = io.open("{body}", "rb")\n'
-        "wrk.body = f:read('*a')\nf:close()\n"
+        "local template = f:read('*a')\nf:close()\n"
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["Authorization"] = "Basic {token}"\n'
+        "local n = 0\n"
+        "request = function()\n"
+        "  n = n + 1\n"
+        '  local id = string.format("r-%08d-bench", n % 100000000)\n'
+        '  local body = string.gsub(template, "r%-00000001%-bench", id)\n'
+        "  return wrk.format(nil, nil, nil, body)\n"
+        "end\n"
     )
     return script
 
