@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from consumer import serving
 from consumer.config import KafkaSettings
 from consumer.devkit.devkafka import free_port
 from consumer.tools.produce import produce
@@ -171,3 +172,15 @@ async def wait_for_status(client: httpx.AsyncClient, url: str, status: int) -> N
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.2)
+
+
+def test_the_open_file_soft_limit_is_raised_to_the_hard_limit() -> None:
+    """raise_fd_limit (called by `run` and `ingest` at start-up) lifts the soft limit to the
+    hard one and returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, hard, 256), hard))
+    try:
+        assert serving.raise_fd_limit() == hard
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
