@@ -30,7 +30,7 @@ class KafkaLink:
         self._kafka = kafka
         self._max_request = max(1_048_576, max_body_bytes + REQUEST_ROOM)
         self._producer: AIOKafkaProducer | None = None
-        self.up = False
+        self._up = False
         self.started = asyncio.Event()
         self._log = structlog.get_logger("consumer.ingress")
 
@@ -52,10 +52,25 @@ class KafkaLink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
-            self._producer, self.up = producer, True
+            self._producer = producer
+            self.up = True
             self.started.set()
             self._log.info("producing to Kafka", topic=self._kafka.topic)
             return
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    @up.setter
+    def up(self, value: bool) -> None:
+        """Logged when it changes: one line when Kafka stops acknowledging, one when it is back."""
+        if value != self._up and self.started.is_set():
+            if value:
+                self._log.info("Kafka acknowledging again")
+            else:
+                self._log.warning("Kafka not acknowledging: callbacks go to the spool")
+        self._up = value
 
     async def deliver(self, entry: SpooledCallback, wait: float) -> bool:
         """Produce `entry`; True once Kafka acknowledged it within `wait` seconds.
