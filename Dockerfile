@@ -42,14 +42,20 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY config/ ./config/
 # Owned by the user the worker runs as: a new named volume copies this ownership.
-RUN install -d -o 10001 -g 10001 -m 0750 /app/recordings
-VOLUME ["/app/recordings"]
+# /app/spool: the ingress's spool (`recording-consumer ingest`, ingress.spool_dir).
+RUN install -d -o 10001 -g 10001 -m 0750 /app/recordings \
+    && install -d -o 10001 -g 10001 -m 0700 /app/spool
+VOLUME ["/app/recordings", "/app/spool"]
 USER 10001:10001
 # The worker drains in-flight handlers on SIGTERM for engine.shutdown_grace seconds: give it at
 # least that long before SIGKILL (docker stop -t, compose stop_grace_period, k8s grace period).
 STOPSIGNAL SIGTERM
 # /metrics, /healthz (liveness), /readyz (readiness) on observability.listen: on in the image.
 ENV RECORDING_CONSUMER__OBSERVABILITY__LISTEN=0.0.0.0:9464
-EXPOSE 9464
+# The ingress, when the image runs `ingest --config /app/config/consumer.toml` instead of `run`:
+# Bandwidth's callbacks on 8080 (TLS terminated in front of it), its spool in /app/spool.
+ENV RECORDING_CONSUMER__INGRESS__LISTEN=0.0.0.0:8080 \
+    RECORDING_CONSUMER__INGRESS__SPOOL_DIR=/app/spool
+EXPOSE 9464 8080
 ENTRYPOINT ["recording-consumer"]
 CMD ["run", "--config", "/app/config/consumer.toml"]

@@ -185,6 +185,37 @@ class ObservabilitySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_un
     """Seconds between stats lines in the log; 0 turns them off."""
 
 
+class IngressSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`recording-consumer ingest`: Bandwidth's HTTP callbacks to ``kafka.topic``."""
+
+    listen: str = "127.0.0.1:8080"
+    """``host:port`` taking callbacks; the container image sets ``0.0.0.0:8080``."""
+    path: str = "/callbacks"
+    """The one path that takes callbacks (POST only)."""
+    username: str | None = None
+    password: Secret | None = None
+    password_file: str | None = None
+    """Read once at start-up (trailing newline dropped), instead of `password`."""
+    allow_anonymous: bool = False
+    """Take callbacks without Basic credentials; without this, missing credentials stop start-up."""
+    max_body_bytes: int = 65_536
+    spool_dir: str = "spool"
+    spool_max_bytes: int = 1 << 30
+    ack_timeout: float = 2.0
+    """Seconds to wait for Kafka's ack before the callback is spooled instead."""
+    max_connections: int = 512
+    """Open connections at most; beyond it the longest-waiting idle one is closed for a new one."""
+    header_timeout: float = 10.0
+    """Seconds from a connection's (or its next request's) first byte to the end of its headers."""
+    body_timeout: float = 10.0
+    """Seconds to read a request's body."""
+    keep_alive_timeout: float = 75.0
+    """Seconds an idle connection stays open: longer than the 60 s idle timeout of common load
+    balancers and TLS terminators, so they, not the ingress, close a reused connection."""
+    shutdown_grace: float = 10.0
+    """Seconds after SIGTERM for requests in flight and Kafka's last acks."""
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
     engine: EngineSettings = msgspec.field(default_factory=EngineSettings)
@@ -193,6 +224,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     dead_letter: DeadLetterSettings = msgspec.field(default_factory=DeadLetterSettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
     observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
+    ingress: IngressSettings = msgspec.field(default_factory=IngressSettings)
     routes: dict[str, list[str]] = msgspec.field(default_factory=lambda: {"default": ["log"]})
     """Status to the ordered handler names; ``default`` takes statuses with no entry."""
     handlers: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
@@ -212,9 +244,10 @@ def _secret_keys() -> frozenset[tuple[str, str]]:
     )
 
 
-VERBATIM_ENV_KEYS = _secret_keys()
-"""Every setting typed `Secret` (``kafka.sasl_password``): taken as the plain string given,
-never as TOML, so a secret never becomes a number or loses its quotes. Handler options stay
+VERBATIM_ENV_KEYS = _secret_keys() | {("ingress", "username")}
+"""Every setting typed `Secret` (``kafka.sasl_password``), and the ingress's user name: taken as
+the plain string given, never as TOML, so a secret never becomes a number or loses its quotes.
+Handler options stay
 `EnvText` until their handler's types say which are secret (`consumer.engine.plugins`)."""
 
 

@@ -91,6 +91,7 @@ def worker_process(
     topic: str,
     handled: Path,
     until_idle: float | None = None,
+    preexec_fn: Callable[[], None] | None = None,
     **env: str,
 ) -> subprocess.Popen[bytes]:
     """`recording-consumer run` in a child process, every status routed to AppendToFile.
@@ -123,6 +124,7 @@ def worker_process(
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
         )
 
 

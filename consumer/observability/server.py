@@ -1,111 +1,91 @@
-"""The HTTP endpoint: /metrics, /healthz and /readyz, served from the worker's own event loop.
+"""The HTTP endpoint: /metrics, /healthz and /readyz, served from the process's own event loop.
 
-A few lines of HTTP/1.1 over `asyncio.start_server`, one request per connection: probes and
-Prometheus need nothing more, and a web framework would be the largest dependency we have.
+On the project's one HTTP server (`consumer.serving`), with limits for an endpoint anyone on the
+network may reach: a few connections (probes and a scraper need no more), and one deadline for a
+whole request, reading and writing. The worker and the ingress both serve it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import msgspec
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from consumer.errors import ConfigError
+from consumer import serving
 from consumer.observability.metrics import registry_for
 
 if TYPE_CHECKING:
     from consumer.engine.worker import Worker
 
-READ_TIMEOUT = 5.0
-MAX_HEADER_LINES = 100
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+LIMITS = serving.Limits(
+    max_connections=32, header_timeout=5.0, keep_alive_timeout=5.0, request_timeout=5.0
+)
+KEY = "observability.listen"
 _JSON = "application/json"
 
 
 def listen_address(listen: str) -> tuple[str, int] | None:
     """``host:port`` as a pair, or None when the endpoint is off; ConfigError when malformed."""
-    if not listen:
-        return None
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(
-            f'observability.listen: expected "host:port" or "", got {listen!r}',
-            "observability.listen",
-        )
-    return host.strip("[]") or "0.0.0.0", int(port)
+    return serving.listen_address(listen, KEY)
+
+
+class Probes(msgspec.Struct, frozen=True):
+    """What the endpoint reports: a metrics registry, and why the process is not live or ready."""
+
+    registry: CollectorRegistry
+    problems: Callable[[], list[str]]
+    unready: Callable[[], list[str]]
 
 
 @contextlib.asynccontextmanager
-async def endpoint(worker: Worker) -> AsyncIterator[asyncio.Server | None]:
+async def endpoint(worker: Worker) -> AsyncIterator[serving.Listener | None]:
     """Serve the worker's endpoint while the block runs, if ``observability.listen`` is set."""
-    listen = worker.settings.observability.listen
-    address = listen_address(listen)
-    if address is None:
+    health = worker.health
+    probes = Probes(registry_for(worker), health.problems, health.unready)
+    async with probe_endpoint(worker.settings.observability.listen, probes) as listener:
+        yield listener
+
+
+@contextlib.asynccontextmanager
+async def probe_endpoint(listen: str, probes: Probes) -> AsyncIterator[serving.Listener | None]:
+    """Serve `probes` on `listen` while the block runs; nothing when `listen` is empty."""
+    if listen_address(listen) is None:
         yield None
         return
-    routes = _Routes(worker)
-    try:
-        server = await asyncio.start_server(routes.serve, *address)
-    except OSError as exc:
-        raise ConfigError(
-            f"observability.listen: cannot listen on {listen}: {exc.strerror or exc}",
-            "observability.listen",
-        ) from None
-    structlog.get_logger("consumer.observability").info(
-        "serving /metrics, /healthz, /readyz", listen=listen
-    )
-    try:
-        yield server
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with serving.serve(_Routes(probes).answer, listen, LIMITS, key=KEY) as listener:
+        structlog.get_logger("consumer.observability").info(
+            "serving /metrics, /healthz, /readyz", listen=listen
+        )
+        yield listener
 
 
 class _Routes:
-    def __init__(self, worker: Worker) -> None:
-        self._worker = worker
-        self._registry = registry_for(worker)
+    def __init__(self, probes: Probes) -> None:
+        self._probes = probes
 
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(READ_TIMEOUT):
-                request = await reader.readline()
-                for _ in range(MAX_HEADER_LINES):
-                    if (await reader.readline()).strip() == b"":
-                        break
-            method, target, _ = request.decode("latin-1").split(" ", 2)
-            status, content_type, body = self._answer(method, target.split("?", 1)[0])
-            head = (
-                f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(head.encode() + (b"" if method == "HEAD" else body))
-            await writer.drain()
-        except (TimeoutError, ValueError, ConnectionError):
-            pass  # a malformed or abandoned request gets no answer
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-    def _answer(self, method: str, path: str) -> tuple[int, str, bytes]:
-        if method not in ("GET", "HEAD"):
-            return 405, "text/plain", b"GET only\n"
-        health = self._worker.health
+    async def answer(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            return web.Response(status=405, text="GET only\n", headers={"Allow": "GET, HEAD"})
+        path = request.path
         if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, generate_latest(self._registry)
+            body = generate_latest(self._probes.registry)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
         if path == "/healthz":
-            return _verdict(health.problems())
+            return _verdict(self._probes.problems())
         if path == "/readyz":
-            return _verdict(health.unready())
-        return 404, "text/plain", b"not found: try /metrics, /healthz or /readyz\n"
+            return _verdict(self._probes.unready())
+        return web.Response(status=404, text="not found: try /metrics, /healthz or /readyz\n")
 
 
-def _verdict(problems: list[str]) -> tuple[int, str, bytes]:
+def _verdict(problems: list[str]) -> web.Response:
     body = {"status": "fail", "problems": problems} if problems else {"status": "ok"}
-    return (503 if problems else 200), _JSON, msgspec.json.encode(body) + b"\n"
+    return web.Response(
+        status=503 if problems else 200,
+        body=msgspec.json.encode(body) + b"\n",
+        content_type=_JSON,
+    )

@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(command=_run)
 
+    ingest = sub.add_parser(
+        "ingest", parents=[common], help="take Bandwidth's HTTP callbacks and produce them to Kafka"
+    )
+    ingest.set_defaults(command=_ingest)
+
     check = sub.add_parser(
         "check-config",
         parents=[common],
@@ -128,9 +133,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.engine.worker import Worker
     from consumer.observability import tracing
     from consumer.observability.server import endpoint, listen_address
+    from consumer.serving import raise_fd_limit
 
     listen_address(settings.observability.listen)  # a malformed address fails before anything
     configure_logging(settings.logging)
+    raise_fd_limit()
     tracing.start_from_environment()  # before the worker: it is built traced or not
     worker = Worker(settings, _routed_handlers(settings))
     _tune_garbage_collection()
@@ -149,6 +156,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.until_idle is not None:
         _print_summary(worker)
     return 0
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.ingress.command import ingest
+
+    return ingest(settings)
 
 
 def _tune_garbage_collection() -> None:

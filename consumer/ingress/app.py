@@ -1,0 +1,176 @@
+"""The callback endpoint: who may post, what is taken, and what each answer means.
+
+200: stored (acknowledged by Kafka, or fsync'd to the spool). 401, 404, 405, 408, 413, 400:
+refused, never produced. 503 with Retry-After: not stored (spool full or unwritable while Kafka
+does not acknowledge); Bandwidth may retry or use the fallback URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from consumer.config import IngressSettings
+from consumer.ingress.auth import Credentials
+from consumer.ingress.metrics import IngressMetrics, Refusals
+from consumer.ingress.spool import SpooledCallback, SpoolFull, SpoolUnwritable
+from consumer.ingress.store import Store
+
+RECEIVED_AT = "ingress.received_at"
+REQUEST_ID = "ingress.request_id"
+REQUEST_ID_RESPONSE = "X-Request-Id"
+RETRY_AFTER_SECONDS = 5
+
+
+class _Ids(msgspec.Struct):
+    """The fields that choose the Kafka key (Bandwidth's names); any other field, or type, is
+    left to the worker."""
+
+    recordingId: Any = None
+    callId: Any = None
+    conferenceId: Any = None
+
+
+_DECODER = msgspec.json.Decoder(_Ids)
+
+
+class _Refused(Exception):
+    """A request that is answered with a 4xx and never produced; `reason` labels the count."""
+
+    def __init__(self, status: int, reason: str, text: str, *, close: bool = False) -> None:
+        super().__init__(text)
+        self.status, self.reason, self.text, self.close = status, reason, text, close
+
+
+class CallbackApp:
+    """Answers the callback port: `path` takes POSTs, everything else is refused."""
+
+    def __init__(
+        self,
+        ingress: IngressSettings,
+        credentials: Credentials | None,
+        store: Store,
+        metrics: IngressMetrics,
+    ) -> None:
+        self._path = ingress.path
+        self._max_body = ingress.max_body_bytes
+        self._body_timeout = ingress.body_timeout
+        self._credentials = credentials
+        self._store = store
+        self._metrics = metrics
+        self._refusals = Refusals(metrics)
+        self._by_code: dict[int, Any] = {}
+
+    async def answer(self, request: web.BaseRequest) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        try:
+            response = await self._take(request, request_id)
+        except _Refused as refused:
+            self._refusals.note(refused.reason, refused.text)
+            response = _refusal(refused)
+        except (SpoolFull, SpoolUnwritable) as exc:
+            reason = "spool_full" if isinstance(exc, SpoolFull) else "spool_unwritable"
+            self._refusals.note(reason, str(exc))
+            response = web.Response(
+                status=503,
+                text=f"not stored: {reason.replace('_', ' ')}; retry later\n",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        response.headers[REQUEST_ID_RESPONSE] = request_id
+        counter = self._by_code.get(response.status)
+        if counter is None:  # a few codes only: resolved once each, not per request
+            counter = self._by_code[response.status] = self._metrics.requests.labels(
+                str(response.status)
+            )
+        counter.inc()
+        self._metrics.duration.observe(time.perf_counter() - started)
+        return response
+
+    async def _take(self, request: web.BaseRequest, request_id: str) -> web.StreamResponse:
+        # raw_path: request.path would build a URL object per request; callbacks carry no query.
+        if request.raw_path.partition("?")[0] != self._path:
+            raise _Refused(404, "not_found", f"not found: callbacks go to POST {self._path}")
+        if request.method != "POST":
+            raise _Refused(
+                405,
+                "method_not_allowed",
+                f"{request.method} is not accepted: callbacks must be POSTed (set "
+                'recordingAvailableMethod="POST" on Bandwidth\'s side)',
+            )
+        if self._credentials is not None and not self._credentials.accepts(
+            request.headers.get("Authorization")
+        ):
+            raise _Refused(401, "unauthorized", "missing or wrong Basic credentials")
+        body = await self._body(request)
+        received_at = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        entry = SpooledCallback(
+            value=body,
+            key=_key(body),
+            headers=((RECEIVED_AT, received_at.encode()), (REQUEST_ID, request_id.encode())),
+        )
+        await self._store.put(entry)
+        return web.Response(status=200)
+
+    async def _body(self, request: web.BaseRequest) -> bytes:
+        length = request.content_length
+        if length is not None and length > self._max_body:
+            raise self._too_large()
+        content = request.content
+        body = content.read_nowait()  # most bodies came with their headers: no timer needed
+        if content.is_eof() and len(body) <= self._max_body:
+            return body
+        buffer = bytearray(body)
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                while len(buffer) <= self._max_body and not content.at_eof():
+                    buffer += await content.readany()
+        except TimeoutError:
+            raise _Refused(
+                408,
+                "body_timeout",
+                f"body not received within {self._body_timeout:g} s",
+                close=True,
+            ) from None
+        if len(buffer) > self._max_body:
+            raise self._too_large()
+        return bytes(buffer)
+
+    def _too_large(self) -> _Refused:
+        return _Refused(413, "too_large", f"body over {self._max_body} bytes", close=True)
+
+
+def _key(body: bytes) -> bytes | None:
+    """recordingId, else callId, else conferenceId; raises _Refused when `body` is not a JSON
+    object in UTF-8."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Refused(400, "not_json", f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        ids = _DECODER.decode(body)
+    except msgspec.ValidationError as exc:
+        raise _Refused(400, "not_object", f"not a JSON object: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise _Refused(400, "not_json", f"not JSON: {exc}") from None
+    for value in (ids.recordingId, ids.callId, ids.conferenceId):
+        if isinstance(value, str) and value:
+            return value.encode()
+    return None
+
+
+_HEADERS = {401: {"WWW-Authenticate": 'Basic realm="callbacks"'}, 405: {"Allow": "POST"}}
+
+
+def _refusal(refused: _Refused) -> web.Response:
+    headers = _HEADERS.get(refused.status, {})
+    response = web.Response(status=refused.status, text=refused.text + "\n", headers=headers)
+    if refused.close:
+        response.force_close()  # the rest of the body is never read
+    return response

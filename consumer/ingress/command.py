@@ -1,0 +1,159 @@
+"""``recording-consumer ingest``: check the settings, open the spool, serve until SIGTERM.
+
+Stopping: the callback port stops accepting, requests in flight get ``shutdown_grace`` seconds
+to be stored and answered, the forwarder goes on while Kafka acknowledges (for up to another
+``shutdown_grace``), the producer flushes; what Kafka has not acknowledged stays in the spool for
+the next start. Exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import structlog
+
+from consumer import serving
+from consumer.config import IngressSettings, Settings
+from consumer.errors import ConfigError
+from consumer.ingress.app import CallbackApp
+from consumer.ingress.auth import Credentials, credentials
+from consumer.ingress.link import KafkaLink
+from consumer.ingress.metrics import IngressMetrics
+from consumer.ingress.spool import Spool, SpoolError
+from consumer.ingress.store import Store
+from consumer.observability import server as probes_server
+
+FD_RESERVE = 128
+"""Open files kept free of connections: Kafka's sockets, the spool, the probes, logging."""
+
+
+def ingest(settings: Settings) -> int:
+    """Run the ingress until SIGTERM or SIGINT; ConfigError (exit 2) names a bad key."""
+    from consumer.engine.logs import configure_logging
+
+    ingress = settings.ingress
+    check(ingress)
+    accepted = credentials(ingress)
+    probes_server.listen_address(settings.observability.listen)
+    configure_logging(settings.logging)
+    asyncio.run(_serve(settings, accepted, _connection_cap(ingress.max_connections)))
+    return 0
+
+
+def check(ingress: IngressSettings) -> None:
+    """The [ingress] values that parse but cannot work, as a ConfigError naming the key."""
+    serving.listen_address(ingress.listen, "ingress.listen")
+    if not ingress.listen:
+        raise ConfigError("ingress.listen: must not be empty", "ingress.listen")
+    if not ingress.path.startswith("/"):
+        raise ConfigError(
+            f"ingress.path: must start with '/', got {ingress.path!r}", "ingress.path"
+        )
+    positive = {
+        "max_body_bytes": ingress.max_body_bytes,
+        "spool_max_bytes": ingress.spool_max_bytes,
+        "ack_timeout": ingress.ack_timeout,
+        "max_connections": ingress.max_connections,
+        "header_timeout": ingress.header_timeout,
+        "body_timeout": ingress.body_timeout,
+        "keep_alive_timeout": ingress.keep_alive_timeout,
+        "shutdown_grace": ingress.shutdown_grace,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"ingress.{key}: must be positive, got {value}", f"ingress.{key}")
+
+
+def _connection_cap(configured: int) -> int:
+    """`configured`, lowered (with a warning) to what the open-file limit leaves room for."""
+    limit = serving.raise_fd_limit()
+    room = max(16, limit - FD_RESERVE - probes_server.LIMITS.max_connections)
+    if configured > room:
+        structlog.get_logger("consumer.ingress").warning(
+            "ingress.max_connections lowered to fit the open-file limit",
+            configured=configured,
+            used=room,
+            nofile=limit,
+        )
+        return room
+    return configured
+
+
+async def _serve(settings: Settings, accepted: Credentials | None, cap: int) -> None:
+    ingress = settings.ingress
+    log = structlog.get_logger("consumer.ingress")
+    try:
+        spool = Spool.open(Path(ingress.spool_dir), ingress.spool_max_bytes)
+    except SpoolError as exc:
+        raise ConfigError(f"ingress.spool_dir: {exc}", "ingress.spool_dir") from None
+    for torn in spool.torn:
+        log.warning(
+            "spool record cut short (a crash mid-write): forwarded up to the cut, the rest dropped",
+            file=torn.file,
+            offset=torn.offset,
+            dropped_bytes=torn.dropped_bytes,
+        )
+    if len(spool):
+        log.info("forwarding the spool left by the last run first", callbacks=len(spool))
+    link = KafkaLink(settings.kafka, ingress.max_body_bytes)
+    metrics = IngressMetrics(
+        spool_messages=lambda: len(spool),
+        spool_bytes=lambda: spool.size_bytes,
+        kafka_up=lambda: float(link.up),
+    )
+    store = Store(
+        link,
+        spool,
+        max_bytes=ingress.spool_max_bytes,
+        ack_timeout=ingress.ack_timeout,
+        metrics=metrics,
+    )
+    app = CallbackApp(ingress, accepted, store, metrics)
+    stopping = asyncio.Event()
+
+    def unready() -> list[str]:
+        if stopping.is_set():
+            return ["draining for shutdown"]
+        return (
+            []
+            if store.can_store()
+            else ["cannot store: Kafka away and the spool full or unwritable"]
+        )
+
+    probes = probes_server.Probes(metrics.registry, lambda: [], unready)
+    limits = serving.Limits(
+        max_connections=cap,
+        header_timeout=ingress.header_timeout,
+        keep_alive_timeout=ingress.keep_alive_timeout,
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            connecting = tasks.create_task(link.connect())
+            forwarding = tasks.create_task(store.forward())
+            async with (
+                probes_server.probe_endpoint(settings.observability.listen, probes),
+                serving.serve(
+                    app.answer, ingress.listen, limits, key="ingress.listen"
+                ) as callbacks,
+            ):
+                log.info("taking callbacks", listen=ingress.listen, path=ingress.path)
+                await stopping.wait()
+                log.info("stopping: answering requests in flight", grace=ingress.shutdown_grace)
+                await serving.shutdown(callbacks, ingress.shutdown_grace)
+                connecting.cancel()
+                store.stop()
+                try:
+                    async with asyncio.timeout(ingress.shutdown_grace):
+                        await asyncio.shield(forwarding)
+                except TimeoutError:
+                    forwarding.cancel()
+    finally:
+        await link.close(ingress.shutdown_grace)
+        left = len(spool)
+        spool.close()
+    log.info("stopped", spooled=left)

@@ -1,0 +1,125 @@
+"""The ingress's one producer: idempotent, ``acks=all``, started (and restarted) in the
+background, so that an ingress whose Kafka is away still starts and takes callbacks into the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from consumer.config import KafkaSettings
+from consumer.engine import connection
+from consumer.errors import KafkaConnectError
+from consumer.ingress.spool import SpooledCallback
+
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 5.0
+REQUEST_ROOM = 64 * 1024
+"""Bytes a produce request needs beyond the largest body: headers and framing."""
+
+
+class KafkaLink:
+    """The producer and whether Kafka acknowledges: `up` is what the last produce found."""
+
+    def __init__(self, kafka: KafkaSettings, max_body_bytes: int) -> None:
+        self._kafka = kafka
+        self._max_request = max(1_048_576, max_body_bytes + REQUEST_ROOM)
+        self._producer: AIOKafkaProducer | None = None
+        self._up = False
+        self.started = asyncio.Event()
+        self._log = structlog.get_logger("consumer.ingress")
+
+    async def connect(self) -> None:
+        """Start the producer, retrying with backoff until a broker answers."""
+        delay = BACKOFF_FIRST
+        while True:
+            producer = AIOKafkaProducer(
+                **connection.client_options(self._kafka),
+                acks="all",
+                enable_idempotence=True,
+                compression_type=self._kafka.producer_compression,
+                max_request_size=self._max_request,
+            )
+            try:
+                await connection.start(producer, self._kafka)
+            except KafkaConnectError as exc:
+                self._log.warning("Kafka not reachable; spooling callbacks", error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            self._producer = producer
+            self.up = True
+            self.started.set()
+            self._log.info("producing to Kafka", topic=self._kafka.topic)
+            return
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    @up.setter
+    def up(self, value: bool) -> None:
+        """Logged when it changes: one line when Kafka stops acknowledging, one when it is back."""
+        if value != self._up and self.started.is_set():
+            if value:
+                self._log.info("Kafka acknowledging again")
+            else:
+                self._log.warning("Kafka not acknowledging: callbacks go to the spool")
+        self._up = value
+
+    async def deliver(self, entry: SpooledCallback, wait: float) -> bool:
+        """Produce `entry`; True once Kafka acknowledged it within `wait` seconds.
+
+        False leaves the record with the producer, which may still deliver it later: the
+        caller's spooled copy is then a duplicate, an exact byte copy."""
+        if self._producer is None:
+            return False
+        try:
+            async with asyncio.timeout(wait):
+                # Cancelling the producer's future on timeout is harmless: it skips done ones.
+                await (await self._send(self._producer, entry))
+        except (TimeoutError, KafkaError):
+            self.up = False
+            return False
+        self.up = True
+        return True
+
+    async def deliver_in_order(self, entries: Sequence[SpooledCallback]) -> int:
+        """Produce `entries` in order; how many of the first ones Kafka acknowledged. Waits for
+        every outcome (the producer's own request timeout bounds it), so a retry never stacks
+        a second copy on records still in the producer."""
+        assert self._producer is not None, "connect() first"
+        pending = []
+        with contextlib.suppress(KafkaError):  # e.g. no metadata in time: what was sent counts
+            for entry in entries:
+                pending.append(await self._send(self._producer, entry))
+        outcomes = await asyncio.gather(*pending, return_exceptions=True)
+        acked = 0
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                break
+            acked += 1
+        self.up = acked == len(entries)
+        return acked
+
+    async def _send(
+        self, producer: AIOKafkaProducer, entry: SpooledCallback
+    ) -> asyncio.Future[object]:
+        future: asyncio.Future[object] = await producer.send(
+            self._kafka.topic, entry.value, key=entry.key, headers=list(entry.headers)
+        )
+        return future
+
+    async def close(self, grace: float) -> None:
+        """Flush and stop the producer, for up to `grace` seconds."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        with contextlib.suppress(TimeoutError, KafkaError):
+            async with asyncio.timeout(grace):
+                await producer.stop()

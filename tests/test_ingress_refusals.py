@@ -1,0 +1,253 @@
+"""What the ingress refuses, and how: against a real ingress process and a real broker, plus the
+pure units behind it (the credential check, the refusal log's rate, start-up errors)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+
+from consumer.config import IngressSettings
+from consumer.ingress import auth, metrics
+from consumer.ingress.auth import Credentials
+from consumer.ingress.metrics import IngressMetrics, Refusals
+from consumer.secret import Secret
+from consumer.tools.cli import main
+from tests.ingress_support import AUTH, Ingress, callback, scrape, start_ingress, stop, wait_serving
+from tests.support import read_topic
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_the_credentials_are_decided_by_hmac_compare_digest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """hmac.compare_digest decides (a stand-in that says "equal" lets wrong credentials in), and
+    both the username and the password are compared even when the username is already wrong."""
+    accepted = Credentials("bandwidth", "secret")
+    assert accepted.accepts(basic("bandwidth", "secret"))
+    assert not accepted.accepts(basic("bandwidth", "wrong"))
+    assert not accepted.accepts(basic("other", "secret"))
+    assert not accepted.accepts(None)
+    assert not accepted.accepts("Bearer abc")
+
+    compared: list[tuple[bytes, bytes]] = []
+
+    def always_equal(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return True
+
+    monkeypatch.setattr("hmac.compare_digest", always_equal)
+    assert accepted.accepts(basic("intruder", "guess"))
+    assert compared == [(b"intruder", b"bandwidth"), (b"guess", b"secret")]
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({}, "ingress.username"),
+        ({"USERNAME": "bw"}, "ingress.password"),
+        ({"PASSWORD": "x"}, "ingress.username"),
+        (
+            {"USERNAME": "bw", "PASSWORD": "x", "PASSWORD_FILE": "/nonexistent"},
+            "ingress.password_file",
+        ),
+        ({"USERNAME": "bw", "PASSWORD_FILE": "/nonexistent/secret"}, "ingress.password_file"),
+        ({"USERNAME": "bw", "PASSWORD": "x", "PATH": "callbacks"}, "ingress.path"),
+        ({"USERNAME": "bw", "PASSWORD": "x", "ACK_TIMEOUT": "0"}, "ingress.ack_timeout"),
+        ({"USERNAME": "bw", "PASSWORD": "x", "LISTEN": "8080"}, "ingress.listen"),
+    ],
+)
+def test_start_up_exits_2_naming_the_key(
+    env: dict[str, str],
+    key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Missing or conflicting credentials, and values that cannot work, stop `ingest` before it
+    serves anything: exit 2, the message names the key."""
+    monkeypatch.chdir(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(f"RECORDING_CONSUMER__INGRESS__{name}", value)
+    assert main(["ingest"]) == 2
+    assert capsys.readouterr().err.startswith(f"recording-consumer: {key}: ")
+
+
+def test_anonymous_only_when_allowed_and_password_file_read(tmp_path: Path) -> None:
+    """allow_anonymous turns the credentials off; a password file is read (newline dropped) and
+    a numeric password from the environment stays a string."""
+    assert auth.credentials(IngressSettings(allow_anonymous=True)) is None
+    secret = tmp_path / "password"
+    secret.write_text("12345\n")
+    secret.chmod(0o600)
+    from_file = auth.credentials(IngressSettings(username="bw", password_file=str(secret)))
+    assert from_file is not None
+    assert from_file.accepts(basic("bw", "12345"))
+    given = auth.credentials(IngressSettings(username="bw", password=Secret("12345")))
+    assert given is not None
+    assert given.accepts(basic("bw", "12345"))
+
+
+def test_check_config_masks_the_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`check-config` prints the [ingress] settings with the password as *** (taken verbatim
+    from the environment, digits and all), never the password itself."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECORDING_CONSUMER__INGRESS__USERNAME", "bw")
+    monkeypatch.setenv("RECORDING_CONSUMER__INGRESS__PASSWORD", "0123456789")
+    assert main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert '"password": "***"' in out
+    assert "0123456789" not in out
+
+
+def test_refusals_are_logged_once_per_interval_per_reason_with_a_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every refusal is counted; a reason is logged at most once per LOG_EVERY seconds, the next
+    line carrying how many were refused since the last one."""
+    now = [1000.0]
+    monkeypatch.setattr("time.monotonic", lambda: now[0])
+    registry = IngressMetrics(lambda: 0.0, lambda: 0.0, lambda: 0.0)
+    refusals = Refusals(registry)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(5):
+            refusals.note("unauthorized", "wrong")
+        refusals.note("too_large", "big")
+        now[0] += metrics.LOG_EVERY
+        refusals.note("unauthorized", "wrong")
+    lines = [(line["reason"], line["count"]) for line in logs]
+    assert lines == [("unauthorized", 1), ("too_large", 1), ("unauthorized", 5)]
+    sample = registry.registry.get_sample_value
+    assert sample("recording_consumer_ingress_refusals_total", {"reason": "unauthorized"}) == 6
+
+
+@pytest.fixture
+async def ingress(
+    kafka_bootstrap: str,
+    unique_name: str,
+    create_topic: Callable[..., Awaitable[None]],
+    tmp_path: Path,
+) -> AsyncIterator[Ingress]:
+    await create_topic(kafka_bootstrap, unique_name)
+    running = start_ingress(kafka_bootstrap, unique_name, tmp_path, INGRESS__MAX_BODY_BYTES="2048")
+    try:
+        await wait_serving(running)
+        yield running
+    finally:
+        running.kill()
+
+
+async def raw_request(url: str, head: bytes, body_part: bytes) -> tuple[bytes, bool]:
+    """Send `head` and `body_part` only; the answer, and whether the server closed after it."""
+    host, port = url.split("/")[2].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head + body_part)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            answer = await reader.read(65536)
+            closed = await reader.read(1) == b""
+        return answer, closed
+    finally:
+        writer.close()
+
+
+async def test_refusals_answer_as_documented_and_produce_nothing(
+    ingress: Ingress, kafka_bootstrap: str, unique_name: str
+) -> None:
+    """401 (+ WWW-Authenticate: Basic) without or with wrong credentials; 413 for a body over
+    the cap, answered without reading the rest; 400 with the reason for non-UTF-8, non-JSON and
+    non-object bodies; 405 for GET (saying to POST); 404 for other paths whatever the
+    credentials. Each is counted by reason; only the one good callback reaches the topic."""
+    good = callback("r-good")
+    async with httpx.AsyncClient(timeout=30) as client:
+        post: Callable[..., Awaitable[httpx.Response]] = client.post
+        answers: dict[str, httpx.Response] = {
+            "no auth": await post(ingress.url, content=good),
+            "wrong auth": await post(ingress.url, content=good, auth=(AUTH[0], "wrong")),
+            "too large": await post(ingress.url, content=b"{" + b" " * 4096 + b"}", auth=AUTH),
+            "not utf-8": await post(ingress.url, content=b'{"a": "\xff"}', auth=AUTH),
+            "not json": await post(ingress.url, content=b'{"a": ', auth=AUTH),
+            "not object": await post(ingress.url, content=b"[1, 2]", auth=AUTH),
+            "get": await client.get(ingress.url, auth=AUTH),
+            "other path": await post(ingress.url + "x", content=good, auth=AUTH),
+            "other path, no auth": await post(ingress.url + "x", content=good),
+            "metrics here": await client.get(ingress.url.replace("/callbacks", "/metrics")),
+        }
+        ok = await post(ingress.url, content=good, auth=AUTH)
+        statuses = {name: response.status_code for name, response in answers.items()}
+        assert statuses == {
+            "no auth": 401,
+            "wrong auth": 401,
+            "too large": 413,
+            "not utf-8": 400,
+            "not json": 400,
+            "not object": 400,
+            "get": 405,
+            "other path": 404,
+            "other path, no auth": 404,
+            "metrics here": 404,
+        }
+        assert answers["no auth"].headers["WWW-Authenticate"].startswith("Basic")
+        assert "not UTF-8" in answers["not utf-8"].text
+        assert "not JSON" in answers["not json"].text
+        assert "not a JSON object" in answers["not object"].text
+        assert "POST" in answers["get"].text
+        assert all(r.headers["X-Request-Id"] for r in answers.values())
+        assert ok.status_code == 200
+
+        # Announced 10 MB, 1 KB sent: the answer comes without the rest, and the connection ends.
+        head = (
+            f"POST /callbacks HTTP/1.1\r\nHost: x\r\nAuthorization: {basic(*AUTH)}\r\n"
+            "Content-Length: 10000000\r\n\r\n"
+        ).encode()
+        answer, closed = await raw_request(ingress.url, head, b"{" + b" " * 1024)
+        assert answer.startswith(b"HTTP/1.1 413 ")
+        assert closed
+        # Chunked, no length announced: cut at the cap all the same.
+        chunked = head.replace(b"Content-Length: 10000000", b"Transfer-Encoding: chunked")
+        chunk = b" " * 3000
+        answer, closed = await raw_request(
+            ingress.url, chunked, b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        )
+        assert answer.startswith(b"HTTP/1.1 413 ")
+
+        samples = await scrape(client, ingress.probes)
+    refused = {
+        reason: samples.get(f'recording_consumer_ingress_refusals_total{{reason="{reason}"}}')
+        for reason in (
+            "unauthorized",
+            "too_large",
+            "not_json",
+            "not_object",
+            "method_not_allowed",
+            "not_found",
+        )
+    }
+    assert refused == {
+        "unauthorized": 2,
+        "too_large": 3,
+        "not_json": 2,
+        "not_object": 1,
+        "method_not_allowed": 1,
+        "not_found": 4,  # wait_serving's GET / counts too
+    }
+    assert samples['recording_consumer_ingress_requests_total{code="200"}'] == 1
+    records = await read_topic(kafka_bootstrap, unique_name)
+    assert [(r.key, r.value) for r in records] == [(b"r-good", good)]
+
+    assert await stop(ingress) == 0
+    logged: list[Any] = [e for e in ingress.events() if e["event"] == "callback refused"]
+    assert sorted(e["reason"] for e in logged) == sorted(k for k, v in refused.items() if v)
+    assert AUTH[1] not in ingress.log.read_text()
