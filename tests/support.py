@@ -91,7 +91,9 @@ def worker_process(
     topic: str,
     handled: Path,
     until_idle: float | None = None,
-    preexec_fn: Callable[[], None] | None = None,
+    *,
+    # Any: callers spread dicts of settings (str) into **env, which mypy would match to it.
+    preexec_fn: Any = None,
     **env: str,
 ) -> subprocess.Popen[bytes]:
     """`recording-consumer run` in a child process, every status routed to AppendToFile.
