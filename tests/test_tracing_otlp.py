@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
@@ -17,7 +18,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from consumer.devkit.devkafka import free_port
-from tests.support import exit_status, recording_message, worker_process
+from tests.ingress_support import AUTH, callback, start_ingress, stop, wait_serving
+from tests.support import exit_status, read_topic, recording_message, worker_process
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
@@ -87,3 +89,51 @@ async def test_worker_exports_spans_over_otlp_http(
     lines = [json.loads(line) for line in log if line.startswith("{")]
     logged = {line["trace_id"] for line in lines if line.get("outcome") == "handled"}
     assert logged == traces
+
+
+async def test_ingress_starts_the_trace_and_puts_traceparent_on_the_record(
+    kafka_bootstrap: str,
+    unique_name: str,
+    create_topic: Callable[..., Awaitable[None]],
+    receiver: tuple[str, list[ExportTraceServiceRequest]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`ingest` with OTEL_* set: a callback posted with a traceparent gets a server span that is
+    the caller's child, one posted without starts a trace; each record on the topic carries a
+    traceparent naming its request's span, and the receiver has both spans."""
+    endpoint, received = receiver
+    await create_topic(kafka_bootstrap, unique_name)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    ingress = start_ingress(kafka_bootstrap, unique_name, tmp_path)
+    try:
+        await wait_serving(ingress)
+        async with httpx.AsyncClient(auth=AUTH, timeout=30) as client:
+            joined = await client.post(
+                ingress.url, content=callback("r-joined"), headers={"traceparent": TRACEPARENT}
+            )
+            started = await client.post(ingress.url, content=callback("r-started"))
+        assert (joined.status_code, started.status_code) == (200, 200)
+        assert await stop(ingress) == 0
+    finally:
+        ingress.kill()
+
+    records = {r.key: dict(r.headers) for r in await read_topic(kafka_bootstrap, unique_name)}
+    spans = [
+        span
+        for request in received
+        for resource_spans in request.resource_spans
+        for scope in resource_spans.scope_spans
+        for span in scope.spans
+        if span.name == "POST /callbacks"
+    ]
+    by_trace = {span.trace_id.hex(): span for span in spans}
+    assert len(spans) == 2
+    joined_parent = records[b"r-joined"]["traceparent"].decode().split("-")
+    assert joined_parent[1] == TRACE_ID
+    assert by_trace[TRACE_ID].parent_span_id.hex() == "b7ad6b7169203331"
+    assert by_trace[TRACE_ID].span_id.hex() == joined_parent[2]
+    started_parent = records[b"r-started"]["traceparent"].decode().split("-")
+    assert started_parent[1] != TRACE_ID
+    assert by_trace[started_parent[1]].span_id.hex() == started_parent[2]
+    assert not by_trace[started_parent[1]].parent_span_id

@@ -21,6 +21,7 @@ from consumer.ingress.auth import Credentials
 from consumer.ingress.metrics import IngressMetrics, Refusals
 from consumer.ingress.spool import SpooledCallback, SpoolFull, SpoolUnwritable
 from consumer.ingress.store import Store
+from consumer.observability import tracing
 
 RECEIVED_AT = "ingress.received_at"
 REQUEST_ID = "ingress.request_id"
@@ -110,12 +111,19 @@ class CallbackApp:
             raise _Refused(401, "unauthorized", "missing or wrong Basic credentials")
         body = await self._body(request)
         received_at = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-        entry = SpooledCallback(
-            value=body,
-            key=_key(body),
-            headers=((RECEIVED_AT, received_at.encode()), (REQUEST_ID, request_id.encode())),
+        headers: tuple[tuple[str, bytes], ...] = (
+            (RECEIVED_AT, received_at.encode()),
+            (REQUEST_ID, request_id.encode()),
         )
-        await self._store.put(entry)
+        key = _key(body)
+        span = tracing.received(request.headers, self._path)
+        if span is None:
+            await self._store.put(SpooledCallback(value=body, key=key, headers=headers))
+        else:
+            with span as current:
+                current.set_attribute("ingress.request_id", request_id)
+                headers += tracing.context_headers()
+                await self._store.put(SpooledCallback(value=body, key=key, headers=headers))
         return web.Response(status=200)
 
     async def _body(self, request: web.BaseRequest) -> bytes:

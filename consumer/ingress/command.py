@@ -24,6 +24,7 @@ from consumer.ingress.metrics import IngressMetrics
 from consumer.ingress.spool import Spool, SpoolError
 from consumer.ingress.store import Store
 from consumer.observability import server as probes_server
+from consumer.observability import tracing
 
 FD_RESERVE = 128
 """Open files kept free of connections: Kafka's sockets, the spool, the probes, logging."""
@@ -38,6 +39,7 @@ def ingest(settings: Settings) -> int:
     accepted = credentials(ingress)
     probes_server.listen_address(settings.observability.listen)
     configure_logging(settings.logging)
+    tracing.start_from_environment()  # before the app: it traces callbacks or not
     asyncio.run(_serve(settings, accepted, _connection_cap(ingress.max_connections)))
     return 0
 

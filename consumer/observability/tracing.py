@@ -8,7 +8,9 @@ OTLP/HTTP exporter come with ``pip install 'recording-consumer[otel]'``.
 The trace's context comes from the message's W3C ``traceparent``/``tracestate`` headers, or a
 CloudEvent's distributed-tracing extension (``ce_traceparent`` headers in binary mode, the
 ``traceparent`` attribute in structured mode), and goes into what the worker produces: dead
-letters, ``ctx.publish`` (so the `publish` handler's output), ``dlq replay``.
+letters, ``ctx.publish`` (so the `publish` handler's output), ``dlq replay``. The ingress
+starts a trace (or continues the request's ``traceparent``) with a server span per callback and
+puts its context on the record it produces.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import atexit
 import os
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -137,6 +140,27 @@ def replayed(headers: list[tuple[str, bytes | None]], topic: str) -> list[tuple[
         attributes=attributes,
     ):
         return inject(headers)
+
+
+def received(request_headers: Mapping[str, str], path: str) -> AbstractContextManager[Span] | None:
+    """A server span for one callback the ingress takes, a child of the request's
+    ``traceparent`` when it has one: current while the callback is stored, so what is produced
+    carries its context (`context_headers`). None while tracing is off."""
+    if _tracer is None:
+        return None
+    return _tracer.start_as_current_span(
+        f"POST {path}",
+        context=propagate.extract(request_headers),
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": "POST", "url.path": path},
+    )
+
+
+def context_headers() -> tuple[tuple[str, bytes], ...]:
+    """The current context as Kafka headers (``traceparent``, ``tracestate``)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return tuple((k, v.encode()) for k, v in carrier.items())
 
 
 class _TraceAttributes(msgspec.Struct):
