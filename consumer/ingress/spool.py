@@ -23,6 +23,7 @@ import re
 from asyncio import to_thread
 from collections import deque
 from pathlib import Path
+from typing import Self
 
 from consumer.ingress.spool_files import (
     SpooledCallback,
@@ -87,7 +88,7 @@ class Spool:
         self._lock = asyncio.Lock()  # one writer at a time: a batch of appends, or a remove
 
     @classmethod
-    def open(cls, directory: Path, max_bytes: int) -> Spool:
+    def open(cls, directory: Path, max_bytes: int) -> Self:
         """Create the directory (0700) if needed and read what a previous process left. A segment
         is cut (truncated) at its first record that is cut short or fails its checksum, reported
         in `torn`; the records before it stay, and so do the other segments. Raises

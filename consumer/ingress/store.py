@@ -38,6 +38,7 @@ class Store:
         self._metrics = metrics
         self._max_bytes = max_bytes
         self._wake = asyncio.Event()
+        self._appending = 0
         self._stopping = False
         self.refused: str | None = None
         """Why the last append failed (full, unwritable), until one succeeds or room is made."""
@@ -49,15 +50,20 @@ class Store:
         return self._link.up or room
 
     async def put(self, entry: SpooledCallback) -> Literal["kafka", "spool"]:
-        direct = not len(self._spool) and self._link.up
+        # Appends still waiting for their fsync count as spooled: a callback arriving meanwhile
+        # must not overtake them on the way to Kafka.
+        direct = not self._appending and not len(self._spool) and self._link.up
         if direct and await self._link.deliver(entry, self._ack_timeout):
             self._metrics.produced.inc()
             return "kafka"
+        self._appending += 1
         try:
             await self._spool.append(entry)
         except SpoolError as exc:
             self.refused = str(exc)
             raise
+        finally:
+            self._appending -= 1
         self.refused = None
         self._metrics.spooled.inc()
         self._wake.set()
