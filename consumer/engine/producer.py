@@ -4,8 +4,8 @@ idempotent.
 On a replicated cluster a record only the leader has (``acks=1``) is gone when that leader dies
 before its followers copied it; and a send retried across a leader change writes the record
 twice unless the producer is idempotent (the broker drops the repeat by sequence number).
-Dead letters, ``ctx.publish``, ``dlq replay`` and ``produce`` all take their producer from
-`build_producer`, so none can be built with weaker settings.
+Dead letters, ``ctx.publish``, ``dlq replay``, ``produce`` and the ingress all take their
+producer from `build_producer`, so none can be built with weaker settings.
 """
 
 from __future__ import annotations

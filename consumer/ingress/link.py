@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 
 from consumer.config import KafkaSettings
 from consumer.engine import connection
+from consumer.engine.producer import build_producer
 from consumer.errors import KafkaConnectError
 from consumer.ingress.spool import SpooledCallback
 
@@ -38,13 +39,7 @@ class KafkaLink:
         """Start the producer, retrying with backoff until a broker answers."""
         delay = BACKOFF_FIRST
         while True:
-            producer = AIOKafkaProducer(
-                **connection.client_options(self._kafka),
-                acks="all",
-                enable_idempotence=True,
-                compression_type=self._kafka.producer_compression,
-                max_request_size=self._max_request,
-            )
+            producer = build_producer(self._kafka, max_request_size=self._max_request)
             try:
                 await connection.start(producer, self._kafka)
             except KafkaConnectError as exc:
