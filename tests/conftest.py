@@ -114,8 +114,9 @@ def _cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]
 
 @pytest.fixture
 async def kafka_cluster(_cluster: LocalCluster) -> AsyncIterator[LocalCluster]:
-    """A three-node cluster (RF 3, min.insync.replicas 2), started once per session; `kill`,
-    `stop_node` and `restart` act on one node by id, `leader` and `coordinator` say which.
+    """A three-broker cluster (RF 3, min.insync.replicas 2) with a controller of its own,
+    started once per session; `kill`, `stop_node` and `restart` act on one broker by id (the
+    controller stays up), `leader` and `coordinator` say which.
 
     After each test every node runs again and the internal topics are back in sync. Its
     `start`/`restart` run their own event loop: call them via `asyncio.to_thread` in tests.

@@ -1,8 +1,8 @@
-"""Drills on the three-node cluster (RF 3, min.insync.replicas 2): worker processes while the
+"""Drills on the three-broker cluster (RF 3, min.insync.replicas 2): worker processes while the
 source topic's leader or the group's coordinator is SIGKILLed, through a rolling restart, and
-with a dead-letter topic refusing writes for lack of in-sync replicas. Each counts lost,
-duplicated and overlapping attempts from the handlers' journal (tests/drill.py) and prints its
-figures (``pytest -m drill -s`` shows them)."""
+with two brokers down, so the dead-letter topic refuses writes for lack of in-sync replicas.
+Each counts lost, duplicated and overlapping attempts from the handlers' journal
+(tests/drill.py) and prints its figures (``pytest -m drill -s`` shows them)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import NewTopic
 
 from consumer.config import KafkaSettings
 from consumer.devkit.devkafka_cluster import LocalCluster
+from consumer.engine.admin import admin_client
 from consumer.engine.producer import build_producer
 from consumer.tools.produce import produce
 from tests.drill import Report, attempts, check
 from tests.support import (
-    committed_and_end,
     exit_status,
     read_topic,
     recording_message,
@@ -229,19 +231,43 @@ async def test_rolling_restart_under_a_steady_stream_with_two_workers(
     assert len(pids) == 2, "both workers handled events"
 
 
-async def test_dead_letter_topic_short_of_in_sync_replicas_holds_only_its_partition(
-    kafka_cluster: LocalCluster,
-    unique_name: str,
-    create_topic: Callable[..., Awaitable[None]],
-    tmp_path: Path,
+async def committed_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    """The offsets `topic`'s group (named as the topic) has committed, asked of its coordinator
+    alone: with two brokers down a partition's new leader may not answer for its end offset."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=topic)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        return {tp.partition: (await consumer.committed(tp)) or 0 for tp in tps}
+    finally:
+        await consumer.stop()
+
+
+async def test_two_brokers_down_the_dead_letter_waits_and_other_partitions_go_on(
+    kafka_cluster: LocalCluster, unique_name: str, tmp_path: Path
 ) -> None:
-    """With a node down, the dead-letter topic (``dead_letter.min_insync_replicas = 3``) refuses
-    writes with NotEnoughReplicas: nothing is committed past the poison message, the other
-    partitions are handled and committed to the end; once the node is back, the dead letter is
-    written and every partition committed, nothing lost or repeated."""
+    """Two of the three brokers SIGKILLed: the dead-letter topic (the cluster's defaults: RF 3,
+    min.insync.replicas 2) refuses the poison message's dead letter with NotEnoughReplicas, and
+    the offsets topic every commit, so nothing is committed past the poison message; meanwhile
+    every event of the partition the surviving broker leads without a poison message is handled.
+    Once one broker returns, the dead letter is written once and every partition committed,
+    nothing lost or handled twice."""
     started = time.monotonic()
     bootstrap = kafka_cluster.bootstrap
-    await create_topic(bootstrap, unique_name, 3)
+    survivor = await kafka_cluster.coordinator(unique_name)
+    first, second = (n for n in kafka_cluster.running() if n != survivor)
+    # The survivor leads partitions 0 (with the poison) and 1; a victim leads partition 2.
+    leaders = {0: survivor, 1: survivor, 2: first}
+    assignment = {0: [survivor, first, second], 1: [survivor, second, first]}
+    assignment[2] = [first, survivor, second]
+    async with admin_client(bootstrap) as admin:
+        await admin.create_topics([NewTopic(unique_name, -1, -1, assignment)])
+
+    async def led_as_assigned() -> bool:
+        state = await kafka_cluster.partitions(unique_name)
+        return {p: leader for p, (leader, _) in state.items()} == leaders
+
+    await eventually(led_as_assigned, 30, "the assigned leaders")
     journal, handled = tmp_path / "journal", tmp_path / "handled"
     worker = worker_process(
         bootstrap,
@@ -250,42 +276,66 @@ async def test_dead_letter_topic_short_of_in_sync_replicas_holds_only_its_partit
         ENGINE__ORDERING="partition",
         ENGINE__MAX_BUFFERED="30",
         ENGINE__FETCH_MAX_RECORDS="10",
-        DEAD_LETTER__MIN_INSYNC_REPLICAS="3",
         TEST_JOURNAL_FILE=str(journal),
     )
-    # All nodes up while the worker creates its dead-letter topic (three replicas need three).
+    # All brokers up while the worker joins and creates its dead-letter topic.
     await wait_for(lambda: "partitions assigned" in log_of(handled), 120, "the worker's share")
-    await asyncio.to_thread(kafka_cluster.stop_node, 3)
     poison = b"not json"
-    producer = build_producer(KafkaSettings(bootstrap_servers=bootstrap))
-    await producer.start()
+    # The worker is frozen (SIGSTOP, a few seconds: well inside its session) while the events
+    # are written and two brokers killed, so it meets them, the poison included, only then.
+    worker.send_signal(signal.SIGSTOP)
     try:
-        stream = events(245, 49)
-        for key, value in stream[:5]:
-            await producer.send(unique_name, value, key=key, partition=0)
-        await producer.send(unique_name, poison, partition=0)  # offset 5
-        for n, (key, value) in enumerate(stream[5:]):
-            await producer.send(unique_name, value, key=key, partition=n % 3)
-        await producer.flush()
+        producer = build_producer(KafkaSettings(bootstrap_servers=bootstrap))
+        await producer.start()
+        try:
+            stream = events(245, 49)
+            for key, value in stream[:5]:
+                await producer.send(unique_name, value, key=key, partition=0)
+            await producer.send(unique_name, poison, partition=0)  # offset 5
+            for n, (key, value) in enumerate(stream[5:]):
+                await producer.send(unique_name, value, key=key, partition=n % 3)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        for node in (first, second):
+            await asyncio.to_thread(kafka_cluster.kill, node)
     finally:
-        await producer.stop()
+        worker.send_signal(signal.SIGCONT)
+    down = time.monotonic()
+    expected = {(0, o) for o in range(86)} | {(p, o) for p in (1, 2) for o in range(80)}
+    good = expected - {(0, 5)}
 
-    async def others_done_and_refused() -> bool:
-        committed, end = await committed_and_end(bootstrap, unique_name, unique_name)
-        refused = "NotEnoughReplicas" in log_of(handled)
-        return committed[1] == end[1] and committed[2] == end[2] and refused
+    def finished() -> set[tuple[int, int]]:
+        return {e for e, tries in attempts(journal).items() if any(a.finished for a in tries)}
 
-    await eventually(others_done_and_refused, 120, "partitions 1 and 2 done, DLQ refusing")
-    committed, end = await committed_and_end(bootstrap, unique_name, unique_name)
-    assert committed[0] == 5, "nothing committed past the poison message"
-    assert end[0] == 86
-    await asyncio.to_thread(kafka_cluster.restart, 3)
+    before_poison = {(0, o) for o in range(5)}
+    flowing = before_poison | {(1, o) for o in range(80)}
+    await wait_for(lambda: flowing <= finished(), 120, "partition 1 handled, two brokers down")
+    flowed = time.monotonic() - down
+    # A first attempt sent before the dead brokers are fenced may wait out the producer's
+    # request timeout (40 s) before a retry meets NotEnoughReplicas.
+    await wait_for(lambda: "NotEnoughReplicas" in log_of(handled), 120, "the dead letter refused")
+    refused = time.monotonic() - down
+    committed = await committed_offsets(bootstrap, unique_name, 3)
+    done = finished()
+    print(
+        f"two down: partition 1 handled after {flowed:.1f}s, NotEnoughReplicas after "
+        f"{refused:.1f}s; handled {[sum(1 for e in done if e[0] == p) for p in (0, 1, 2)]}; "
+        f"committed {committed}"
+    )
+    # The offsets topic needs two in-sync replicas too: no commit goes through, the poison's
+    # partition's included, so nothing is committed past the poison message.
+    assert committed == {0: 0, 1: 0, 2: 0}
+    assert await read_topic(bootstrap, f"{unique_name}.dlq", seconds=5) == []
+    await asyncio.to_thread(kafka_cluster.restart, first)
+    back = time.monotonic()
     await eventually(fully_committed(bootstrap, unique_name), 120, "all committed")
+    print(f"committed {time.monotonic() - back:.1f}s after one broker returned")
     worker.send_signal(signal.SIGTERM)
     assert await exit_status(worker) == 0
 
     (dead,) = await read_topic(bootstrap, f"{unique_name}.dlq")
     assert dead.value == poison
-    expected = await every_offset(bootstrap, unique_name) - {(0, 5)}
-    report = check("3 nodes: dead-letter topic short of ISR", journal, expected, started)
+    assert await every_offset(bootstrap, unique_name) == expected
+    report = check("3 brokers: two down, dead letter refused", journal, good, started)
     assert (report.lost, report.duplicated) == (0, 0)

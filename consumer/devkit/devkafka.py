@@ -344,8 +344,7 @@ class LocalBroker:
         def alive() -> bool:
             return _is_our_broker(pid, self.config_file)
 
-        ready = asyncio.run(_answers_metadata(self.bootstrap, started + timeout, alive))
-        if not ready:
+        if not self._serves(started + timeout, alive):
             why = f"was not ready within {timeout:.0f}s" if alive() else "exited"
             log_tail = _tail(self.log_file.read_text(errors="replace"))
             self.stop()
@@ -353,6 +352,10 @@ class LocalBroker:
         elapsed = time.monotonic() - started
         _say(f"Kafka {KAFKA_VERSION} ready at {self.bootstrap} in {elapsed:.1f}s")
         return self.bootstrap
+
+    def _serves(self, deadline: float, alive: Callable[[], bool]) -> bool:
+        """Whether the launched process serves clients by `deadline` (False once not `alive`)."""
+        return asyncio.run(_answers_metadata(self.bootstrap, deadline, alive))
 
     def _choose_port(self) -> int:
         if self._requested_port is not None:
@@ -576,8 +579,8 @@ def main(argv: list[str] | None = None) -> int:
         "--nodes",
         type=int,
         default=1,
-        help="above 1: the long-lived replicated cluster of that many nodes (RF 3, "
-        "min.insync.replicas 2), kept apart from the single broker (see devkafka_cluster)",
+        help="above 1: the long-lived replicated cluster of that many brokers and a controller "
+        "(RF 3, min.insync.replicas 2), kept apart from the single broker (see devkafka_cluster)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up_command = sub.add_parser(

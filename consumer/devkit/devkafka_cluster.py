@@ -1,4 +1,4 @@
-"""A local replicated Apache Kafka: N KRaft nodes on loopback, each broker and controller.
+"""A local replicated Apache Kafka: N broker-only KRaft nodes and one controller on loopback.
 
 Production clusters run three or more brokers, replication factor 3 and ``min.insync.replicas``
 2, and lose brokers; this cluster is configured the same way, internal topics included, so
@@ -6,20 +6,22 @@ drills can kill a partition's leader or the group's coordinator and see what a w
 
     python -m consumer.devkit.devkafka up --nodes 3
 
-Every node is a `LocalBroker` (same jars, same process handling) with its own state directory
-``node-<id>`` under the cluster's; `kill`, `stop_node` and `restart` act on one node by id.
+The KRaft quorum is one controller-only process apart from the brokers, as production
+clusters separate them: with the brokers voting too, two of three down left no controller
+(no leader moved, nothing flowed), and a drill could not take two brokers away. Every node is
+a `LocalBroker` (same jars, same process handling) with its own state directory ``node-<id>``
+(``controller`` for the controller) under the cluster's; `kill`, `stop_node` and `restart` act
+on one broker by id and never touch the controller.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 import shutil
 import signal
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -28,78 +30,24 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from consumer.devkit import devkafka
-from consumer.devkit.devkafka import BrokerError, LocalBroker, free_ports
-from consumer.devkit.private import private_dir, write_private
+from consumer.devkit.devkafka import BrokerError, free_ports
+from consumer.devkit.devkafka_nodes import (
+    CONTROLLER_ID,
+    ClusterController,
+    ClusterNode,
+    cluster_id,
+    format_storage,
+    prepare,
+    render_broker_properties,
+    render_controller_properties,
+)
+from consumer.devkit.private import private_dir
 from consumer.engine.admin import admin_client
-
-# Three JVMs share two cores here: a smaller heap each than the single broker's, and C1 only
-# (TieredStopAtLevel=1): on the loaded 2-core machine it halved a node's start (10 s, not 20-28;
-# the cluster's 18-26 s, not 55-57). No benchmark runs on the cluster for C2 to matter.
-NODE_JVM_FLAGS = [
-    "-Xms128m",
-    "-Xmx320m",
-    "-XX:+UseSerialGC",
-    "-XX:-UsePerfData",
-    "-XX:TieredStopAtLevel=1",
-]
-REPLICATION_FACTOR = 3
-MIN_INSYNC_REPLICAS = 2
-
-
-def render_node_properties(
-    node_id: int, ports: list[int], controller_ports: list[int], data_dir: Path
-) -> str:
-    """server.properties of node `node_id` (1-based) of a cluster whose nodes listen on `ports`."""
-    voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in enumerate(controller_ports, 1))
-    port, controller_port = ports[node_id - 1], controller_ports[node_id - 1]
-    replicas = min(REPLICATION_FACTOR, len(ports))
-    min_isr = min(MIN_INSYNC_REPLICAS, replicas)
-    return f"""process.roles=broker,controller
-node.id={node_id}
-controller.quorum.voters={voters}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
-log.dirs={data_dir}
-default.replication.factor={replicas}
-min.insync.replicas={min_isr}
-unclean.leader.election.enable=false
-offsets.topic.replication.factor={replicas}
-offsets.topic.num.partitions=5
-transaction.state.log.replication.factor={replicas}
-transaction.state.log.min.isr={min_isr}
-group.initial.rebalance.delay.ms=0
-# A killed node is fenced (and dropped from every ISR) after 6 s instead of 9 s.
-broker.session.timeout.ms=6000
-broker.heartbeat.interval.ms=1000
-"""
-
-
-def cluster_id() -> str:
-    """A random cluster id as ``StorageTool random-uuid`` prints it, without starting a JVM."""
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not text.startswith("-"):  # Kafka avoids these too: they read as a CLI option
-            return text
-
-
-class ClusterNode(LocalBroker):
-    """One node of a `LocalCluster`; its config names the whole quorum."""
-
-    def __init__(self, state_dir: Path, node_id: int, port: int | None) -> None:
-        super().__init__(state_dir, port)
-        self.node_id = node_id
-
-    def _java_command(self, jars: Path) -> list[str]:
-        log4j = self.state_dir / "log4j2.properties"
-        java = devkafka._java()
-        return [java, *NODE_JVM_FLAGS, f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{jars}/*"]
 
 
 class LocalCluster:
-    """`nodes` KRaft nodes whose state lives in ``state_dir/node-<id>``; node ids start at 1."""
+    """`nodes` KRaft brokers whose state lives in ``state_dir/node-<id>`` (ids start at 1), and
+    their controller in ``state_dir/controller``."""
 
     def __init__(self, state_dir: Path, nodes: int = 3) -> None:
         if nodes < 1:
@@ -107,6 +55,7 @@ class LocalCluster:
         self.state_dir = state_dir.absolute()
         self.size = nodes
         self.nodes: list[ClusterNode] = []
+        self.controller = ClusterController(self.state_dir / "controller", CONTROLLER_ID, None)
 
     @property
     def bootstrap(self) -> str:
@@ -120,31 +69,35 @@ class LocalCluster:
         return self.nodes[node_id - 1]
 
     def start(self, timeout: float = 120) -> str:
-        """Format fresh storage on every node, start them together, return the bootstrap once
-        every node is registered with the cluster."""
+        """Format fresh storage on the controller and every broker, start them together, return
+        the bootstrap once every broker is registered with the cluster."""
         jars = devkafka.ensure_jars()
-        ports = free_ports(2 * self.size)
-        client_ports, controller_ports = ports[: self.size], ports[self.size :]
+        *client_ports, controller_port = free_ports(self.size + 1)
         identity = cluster_id()
         private_dir(self.state_dir)
+        self.controller.stop()  # one left from an earlier run of this state directory
+        self.controller.port = controller_port
+        properties = render_controller_properties(
+            self.size, controller_port, self.controller.data_dir
+        )
+        prepare(self.controller, properties)
         self.nodes = []
         for node_id in range(1, self.size + 1):
             node = ClusterNode(self.state_dir / f"node-{node_id}", node_id, None)
-            node.stop()  # one left from an earlier run of this state directory
+            node.stop()
             node.port = client_ports[node_id - 1]
-            private_dir(node.state_dir)
-            write_private(node.state_dir / "log4j2.properties", devkafka.LOG4J2)
-            properties = render_node_properties(
-                node_id, client_ports, controller_ports, node.data_dir
+            prepare(
+                node,
+                render_broker_properties(node_id, client_ports, controller_port, node.data_dir),
             )
-            write_private(node.config_file, properties)
             self.nodes.append(node)
-        java = self.nodes[0]._java_command(jars)
+        everyone = [self.controller, *self.nodes]
+        java = self.controller._java_command(jars)  # the storage tool's: the smallest heap
         started = time.monotonic()
-        with ThreadPoolExecutor(self.size) as pool:
-            list(pool.map(lambda node: _format(java, node, identity), self.nodes))
-            # Together: no node can serve before a majority of the quorum runs.
-            launched = pool.map(lambda node: node.restart(timeout), self.nodes)
+        with ThreadPoolExecutor(len(everyone)) as pool:
+            list(pool.map(lambda node: format_storage(java, node, identity), everyone))
+            # Together: a broker starting first waits for the controller anyway.
+            launched = pool.map(lambda node: node.restart(timeout), everyone)
             try:
                 list(launched)
             except BrokerError:
@@ -152,7 +105,10 @@ class LocalCluster:
                 raise
         self.wait_registered(timeout)
         elapsed = time.monotonic() - started
-        devkafka._say(f"{self.size}-node cluster ready at {self.bootstrap} in {elapsed:.1f}s")
+        devkafka._say(
+            f"{self.size}-broker cluster ready at {self.bootstrap} in {elapsed:.1f}s "
+            f"(controller {self.controller.bootstrap})"
+        )
         return self.bootstrap
 
     def wait_registered(self, timeout: float = 60) -> None:
@@ -173,7 +129,7 @@ class LocalCluster:
         self.node(node_id).restart(timeout)
 
     def running(self) -> list[int]:
-        """Ids of the nodes whose process is alive."""
+        """Ids of the brokers whose process is alive."""
         return [node.node_id for node in self.nodes if node.recorded_pid() is not None]
 
     async def leader(self, topic: str, partition: int) -> int:
@@ -232,12 +188,12 @@ class LocalCluster:
             await asyncio.sleep(0.2)
 
     def stop(self) -> None:
-        """Kill every node and delete their data.
+        """Kill every broker, then the controller, and delete their data.
 
-        SIGKILL, not SIGTERM: a node's clean shutdown waits for a controller quorum the nodes
-        stopped before it no longer form (seen: 20 s each), and the data goes anyway.
+        SIGKILL, not SIGTERM: nothing is kept to shut down cleanly for, and a clean shutdown
+        takes seconds per broker.
         """
-        for node in self.nodes:
+        for node in [*self.nodes, self.controller]:
             node.kill()
             node.stop()
 
@@ -250,6 +206,7 @@ class LocalCluster:
             node = ClusterNode(cluster.state_dir / f"node-{node_id}", node_id, None)
             node.recorded_pid()  # reads the recorded port
             cluster.nodes.append(node)
+        cluster.controller.recorded_pid()
         return cluster
 
     def __enter__(self) -> LocalCluster:
@@ -275,15 +232,16 @@ def up(nodes: int) -> str:
     home = cluster_home()
     with devkafka._locked(home / ".lock"):
         cluster = LocalCluster.recorded(home)
-        if len(cluster.nodes) == nodes and len(cluster.running()) == nodes:
+        serving = cluster.controller.recorded_pid() is not None
+        if serving and len(cluster.nodes) == nodes and len(cluster.running()) == nodes:
             try:
                 cluster.wait_registered(5)
                 return cluster.bootstrap
             except BrokerError:
                 pass  # alive but not serving: hung; start afresh
         cluster.stop()
-        for stale in home.glob("node-*"):
-            shutil.rmtree(stale)
+        for stale in [*home.glob("node-*"), cluster.controller.state_dir]:
+            shutil.rmtree(stale, ignore_errors=True)
         return LocalCluster(home, nodes).start()
 
 
@@ -300,19 +258,20 @@ def command(name: str, nodes: int) -> int:
     with devkafka._locked(home / ".lock"):
         cluster = LocalCluster.recorded(home)
         running = cluster.running()
+        controller = cluster.controller.recorded_pid() is not None
         if name == "down":
             cluster.stop()
-            devkafka._say(f"stopped nodes {running}" if running else "not running")
-        elif running:
-            print(f"running {cluster.bootstrap} (nodes {running} of {len(cluster.nodes)})")
+            gone = f"brokers {running}" + (" and the controller" if controller else "")
+            devkafka._say(f"stopped {gone}" if running or controller else "not running")
+        elif running or controller:
+            state = "running" if controller else "NOT running"
+            print(
+                f"running {cluster.bootstrap} (brokers {running} of {len(cluster.nodes)}, "
+                f"controller {state})"
+            )
         else:
             print("stopped")
     return 0
-
-
-def _format(java: list[str], node: ClusterNode, identity: str) -> None:
-    argfile = node.state_dir / "storage-tool.args"
-    devkafka._storage_tool(java, argfile, "format", "-t", identity, "-c", str(node.config_file))
 
 
 async def _all_registered(bootstrap: str, size: int, seconds: float) -> bool:
