@@ -11,7 +11,7 @@ EXAMPLE := examples/recording-consumer-audit
 LOCKED_EXTRAS = $(shell $(PYTHON) -c "import tomllib; extras = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']; print(','.join(sorted(set(extras) - {'bench'})))")
 UV_VERSION := 0.13.9
 
-.PHONY: install lint format test compat run demo kafka-up kafka-down clean lock
+.PHONY: install lint format test test-unit compat run demo kafka-up kafka-down clean lock
 
 install: $(BIN)/recording-consumer
 
@@ -38,15 +38,20 @@ format: install
 test: install
 	$(BIN)/pytest
 
+# The unit tests alone: no broker, no JVM, seconds. tests/integration/ needs the local broker
+# (started by the tests), tests/drills/ takes worker processes through failures.
+test-unit: install
+	$(BIN)/pytest tests/unit
+
 # Not part of `test`: the core round trip (produce, consume, commit, dead letter, a rebalance
 # between worker processes) against each Apache Kafka release below, on a broker of that version
 # started from its Maven jars (DEVKAFKA_VERSION; KAFKA_BOOTSTRAP_SERVERS is ignored here). Each
 # version's test files and worker logs stay in .devkafka/compat/<version>/ for a look after.
 COMPAT_VERSIONS ?= 3.7.2 3.8.1 3.9.2 4.0.2 4.1.2 4.2.2
-COMPAT_TESTS := tests/test_worker.py::test_every_status_is_routed_and_committed \
-	tests/test_deadletter.py::test_publish_creates_the_topic_and_the_dead_letter_round_trips \
-	tests/test_testing_kit.py::test_round_trip_result_has_outcomes_dead_letters_and_logs \
-	tests/test_resilience.py::test_workers_join_and_leave_while_events_flow
+COMPAT_TESTS := tests/integration/worker/test_worker.py::test_every_status_is_routed_and_committed \
+	tests/integration/deadletters/test_deadletter.py::test_publish_creates_the_topic_and_the_dead_letter_round_trips \
+	tests/integration/devkit/test_testing_kit.py::test_round_trip_result_has_outcomes_dead_letters_and_logs \
+	tests/drills/test_resilience.py::test_workers_join_and_leave_while_events_flow
 compat: install
 	@mkdir -p .devkafka/compat; failed=""; for v in $(COMPAT_VERSIONS); do \
 	  echo "== Apache Kafka $$v"; \

@@ -3,7 +3,7 @@
 Run from the repository root:  .venv/bin/python bench/s3_download.py [count] [megabytes]
 (defaults: 200 recordings of 1 MB, and one recording of 200 MB). Uses
 ``$KAFKA_BOOTSTRAP_SERVERS`` or starts the local broker; starts its own moto server. The fake
-Bandwidth (tests/tls_server.py) runs on its own event loop in a thread, so it does not take
+Bandwidth (tests/_support/tls_server.py) runs on its own event loop in a thread, so it does not take
 turns with the worker's loop.
 
 - throughput: the project's Worker, default engine settings (``max_in_flight`` 100), the
@@ -38,8 +38,8 @@ from consumer.devkit.testing import make_event
 from consumer.engine.logs import configure_logging
 from consumer.handlers.bandwidth import media_path
 from consumer.handlers.download import DownloadHandler, DownloadOptions
-from tests.s3_store import CREDENTIALS, REGION, moto_server
-from tests.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth
+from tests._support.s3_store import CREDENTIALS, REGION, moto_server
+from tests._support.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth
 
 REPO = Path(__file__).resolve().parent.parent
 PARTITIONS = 6

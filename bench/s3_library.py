@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from consumer.handlers.s3 import PART_SIZE, S3Destination  # noqa: E402
 from consumer.handlers.storage import Body, Names  # noqa: E402
-from tests.s3_store import CREDENTIALS, REGION, moto_server  # noqa: E402
+from tests._support.s3_store import CREDENTIALS, REGION, moto_server  # noqa: E402
 
 CHUNK = 64 << 10
 SMALL = 1 << 20

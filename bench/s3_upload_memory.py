@@ -6,9 +6,10 @@ Run from the repository root:
 its default; run from a checkout without that setting, this measures that checkout's code).
 
 ``recording-consumer run --until-idle 2`` (this checkout's code, as a child process) downloads
-`count` recordings from the local HTTPS stand-in for Bandwidth (tests/tls_server.py, on its own
-event loop in a thread) into a moto server on loopback. Every recording has its own key, so
-with the default ``engine.max_in_flight`` (100) all `count` are handled at once; each is a
+`count` recordings from the local HTTPS stand-in for Bandwidth
+(tests/_support/tls_server.py, on its own event loop in a thread) into a moto server on
+loopback. Every recording has its own key, so with the default ``engine.max_in_flight`` (100)
+all `count` are handled at once; each is a
 multipart upload (over 8 MiB). Printed: the child's peak RSS (VmHWM, polled), and the same for
 one 1 MB recording as the baseline, measured in the same run.
 """
@@ -30,8 +31,8 @@ import trustme
 from _common import bootstrap, fresh, publish_backlog
 from s3_download import backlog, bandwidth_in_thread
 
-from tests.s3_store import CREDENTIALS, REGION, moto_server
-from tests.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth
+from tests._support.s3_store import CREDENTIALS, REGION, moto_server
+from tests._support.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth
 
 REPO = Path(__file__).resolve().parent.parent
 PARTITIONS = 6

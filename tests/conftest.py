@@ -20,7 +20,10 @@ import trustme
 from consumer.devkit.devkafka import LocalBroker, free_port
 from consumer.devkit.devkafka_cluster import LocalCluster
 from consumer.engine import admin as topics
-from tests.tls_server import FakeBandwidth, client_for
+from tests._support.tls_server import FakeBandwidth, client_for
+
+# Fixtures shared by tests in more than one directory.
+pytest_plugins = ["tests._support.downloads", "tests._support.handler_runs"]
 
 
 @pytest.fixture

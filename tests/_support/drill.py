@@ -1,14 +1,23 @@
-"""The drills' check: from the journal of tests/slow_handlers.py, count lost events, duplicates
+"""The drills' check: from the journal of tests/_support/slow_handlers.py,
+count lost events, duplicates
 and attempts on one event that overlapped in two worker processes."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
+
+from consumer.devkit.samples import recording_event
+from tests._support.kafka_helpers import (
+    committed_and_end,
+)
 
 Event = tuple[int, int]
 """(partition, offset)."""
@@ -99,3 +108,40 @@ def _overlap(tries: list[Attempt]) -> bool:
         for i, a in enumerate(tries)
         for b in tries[i + 1 :]
     )
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
+    """Poll an async `condition` until it holds, failing after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+def fully_committed(bootstrap: str, topic: str) -> Callable[[], Awaitable[bool]]:
+    async def done() -> bool:
+        committed, end = await committed_and_end(bootstrap, topic, topic)
+        return committed == end
+
+    return done
+
+
+def log_of(handled: Path) -> str:
+    path = handled.with_name(handled.name + ".log")
+    return path.read_text() if path.exists() else ""
+
+
+async def every_offset(bootstrap: str, topic: str) -> set[tuple[int, int]]:
+    _, end = await committed_and_end(bootstrap, topic, topic)
+    return {(p, o) for p, n in end.items() for o in range(n)}
+
+
+def events(count: int, keys: int) -> list[tuple[bytes, bytes]]:
+    """`count` complete events spread over `keys` Kafka keys, recordingId ``r-<key>-<seq>``."""
+    out = []
+    for n in range(count):
+        key, seq = f"k{n % keys:03d}", n // keys
+        recording = recording_event(f"r-{key}-{seq:05d}", f"c-{n}", "complete")
+        out.append((key.encode(), msgspec.json.encode(recording)))
+    return out

@@ -19,7 +19,7 @@ import msgspec
 
 from consumer.devkit.devkafka import free_port
 from consumer.devkit.samples import recording_event
-from tests.support import REPO
+from tests._support.kafka_helpers import REPO
 
 AUTH = ("bandwidth-callbacks", "correct horse battery staple")
 
@@ -72,7 +72,7 @@ def start_ingress(
         "RECORDING_CONSUMER__INGRESS__PASSWORD": AUTH[1],
         **{f"RECORDING_CONSUMER__{k}": v for k, v in settings.items()},
     }
-    config = REPO / "tests" / "minimal.toml"
+    config = REPO / "tests" / "_support" / "minimal.toml"
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "consumer", "ingest", "--config", str(config)],

@@ -23,7 +23,9 @@ from consumer.engine.offsets import Batch, OffsetTracker
 from consumer.events import RecordingEvent
 from consumer.interface import Context
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
+APPEND_HANDLER = "tests._support.slow_handlers:AppendToFile"
+"""The drills' handler: appends each event it handles to a journal file."""
 
 
 def settings_for(bootstrap: str, topic: str, group: str, **overrides: str) -> Settings:
@@ -99,7 +101,7 @@ def worker_process(
     """`recording-consumer run` in a child process, every status routed to AppendToFile.
 
     `env` keys name settings (``ENGINE__ORDERING``) or, when they start with ``TEST_``, the
-    handler's own knobs (see tests/slow_handlers.py).
+    handler's own knobs (see tests/_support/slow_handlers.py).
     """
     settings = {k: v for k, v in env.items() if not k.startswith("TEST_")}
     full_env = {
@@ -108,7 +110,7 @@ def worker_process(
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "RECORDING_CONSUMER__KAFKA__TOPIC": topic,
         "RECORDING_CONSUMER__KAFKA__GROUP_ID": topic,
-        "RECORDING_CONSUMER__PLUGINS__PATHS__APPEND": "tests.slow_handlers:AppendToFile",
+        "RECORDING_CONSUMER__PLUGINS__PATHS__APPEND": APPEND_HANDLER,
         "RECORDING_CONSUMER__ROUTES__DEFAULT": '["append"]',
         "RECORDING_CONSUMER__LOGGING__FORMAT": "json",
         "TEST_HANDLED_FILE": str(handled),
@@ -116,7 +118,7 @@ def worker_process(
         **{k: v for k, v in env.items() if k.startswith("TEST_")},
     }
     idle = ["--until-idle", str(until_idle)] if until_idle is not None else []
-    config = REPO / "tests" / "minimal.toml"
+    config = REPO / "tests" / "_support" / "minimal.toml"
     # Output goes to a file, not a pipe: nobody reads a pipe while the worker runs, and a
     # full one would block it.
     with handled.with_name(handled.name + ".log").open("ab") as log:

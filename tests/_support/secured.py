@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from consumer.config import KafkaSettings, load_settings
 from consumer.devkit.devkafka_security import PLAIN_USER, SCRAM_USER, Security
+from tests._support.kafka_helpers import (
+    REPO,
+)
 
 MODES = ("scram", "plain", "mtls")
 """SASL_SSL with SCRAM-SHA-512, SASL_SSL with PLAIN, SSL with a client certificate."""
@@ -38,3 +45,20 @@ def secured_env(security: Security, mode: str, *, password_file: bool = False) -
 def secured_settings(security: Security, mode: str) -> KafkaSettings:
     """The [kafka] settings `secured_env` makes, validated as at start-up."""
     return load_settings(environ=secured_env(security, mode)).kafka
+
+
+CONNECT_DEADLINE = 60.0
+"""The issue's bound on how long a worker that cannot connect may take to exit."""
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`recording-consumer ARGS` in a child process with `env` added to ours."""
+    return subprocess.run(
+        [sys.executable, "-m", "consumer", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        timeout=timeout,
+        check=False,
+    )

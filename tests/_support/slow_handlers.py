@@ -35,7 +35,7 @@ class AppendToFile:
     ``partition:offset:recordingId`` to $TEST_HANDLED_FILE ($TEST_CANCELLED_FILE if cancelled).
 
     With $TEST_JOURNAL_FILE set, also notes ``pid phase partition offset time`` for each start,
-    end and cancellation, for the drills' checks (tests/drill.py)."""
+    end and cancellation, for the drills' checks (tests/_support/drill.py)."""
 
     async def handle(self, event: RecordingEvent, ctx: Context) -> None:
         _append("TEST_STARTED_FILE", ctx, event)

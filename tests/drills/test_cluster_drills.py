@@ -2,7 +2,7 @@
 source topic's leader or the group's coordinator is SIGKILLed, through a rolling restart, and
 with two brokers down, so the dead-letter topic refuses writes for lack of in-sync replicas.
 Each counts lost, duplicated and overlapping attempts from the handlers' journal
-(tests/drill.py) and prints its figures (``pytest -m drill -s`` shows them)."""
+(tests/_support/drill.py) and prints its figures (``pytest -m drill -s`` shows them)."""
 
 from __future__ import annotations
 
@@ -22,16 +22,23 @@ from consumer.devkit.devkafka_cluster import LocalCluster
 from consumer.engine.admin import admin_client
 from consumer.engine.producer import build_producer
 from consumer.tools.produce import produce
-from tests.drill import Report, attempts, check
-from tests.support import (
+from tests._support.drill import (
+    Report,
+    attempts,
+    check,
+    events,
+    eventually,
+    every_offset,
+    fully_committed,
+    log_of,
+)
+from tests._support.kafka_helpers import (
     exit_status,
     read_topic,
     recording_message,
     wait_for,
     worker_process,
 )
-from tests.test_drills import eventually, every_offset, fully_committed, log_of
-from tests.test_resilience import events
 
 pytestmark = pytest.mark.drill
 

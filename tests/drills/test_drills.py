@@ -1,6 +1,6 @@
 """Drills: worker processes against a real broker through the failures the delivery promises
 must survive. Each counts lost, duplicated and overlapping attempts from the handlers' journal
-(tests/drill.py) and prints its figures (``pytest -m drill -s`` shows them).
+(tests/_support/drill.py) and prints its figures (``pytest -m drill -s`` shows them).
 """
 
 from __future__ import annotations
@@ -23,8 +23,17 @@ from consumer.devkit.devkafka import LocalBroker
 from consumer.engine import deadletter_headers as dl
 from consumer.engine.admin import admin_client
 from consumer.tools.produce import produce
-from tests.drill import attempts, check
-from tests.support import (
+from tests._support.drill import (
+    attempts,
+    check,
+    events,
+    eventually,
+    every_offset,
+    fully_committed,
+    log_of,
+)
+from tests._support.kafka_helpers import (
+    APPEND_HANDLER,
     REPO,
     committed_and_end,
     exit_status,
@@ -32,39 +41,11 @@ from tests.support import (
     wait_for,
     worker_process,
 )
-from tests.test_resilience import events
 
 pytestmark = pytest.mark.drill
 
 POISON_5MB = b"{" + b"x" * (5 * 1024 * 1024)
 """Not JSON: undecodable, so it is dead-lettered at once."""
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
-    """Poll an async `condition` until it holds, failing after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
-def fully_committed(bootstrap: str, topic: str) -> Callable[[], Awaitable[bool]]:
-    async def done() -> bool:
-        committed, end = await committed_and_end(bootstrap, topic, topic)
-        return committed == end
-
-    return done
-
-
-def log_of(handled: Path) -> str:
-    path = handled.with_name(handled.name + ".log")
-    return path.read_text() if path.exists() else ""
-
-
-async def every_offset(bootstrap: str, topic: str) -> set[tuple[int, int]]:
-    _, end = await committed_and_end(bootstrap, topic, topic)
-    return {(p, o) for p, n in end.items() for o in range(n)}
 
 
 async def test_second_worker_joining_while_handlers_outlast_the_session(
@@ -312,11 +293,11 @@ async def test_each_bad_setting_stops_run_and_check_config_naming_the_key(
             "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
             "RECORDING_CONSUMER__KAFKA__TOPIC": unique_name,
             "RECORDING_CONSUMER__KAFKA__GROUP_ID": unique_name,
-            "RECORDING_CONSUMER__PLUGINS__PATHS__APPEND": "tests.slow_handlers:AppendToFile",
+            "RECORDING_CONSUMER__PLUGINS__PATHS__APPEND": APPEND_HANDLER,
             "RECORDING_CONSUMER__ROUTES__DEFAULT": '["append"]',
         }
         env |= {f"RECORDING_CONSUMER__{k}": v for k, v in case.items()}
-        config = str(REPO / "tests" / "minimal.toml")
+        config = str(REPO / "tests" / "_support" / "minimal.toml")
         until_idle = ["--until-idle", "1"] if command == "run" else []
         process = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "consumer", command, "--config", config, *until_idle),

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from consumer.devkit.devkafka import LocalBroker, free_port
-from tests.ingress_support import (
+from tests._support.ingress import (
     AUTH,
     Ingress,
     callback,
@@ -24,7 +24,7 @@ from tests.ingress_support import (
     stop,
     wait_serving,
 )
-from tests.support import read_topic, wait_for
+from tests._support.kafka_helpers import read_topic, wait_for
 
 KEYS = 10
 

@@ -21,7 +21,7 @@ from consumer.config import KafkaSettings
 from consumer.devkit.devkafka import LocalBroker, free_port
 from consumer.engine.logs import REPEAT_INTERVAL
 from consumer.tools.produce import produce
-from tests.support import (
+from tests._support.kafka_helpers import (
     REPO,
     committed_and_end,
     exit_status,

@@ -1,7 +1,7 @@
 """Worker processes killed, stopped, joined and removed mid-stream: nothing is lost.
 
 These run `recording-consumer run` as child processes against the session's real broker,
-with tests/slow_handlers.py:AppendToFile recording what each process handled.
+with tests/_support/slow_handlers.py:AppendToFile recording what each process handled.
 """
 
 from __future__ import annotations
@@ -15,15 +15,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from consumer.config import KafkaSettings
-from consumer.devkit.samples import recording_event
 from consumer.tools.produce import produce
-from tests.drill import check
-from tests.support import (
+from tests._support.drill import check, events
+from tests._support.kafka_helpers import (
     committed_and_end,
     exit_status,
     handled_lines,
@@ -38,16 +36,6 @@ GROUP_TIMING = {"KAFKA__SESSION_TIMEOUT_MS": "6000", "KAFKA__HEARTBEAT_INTERVAL_
 
 def reached(handled: Path, count: int) -> bool:
     return len(handled_lines(handled)) >= count
-
-
-def events(count: int, keys: int) -> list[tuple[bytes, bytes]]:
-    """`count` complete events spread over `keys` Kafka keys, recordingId ``r-<key>-<seq>``."""
-    out = []
-    for n in range(count):
-        key, seq = f"k{n % keys:03d}", n // keys
-        recording = recording_event(f"r-{key}-{seq:05d}", f"c-{n}", "complete")
-        out.append((key.encode(), msgspec.json.encode(recording)))
-    return out
 
 
 def assert_per_key_order(path: Path) -> None:

@@ -7,101 +7,31 @@ import re
 import shutil
 import subprocess
 import tomllib
-from pathlib import Path
-from typing import Any
 
-import msgspec
 import pytest
-import yaml
 from packaging.requirements import Requirement
 
-from consumer.config import ENV_ALIASES, ENV_PREFIX, EngineSettings, Settings, load_settings
+from consumer.config import EngineSettings, load_settings
 from consumer.devkit.devkafka import KAFKA_VERSION
 from consumer.errors import ConfigError
 from consumer.handlers.download import DownloadOptions
-from tests.support import REPO
-
-COMPOSE_FILE = REPO / "docker-compose.yml"
-DOCKERFILE = REPO / "Dockerfile"
-CONFIG_FILE = REPO / "config" / "consumer.toml"
-LOCK_FILE = REPO / "requirements.lock"
-PINNED = re.compile(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}")
-"""``name:tag@sha256:<digest>``: pinned, with the tag kept for readers and updates."""
-
-
-def compose() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
-    return data
-
-
-def service(name: str) -> dict[str, Any]:
-    services: dict[str, dict[str, Any]] = compose()["services"]
-    return services[name]
-
-
-def worker_env() -> dict[str, str]:
-    env = service("worker")["environment"]
-    assert isinstance(env, dict), "worker environment should be a mapping"
-    return {str(k): str(v) for k, v in env.items()}
-
-
-def unread_variables(env: dict[str, str]) -> list[str]:
-    """Names load_settings would silently ignore: neither an alias nor under the prefix."""
-    return [n for n in env if n not in ENV_ALIASES and not n.startswith(ENV_PREFIX)]
-
-
-def setting_at(settings: Settings, keys: tuple[str, ...]) -> Any:
-    node: Any = msgspec.to_builtins(settings, enc_hook=str)  # a Secret shows masked
-    for key in keys:
-        node = node[key]
-    return node
-
-
-def env_keys(name: str) -> tuple[str, ...]:
-    if name in ENV_ALIASES:
-        return ENV_ALIASES[name]
-    return tuple(part.lower() for part in name.removeprefix(ENV_PREFIX).split("__"))
-
-
-def toml_value(value: str) -> Any:
-    """How the documented scheme reads a value: TOML when it parses, else the plain string."""
-    try:
-        return tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
-        return value
-
-
-def seconds(duration: str | int | float) -> float:
-    """A compose duration (``45s``, ``1m30s``, ``1500ms``) in seconds."""
-    if isinstance(duration, int | float):
-        return float(duration)
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", duration)
-    assert parts, f"not a compose duration: {duration!r}"
-    assert "".join(n + u for n, u in parts) == duration, f"not a compose duration: {duration!r}"
-    return sum(float(n) * units[u] for n, u in parts)
-
-
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined and comments dropped."""
-    lines: list[str] = []
-    pending = ""
-    for raw in DOCKERFILE.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        lines.append(pending + line)
-        pending = ""
-    return [(w[0].upper(), w[1] if len(w) > 1 else "") for w in (x.split(None, 1) for x in lines)]
-
-
-def final_stage() -> list[tuple[str, str]]:
-    instructions = dockerfile_instructions()
-    last_from = max(i for i, (op, _) in enumerate(instructions) if op == "FROM")
-    return instructions[last_from:]
+from tests._support.deploy_files import (
+    COMPOSE_FILE,
+    CONFIG_FILE,
+    PINNED,
+    compose,
+    dockerfile_instructions,
+    env_keys,
+    final_stage,
+    locked,
+    seconds,
+    service,
+    setting_at,
+    toml_value,
+    unread_variables,
+    worker_env,
+)
+from tests._support.kafka_helpers import REPO
 
 
 def created_topics() -> list[str]:
@@ -231,19 +161,6 @@ def test_base_images_are_pinned_by_digest_keeping_the_tag() -> None:
     pulled = [s["image"] for s in compose()["services"].values() if "build" not in s]
     for image in bases + pulled:
         assert PINNED.fullmatch(image), f"not pinned by digest: {image}"
-
-
-def locked(lock: Path = LOCK_FILE) -> dict[str, str]:
-    """Package name to version in `lock`, every entry checked to carry hashes."""
-    versions: dict[str, str] = {}
-    for entry in re.split(r"\n(?=\S)", lock.read_text()):
-        if entry.startswith("#") or not entry.strip():
-            continue
-        requirement = entry.split()[0]
-        assert "--hash=sha256:" in entry, f"{requirement} has no hash"
-        name, _, version = requirement.partition("==")
-        versions[name.lower()] = version
-    return versions
 
 
 def test_image_installs_the_hashed_lock_that_satisfies_pyproject() -> None:

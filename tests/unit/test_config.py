@@ -11,7 +11,7 @@ import pytest
 from consumer.config import Settings, load_settings
 from consumer.engine.plugins import build_handlers
 from consumer.errors import ConfigError
-from tests.support import REPO
+from tests._support.kafka_helpers import REPO
 
 
 def check_config(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -29,7 +29,7 @@ from consumer.engine.tally import Tally
 from consumer.errors import DecodeError, PermanentFailure, RetryLater
 from consumer.events import RecordingAvailable, RecordingEvent, encode_event
 from consumer.interface import Context, Handler, Record
-from tests.support import FinishedOffsets
+from tests._support.kafka_helpers import FinishedOffsets
 
 Logs = list[MutableMapping[str, Any]]
 FAST: dict[str, Any] = {"max_attempts": 3, "initial_delay": 0.01, "max_delay": 0.05}

@@ -17,12 +17,14 @@ from consumer.errors import ConfigError
 from consumer.handlers.download import DownloadOptions
 from consumer.observability.server import listen_address
 from consumer.secret import read_secret
-from tests.support import REPO
-from tests.test_compose import (
+from tests._support.deploy_files import (
     CONFIG_FILE,
+    KUBERNETES,
     PINNED,
     env_keys,
     final_stage,
+    image_env,
+    port_of,
     seconds,
     service,
     setting_at,
@@ -30,8 +32,6 @@ from tests.test_compose import (
     unread_variables,
     worker_env,
 )
-
-KUBERNETES = REPO / "deploy" / "kubernetes"
 
 
 def manifests(name: str) -> list[dict[str, Any]]:
@@ -104,18 +104,6 @@ def mounted_like_the_kubelet(root: Path) -> dict[str, str]:
         else value
         for name, value in plain_env().items()
     }
-
-
-def image_env() -> dict[str, str]:
-    """The final stage's ENV variables, as ``NAME=value`` pairs."""
-    pairs = (p for op, args in final_stage() if op == "ENV" for p in args.split())
-    return dict(pair.split("=", 1) for pair in pairs)
-
-
-def port_of(listen: str) -> int:
-    address = listen_address(listen)
-    assert address is not None, "the endpoint is off"
-    return address[1]
 
 
 def test_kubernetes_variables_are_all_read(mounted_env: dict[str, str]) -> None:

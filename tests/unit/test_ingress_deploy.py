@@ -11,8 +11,16 @@ from consumer import serving
 from consumer.config import Settings, load_settings
 from consumer.ingress.auth import credentials
 from consumer.ingress.command import check
-from tests.test_compose import CONFIG_FILE, final_stage, seconds, service, unread_variables
-from tests.test_deploy import KUBERNETES, image_env, port_of
+from tests._support.deploy_files import (
+    CONFIG_FILE,
+    KUBERNETES,
+    final_stage,
+    image_env,
+    port_of,
+    seconds,
+    service,
+    unread_variables,
+)
 
 
 def k8s(kind: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import REPO
+from tests._support.kafka_helpers import REPO
 
 DOC_EXAMPLE = (
     b'{"eventType":"recordingAvailable","eventTime":"2019-09-13T16:49:40.500","accountId":"55555555",'

@@ -11,8 +11,8 @@ import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.support import REPO
-from tests.test_compose import LOCK_FILE, locked
+from tests._support.deploy_files import LOCK_FILE, locked
+from tests._support.kafka_helpers import REPO
 
 DEV_LOCK = REPO / "requirements-dev.lock"
 EXAMPLE = REPO / "examples" / "recording-consumer-audit"

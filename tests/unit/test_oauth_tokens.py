@@ -1,6 +1,6 @@
 """OAUTHBEARER and AWS MSK IAM settings and token providers, without a broker.
 
-Client-credentials tokens come from `tests.oauth_issuer`, a real HTTP token endpoint on
+Client-credentials tokens come from `tests._support.oauth_issuer`, a real HTTP token endpoint on
 loopback; MSK IAM tokens are built by AWS's signer from credentials in the environment and
 decoded here, since there is no MSK to present them to.
 """
@@ -25,8 +25,8 @@ from consumer.engine.msk_iam import MskIamTokens
 from consumer.engine.oauth import ClientCredentialsTokens, TokenError
 from consumer.secret import Secret
 from consumer.tools.cli import main
-from tests.oauth_issuer import Client, Issuer
-from tests.support import REPO
+from tests._support.kafka_helpers import REPO
+from tests._support.oauth_issuer import Client, Issuer
 
 SECRET = "oauth-secret-4e1f9a-never-shown"
 OAUTH = (

@@ -17,19 +17,20 @@ from consumer.engine.plugins import build_handlers, describe, discover
 from consumer.errors import PluginError
 from consumer.handlers.download import DownloadHandler
 from consumer.handlers.log import LogHandler
-from tests.support import REPO, Recorder
+from tests._support.kafka_helpers import REPO, Recorder
 
 EXAMPLE = "examples/recording-consumer-audit"
 NOT_INSTALLED = f"the example plugin is not installed: pip install -e {EXAMPLE} (make install)"
 
 
 def cli(*args: str, **settings: str) -> subprocess.CompletedProcess[str]:
-    """``recording-consumer ARGS --config tests/minimal.toml`` with ``RECORDING_CONSUMER__``
-    overrides from `settings`; nothing else from the caller's settings environment leaks in."""
+    """``recording-consumer ARGS --config tests/_support/minimal.toml`` with
+    ``RECORDING_CONSUMER__`` overrides from `settings`; nothing else from the caller's settings
+    environment leaks in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECORDING_CONSUMER__")}
     env |= {f"RECORDING_CONSUMER__{k}": v for k, v in settings.items()}
     env["KAFKA_BOOTSTRAP_SERVERS"] = "127.0.0.1:1"  # nothing here may need a broker
-    command = [sys.executable, "-m", "consumer", *args, "--config", "tests/minimal.toml"]
+    command = [sys.executable, "-m", "consumer", *args, "--config", "tests/_support/minimal.toml"]
     return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
@@ -99,7 +100,7 @@ def test_dotted_path_plugin_is_found_and_gets_its_options(
     """A ``[plugins] paths`` entry names a handler by module:attribute; options still apply."""
     module = plugin_module(tmp_path, monkeypatch)
     settings = PluginSettings(
-        paths={"stamp": f"{module}:Stamp", "recorder": "tests.support:Recorder"}
+        paths={"stamp": f"{module}:Stamp", "recorder": "tests._support.kafka_helpers:Recorder"}
     )
     handlers = build_handlers(["stamp", "recorder"], {"stamp": {"label": "x"}}, settings)
     assert isinstance(handlers["recorder"], Recorder)
@@ -114,14 +115,16 @@ def test_dotted_path_plugin_is_found_and_gets_its_options(
 
 def test_dotted_path_that_does_not_load_is_an_error() -> None:
     """A path to a missing module or attribute fails start-up, naming handler and path."""
-    settings = PluginSettings(paths={"ghost": "tests.support:NoSuchHandler"})
-    with pytest.raises(PluginError, match=r"handler 'ghost' \(tests\.support:NoSuchHandler\)"):
+    settings = PluginSettings(paths={"ghost": "tests._support.kafka_helpers:NoSuchHandler"})
+    with pytest.raises(
+        PluginError, match=r"handler 'ghost' \(tests\._support\.kafka_helpers:NoSuchHandler\)"
+    ):
         build_handlers(["ghost"], {}, settings)
 
 
 def test_unknown_name_lists_the_available_handlers() -> None:
     """A route naming no handler fails, listing every name that would have worked."""
-    settings = PluginSettings(paths={"recorder": "tests.support:Recorder"})
+    settings = PluginSettings(paths={"recorder": "tests._support.kafka_helpers:Recorder"})
     with pytest.raises(PluginError) as info:
         build_handlers(["log", "dowload"], {}, settings)
     message = str(info.value)
@@ -139,13 +142,13 @@ def test_options_for_a_handler_that_does_not_exist_are_an_error() -> None:
 
 def test_paths_entry_reusing_an_installed_name_names_both_claimants() -> None:
     """A config path may not shadow an installed handler: both sources are named."""
-    settings = PluginSettings(paths={"log": "tests.support:Recorder"})
+    settings = PluginSettings(paths={"log": "tests._support.kafka_helpers:Recorder"})
     with pytest.raises(PluginError) as info:
         build_handlers(["download"], {}, settings)
     assert str(info.value) == (
         "handler name 'log' is claimed by both "
         "recording-consumer 0.1.0 (consumer.handlers.log:LogHandler) "
-        "and config plugins (tests.support:Recorder)"
+        "and config plugins (tests._support.kafka_helpers:Recorder)"
     )
 
 
@@ -174,7 +177,7 @@ def test_allow_list_hides_other_installed_handlers(
     """Only allowed entry points are available; an unallowed clashing package is no clash."""
     fake_distribution(tmp_path, monkeypatch, claims="log")
     settings = PluginSettings(
-        allow=["download", "recorder"], paths={"recorder": "tests.support:Recorder"}
+        allow=["download", "recorder"], paths={"recorder": "tests._support.kafka_helpers:Recorder"}
     )
     assert sorted(discover(settings)) == ["download", "recorder"]
     with pytest.raises(PluginError) as info:
@@ -213,7 +216,7 @@ def test_wrong_handler_option_type_names_the_key() -> None:
 
 def test_handlers_command_lists_names_origins_and_options() -> None:
     """`handlers` prints each handler's origin (package and version, or config) and options."""
-    result = cli("handlers", PLUGINS__PATHS__RECORDER="tests.support:Recorder")
+    result = cli("handlers", PLUGINS__PATHS__RECORDER="tests._support.kafka_helpers:Recorder")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     heads = [line for line in lines if not line.startswith(" ")]
@@ -222,7 +225,7 @@ def test_handlers_command_lists_names_origins_and_options() -> None:
         "download  (recording-consumer 0.1.0 (consumer.handlers.download:DownloadHandler))",
         "log  (recording-consumer 0.1.0 (consumer.handlers.log:LogHandler))",
         "publish  (recording-consumer 0.1.0 (consumer.handlers.publish:PublishHandler))",
-        "recorder  (config plugins (tests.support:Recorder))",
+        "recorder  (config plugins (tests._support.kafka_helpers:Recorder))",
     ], NOT_INSTALLED
     for option in [
         "    path: str = 'audit/recordings.jsonl'",
@@ -279,7 +282,9 @@ def test_guide_settings_load_and_build(tmp_path: Path) -> None:
 
 def test_path_cannot_take_the_name_of_a_hidden_installed_handler() -> None:
     """A `paths` entry reusing an installed name fails even when the allow-list hides it."""
-    settings = PluginSettings(allow=["log"], paths={"download": "tests.support:Recorder"})
+    settings = PluginSettings(
+        allow=["log"], paths={"download": "tests._support.kafka_helpers:Recorder"}
+    )
     with pytest.raises(PluginError, match="handler name 'download' is claimed by both"):
         discover(settings)
 

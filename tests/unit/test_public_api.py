@@ -28,9 +28,9 @@ from consumer import (
 )
 from consumer.config import PluginSettings
 from consumer.engine.plugins import build_handlers
-from tests.support import REPO
+from tests._support.kafka_helpers import REPO
 
-FIXTURES = REPO / "tests" / "typecheck"
+FIXTURES = REPO / "tests" / "unit" / "typecheck"
 EXAMPLE = REPO / "examples" / "recording-consumer-audit"
 GUIDE = REPO / "docs" / "writing-a-handler.md"
 
@@ -165,7 +165,7 @@ class Checked(BaseHandler):
 
 def test_option_errors_are_keyed_by_the_registered_name() -> None:
     """Missing, invalid and handler-refused options are all ``handlers.<alias>.<option>``."""
-    plugins = PluginSettings(paths={"notify_alias": "tests.test_public_api:Checked"})
+    plugins = PluginSettings(paths={"notify_alias": "tests.unit.test_public_api:Checked"})
     with pytest.raises(
         PluginError, match=r"^handlers\.notify_alias\.url: required key is missing$"
     ):

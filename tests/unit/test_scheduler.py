@@ -17,7 +17,7 @@ from consumer.engine.intake import Job, Undecodable
 from consumer.engine.scheduler import Attempts, Scheduler
 from consumer.events import RecordingAvailable
 from consumer.interface import Record
-from tests.support import FinishedOffsets
+from tests._support.kafka_helpers import FinishedOffsets
 
 TP = TopicPartition("recordings", 0)
 ROUTE: tuple[tuple[str, Any], ...] = (("h", object()),)

@@ -17,7 +17,7 @@ from consumer.config import PluginSettings, load_settings
 from consumer.engine.plugins import build_handlers
 from consumer.errors import PluginError
 from consumer.secret import read_secret
-from tests.support import REPO
+from tests._support.kafka_helpers import REPO
 
 TOKEN = "vault-token-do-not-leak"
 
@@ -55,7 +55,14 @@ def test_check_config_masks_secret_options(tmp_path: Path) -> None:
 
     def check_config() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "consumer", "check-config", "--config", "tests/minimal.toml"],
+            [
+                sys.executable,
+                "-m",
+                "consumer",
+                "check-config",
+                "--config",
+                "tests/_support/minimal.toml",
+            ],
             env=env,
             cwd=REPO,
             capture_output=True,

@@ -368,7 +368,7 @@ CHILD = """
 import asyncio, sys
 from pathlib import Path
 from consumer.ingress import spool as spool_module
-from tests.test_spool import callback
+from tests.unit.test_spool import callback
 
 spool_module.SEGMENT_BYTES = 400  # rolls and deletes a segment every few entries
 
@@ -398,7 +398,7 @@ def test_a_process_killed_while_appending_and_removing_loses_nothing(
     directory = tmp_path / "spool"
     with subprocess.Popen(
         [sys.executable, "-c", CHILD, str(directory)],
-        cwd=Path(__file__).parent.parent,
+        cwd=Path(__file__).parents[2],
         stdout=subprocess.PIPE,
         text=True,
     ) as child:

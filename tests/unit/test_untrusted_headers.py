@@ -1,6 +1,6 @@
 """What a producer controls, read by the intake: header values that are null or not UTF-8, and
 anything else that fails while a record becomes a job. Pure units, no broker; the same attacks
-against a worker process are in tests/test_poison_records.py."""
+against a worker process are in tests/integration/worker/test_poison_records.py."""
 
 from __future__ import annotations
 

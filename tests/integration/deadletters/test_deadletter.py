@@ -17,10 +17,9 @@ from consumer.engine.deadletter_headers import Failure, dead_letter_headers
 from consumer.engine.deadletter_publisher import DeadLetterPublisher
 from consumer.errors import DecodeError, PermanentFailure
 from consumer.interface import Record
-from tests.support import read_topic, topic_partitions, wait_for
+from tests._support.deadletters import FIRST, LAST
+from tests._support.kafka_helpers import read_topic, topic_partitions, wait_for
 
-FIRST = 1_795_000_000.25  # 2026-11-18T11:06:40.250Z
-LAST = 1_795_000_012.5
 RECORD = Record(
     topic="bandwidth.recordings",
     partition=2,

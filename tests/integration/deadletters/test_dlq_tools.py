@@ -13,54 +13,13 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumer.config import DeadLetterSettings, KafkaSettings
+from consumer.config import KafkaSettings
 from consumer.engine import deadletter_headers as dl
 from consumer.engine.admin import admin_client
-from consumer.engine.deadletter_headers import Failure
-from consumer.engine.deadletter_publisher import DeadLetterPublisher
-from consumer.errors import ConsumerError, DecodeError, PermanentFailure
-from consumer.interface import Record
+from consumer.errors import ConsumerError
 from consumer.tools import deadletter_commands as dlq
-from tests.support import REPO, committed_and_end, read_topic
-from tests.test_deadletter import FIRST, LAST
-
-UNDECODABLE = b'{"eventType": "recordingAvailable", "channels": "one"}'
-"""Fails at $.channels, and has no recordingId to show."""
-FAILURES = [
-    ("r-1", Failure.from_exception(PermanentFailure("404"), handler="download", attempts=1)),
-    ("r-2", Failure.from_exception(TimeoutError("slow"), handler="download", attempts=5)),
-    ("r-3", Failure.from_exception(PermanentFailure("410"), handler="notify", attempts=1)),
-]
-
-
-async def _dead_letters(bootstrap: str, source: str) -> str:
-    """Three handler failures and one undecodable message in a fresh `<source>.dlq`."""
-    dlq_topic = f"{source}.dlq"
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        publisher = DeadLetterPublisher(
-            producer,
-            KafkaSettings(bootstrap_servers=bootstrap),
-            dlq_topic,
-            "g",
-            DeadLetterSettings(),
-        )
-        await publisher.ensure_topic()
-        for offset, (rid, failure) in enumerate(FAILURES):
-            record = Record(source, 0, offset, rid.encode(), (("traceparent", b"t"),), 1)
-            value = msgspec.json.encode({"recordingId": rid, "status": "complete"})
-            await publisher.publish(record, value, failure)
-        undecodable = Failure.from_exception(
-            DecodeError("Expected `int`, got `str`", "$.channels"),
-            handler=None,
-            first_failure=FIRST,
-            last_failure=LAST,
-        )
-        await publisher.publish(Record(source, 0, 3, None, (), 1), UNDECODABLE, undecodable)
-    finally:
-        await producer.stop()
-    return dlq_topic
+from tests._support.deadletters import dead_letters
+from tests._support.kafka_helpers import REPO, committed_and_end, read_topic
 
 
 async def test_show_lists_dead_letters_with_their_reasons(
@@ -68,7 +27,7 @@ async def test_show_lists_dead_letters_with_their_reasons(
 ) -> None:
     """One line per dead letter: origin, recordingId, handler, error, path, attempts, time."""
     await create_topic(kafka_bootstrap, unique_name)
-    dlq_topic = await _dead_letters(kafka_bootstrap, unique_name)
+    dlq_topic = await dead_letters(kafka_bootstrap, unique_name)
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
     out = io.StringIO()
 
@@ -96,7 +55,7 @@ async def test_replay_republishes_only_matches_and_never_twice(
 ) -> None:
     """Filters select r-1 alone; it returns with its key, value, headers; a rerun adds nothing."""
     await create_topic(kafka_bootstrap, unique_name)
-    dlq_topic = await _dead_letters(kafka_bootstrap, unique_name)
+    dlq_topic = await dead_letters(kafka_bootstrap, unique_name)
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
     group, out = f"{unique_name}.replay", io.StringIO()
 
@@ -150,7 +109,7 @@ async def test_dry_run_publishes_and_commits_nothing(
 ) -> None:
     """--dry-run lists what would go where; the source topic and the group's offsets stay put."""
     await create_topic(kafka_bootstrap, unique_name)
-    dlq_topic = await _dead_letters(kafka_bootstrap, unique_name)
+    dlq_topic = await dead_letters(kafka_bootstrap, unique_name)
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
     group, out = f"{unique_name}.replay", io.StringIO()
 

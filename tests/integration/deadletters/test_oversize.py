@@ -19,7 +19,7 @@ from consumer.engine.deadletter_publisher import HEADER_ROOM, DeadLetterPublishe
 from consumer.errors import DecodeError
 from consumer.interface import Record
 from consumer.tools import deadletter_commands as dlq
-from tests.support import read_topic
+from tests._support.kafka_helpers import read_topic
 
 SOURCE_LIMIT = 3 * 1024 * 1024
 BIG = b'{"eventType": "recordingAvailable", "pad": "' + b"x" * 2_000_000 + b'"'

@@ -22,7 +22,7 @@ from consumer.devkit.devkafka import LocalBroker, free_port
 from consumer.devkit.samples import MALFORMED
 from consumer.engine.worker import Worker
 from consumer.tools.cli import main
-from tests.support import (
+from tests._support.kafka_helpers import (
     BATCH_ATTRIBUTES_AT,
     Recorder,
     committed_and_end,

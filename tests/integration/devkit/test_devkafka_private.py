@@ -14,7 +14,7 @@ from pathlib import Path
 
 from consumer.devkit.devkafka import LocalBroker
 from consumer.devkit.private import private_dir, write_private
-from tests.support import REPO
+from tests._support.kafka_helpers import REPO
 
 # Starts a secured broker in argv[1] and prints every command line the launcher spawned
 # (the audit hook sees each argv before exec), in a process of its own so the hook dies with it.

@@ -27,7 +27,7 @@ from consumer.events import (
 )
 from consumer.handlers.log import LogHandler
 from consumer.interface import Context
-from tests.support import committed_and_end
+from tests._support.kafka_helpers import committed_and_end
 
 OPTIONAL = {"parent_call_id", "enqueued_time", "transfer_caller_id", "transfer_to"}
 """Fields Bandwidth only sends in special cases (transfers, queued calls)."""

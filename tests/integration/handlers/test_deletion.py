@@ -26,11 +26,9 @@ from consumer.events import ConferenceRecordingAvailable, RecordingEvent
 from consumer.handlers.bandwidth import recording_path
 from consumer.handlers.deletion import DeletionRefused
 from consumer.handlers.download import DownloadHandler
-from tests import test_download
-from tests.test_download import files, served
-from tests.tls_server import FakeBandwidth, Reply
+from tests._support.downloads import files, served
+from tests._support.tls_server import FakeBandwidth, Reply
 
-make_handler = test_download.make_handler
 """The download tests' handler factory (local directory, the stand-in's URLs), shared."""
 
 

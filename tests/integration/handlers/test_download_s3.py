@@ -24,8 +24,10 @@ from consumer.handlers.bandwidth import media_path
 from consumer.handlers.deletion import DeletionRefused
 from consumer.handlers.download import DownloadHandler, DownloadOptions
 from consumer.handlers.s3 import PART_SIZE, _Parts
-from tests import test_handlers_e2e
-from tests.s3_store import (
+from tests._support.downloads import AUDIO
+from tests._support.handler_runs import Finished, all_committed, publish_events
+from tests._support.kafka_helpers import read_topic
+from tests._support.s3_store import (
     CREDENTIALS,
     REGION,
     Fault,
@@ -34,15 +36,11 @@ from tests.s3_store import (
     UploadCounter,
     moto_server,
 )
-from tests.support import read_topic
-from tests.test_handlers_e2e import Finished, all_committed, publish_events
-from tests.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth, Reply
+from tests._support.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth, Reply
 
-AUDIO = b"RIFF" + bytes(range(256)) * 64
 LARGE = PART_SIZE * 2 + 12345
 """Three parts of a multipart upload."""
 
-run_worker = test_handlers_e2e.run_worker
 """The end-to-end tests' worker-process fixture, shared rather than copied."""
 
 

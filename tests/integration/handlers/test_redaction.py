@@ -15,12 +15,9 @@ from consumer.devkit.testing import make_event
 from consumer.engine import deadletter_headers as dl
 from consumer.handlers.bandwidth import OAuth2ClientCredentials
 from consumer.redaction import error_message
-from tests import test_handlers_e2e
-from tests.support import read_topic
-from tests.test_handlers_e2e import Finished, publish_events
-from tests.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth
-
-run_worker = test_handlers_e2e.run_worker
+from tests._support.handler_runs import Finished, publish_events
+from tests._support.kafka_helpers import read_topic
+from tests._support.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth
 
 SECRET = '"quoted-12345"'
 """As given in the environment, quotes included: verbatim, so the quotes are part of it."""

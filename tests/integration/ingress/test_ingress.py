@@ -12,8 +12,14 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from tests.ingress_support import AUTH, callback, scrape, start_ingress, stop, wait_serving
-from tests.support import exit_status, handled_records, read_topic, wait_for, worker_process
+from tests._support.ingress import AUTH, callback, scrape, start_ingress, stop, wait_serving
+from tests._support.kafka_helpers import (
+    exit_status,
+    handled_records,
+    read_topic,
+    wait_for,
+    worker_process,
+)
 
 COUNT = 1_000
 

@@ -16,8 +16,8 @@ from consumer import serving
 from consumer.config import KafkaSettings
 from consumer.devkit.devkafka import free_port
 from consumer.tools.produce import produce
-from tests.ingress_support import AUTH, callback, start_ingress, stop, wait_serving
-from tests.support import (
+from tests._support.ingress import AUTH, callback, start_ingress, stop, wait_serving
+from tests._support.kafka_helpers import (
     exit_status,
     handled_lines,
     read_topic,

@@ -19,8 +19,16 @@ from consumer.ingress.auth import Credentials
 from consumer.ingress.metrics import IngressMetrics, Refusals
 from consumer.secret import Secret
 from consumer.tools.cli import main
-from tests.ingress_support import AUTH, Ingress, callback, scrape, start_ingress, stop, wait_serving
-from tests.support import read_topic
+from tests._support.ingress import (
+    AUTH,
+    Ingress,
+    callback,
+    scrape,
+    start_ingress,
+    stop,
+    wait_serving,
+)
+from tests._support.kafka_helpers import read_topic
 
 
 def basic(user: str, password: str) -> str:

@@ -9,24 +9,11 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
 from consumer.config import KafkaSettings
 from consumer.devkit.devkafka_cluster import LocalCluster
-from consumer.engine.admin import admin_client
 from consumer.tools.produce import produce
-from tests.support import REPO, read_topic
-
-
-async def topic_config(bootstrap: str, topic: str, name: str) -> str:
-    async with admin_client(bootstrap) as admin:
-        (response,) = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic, {name: None})]
-        )
-    (resource,) = response.to_object()["resources"]
-    (entry,) = (e for e in resource["config_entries"] if e["config_names"] == name)
-    value: str = entry["config_value"]
-    return value
+from tests._support.cluster import topic_config
+from tests._support.kafka_helpers import REPO, read_topic
 
 
 async def test_topics_are_replicated_three_times_with_two_in_sync_required(

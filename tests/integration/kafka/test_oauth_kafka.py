@@ -1,7 +1,7 @@
 """OAUTHBEARER against a real broker that validates JWTs itself (Kafka's BrokerJwtValidator).
 
-The identity provider is `tests.oauth_issuer`: a JWKS document and a client-credentials token
-endpoint on loopback. The broker ends each session when its token expires
+The identity provider is `tests._support.oauth_issuer`: a JWKS document and a client-credentials
+token endpoint on loopback. The broker ends each session when its token expires
 (``connections.max.reauth.ms`` is set), so clients must bring fresh tokens to stay connected.
 """
 
@@ -22,9 +22,8 @@ from consumer.devkit.devkafka_oauth import oauth_broker
 from consumer.devkit.samples import sample_messages
 from consumer.engine import deadletter_headers as dl
 from consumer.engine.worker import Worker
-from tests.oauth_issuer import AUDIENCE, Client, Issuer
-from tests.secured import secured_env
-from tests.support import (
+from tests._support.deadletters import dead_letters
+from tests._support.kafka_helpers import (
     Recorder,
     committed_and_end,
     exit_status,
@@ -34,8 +33,8 @@ from tests.support import (
     wait_for,
     worker_process,
 )
-from tests.test_dlq_tools import _dead_letters
-from tests.test_secured_kafka import CONNECT_DEADLINE, cli
+from tests._support.oauth_issuer import AUDIENCE, Client, Issuer
+from tests._support.secured import CONNECT_DEADLINE, cli, secured_env
 
 WORKER = "worker"
 SHORT_LIVED = "short-lived"
@@ -138,7 +137,7 @@ async def test_produce_and_dlq_tools_over_oauthbearer(
     assert produced.returncode == 0, produced.stderr
     assert len(await read_topic(plain, unique_name)) == len(sample_messages(1))
 
-    dlq_topic = await _dead_letters(plain, unique_name)
+    dlq_topic = await dead_letters(plain, unique_name)
     shown = cli("dlq", "show", env=env)
     assert shown.returncode == 0, shown.stderr
     assert "4 dead letters" in shown.stderr

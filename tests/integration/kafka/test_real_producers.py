@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 from structlog.testing import capture_logs
 
 from consumer.engine.worker import Worker
-from tests.support import (
+from tests._support.kafka_helpers import (
     Recorder,
     committed_and_end,
     recording_message,

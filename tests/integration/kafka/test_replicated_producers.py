@@ -19,8 +19,8 @@ from consumer.engine.worker import Worker
 from consumer.handlers.publish import PublishHandler, PublishOptions
 from consumer.tools.deadletter_commands import replay
 from consumer.tools.produce import produce
-from tests.support import Recorder, record_batches, recording_message, settings_for
-from tests.test_cluster import topic_config
+from tests._support.cluster import topic_config
+from tests._support.kafka_helpers import Recorder, record_batches, recording_message, settings_for
 
 PRODUCER_ID_AT = 43
 """Record batch v2: base offset 8, length 4, leader epoch 4, magic 1, crc 4, attributes 2,

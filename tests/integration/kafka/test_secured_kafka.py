@@ -6,9 +6,6 @@ only by the tests themselves, to check what the secured clients did.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,25 +20,14 @@ from consumer.devkit.testing import kafka_round_trip
 from consumer.engine import connection
 from consumer.engine import deadletter_headers as dl
 from consumer.errors import KafkaConnectError
-from tests.secured import MODES, secured_env, secured_settings
-from tests.support import REPO, Recorder, committed_and_end, read_topic, recording_message
-from tests.test_dlq_tools import _dead_letters
-
-CONNECT_DEADLINE = 60.0
-"""The issue's bound on how long a worker that cannot connect may take to exit."""
-
-
-def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`recording-consumer ARGS` in a child process with `env` added to ours."""
-    return subprocess.run(
-        [sys.executable, "-m", "consumer", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), **env},
-        timeout=timeout,
-        check=False,
-    )
+from tests._support.deadletters import dead_letters
+from tests._support.kafka_helpers import (
+    Recorder,
+    committed_and_end,
+    read_topic,
+    recording_message,
+)
+from tests._support.secured import CONNECT_DEADLINE, MODES, cli, secured_env, secured_settings
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -83,7 +69,7 @@ async def test_produce_dlq_show_and_replay_over_sasl_ssl(
     samples = sample_messages(1)
     assert len(await read_topic(plain, unique_name)) == len(samples)
 
-    dlq_topic = await _dead_letters(plain, unique_name)
+    dlq_topic = await dead_letters(plain, unique_name)
     shown = cli("dlq", "show", env=env)
     assert shown.returncode == 0, shown.stderr
     assert "4 dead letters" in shown.stderr

@@ -20,7 +20,7 @@ from consumer.engine.connection import client_options, connect_error
 from consumer.errors import KafkaConnectError
 from consumer.secret import Secret
 from consumer.tools.cli import main
-from tests.support import REPO
+from tests._support.kafka_helpers import REPO
 
 PASSWORD = "pw-7f3a9c1e-never-shown"
 SASL = 'security_protocol = "SASL_SSL"\nsasl_mechanism = "SCRAM-SHA-512"\nsasl_username = "u"\n'

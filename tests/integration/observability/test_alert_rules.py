@@ -12,13 +12,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from tests.support import REPO
+from tests._support.alert_rules import RULES, alert_rules
 
-RULES = REPO / "deploy" / "prometheus" / "recording-consumer.rules.yml"
 W = 'job="worker",instance="w1:9464"'
 """The labels of a scraped worker."""
 I = 'job="ingress",instance="i1:8080"'  # noqa: E741 - reads like W
@@ -226,11 +224,6 @@ def promtool() -> str:
     found = shutil.which("promtool")
     assert found, "promtool not found: install Debian's `prometheus` package (.ci/run does)"
     return found
-
-
-def alert_rules() -> dict[str, dict[str, Any]]:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
-    return {rule["alert"]: rule for group in groups for rule in group["rules"] if "alert" in rule}
 
 
 def test_rules_pass_promtool_check() -> None:

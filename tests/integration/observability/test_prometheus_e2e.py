@@ -4,7 +4,7 @@ Debian's `prometheus` server runs on a free loopback port with its own configura
 directory, scraping the worker's /metrics every second and loading deploy/prometheus's rules.
 The ingress's panels are queried against a stand-in exposition of the metric names and types
 the ingress publishes (the ingress itself is not run here); its alerts are covered by
-tests/test_alert_rules.py.
+tests/integration/observability/test_alert_rules.py.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from consumer.devkit.devkafka import free_port
 from consumer.engine.worker import Worker
 from consumer.interface import Handler
 from consumer.tools.produce import produce
-from tests.support import REPO, recording_message
-from tests.test_alert_rules import RULES, alert_rules
-from tests.test_observability import Broken, Gate, observed_settings, routed, serving
+from tests._support.alert_rules import RULES, alert_rules
+from tests._support.kafka_helpers import REPO, recording_message
+from tests._support.observed import Broken, Gate, observed_settings, routed, serving
 
 DASHBOARD = REPO / "deploy" / "grafana" / "recording-consumer.json"
 

@@ -16,8 +16,8 @@ from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.interface import Context
 from consumer.tools.produce import produce
-from tests.support import recording_message
-from tests.test_observability import observed_settings, routed, scrape, series, serving
+from tests._support.kafka_helpers import recording_message
+from tests._support.observed import observed_settings, routed, scrape, series, serving
 
 
 class RetriedOnce:

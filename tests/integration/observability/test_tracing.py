@@ -29,7 +29,7 @@ from consumer.handlers.publish import PublishHandler, PublishOptions
 from consumer.interface import Context, Handler
 from consumer.observability import tracing
 from consumer.tools import deadletter_commands as dlq
-from tests.support import read_topic, recording_message, settings_for
+from tests._support.kafka_helpers import read_topic, recording_message, settings_for
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"

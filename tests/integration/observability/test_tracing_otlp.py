@@ -18,8 +18,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from consumer.devkit.devkafka import free_port
-from tests.ingress_support import AUTH, callback, start_ingress, stop, wait_serving
-from tests.support import exit_status, read_topic, recording_message, worker_process
+from tests._support.ingress import AUTH, callback, start_ingress, stop, wait_serving
+from tests._support.kafka_helpers import exit_status, read_topic, recording_message, worker_process
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"

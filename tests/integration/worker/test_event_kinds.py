@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 from consumer.devkit.samples import recording_event
 from consumer.engine.worker import Worker
 from consumer.tools.produce import produce
-from tests.support import Recorder, committed_and_end, read_topic, settings_for
+from tests._support.kafka_helpers import Recorder, committed_and_end, read_topic, settings_for
 
 CONFERENCE = {
     "eventType": "conferenceRecordingAvailable",

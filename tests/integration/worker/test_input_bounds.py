@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from consumer.devkit.devkafka import free_port
 from consumer.devkit.samples import recording_event
 from consumer.engine.logs import Repeats
-from tests.support import (
+from tests._support.kafka_helpers import (
     committed_and_end,
     exit_status,
     handled_lines,

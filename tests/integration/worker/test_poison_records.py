@@ -22,7 +22,7 @@ from consumer.engine import deadletter_headers as dl
 from consumer.engine import unreadable
 from consumer.engine.header_keys import reread
 from consumer.engine.unreadable import BadHeaderKey, unreadable_batch
-from tests.support import (
+from tests._support.kafka_helpers import (
     committed_and_end,
     exit_status,
     handled_records,

@@ -21,7 +21,7 @@ from consumer.errors import PermanentFailure
 from consumer.events import RecordingEvent
 from consumer.interface import Context
 from consumer.tools.produce import produce
-from tests.support import (
+from tests._support.kafka_helpers import (
     REPO,
     committed_and_end,
     read_topic,

@@ -18,7 +18,13 @@ from consumer.errors import PermanentFailure, RetryLater
 from consumer.events import RecordingEvent
 from consumer.interface import Context
 from consumer.tools.produce import produce
-from tests.support import committed_and_end, read_topic, recording_message, settings_for, wait_for
+from tests._support.kafka_helpers import (
+    committed_and_end,
+    read_topic,
+    recording_message,
+    settings_for,
+    wait_for,
+)
 
 FAST_RETRIES = {
     "RETRY__INITIAL_DELAY": "0.1",

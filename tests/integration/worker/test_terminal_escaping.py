@@ -18,7 +18,7 @@ from consumer.config import KafkaSettings
 from consumer.devkit.samples import recording_event
 from consumer.engine import deadletter_headers as dl
 from consumer.tools import deadletter_commands as dlq
-from tests.support import REPO
+from tests._support.kafka_helpers import REPO
 
 RAW = ("\x1b", "\x07", "\x9b", "\u202e")
 """An escape sequence's start, BEL, the C1 CSI and RIGHT-TO-LEFT OVERRIDE."""
@@ -105,7 +105,7 @@ async def test_run_summary_and_log_lines_escape_a_hostile_event(
     result = run(
         "run",
         "--config",
-        str(REPO / "tests" / "minimal.toml"),
+        str(REPO / "tests" / "_support" / "minimal.toml"),
         "--until-idle",
         "1",
         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,

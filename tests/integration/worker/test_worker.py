@@ -17,7 +17,7 @@ from msgspec.json import encode
 from consumer.devkit.samples import SAMPLE_STATUSES, recording_event, sample_messages
 from consumer.engine.worker import Worker
 from consumer.tools.produce import produce
-from tests.support import (
+from tests._support.kafka_helpers import (
     REPO,
     Recorder,
     committed_and_end,
