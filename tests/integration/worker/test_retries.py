@@ -205,44 +205,6 @@ async def test_dead_letter_topic_unavailable_holds_the_commit(
     assert committed == end
 
 
-@dataclass
-class Sleepy:
-    """Takes `seconds` per attempt, longer than the handler's timeout allows."""
-
-    seconds: float
-    attempts: int = 0
-
-    async def handle(self, event: RecordingEvent, ctx: Context) -> None:
-        self.attempts += 1
-        await asyncio.sleep(self.seconds)
-
-
-async def test_handler_timeout_counts_as_a_failure(
-    kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
-) -> None:
-    """An attempt over the per-handler timeout fails; after max_attempts it is dead-lettered."""
-    await create_topic(kafka_bootstrap, unique_name)
-    settings = settings_for(
-        kafka_bootstrap,
-        unique_name,
-        unique_name,
-        **FAST_RETRIES,
-        RETRY__HANDLERS__LOG__TIMEOUT="0.2",
-        RETRY__HANDLERS__LOG__MAX_ATTEMPTS="2",
-    )
-    await produce(settings.kafka, unique_name, [recording_message("r-slow")])
-    sleepy = Sleepy(seconds=30)
-    started = time.monotonic()
-    await asyncio.wait_for(Worker(settings, {"log": sleepy}).run(until_idle=1.0), 60)
-
-    assert sleepy.attempts == 2
-    assert time.monotonic() - started < 15
-    (dead,) = await read_topic(kafka_bootstrap, f"{unique_name}.dlq")
-    headers = {name: raw.decode() for name, raw in dead.headers}
-    assert headers["dlq.error.class"] == "TimeoutError"
-    assert headers["dlq.attempts"] == "2"
-
-
 async def test_a_handler_raising_cancelled_error_is_retried_not_fatal(
     kafka_bootstrap: str, unique_name: str, create_topic: Callable[..., Awaitable[None]]
 ) -> None:
