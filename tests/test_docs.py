@@ -8,14 +8,18 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
+import msgspec
 import pytest
 import yaml
 
 from consumer import make_event, run_handler
-from consumer.config import load_settings
-from consumer.engine.plugins import build_handlers
+from consumer.config import PluginSettings, Settings, load_settings
+from consumer.engine.plugins import build_handlers, discover
+from consumer.interface import options_type
+from consumer.secret import decode_secret
 from tests.support import REPO
 from tests.test_public_api import _consumer_names, _not_public
 
@@ -58,6 +62,25 @@ def test_python_in_the_readme_and_every_page_uses_only_public_names() -> None:
             assert not _not_public(_consumer_names(ast.parse(text))), f"{path.name}:\n{block}"
             checked += 1
     assert checked >= 9
+
+
+def test_settings_blocks_name_real_keys_with_values_of_their_types() -> None:
+    """Every TOML block of the README and the site (the guide's are loaded by test_plugins.py)
+    names settings keys and handler options that exist, each with a value of its type."""
+    installed = discover(PluginSettings())
+    checked = 0
+    for path in [README, *PAGES]:
+        if path.name == "writing-a-handler.md":
+            continue
+        for block in blocks(path, "toml"):
+            raw = tomllib.loads(block)
+            msgspec.convert(raw, Settings, strict=True, dec_hook=decode_secret)
+            for name, options in raw.get("handlers", {}).items():
+                options_class = options_type(installed[name].load())
+                assert options_class is not None, name
+                msgspec.convert(options, options_class, strict=True, dec_hook=decode_secret)
+            checked += 1
+    assert checked >= 8
 
 
 def test_the_readme_links_point_at_files_that_exist() -> None:
