@@ -28,7 +28,15 @@ PAGES = sorted((REPO / "docs").glob("*.md"))
 
 
 def blocks(path: Path, language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)\n```", path.read_text(), re.S)
+    """The `language` code blocks of a page, with a block that includes a file (a snippet line,
+    ``--8<-- "config/consumer.toml"``) read from that file, as the site shows it."""
+    found = re.findall(rf"```{language}\n(.*?)\n```", path.read_text(), re.S)
+    return [_included(block) for block in found]
+
+
+def _included(block: str) -> str:
+    match = re.fullmatch(r'--8<-- "([^"]+)"', block)
+    return (REPO / match[1]).read_text() if match else block
 
 
 async def test_the_readme_handler_runs_as_its_settings_route_it(
@@ -80,7 +88,7 @@ def test_settings_blocks_name_real_keys_with_values_of_their_types() -> None:
                 assert options_class is not None, name
                 msgspec.convert(options, options_class, strict=True, dec_hook=decode_secret)
             checked += 1
-    assert checked >= 8
+    assert checked >= 9
 
 
 def test_the_readme_links_point_at_files_that_exist() -> None:
