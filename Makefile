@@ -7,7 +7,7 @@ DEVKAFKA := $(BIN)/python -m consumer.devkit.devkafka
 # The example third-party handler plugin: installed so the tests can prove discovery end to end.
 EXAMPLE := examples/recording-consumer-audit
 # Extras locked in requirements-dev.lock and installed by `make install`: all but bench, whose
-# comparison libraries are installed by hand (README, Benchmarks).
+# comparison libraries are installed by hand (docs/benchmarks.md).
 LOCKED_EXTRAS = $(shell $(PYTHON) -c "import tomllib; extras = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']; print(','.join(sorted(set(extras) - {'bench'})))")
 UV_VERSION := 0.13.9
 
@@ -26,10 +26,13 @@ $(BIN)/recording-consumer: pyproject.toml requirements.lock requirements-dev.loc
 	$(BIN)/pip check || { echo "the locks do not satisfy pyproject.toml: run make lock" >&2; exit 1; }
 	touch $@
 
+# The last step builds the manual's site (mkdocs.yml, into .site/): a broken link or anchor,
+# or a page left out of its nav, fails it.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy consumer tests bench $(EXAMPLE)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -101,4 +104,4 @@ demo: install
 clean:
 	-[ -x $(BIN)/python ] && $(DEVKAFKA) down
 	-[ -x $(BIN)/python ] && $(DEVKAFKA) down --nodes 3
-	rm -rf $(VENV) .devkafka .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .devkafka .site .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

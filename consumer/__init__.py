@@ -1,8 +1,8 @@
 """recording-consumer: Bandwidth recording events from Kafka, routed to handler plugins.
 
 The public API is what this module exports (``__all__``): everything a handler plugin and its
-tests use, ``from consumer import ...``. It follows semantic versioning (see the README's
-"Stability"); every other module is private and may change in any release.
+tests use, ``from consumer import ...``. It follows semantic versioning (see
+docs/stability.md); every other module is private and may change in any release.
 
 The testing kit's names (`make_event`, `run_handler`, `kafka_round_trip`, ...) load on first
 use, so a worker does not import the kit.
