@@ -29,6 +29,7 @@ from consumer import (
 from consumer.config import PluginSettings
 from consumer.engine.plugins import build_handlers
 from tests._support.kafka_helpers import REPO
+from tests._support.public_names import consumer_names, not_public
 
 FIXTURES = REPO / "tests" / "unit" / "typecheck"
 EXAMPLE = REPO / "examples" / "recording-consumer-audit"
@@ -82,28 +83,6 @@ def test_every_exported_name_resolves_and_version_comes_from_metadata() -> None:
         consumer.no_such_name  # noqa: B018
 
 
-def _consumer_names(tree: ast.AST) -> list[str]:
-    """Every ``consumer...`` name a piece of code reaches: imports and attribute chains."""
-    used: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "consumer":
-            used += [f"{node.module}:{alias.name}" for alias in node.names]
-        elif isinstance(node, ast.Import):
-            used += [a.name for a in node.names if a.name.split(".")[0] == "consumer"]
-        elif (
-            isinstance(node, ast.Attribute)
-            and isinstance(node.value, ast.Name)
-            and node.value.id == "consumer"
-        ):
-            used.append(f"consumer:{node.attr}")
-    return used
-
-
-def _not_public(used: list[str]) -> list[str]:
-    public = {f"consumer:{name}" for name in consumer.__all__} | {"consumer"}
-    return [name for name in used if name not in public]
-
-
 def _guide_python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)\n```", GUIDE.read_text(), re.S)
 
@@ -113,15 +92,15 @@ def test_example_plugin_and_guide_use_only_public_names() -> None:
     sources = sorted(EXAMPLE.rglob("*.py"))
     assert len(sources) >= 2
     for path in sources:
-        used = _consumer_names(ast.parse(path.read_text()))
+        used = consumer_names(ast.parse(path.read_text()))
         assert used, f"{path} does not use consumer at all: the scan would prove nothing"
-        assert not _not_public(used), f"{path.relative_to(REPO)}: {_not_public(used)}"
+        assert not not_public(used), f"{path.relative_to(REPO)}: {not_public(used)}"
     blocks = _guide_python_blocks()
     assert len(blocks) >= 8
     for block in blocks:
         # Indented excerpts (methods) parse once wrapped in a class.
         text = block if not block.startswith(" ") else "class _:\n" + block
-        assert not _not_public(_consumer_names(ast.parse(text))), block
+        assert not not_public(consumer_names(ast.parse(text))), block
     assert "consumer." not in "".join(blocks).replace("consumer.toml", "")
 
 
@@ -132,7 +111,7 @@ def test_the_scan_catches_a_private_import() -> None:
         "from consumer import _KIT\n"
         "import consumer.tools.deadletter_commands\n"
     )
-    assert _not_public(_consumer_names(ast.parse(code))) == [
+    assert not_public(consumer_names(ast.parse(code))) == [
         "consumer.interface:Context",
         "consumer:_KIT",
         "consumer.tools.deadletter_commands",

@@ -21,7 +21,7 @@ from consumer.engine.plugins import build_handlers, discover
 from consumer.interface import options_type
 from consumer.secret import decode_secret
 from tests._support.kafka_helpers import REPO
-from tests.unit.test_public_api import _consumer_names, _not_public
+from tests._support.public_names import consumer_names, not_public
 
 README = REPO / "README.md"
 PAGES = sorted((REPO / "docs").glob("*.md"))
@@ -67,7 +67,7 @@ def test_python_in_the_readme_and_every_page_uses_only_public_names() -> None:
         for block in blocks(path, "python"):
             # Indented excerpts (methods) parse once wrapped in a class.
             text = block if not block.startswith(" ") else "class _:\n" + block
-            assert not _not_public(_consumer_names(ast.parse(text))), f"{path.name}:\n{block}"
+            assert not not_public(consumer_names(ast.parse(text))), f"{path.name}:\n{block}"
             checked += 1
     assert checked >= 9
 
