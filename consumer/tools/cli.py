@@ -178,6 +178,9 @@ def _print_summary(worker: Worker) -> None:
     lines = ["", "Routed (status -> handler: events):"]
     for (status, handler), count in sorted(worker.tally.routed.items()):
         lines.append(f"  {status:<12} -> {handler}: {count}")
+    if worker.tally.skipped_by:
+        lines.append("Skipped on purpose (handler: events):")
+        lines += [f"  {name}: {n}" for name, n in sorted(worker.tally.skipped_by.items())]
     lines.append(
         "Outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(worker.tally.outcomes.items()))
     )
