@@ -18,6 +18,7 @@ from consumer.config import DEFAULT_CONFIG, Settings, load_settings, settings_fi
 from consumer.engine.printable import print_escaped
 from consumer.errors import ConfigError, ConsumerError, KafkaConnectError, UnreadableBatch
 from consumer.secret import encode_secret
+from consumer.tools.reference import PrintDefaults
 
 if TYPE_CHECKING:
     from consumer.config import KafkaSettings
@@ -72,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
         "check-config",
         parents=[common],
         help="validate settings, load and start the handlers as run does (no Kafka), print them",
+    )
+    check.add_argument(
+        "--defaults",
+        action=PrintDefaults,
+        help="print every setting with its default and meaning (TOML) and exit",
     )
     check.set_defaults(command=_check_config)
 
