@@ -29,7 +29,7 @@ $(BIN)/recording-consumer: pyproject.toml requirements.lock requirements-dev.loc
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy consumer tests bench $(EXAMPLE)
+	$(BIN)/mypy consumer tests bench $(EXAMPLE) examples/webhook-handler
 
 format: install
 	$(BIN)/ruff check --fix .
