@@ -30,6 +30,7 @@ def public_records() -> dict[str, type]:
 def field_names(cls: type) -> set[str]:
     if issubclass(cls, msgspec.Struct):
         return set(cls.__struct_fields__)
+    assert dataclasses.is_dataclass(cls)
     return {f.name for f in dataclasses.fields(cls)}
 
 
