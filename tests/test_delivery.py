@@ -29,6 +29,7 @@ from consumer.engine.tally import Tally
 from consumer.errors import DecodeError, PermanentFailure, RetryLater, Skipped
 from consumer.events import RecordingAvailable, RecordingEvent, encode_event
 from consumer.interface import Context, Handler, Record
+from consumer.tools.cli import _print_summary as print_summary
 from tests.support import FinishedOffsets
 
 Logs = list[MutableMapping[str, Any]]
@@ -289,9 +290,10 @@ async def test_skipped_is_its_own_outcome_not_retried_nor_dead_lettered(
 
 
 async def test_a_skip_beside_a_retried_handler_is_kept_and_the_message_is_handled(
-    http: httpx.AsyncClient, logs: Logs
+    http: httpx.AsyncClient, logs: Logs, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """One handler skips, another fails once: only the failed one reruns; outcome handled."""
+    """One handler skips, another fails once: only the failed one reruns; outcome handled.
+    The run summary counts the skip under its handler."""
     rig = Rig(http)
     skipper, flaky = Scripted(Skipped("not mine")), Scripted(RuntimeError("blip"))
     delays = await rig.deliver(job((("skipper", skipper), ("flaky", flaky))))
@@ -302,6 +304,14 @@ async def test_a_skip_beside_a_retried_handler_is_kept_and_the_message_is_handle
     assert rig.tally.outcomes == {"retried": 1, "handled": 1}
     assert rig.tally.skipped_by == {"skipper": 1}
     assert rig.dead_letters.published == []
+    print_summary(rig)  # type: ignore[arg-type]  # the summary reads only the tally
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        "Routed (status -> handler: events):",
+        "  complete     -> flaky: 1",
+        "Skipped on purpose (handler: events):",
+        "  skipper: 1",
+        "Outcomes: handled 1, retried 1",
+    ]
 
 
 async def test_the_most_patient_retry_delay_holds_every_failing_handler(
