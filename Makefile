@@ -31,7 +31,7 @@ $(BIN)/recording-consumer: pyproject.toml requirements.lock requirements-dev.loc
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy consumer tests bench $(EXAMPLE)
+	$(BIN)/mypy consumer tests bench $(EXAMPLE) examples/webhook-handler
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 format: install

@@ -25,6 +25,7 @@ from consumer.errors import (
     PermanentFailure,
     PluginError,
     RetryLater,
+    Skipped,
     UnreadableBatch,
 )
 from consumer.events import (
@@ -118,6 +119,7 @@ __all__ = [
     "RoundTrip",
     "RoundTripResult",
     "Secret",
+    "Skipped",
     "Status",
     "UnreadableBatch",
     "__version__",

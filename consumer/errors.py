@@ -10,7 +10,8 @@
     ├── UnreadableBatch            fetched bytes the Kafka client cannot read; the worker stops
     └── HandlerError               raised by handlers to choose what happens next
         ├── RetryLater             try again, optionally after a given delay
-        └── PermanentFailure       do not retry; dead-letter the message now
+        ├── PermanentFailure       do not retry; dead-letter the message now
+        └── Skipped                passed over on purpose; commit, do not retry
 
 Any other exception from a handler counts as a transient failure and is retried per policy.
 """
@@ -108,3 +109,17 @@ class RetryLater(HandlerError):
 
 class PermanentFailure(HandlerError):
     """Retrying cannot help (a 404, a rejected URL); the message goes to the dead-letter topic."""
+
+
+class Skipped(HandlerError):
+    """The handler passes over this event on purpose (a recording too short to keep).
+
+    Returning would count the event as handled and raising anything else would retry it. A
+    skip is neither: the handler is done with the message (no retry, no dead letter, the offset
+    is committed) and `reason` goes into the message's log line. A message whose handlers all
+    skipped it has the outcome ``skipped``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

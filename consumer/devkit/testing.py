@@ -38,6 +38,7 @@ from consumer.engine.admin import end_offsets
 from consumer.engine.deadletter_headers import dlq_fields
 from consumer.engine.deadletter_publisher import dead_letter_topic
 from consumer.engine.worker import Worker
+from consumer.errors import Skipped
 from consumer.events import (
     ConferenceRecordingAvailable,
     RecordingAvailable,
@@ -144,13 +145,18 @@ class HandlerRun:
     """Every log line as a dict: ``event`` (the message), ``log_level`` and the bound fields."""
     published: list[Published]
     error: Exception | None
-    """What ``handle`` raised (RetryLater, PermanentFailure, anything), or None."""
+    """What ``handle`` raised (RetryLater, PermanentFailure, Skipped, anything), or None."""
     context: Context = field(repr=False)
 
     @property
     def messages(self) -> list[str]:
         """Just the log messages, in order."""
         return [entry["event"] for entry in self.logs]
+
+    @property
+    def skipped(self) -> str | None:
+        """The reason when ``handle`` raised `Skipped` (passed the event over), else None."""
+        return self.error.reason if isinstance(self.error, Skipped) else None
 
 
 async def run_handler(
@@ -275,6 +281,8 @@ class RoundTripResult:
     """Everything on the dead-letter topic after the run, oldest first."""
     logs: list[dict[str, Any]] = field(repr=False)
     """Every log line of the run as a dict: ``event`` (the message), ``log_level``, fields."""
+    skipped_by: Mapping[str, int] = field(default_factory=dict)
+    """Handler name -> events it passed over on purpose (raised `Skipped`)."""
 
     @property
     def messages(self) -> list[str]:
@@ -351,4 +359,5 @@ async def kafka_round_trip(
         outcomes={name: worker.tally.outcomes[name] for name in OUTCOMES},
         dead_letters=[DeadLetter(r.value, r.key, tuple(r.headers)) for r in records],
         logs=[dict(entry) for entry in logs],
+        skipped_by=dict(worker.tally.skipped_by),
     )

@@ -22,6 +22,7 @@ from consumer.engine.dedupe import RecentlyHandled, fingerprint
 from consumer.engine.intake import Job, Undecodable
 from consumer.engine.retry import retry_delay
 from consumer.engine.tally import Tally
+from consumer.errors import Skipped
 from consumer.interface import Context, Handler, Publish, Record
 from consumer.outcomes import Outcome
 from consumer.redaction import error_message
@@ -49,6 +50,8 @@ class RetryState:
     given_up: list[str] = field(default_factory=list)
     delays: dict[str, float] = field(default_factory=dict)
     """Seconds each retrying handler asked to wait before its next attempt."""
+    skipped: dict[str, str] | None = None
+    """Handlers that raised Skipped, with their reasons, for the message's outcome line."""
     first_failure: float | None = None
     last_failure: float | None = None
     span: Any = None
@@ -115,6 +118,7 @@ class Delivery:
                 return None
         # Inline, not a coroutine of its own: one coroutine fewer per message.
         failing: list[tuple[str, Handler]] = []
+        skipped = None if retry is None else retry.skipped
         durations = self._tally.durations
         for name, handler in job.route if retry is None else retry.pending:
             if retry is None:
@@ -146,6 +150,14 @@ class Delivery:
                 # A handler's own stray cancellation is its failure, not the end of a worker task.
                 retry = self._failed(job, name, exc, time.perf_counter() - started)
                 failing.append((name, handler))
+            except Skipped as exc:
+                durations.observe(name, "skipped", time.perf_counter() - started)
+                if retry is not None:
+                    retry.failures.pop(name, None)
+                if skipped is None:
+                    skipped = {}
+                skipped[name] = exc.reason
+                self._tally.skipped_by[name] += 1
             except Exception as exc:
                 retry = self._failed(job, name, exc, time.perf_counter() - started)
                 failing.append((name, handler))
@@ -155,12 +167,15 @@ class Delivery:
                     retry.failures.pop(name, None)
                 self._tally.handled_by(event.status, name)
         if retry is not None:
+            retry.skipped = skipped
             retry.pending = tuple(failing)
             if retry.pending or retry.given_up:
                 return await self._after_failures(job, retry)
         if repeat is not None:
             recent.add(repeat)  # type: ignore[union-attr]
         outcome: Outcome = "handled" if job.route else "unrouted"
+        if skipped is not None and len(skipped) == len(job.route):
+            outcome = "skipped"
         if self._handled_line is not None:  # the common case: gather the fields only if seen
             # `outcome()` spelt out for the commonest line: one dict, one keyword expansion.
             line = _fields(job)
@@ -168,6 +183,8 @@ class Delivery:
             line["duration_ms"] = round((time.perf_counter() - job.started) * 1000, 3)
             line["handlers"] = tuple([name for name, _ in job.route])
             line["attempts"] = 1 if retry is None else retry.most_attempts
+            if skipped is not None:
+                line["skipped"] = skipped
             self._handled_line("message", **line)
         self._tally.finished(outcome, event.status, event.event_type)
         return None

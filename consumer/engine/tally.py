@@ -22,6 +22,8 @@ class Tally:
     """(status label, handler) -> events that handler finished; unknown statuses are `other`."""
     messages: dict[tuple[str, str, str], int] = field(default_factory=dict)
     """(outcome, status, event type) label values -> messages, unknown values folded."""
+    skipped_by: Counter[str] = field(default_factory=Counter)
+    """Handler -> events it passed over on purpose (raised Skipped)."""
     retries: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
     """Reason (undecodable, handler_failed) -> messages dead-lettered."""

@@ -26,7 +26,7 @@ import httpx
 import msgspec
 import structlog
 
-from consumer.errors import PermanentFailure, PluginError, RetryLater
+from consumer.errors import PermanentFailure, PluginError, RetryLater, Skipped
 from consumer.events import RecordingEvent, encode_event
 from consumer.handlers.bandwidth import (
     API_URL,
@@ -111,7 +111,7 @@ class DownloadOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 
 class DownloadHandler:
-    """Downloads recordings that have a ``mediaUrl``; events without one are logged and skipped,
+    """Downloads recordings that have a ``mediaUrl``; events without one are skipped (`Skipped`),
     ``deleted`` ones follow `on_deleted`."""
 
     Options: ClassVar[type[DownloadOptions]] = DownloadOptions
@@ -153,8 +153,7 @@ class DownloadHandler:
             await self._deleted(event, ctx)
             return
         if event.media_url is None:
-            ctx.log.info("no mediaUrl, nothing to download")
-            return
+            raise Skipped("no mediaUrl, nothing to download")
         url = checked_media_url(event, self._allowed)
         names = _names(event)
         record = msgspec.json.decode(encode_event(event))

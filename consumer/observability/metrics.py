@@ -75,7 +75,7 @@ class Durations:
     def family(self) -> HistogramMetricFamily:
         family = HistogramMetricFamily(
             PREFIX + "handler_duration_seconds",
-            "Duration of handler attempts, by handler and result (ok, retry, failed).",
+            "Duration of handler attempts, by handler and result (ok, skipped, retry, failed).",
             labels=["handler", "result"],
         )
         bounds = [*(str(b) for b in BUCKETS), "+Inf"]

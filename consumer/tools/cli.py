@@ -18,6 +18,7 @@ from consumer.config import DEFAULT_CONFIG, Settings, load_settings, settings_fi
 from consumer.engine.printable import print_escaped
 from consumer.errors import ConfigError, ConsumerError, KafkaConnectError, UnreadableBatch
 from consumer.secret import encode_secret
+from consumer.tools.reference import PrintDefaults
 
 if TYPE_CHECKING:
     from consumer.config import KafkaSettings
@@ -72,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
         "check-config",
         parents=[common],
         help="validate settings, load and start the handlers as run does (no Kafka), print them",
+    )
+    check.add_argument(
+        "--defaults",
+        action=PrintDefaults,
+        help="print every setting with its default and meaning (TOML) and exit",
     )
     check.set_defaults(command=_check_config)
 
@@ -178,6 +184,9 @@ def _print_summary(worker: Worker) -> None:
     lines = ["", "Routed (status -> handler: events):"]
     for (status, handler), count in sorted(worker.tally.routed.items()):
         lines.append(f"  {status:<12} -> {handler}: {count}")
+    if worker.tally.skipped_by:
+        lines.append("Skipped on purpose (handler: events):")
+        lines += [f"  {name}: {n}" for name, n in sorted(worker.tally.skipped_by.items())]
     lines.append(
         "Outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(worker.tally.outcomes.items()))
     )

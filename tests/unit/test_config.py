@@ -27,7 +27,8 @@ def check_config(*args: str, env: dict[str, str] | None = None) -> subprocess.Co
 
 
 def test_shipped_config_states_the_defaults() -> None:
-    """config/consumer.toml holds exactly the built-in defaults, plus a route per status."""
+    """config/consumer.toml (the image's settings) is the built-in defaults, plus a route per
+    status; the commented reference of every key is consumer/defaults.toml."""
     settings = load_settings(REPO / "config" / "consumer.toml", environ={})
     statuses = ("processing", "partial", "complete", "deleted", "error", "default")
     assert settings == Settings(routes={status: ["log"] for status in statuses})

@@ -26,10 +26,11 @@ from consumer.engine.delivery import Delivery, Route
 from consumer.engine.intake import Job, Undecodable
 from consumer.engine.scheduler import Scheduler
 from consumer.engine.tally import Tally
-from consumer.errors import DecodeError, PermanentFailure, RetryLater
+from consumer.errors import DecodeError, PermanentFailure, RetryLater, Skipped
 from consumer.events import RecordingAvailable, RecordingEvent, encode_event
 from consumer.interface import Context, Handler, Record
 from tests._support.kafka_helpers import FinishedOffsets
+from consumer.tools.cli import _print_summary as print_summary
 
 Logs = list[MutableMapping[str, Any]]
 FAST: dict[str, Any] = {"max_attempts": 3, "initial_delay": 0.01, "max_delay": 0.05}
@@ -267,6 +268,50 @@ async def test_only_the_failed_handler_reruns_when_two_are_routed(
     (handled,) = lines(logs, "handled")
     assert (handled["handlers"], handled["attempts"]) == (("steady", "flaky"), 2)
     assert rig.tally.routed == {("complete", "steady"): 1, ("complete", "flaky"): 1}
+
+
+async def test_skipped_is_its_own_outcome_not_retried_nor_dead_lettered(
+    http: httpx.AsyncClient, logs: Logs
+) -> None:
+    """Skipped finishes the message at once: outcome ``skipped`` with the reason, counted."""
+    rig = Rig(http)
+    short = Scripted(Skipped("shorter than 2 s"))
+    delays = await rig.deliver(job((("short", short),)))
+
+    assert (short.attempts, delays, rig.dead_letters.calls) == ([1], [], 0)
+    (skipped,) = [line for line in logs if line["event"] == "message"]
+    assert (skipped["outcome"], skipped["log_level"]) == ("skipped", "info")
+    assert skipped["skipped"] == {"short": "shorter than 2 s"}
+    assert rig.tally.outcomes == {"skipped": 1}
+    assert rig.tally.messages == {("skipped", "complete", "recordingAvailable"): 1}
+    assert (rig.tally.skipped_by, rig.tally.routed, rig.tally.retries) == ({"short": 1}, {}, {})
+    durations = rig.tally.durations.family().samples
+    assert {(d.labels["handler"], d.labels["result"]) for d in durations} == {("short", "skipped")}
+
+
+async def test_a_skip_beside_a_retried_handler_is_kept_and_the_message_is_handled(
+    http: httpx.AsyncClient, logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One handler skips, another fails once: only the failed one reruns; outcome handled.
+    The run summary counts the skip under its handler."""
+    rig = Rig(http)
+    skipper, flaky = Scripted(Skipped("not mine")), Scripted(RuntimeError("blip"))
+    delays = await rig.deliver(job((("skipper", skipper), ("flaky", flaky))))
+
+    assert (skipper.attempts, flaky.attempts, len(delays)) == ([1], [1, 2], 1)
+    (handled,) = lines(logs, "handled")
+    assert handled["skipped"] == {"skipper": "not mine"}
+    assert rig.tally.outcomes == {"retried": 1, "handled": 1}
+    assert rig.tally.skipped_by == {"skipper": 1}
+    assert rig.dead_letters.published == []
+    print_summary(rig)  # type: ignore[arg-type]  # the summary reads only the tally
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        "Routed (status -> handler: events):",
+        "  complete     -> flaky: 1",
+        "Skipped on purpose (handler: events):",
+        "  skipper: 1",
+        "Outcomes: handled 1, retried 1",
+    ]
 
 
 async def test_the_most_patient_retry_delay_holds_every_failing_handler(

@@ -16,7 +16,8 @@ import structlog.testing
 import trustme
 
 from consumer.devkit.testing import make_conference_event, make_event, run_handler, running
-from consumer.errors import ConfigError, PermanentFailure, PluginError, RetryLater
+from consumer.errors import ConfigError, PermanentFailure, PluginError, RetryLater, Skipped
+from consumer.events import RecordingEvent
 from consumer.handlers.bandwidth import media_path, token_ttl
 from consumer.handlers.download import DownloadHandler
 from tests._support.downloads import AUDIO, files, served
@@ -286,10 +287,10 @@ async def test_complete_replaces_an_earlier_partial(
 async def test_event_without_media_url_is_skipped(
     bandwidth: FakeBandwidth, http: httpx.AsyncClient, make_handler: Callable[..., DownloadHandler]
 ) -> None:
-    """An error or deleted event has nothing to fetch: logged, no request, no failure."""
+    """An error or deleted event has nothing to fetch: skipped on purpose, no request."""
     run = await run_handler(make_handler(), make_event(status="error", media_url=None), http=http)
-    assert run.error is None
-    assert run.messages == ["no mediaUrl, nothing to download"]
+    assert isinstance(run.error, Skipped)
+    assert run.skipped == "no mediaUrl, nothing to download"
     assert bandwidth.requests == []
 
 

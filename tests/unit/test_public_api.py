@@ -32,7 +32,6 @@ from tests._support.kafka_helpers import REPO
 from tests._support.public_names import consumer_names, not_public
 
 FIXTURES = REPO / "tests" / "unit" / "typecheck"
-EXAMPLE = REPO / "examples" / "recording-consumer-audit"
 GUIDE = REPO / "docs" / "writing-a-handler.md"
 
 
@@ -88,9 +87,9 @@ def _guide_python_blocks() -> list[str]:
 
 
 def test_example_plugin_and_guide_use_only_public_names() -> None:
-    """The example plugin, its tests and the guide's code reach `consumer` only through __all__."""
-    sources = sorted(EXAMPLE.rglob("*.py"))
-    assert len(sources) >= 2
+    """The examples, their tests and the guide's code reach `consumer` only through __all__."""
+    sources = sorted((REPO / "examples").rglob("*.py"))
+    assert len(sources) >= 4
     for path in sources:
         used = consumer_names(ast.parse(path.read_text()))
         assert used, f"{path} does not use consumer at all: the scan would prove nothing"

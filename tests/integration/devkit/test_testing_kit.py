@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import msgspec
 import pytest
 
-from consumer import OUTCOMES, RetryPolicy
+from consumer import OUTCOMES, RetryPolicy, Skipped
 from consumer.devkit.testing import (
     RoundTrip,
     kafka_round_trip,
@@ -237,3 +238,64 @@ async def test_round_trip_result_has_outcomes_dead_letters_and_logs(
     assert sorted(outcome_lines) == sorted(
         ["handled", "retried", "retried", "dead_lettered", "dead_lettered", "undecodable"]
     )
+
+
+@dataclass
+class SkipsShort:
+    """Passes over recordings shorter than 2 s on purpose; notes every call."""
+
+    calls: list[tuple[str | None, int]] = field(default_factory=list)
+
+    async def handle(self, event: RecordingEvent, ctx: Context) -> None:
+        self.calls.append((event.recording_id, ctx.attempt))
+        if event.duration is not None and event.duration < timedelta(seconds=2):
+            raise Skipped("shorter than 2 s")
+        ctx.log.info("kept")
+
+
+async def test_run_handler_shows_a_skip_and_its_reason() -> None:
+    """A handler raising Skipped: `run.skipped` is the reason; a handled run's is None."""
+    short = await run_handler(SkipsShort(), make_event(duration=timedelta(seconds=1)))
+    assert isinstance(short.error, Skipped)
+    assert (short.skipped, short.messages) == ("shorter than 2 s", [])
+    long = await run_handler(SkipsShort(), make_event())
+    assert (long.error, long.skipped, long.messages) == (None, None, ["kept"])
+
+
+async def test_skipped_events_are_committed_and_neither_retried_nor_dead_lettered(
+    handler_round_trip: RoundTrip, kafka_bootstrap: str, unique_name: str
+) -> None:
+    """Through a real broker: skips are committed, tried once, counted apart, never dead-lettered.
+
+    A message whose every handler skipped is ``skipped``; one that another handler handled is
+    ``handled``, its skip still counted per handler."""
+    short, seen = SkipsShort(), Seen()
+    brief = timedelta(seconds=1)
+    events: list[RecordingEvent | tuple[bytes | None, bytes]] = [
+        make_event(recording_id="r-short", duration=brief),
+        make_event(recording_id="r-long"),
+        make_event(recording_id="r-both", status="partial", duration=brief),
+    ]
+    async with asyncio.timeout(60):
+        result = await handler_round_trip(
+            {"short": short, "seen": seen},
+            events,
+            topic=unique_name,
+            routes={"complete": ["short"], "partial": ["short", "seen"]},
+            retry=RetryPolicy(max_attempts=3, initial_delay=0.01),
+        )
+    assert {name: n for name, n in result.outcomes.items() if n} == {"handled": 2, "skipped": 1}
+    assert result.skipped_by == {"short": 2}
+    assert result.dead_letters == []
+    assert short.calls == [("r-short", 1), ("r-long", 1), ("r-both", 1)]
+    assert seen.ids == ["r-both"]
+    committed, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
+    assert committed == end == {0: 3}
+    lines = {line["recordingId"]: line for line in result.logs if line["event"] == "message"}
+    assert lines["r-short"]["outcome"] == "skipped"
+    assert lines["r-short"]["skipped"] == {"short": "shorter than 2 s"}
+    assert (lines["r-both"]["outcome"], lines["r-both"]["skipped"]) == (
+        "handled",
+        {"short": "shorter than 2 s"},
+    )
+    assert "skipped" not in lines["r-long"]

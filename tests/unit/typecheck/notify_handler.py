@@ -15,6 +15,7 @@ from consumer import (
     RetryPolicy,
     RoundTrip,
     Secret,
+    Skipped,
     make_conference_event,
     make_event,
     retry_after,
@@ -47,6 +48,8 @@ class Notify(BaseHandler):
 
     @override
     async def handle(self, event: RecordingEvent, ctx: Context) -> None:
+        if event.status == "processing":
+            raise Skipped("nothing to tell before the recording is ready")
         body = {"recording": event.recording_id, "of": event.subject_id, "status": event.status}
         response = await ctx.http.post(
             self._options.url,
@@ -72,6 +75,9 @@ async def check(handler_round_trip: RoundTrip) -> None:
     run = await run_handler(handler, make_conference_event(), name="notify")
     assert run.error is None
     assert run.messages == ["notified"]
+    skipped = await run_handler(handler, make_event(status="processing"))
+    reason: str | None = skipped.skipped
+    assert reason is not None
     result = await handler_round_trip(
         {"notify": handler},
         [make_event(status="complete")],
@@ -80,5 +86,7 @@ async def check(handler_round_trip: RoundTrip) -> None:
     handled: int = result.outcomes["handled"] + result.outcomes["dead_lettered"]
     reasons = [(dead.handler, dead.error_class) for dead in result.dead_letters]
     assert handled == 1
+    passed_over: int = result.outcomes["skipped"] + result.skipped_by.get("notify", 0)
+    assert not passed_over
     assert not reasons
     assert result.messages
