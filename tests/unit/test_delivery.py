@@ -29,8 +29,8 @@ from consumer.engine.tally import Tally
 from consumer.errors import DecodeError, PermanentFailure, RetryLater, Skipped
 from consumer.events import RecordingAvailable, RecordingEvent, encode_event
 from consumer.interface import Context, Handler, Record
-from tests._support.kafka_helpers import FinishedOffsets
 from consumer.tools.cli import _print_summary as print_summary
+from tests._support.kafka_helpers import FinishedOffsets
 
 Logs = list[MutableMapping[str, Any]]
 FAST: dict[str, Any] = {"max_attempts": 3, "initial_delay": 0.01, "max_delay": 0.05}

@@ -17,7 +17,6 @@ import trustme
 
 from consumer.devkit.testing import make_conference_event, make_event, run_handler, running
 from consumer.errors import ConfigError, PermanentFailure, PluginError, RetryLater, Skipped
-from consumer.events import RecordingEvent
 from consumer.handlers.bandwidth import media_path, token_ttl
 from consumer.handlers.download import DownloadHandler
 from tests._support.downloads import AUDIO, files, served

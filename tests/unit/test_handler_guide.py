@@ -10,7 +10,7 @@ import msgspec
 
 import consumer
 from consumer import RetryPolicy
-from tests.support import REPO
+from tests._support.kafka_helpers import REPO
 
 GUIDE = (REPO / "docs" / "writing-a-handler.md").read_text()
 EVENTS = ("RecordingAvailable", "ConferenceRecordingAvailable")

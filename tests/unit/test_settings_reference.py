@@ -15,7 +15,7 @@ import msgspec
 
 from consumer.config import Settings, load_settings
 from consumer.tools.reference import defaults_text
-from tests.support import REPO
+from tests._support.kafka_helpers import REPO
 
 REFERENCE = REPO / "consumer" / "defaults.toml"
 
