@@ -31,7 +31,7 @@ from consumer.engine.admin import admin_client, end_offsets
 from consumer.engine.connection import client_options
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
-from consumer.interface import Context
+from consumer.handler_api import Context
 from consumer.observability.server import endpoint
 
 Message = tuple[bytes, bytes]

@@ -36,7 +36,7 @@ from consumer.events import (
     Status,
 )
 from consumer.http import retry_after
-from consumer.interface import (
+from consumer.handler_api import (
     BaseHandler,
     Context,
     Handler,

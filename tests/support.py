@@ -21,7 +21,7 @@ from consumer.devkit.samples import recording_event
 from consumer.engine.admin import admin_client
 from consumer.engine.offsets import Batch, OffsetTracker
 from consumer.events import RecordingEvent
-from consumer.interface import Context
+from consumer.handler_api import Context
 
 REPO = Path(__file__).resolve().parent.parent
 

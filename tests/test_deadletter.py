@@ -16,7 +16,7 @@ from consumer.engine import deadletter_headers as dl
 from consumer.engine.deadletter_headers import Failure, dead_letter_headers
 from consumer.engine.deadletter_publisher import DeadLetterPublisher
 from consumer.errors import DecodeError, PermanentFailure
-from consumer.interface import Record
+from consumer.handler_api import Record
 from tests.support import read_topic, topic_partitions, wait_for
 
 FIRST = 1_795_000_000.25  # 2026-11-18T11:06:40.250Z

@@ -28,7 +28,7 @@ from consumer.engine.scheduler import Scheduler
 from consumer.engine.tally import Tally
 from consumer.errors import DecodeError, PermanentFailure, RetryLater
 from consumer.events import RecordingAvailable, RecordingEvent, encode_event
-from consumer.interface import Context, Handler, Record
+from consumer.handler_api import Context, Handler, Record
 from tests.support import FinishedOffsets
 
 Logs = list[MutableMapping[str, Any]]

@@ -19,7 +19,7 @@ from consumer.engine.admin import admin_client
 from consumer.engine.deadletter_headers import Failure
 from consumer.engine.deadletter_publisher import DeadLetterPublisher
 from consumer.errors import ConsumerError, DecodeError, PermanentFailure
-from consumer.interface import Record
+from consumer.handler_api import Record
 from consumer.tools import deadletter_commands as dlq
 from tests.support import REPO, committed_and_end, read_topic
 from tests.test_deadletter import FIRST, LAST

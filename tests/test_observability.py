@@ -17,7 +17,7 @@ from consumer.config import Settings
 from consumer.devkit.devkafka import free_port
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
-from consumer.interface import Context, Handler
+from consumer.handler_api import Context, Handler
 from consumer.observability.server import endpoint
 from consumer.tools.produce import produce
 from tests.support import Recorder, recording_message, settings_for

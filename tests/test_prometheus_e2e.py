@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from consumer.devkit.devkafka import free_port
 from consumer.engine.worker import Worker
-from consumer.interface import Handler
+from consumer.handler_api import Handler
 from consumer.tools.produce import produce
 from tests.support import REPO, recording_message
 from tests.test_alert_rules import RULES, alert_rules

@@ -19,7 +19,7 @@ from consumer.engine.deadletter_headers import dlq_fields
 from consumer.engine.worker import Worker
 from consumer.errors import PermanentFailure
 from consumer.events import RecordingEvent
-from consumer.interface import Context
+from consumer.handler_api import Context
 from consumer.tools.produce import produce
 from tests.support import (
     REPO,

@@ -26,7 +26,7 @@ from consumer.events import (
     encode_event,
 )
 from consumer.handlers.log import LogHandler
-from consumer.interface import Context
+from consumer.handler_api import Context
 from tests.support import committed_and_end
 
 OPTIONAL = {"parent_call_id", "enqueued_time", "transfer_caller_id", "transfer_to"}

@@ -26,7 +26,7 @@ from consumer.engine.worker import Worker
 from consumer.errors import RetryLater
 from consumer.events import RecordingEvent
 from consumer.handlers.publish import PublishHandler, PublishOptions
-from consumer.interface import Context, Handler
+from consumer.handler_api import Context, Handler
 from consumer.observability import tracing
 from consumer.tools import deadletter_commands as dlq
 from tests.support import read_topic, recording_message, settings_for

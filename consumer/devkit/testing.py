@@ -45,7 +45,7 @@ from consumer.events import (
     encode_event,
 )
 from consumer.http import shared_client
-from consumer.interface import Context, Handler, Publish, Record, running
+from consumer.handler_api import Context, Handler, Publish, Record, running
 from consumer.outcomes import OUTCOMES, Outcome
 from consumer.tools.produce import ensure_topic, produce
 from consumer.tools.topic_reader import read_all

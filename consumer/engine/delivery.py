@@ -22,7 +22,7 @@ from consumer.engine.dedupe import RecentlyHandled, fingerprint
 from consumer.engine.intake import Job, Undecodable
 from consumer.engine.retry import retry_delay
 from consumer.engine.tally import Tally
-from consumer.interface import Context, Handler, Publish, Record
+from consumer.handler_api import Context, Handler, Publish, Record
 from consumer.outcomes import Outcome
 from consumer.redaction import error_message
 

@@ -10,7 +10,7 @@ import msgspec
 
 from consumer.config import PluginSettings, validation_key
 from consumer.errors import PluginError
-from consumer.interface import Handler, options_keyed, options_type
+from consumer.handler_api import Handler, options_keyed, options_type
 from consumer.secret import EnvText, decode_secret, is_secret, masked
 
 ENTRY_POINT_GROUP = "recording_consumer.handlers"

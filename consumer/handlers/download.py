@@ -46,7 +46,7 @@ from consumer.http import retry_after
 from consumer.secret import read_secret
 
 if TYPE_CHECKING:
-    from consumer.interface import Context
+    from consumer.handler_api import Context
 
 ACCEPT: Final = "audio/vnd.wave, audio/mpeg, application/json"
 METADATA: Final = (

@@ -22,7 +22,7 @@ from consumer.secret import encode_secret
 if TYPE_CHECKING:
     from consumer.config import KafkaSettings
     from consumer.engine.worker import Worker
-    from consumer.interface import Handler
+    from consumer.handler_api import Handler
 
 EXIT_UNREADABLE = 3
 """`run` stopped on a batch it cannot read (2 is a settings error)."""
@@ -196,7 +196,7 @@ def _routed_handlers(settings: Settings) -> dict[str, Handler]:
 def _check_config(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.engine.plugins import masked_options
     from consumer.engine.routing import unrouted_statuses
-    from consumer.interface import running
+    from consumer.handler_api import running
 
     handlers = _routed_handlers(settings)
 
