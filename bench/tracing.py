@@ -110,7 +110,7 @@ def environment(**variables: str) -> Iterator[None]:
 async def run_worker(backlog: Backlog, path_first: Path | None = None) -> Run:
     """The quiet worker, with `path_first` ahead of everything on its import path."""
     group = fresh("tracing")
-    start = "import sys; from consumer.tools.cli import main; sys.exit(main())"
+    start = "import sys; from consumer.cli.main import main; sys.exit(main())"
     if path_first is not None:
         start = f"import sys; sys.path.insert(0, {str(path_first)!r}); {start}"
     with tempfile.TemporaryDirectory(prefix="bench-tracing-") as tmp:

@@ -18,7 +18,7 @@ import httpx
 import msgspec
 
 from consumer.devkit.devkafka import free_port
-from consumer.devkit.samples import recording_event
+from consumer.cli.samples import recording_event
 from tests.support import REPO
 
 AUTH = ("bandwidth-callbacks", "correct horse battery staple")

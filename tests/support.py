@@ -17,7 +17,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.config import Settings, load_settings
-from consumer.devkit.samples import recording_event
+from consumer.cli.samples import recording_event
 from consumer.engine.admin import admin_client
 from consumer.engine.offsets import Batch, OffsetTracker
 from consumer.events import RecordingEvent

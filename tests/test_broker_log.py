@@ -19,9 +19,9 @@ from aiokafka.record._crc32c import crc as crc32c
 from confluent_kafka import Consumer
 
 from consumer.devkit.devkafka import LocalBroker, free_port
-from consumer.devkit.samples import MALFORMED
+from consumer.cli.samples import MALFORMED
 from consumer.engine.worker import Worker
-from consumer.tools.cli import main
+from consumer.cli.main import main
 from tests.support import (
     BATCH_ATTRIBUTES_AT,
     Recorder,

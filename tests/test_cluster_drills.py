@@ -21,7 +21,7 @@ from consumer.config import KafkaSettings
 from consumer.devkit.devkafka_cluster import LocalCluster
 from consumer.engine.admin import admin_client
 from consumer.engine.producer import build_producer
-from consumer.tools.produce import produce
+from consumer.cli.produce import produce
 from tests.drill import Report, attempts, check
 from tests.support import (
     exit_status,

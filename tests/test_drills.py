@@ -22,7 +22,7 @@ from consumer.config import KafkaSettings
 from consumer.devkit.devkafka import LocalBroker
 from consumer.engine import deadletter_headers as dl
 from consumer.engine.admin import admin_client
-from consumer.tools.produce import produce
+from consumer.cli.produce import produce
 from tests.drill import attempts, check
 from tests.support import (
     REPO,

@@ -24,7 +24,7 @@ from consumer.engine.connection import client_options, token_provider
 from consumer.engine.msk_iam import MskIamTokens
 from consumer.engine.oauth import ClientCredentialsTokens, TokenError
 from consumer.secret import Secret
-from consumer.tools.cli import main
+from consumer.cli.main import main
 from tests.oauth_issuer import Client, Issuer
 from tests.support import REPO
 

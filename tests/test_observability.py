@@ -19,7 +19,7 @@ from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.handler_api import Context, Handler
 from consumer.observability.server import endpoint
-from consumer.tools.produce import produce
+from consumer.cli.produce import produce
 from tests.support import Recorder, recording_message, settings_for
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -20,7 +20,7 @@ import pytest
 from consumer.config import KafkaSettings
 from consumer.devkit.devkafka import LocalBroker, free_port
 from consumer.engine.logs import REPEAT_INTERVAL
-from consumer.tools.produce import produce
+from consumer.cli.produce import produce
 from tests.support import (
     REPO,
     committed_and_end,

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from consumer.devkit.devkafka import free_port
 from consumer.engine.worker import Worker
 from consumer.handler_api import Handler
-from consumer.tools.produce import produce
+from consumer.cli.produce import produce
 from tests.support import REPO, recording_message
 from tests.test_alert_rules import RULES, alert_rules
 from tests.test_observability import Broken, Gate, observed_settings, routed, serving

@@ -20,8 +20,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from consumer.config import KafkaSettings
-from consumer.devkit.samples import recording_event
-from consumer.tools.produce import produce
+from consumer.cli.samples import recording_event
+from consumer.cli.produce import produce
 from tests.drill import check
 from tests.support import (
     committed_and_end,

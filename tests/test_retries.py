@@ -17,7 +17,7 @@ from consumer.engine.worker import Worker
 from consumer.errors import PermanentFailure, RetryLater
 from consumer.events import RecordingEvent
 from consumer.handler_api import Context
-from consumer.tools.produce import produce
+from consumer.cli.produce import produce
 from tests.support import committed_and_end, read_topic, recording_message, settings_for, wait_for
 
 FAST_RETRIES = {

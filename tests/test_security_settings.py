@@ -19,7 +19,7 @@ from consumer.engine import connection
 from consumer.engine.connection import client_options, connect_error
 from consumer.errors import KafkaConnectError
 from consumer.secret import Secret
-from consumer.tools.cli import main
+from consumer.cli.main import main
 from tests.support import REPO
 
 PASSWORD = "pw-7f3a9c1e-never-shown"

@@ -15,7 +15,7 @@ from consumer import RetryLater
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.handler_api import Context
-from consumer.tools.produce import produce
+from consumer.cli.produce import produce
 from tests.support import recording_message
 from tests.test_observability import observed_settings, routed, scrape, series, serving
 

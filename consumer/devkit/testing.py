@@ -47,7 +47,7 @@ from consumer.events import (
 from consumer.http import shared_client
 from consumer.handler_api import Context, Handler, Publish, Record, running
 from consumer.outcomes import OUTCOMES, Outcome
-from consumer.tools.produce import ensure_topic, produce
+from consumer.cli.produce import ensure_topic, produce
 from consumer.tools.topic_reader import read_all
 
 __all__ = [

@@ -239,7 +239,7 @@ def _settings_source(config: Path | None) -> str:
 
 
 def _inspect(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.tools.inspect import inspect_lines
+    from consumer.cli.inspect import inspect_lines
 
     if args.file == "-":
         return inspect_lines(sys.stdin.buffer, settings, sys.stdout)
@@ -298,8 +298,8 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.devkit.samples import sample_messages
-    from consumer.tools.produce import ensure_topic, produce
+    from consumer.cli.samples import sample_messages
+    from consumer.cli.produce import ensure_topic, produce
 
     topic = args.topic or settings.kafka.topic
     kafka = settings.kafka
