@@ -35,7 +35,6 @@ from consumer.events import (
     RecordingEvent,
     Status,
 )
-from consumer.http import retry_after
 from consumer.handler_api import (
     BaseHandler,
     Context,
@@ -45,6 +44,7 @@ from consumer.handler_api import (
     Record,
     running,
 )
+from consumer.http import retry_after
 from consumer.outcomes import OUTCOMES, Outcome
 from consumer.secret import Secret
 

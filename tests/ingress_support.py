@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import msgspec
 
-from consumer.devkit.devkafka import free_port
 from consumer.cli.samples import recording_event
+from consumer.devkit.devkafka import free_port
 from tests.support import REPO
 
 AUTH = ("bandwidth-callbacks", "correct horse battery staple")

@@ -16,8 +16,8 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from consumer.config import Settings, load_settings
 from consumer.cli.samples import recording_event
+from consumer.config import Settings, load_settings
 from consumer.engine.admin import admin_client
 from consumer.engine.offsets import Batch, OffsetTracker
 from consumer.events import RecordingEvent

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from consumer.cli.produce import produce
 from consumer.config import KafkaSettings
 from consumer.devkit.devkafka_cluster import LocalCluster
 from consumer.engine.admin import admin_client
-from consumer.cli.produce import produce
 from tests.support import REPO, read_topic
 
 

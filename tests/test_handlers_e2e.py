@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 import trustme
 
+from consumer.cli.produce import produce
 from consumer.config import KafkaSettings
 from consumer.devkit.testing import make_event
 from consumer.events import RecordingEvent, encode_event
 from consumer.handlers.bandwidth import media_path
-from consumer.cli.produce import produce
 from tests.support import REPO, committed_and_end, read_topic
 from tests.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth
 

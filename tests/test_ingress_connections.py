@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 
 from consumer import serving
+from consumer.cli.produce import produce
 from consumer.config import KafkaSettings
 from consumer.devkit.devkafka import free_port
-from consumer.cli.produce import produce
 from tests.ingress_support import AUTH, callback, start_ingress, stop, wait_serving
 from tests.support import (
     exit_status,

@@ -13,13 +13,13 @@ import httpx
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
+from consumer.cli.produce import produce
 from consumer.config import Settings
 from consumer.devkit.devkafka import free_port
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.handler_api import Context, Handler
 from consumer.observability.server import endpoint
-from consumer.cli.produce import produce
 from tests.support import Recorder, recording_message, settings_for
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

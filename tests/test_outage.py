@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
+from consumer.cli.produce import produce
 from consumer.config import KafkaSettings
 from consumer.devkit.devkafka import LocalBroker, free_port
 from consumer.engine.logs import REPEAT_INTERVAL
-from consumer.cli.produce import produce
 from tests.support import (
     REPO,
     committed_and_end,

@@ -23,10 +23,10 @@ import httpx
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from consumer.cli.produce import produce
 from consumer.devkit.devkafka import free_port
 from consumer.engine.worker import Worker
 from consumer.handler_api import Handler
-from consumer.cli.produce import produce
 from tests.support import REPO, recording_message
 from tests.test_alert_rules import RULES, alert_rules
 from tests.test_observability import Broken, Gate, observed_settings, routed, serving

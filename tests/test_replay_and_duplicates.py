@@ -13,6 +13,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from structlog.testing import capture_logs
 
+from consumer.cli.produce import produce
 from consumer.cli.samples import recording_event
 from consumer.engine import deadletter_headers as dl
 from consumer.engine.deadletter_headers import dlq_fields
@@ -20,7 +21,6 @@ from consumer.engine.worker import Worker
 from consumer.errors import PermanentFailure
 from consumer.events import RecordingEvent
 from consumer.handler_api import Context
-from consumer.cli.produce import produce
 from tests.support import (
     REPO,
     committed_and_end,

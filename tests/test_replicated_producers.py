@@ -10,6 +10,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from consumer.cli.produce import produce
 from consumer.config import DeadLetterSettings, KafkaSettings
 from consumer.devkit.devkafka_cluster import LocalCluster
 from consumer.engine.admin import admin_client
@@ -18,7 +19,6 @@ from consumer.engine.producer import build_producer
 from consumer.engine.worker import Worker
 from consumer.handlers.publish import PublishHandler, PublishOptions
 from consumer.tools.deadletter_commands import replay
-from consumer.cli.produce import produce
 from tests.support import Recorder, record_batches, recording_message, settings_for
 from tests.test_cluster import topic_config
 

@@ -19,9 +19,9 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumer.config import KafkaSettings
-from consumer.cli.samples import recording_event
 from consumer.cli.produce import produce
+from consumer.cli.samples import recording_event
+from consumer.config import KafkaSettings
 from tests.drill import check
 from tests.support import (
     committed_and_end,

@@ -13,11 +13,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from structlog.testing import capture_logs
 
+from consumer.cli.produce import produce
 from consumer.engine.worker import Worker
 from consumer.errors import PermanentFailure, RetryLater
 from consumer.events import RecordingEvent
 from consumer.handler_api import Context
-from consumer.cli.produce import produce
 from tests.support import committed_and_end, read_topic, recording_message, settings_for, wait_for
 
 FAST_RETRIES = {

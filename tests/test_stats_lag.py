@@ -12,10 +12,10 @@ import structlog
 from aiokafka import TopicPartition
 
 from consumer import RetryLater
+from consumer.cli.produce import produce
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.handler_api import Context
-from consumer.cli.produce import produce
 from tests.support import recording_message
 from tests.test_observability import observed_settings, routed, scrape, series, serving
 

@@ -25,8 +25,8 @@ from consumer.events import (
     decode,
     encode_event,
 )
-from consumer.handlers.log import LogHandler
 from consumer.handler_api import Context
+from consumer.handlers.log import LogHandler
 from tests.support import committed_and_end
 
 OPTIONAL = {"parent_call_id", "enqueued_time", "transfer_caller_id", "transfer_to"}

@@ -9,8 +9,8 @@ from typing import Any
 
 import msgspec
 
-from consumer.config import load_settings
 from consumer.cli.samples import recording_event
+from consumer.config import load_settings
 from consumer.engine import deadletter_headers as dl
 from consumer.engine.deadletter_headers import Failure, dead_letter_headers
 from consumer.engine.intake import Intake, Job, Undecodable

@@ -14,9 +14,9 @@ from typing import Any
 import msgspec
 from msgspec.json import encode
 
+from consumer.cli.produce import produce
 from consumer.cli.samples import SAMPLE_STATUSES, recording_event, sample_messages
 from consumer.engine.worker import Worker
-from consumer.cli.produce import produce
 from tests.support import (
     REPO,
     Recorder,

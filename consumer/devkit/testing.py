@@ -31,6 +31,7 @@ import structlog
 import structlog.testing
 from structlog.testing import LogCapture
 
+from consumer.cli.produce import ensure_topic, produce
 from consumer.cloudevents import CloudEvent
 from consumer.config import EngineSettings, KafkaSettings, RetryPolicy, RetrySettings, Settings
 from consumer.engine import deadletter_headers
@@ -44,10 +45,9 @@ from consumer.events import (
     RecordingEvent,
     encode_event,
 )
-from consumer.http import shared_client
 from consumer.handler_api import Context, Handler, Publish, Record, running
+from consumer.http import shared_client
 from consumer.outcomes import OUTCOMES, Outcome
-from consumer.cli.produce import ensure_topic, produce
 from consumer.tools.topic_reader import read_all
 
 __all__ = [
