@@ -31,13 +31,13 @@ import structlog
 import structlog.testing
 from structlog.testing import LogCapture
 
-from consumer.cli.produce import ensure_topic, produce
 from consumer.cloudevents import CloudEvent
 from consumer.config import EngineSettings, KafkaSettings, RetryPolicy, RetrySettings, Settings
-from consumer.engine import deadletter_headers
-from consumer.engine.admin import end_offsets
+from consumer.engine import connection, deadletter_headers
+from consumer.engine.admin import admin_client, create_topic, end_offsets
 from consumer.engine.deadletter_headers import dlq_fields
 from consumer.engine.deadletter_publisher import dead_letter_topic
+from consumer.engine.producer import build_producer
 from consumer.engine.worker import Worker
 from consumer.events import (
     ConferenceRecordingAvailable,
@@ -333,8 +333,9 @@ async def kafka_round_trip(
         else ((item.ordering_key or "").encode() or None, encode_event(item))
         for item in events
     ]
-    await ensure_topic(kafka, topic, partitions=1)
-    await produce(kafka, topic, messages)
+    async with admin_client(kafka) as admin:
+        await create_topic(admin, topic, partitions=1)
+    await _produce(kafka, messages)
     # Everything produced is finished (handled, skipped or dead-lettered) once committed.
     end = await end_offsets(kafka, topic)
     with structlog.testing.capture_logs() as logs:
@@ -352,3 +353,14 @@ async def kafka_round_trip(
         dead_letters=[DeadLetter(r.value, r.key, tuple(r.headers)) for r in records],
         logs=[dict(entry) for entry in logs],
     )
+
+
+async def _produce(kafka: KafkaSettings, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
+    """Send every (key, value) to ``kafka.topic`` and wait until the broker acknowledged all."""
+    producer = build_producer(kafka, linger_ms=5)
+    await connection.start(producer, kafka)
+    try:
+        sent = [await producer.send(kafka.topic, value, key=key) for key, value in messages]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
