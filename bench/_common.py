@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from consumer.cli.samples import recording_event
 from consumer.config import EngineSettings, KafkaSettings, LoggingSettings, Settings, load_settings
-from consumer.devkit.devkafka import bootstrap_servers
+from consumer.devkit.broker import bootstrap_servers
 from consumer.engine.admin import admin_client, end_offsets
 from consumer.engine.connection import client_options
 from consumer.engine.worker import Worker

@@ -33,7 +33,7 @@ from _common import bootstrap, fresh, kafka_settings, messages, publish_backlog
 from _throughput_runs import ROOT, Backlog, Run, _time_process, worker_config
 from aiohttp import web
 
-from consumer.devkit.devkafka import free_port
+from consumer.devkit.broker import free_port
 from consumer.engine.admin import end_offsets
 
 PARTITIONS = 6

@@ -18,7 +18,7 @@ import httpx
 import msgspec
 
 from consumer.cli.samples import recording_event
-from consumer.devkit.devkafka import free_port
+from consumer.devkit.broker import free_port
 from tests.support import REPO
 
 AUTH = ("bandwidth-callbacks", "correct horse battery staple")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from consumer.config import KafkaSettings, load_settings
-from consumer.devkit.devkafka_security import PLAIN_USER, SCRAM_USER, Security
+from consumer.devkit.broker.security import PLAIN_USER, SCRAM_USER, Security
 
 MODES = ("scram", "plain", "mtls")
 """SASL_SSL with SCRAM-SHA-512, SASL_SSL with PLAIN, SSL with a client certificate."""

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer
 
 from consumer.cli.main import main
 from consumer.cli.samples import MALFORMED
-from consumer.devkit.devkafka import LocalBroker, free_port
+from consumer.devkit.broker import LocalBroker, free_port
 from consumer.engine.worker import Worker
 from tests.support import (
     BATCH_ATTRIBUTES_AT,

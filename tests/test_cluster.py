@@ -13,7 +13,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from consumer.cli.produce import produce
 from consumer.config import KafkaSettings
-from consumer.devkit.devkafka_cluster import LocalCluster
+from consumer.devkit.broker.cluster import LocalCluster
 from consumer.engine.admin import admin_client
 from tests.support import REPO, read_topic
 
@@ -77,7 +77,7 @@ def test_cluster_command_line_reports_and_refuses(tmp_path: Path) -> None:
     """`status --nodes 3` with no cluster says stopped; `--nodes` with `--secured` exits 1 with
     a reason (starting one is covered by the fixture above, through the same class)."""
     env = {"DEVKAFKA_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    devkafka = [sys.executable, "-m", "consumer.devkit.devkafka"]
+    devkafka = [sys.executable, "-m", "consumer.devkit.broker"]
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

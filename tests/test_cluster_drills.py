@@ -19,7 +19,7 @@ from aiokafka.admin import NewTopic
 
 from consumer.cli.produce import produce
 from consumer.config import KafkaSettings
-from consumer.devkit.devkafka_cluster import LocalCluster
+from consumer.devkit.broker.cluster import LocalCluster
 from consumer.engine.admin import admin_client
 from consumer.engine.producer import build_producer
 from tests.drill import Report, attempts, check

@@ -16,7 +16,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from consumer.config import ENV_ALIASES, ENV_PREFIX, EngineSettings, Settings, load_settings
-from consumer.devkit.devkafka import KAFKA_VERSION
+from consumer.devkit.broker import KAFKA_VERSION
 from consumer.errors import ConfigError
 from consumer.handlers.download import DownloadOptions
 from tests.support import REPO

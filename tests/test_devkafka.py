@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from consumer.devkit import devkafka
+from consumer.devkit.broker import process as devkafka
 from consumer.engine.admin import admin_client
 
 
@@ -132,8 +132,8 @@ def test_up_refuses_a_taken_default_port(
 
 
 def test_command_line_describes_every_subcommand() -> None:
-    """`python -m consumer.devkit.devkafka --help` (the Makefile's command) describes each one."""
-    command = [sys.executable, "-m", "consumer.devkit.devkafka", "--help"]
+    """`python -m consumer.devkit.broker --help` (the Makefile's command) describes each one."""
+    command = [sys.executable, "-m", "consumer.devkit.broker", "--help"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

@@ -15,7 +15,7 @@ import httpx
 from consumer import serving
 from consumer.cli.produce import produce
 from consumer.config import KafkaSettings
-from consumer.devkit.devkafka import free_port
+from consumer.devkit.broker import free_port
 from tests.ingress_support import AUTH, callback, start_ingress, stop, wait_serving
 from tests.support import (
     exit_status,

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.cli.samples import recording_event
-from consumer.devkit.devkafka import free_port
+from consumer.devkit.broker import free_port
 from consumer.engine.logs import Repeats
 from tests.support import (
     committed_and_end,

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.cli.produce import produce
 from consumer.config import Settings
-from consumer.devkit.devkafka import free_port
+from consumer.devkit.broker import free_port
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.handler_api import Context, Handler

@@ -19,7 +19,7 @@ import pytest
 
 from consumer.cli.produce import produce
 from consumer.config import KafkaSettings
-from consumer.devkit.devkafka import LocalBroker, free_port
+from consumer.devkit.broker import LocalBroker, free_port
 from consumer.engine.logs import REPEAT_INTERVAL
 from tests.support import (
     REPO,

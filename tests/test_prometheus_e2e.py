@@ -24,7 +24,7 @@ import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from consumer.cli.produce import produce
-from consumer.devkit.devkafka import free_port
+from consumer.devkit.broker import free_port
 from consumer.engine.worker import Worker
 from consumer.handler_api import Handler
 from tests.support import REPO, recording_message

@@ -15,7 +15,7 @@ from aiokafka.errors import SaslAuthenticationFailed
 
 from consumer.cli.main import main
 from consumer.config import KafkaSettings, Settings, load_settings
-from consumer.devkit.devkafka import free_port
+from consumer.devkit.broker import free_port
 from consumer.engine import connection
 from consumer.engine.connection import client_options, connect_error
 from consumer.errors import KafkaConnectError

@@ -4,7 +4,7 @@ Production clusters run three or more brokers, replication factor 3 and ``min.in
 2, and lose brokers; this cluster is configured the same way, internal topics included, so
 drills can kill a partition's leader or the group's coordinator and see what a worker does.
 
-    python -m consumer.devkit.devkafka up --nodes 3
+    python -m consumer.devkit.broker up --nodes 3
 
 The KRaft quorum is one controller-only process apart from the brokers, as production
 clusters separate them: with the brokers voting too, two of three down left no controller
@@ -29,9 +29,8 @@ from types import TracebackType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
-from consumer.devkit import devkafka
-from consumer.devkit.devkafka import BrokerError, free_ports
-from consumer.devkit.devkafka_nodes import (
+from consumer.devkit.broker import process as devkafka
+from consumer.devkit.broker.nodes import (
     CONTROLLER_ID,
     ClusterController,
     ClusterNode,
@@ -41,7 +40,8 @@ from consumer.devkit.devkafka_nodes import (
     render_broker_properties,
     render_controller_properties,
 )
-from consumer.devkit.private import private_dir
+from consumer.devkit.broker.private import private_dir
+from consumer.devkit.broker.process import BrokerError, free_ports
 from consumer.engine.admin import admin_client
 
 
@@ -246,7 +246,7 @@ def up(nodes: int) -> str:
 
 
 def command(name: str, nodes: int) -> int:
-    """`up`, `down`, `status` or `bootstrap` of ``python -m consumer.devkit.devkafka`` for the
+    """`up`, `down`, `status` or `bootstrap` of ``python -m consumer.devkit.broker`` for the
     long-lived cluster (``--nodes N`` above 1); returns the exit status."""
     if name == "up" or (name == "bootstrap" and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")):
         print(up(nodes))

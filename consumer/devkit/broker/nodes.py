@@ -1,4 +1,4 @@
-"""The processes of a `consumer.devkit.devkafka_cluster.LocalCluster`: broker-only KRaft nodes
+"""The processes of a `consumer.devkit.broker.cluster.LocalCluster`: broker-only KRaft nodes
 and their one controller, their server.properties and JVM flags."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from consumer.devkit import devkafka
-from consumer.devkit.devkafka import LocalBroker
-from consumer.devkit.private import private_dir, write_private
+from consumer.devkit.broker import process as devkafka
+from consumer.devkit.broker.private import private_dir, write_private
+from consumer.devkit.broker.process import LocalBroker
 
 # Four JVMs share two cores here: smaller heaps than the single broker's (the controller's
 # smallest: it holds only the cluster's metadata), and C1 only (TieredStopAtLevel=1): on the

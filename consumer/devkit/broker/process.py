@@ -5,7 +5,7 @@ Maven once into ``$DEVKAFKA_HOME/jars/<version>/`` (default ``./.devkafka``); th
 of ``make kafka-up`` keeps its state in ``$DEVKAFKA_HOME/run/``. With ``KAFKA_BOOTSTRAP_SERVERS``
 set, nothing is started and that address is used instead.
 
-    python -m consumer.devkit.devkafka up|down|status|bootstrap [--secured] [--port N] [--nodes N]
+    python -m consumer.devkit.broker up|down|status|bootstrap [--secured] [--port N] [--nodes N]
 
 The plain broker listens on 127.0.0.1:9092, the settings' default: when that port is taken
 (someone else's broker?), `up` refuses instead of choosing another port behind the settings'
@@ -33,9 +33,9 @@ from types import TracebackType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
-from consumer.devkit import devkafka_security
-from consumer.devkit.devkafka_security import PLAIN_USER, SCRAM_USER, Security
-from consumer.devkit.private import UMASK, private_dir, write_private
+from consumer.devkit.broker import security
+from consumer.devkit.broker.private import UMASK, private_dir, write_private
+from consumer.devkit.broker.security import PLAIN_USER, SCRAM_USER, Security
 
 KAFKA_VERSION = os.environ.get("DEVKAFKA_VERSION") or "4.1.1"
 """The Apache Kafka release: ``$DEVKAFKA_VERSION`` (``make compat`` runs several), else this."""
@@ -223,7 +223,7 @@ class LocalBroker:
     """One KRaft broker process whose config, data, log and pid live in `state_dir`.
 
     `secured` adds SASL_SSL and mutual-TLS SSL listeners beside the PLAINTEXT one (`security`).
-    `state_dir` is 0700 and every file in it 0600 from creation (`consumer.devkit.private`).
+    `state_dir` is 0700 and every file in it 0600 from creation (`consumer.devkit.broker.private`).
     `extra_properties` are appended to server.properties (the last value of a key wins) and
     `jvm_flags` given to the JVM: how variants such as `devkafka_oauth` configure the broker.
     """
@@ -276,7 +276,7 @@ class LocalBroker:
         format_extra: list[str] = []
         if self.secured:
             properties += self._secure(controller_port)
-            format_extra = devkafka_security.scram_arguments(self.tls_dir)
+            format_extra = security.scram_arguments(self.tls_dir)
         write_private(self.config_file, properties + self.extra_properties)
         java = self._java_command(jars)
         argfile = self.state_dir / "storage-tool.args"
@@ -289,10 +289,10 @@ class LocalBroker:
         """Fresh certificates and passwords; the secured listeners' server.properties lines."""
         assert self.port is not None
         shutil.rmtree(self.tls_dir, ignore_errors=True)
-        devkafka_security.write_tls_files(self.tls_dir)
+        security.write_tls_files(self.tls_dir)
         sasl_ssl_port, ssl_port = free_ports(2, taken=[self.port, controller_port])
         write_private(self._listeners_file, f"127.0.0.1:{sasl_ssl_port} 127.0.0.1:{ssl_port}\n")
-        return devkafka_security.render_security_properties(
+        return security.render_security_properties(
             self.port, sasl_ssl_port, ssl_port, controller_port, self.tls_dir
         )
 
@@ -370,7 +370,7 @@ class LocalBroker:
             raise BrokerError(
                 f"port {DEFAULT_PORT} on 127.0.0.1 is in use (another broker?); stop it, or "
                 f"start on another port with `up --port N` and point clients at it "
-                f"(KAFKA_BOOTSTRAP_SERVERS=$(python -m consumer.devkit.devkafka bootstrap))"
+                f"(KAFKA_BOOTSTRAP_SERVERS=$(python -m consumer.devkit.broker bootstrap))"
             )
         return DEFAULT_PORT
 
@@ -564,9 +564,9 @@ def bootstrap_servers() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``python -m consumer.devkit.devkafka`` command line; returns the exit status."""
+    """The ``python -m consumer.devkit.broker`` command line; returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m consumer.devkit.devkafka",
+        prog="python -m consumer.devkit.broker",
         description="A local Apache Kafka broker for development, from Maven Central's jars.",
     )
     secured = argparse.ArgumentParser(add_help=False)
@@ -615,9 +615,9 @@ def main(argv: list[str] | None = None) -> int:
             if is_secured or getattr(args, "port", None) is not None:
                 raise BrokerError("--nodes takes neither --secured nor --port")
             # Imported here: the cluster module builds on this one.
-            from consumer.devkit import devkafka_cluster
+            from consumer.devkit.broker import cluster
 
-            return devkafka_cluster.command(command, args.nodes)
+            return cluster.command(command, args.nodes)
         if command == "up" or (command == "bootstrap" and is_secured):
             print(up(is_secured, getattr(args, "port", None)))
         elif command == "bootstrap":

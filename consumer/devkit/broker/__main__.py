@@ -1,0 +1,5 @@
+import sys
+
+from consumer.devkit.broker.process import main
+
+sys.exit(main())
