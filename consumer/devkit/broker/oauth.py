@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.devkit.broker.process import KAFKA_VERSION
+from consumer.devkit.broker.jars import KAFKA_VERSION
 
 SECURITY = "org.apache.kafka.common.security.oauthbearer"
 REAUTH_MS = 60_000
