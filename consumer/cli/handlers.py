@@ -16,9 +16,9 @@ def add_command(sub: Subcommands, common: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.engine.plugins import describe
+    from consumer.engine.plugins import available_handlers
 
-    for name, origin, options in describe(settings.plugins):
+    for name, origin, options in available_handlers(settings.plugins):
         print(f"{name}  ({origin})")
         for option, type_name, default in options:
             print(f"    {option}: {type_name} = {default}")

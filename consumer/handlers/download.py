@@ -204,8 +204,8 @@ class DownloadHandler:
                 _check_content_type(response, names.media.rpartition(".")[2])
                 content_type = response.headers.get("content-type")
                 body = _body(response, self._options.max_bytes)
-                describe = partial(_describe, names, record, metadata, content_type)
-                await self._destination.save(names, body, content_type, metadata, describe)
+                sidecar_of = partial(_sidecar_and_metadata, names, record, metadata, content_type)
+                await self._destination.save(names, body, content_type, metadata, sidecar_of)
             finally:
                 await response.aclose()
         except httpx.TransportError as exc:
@@ -252,7 +252,7 @@ def _body(response: httpx.Response, max_bytes: int) -> Body:
     return Body(response.aiter_bytes(), max_bytes)
 
 
-def _describe(
+def _sidecar_and_metadata(
     names: Names,
     record: dict[str, object],
     metadata: dict[str, str],
