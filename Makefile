@@ -1,9 +1,9 @@
 # recording-consumer developer commands. The broker comes from Maven Central's Kafka jars
-# (consumer/devkit/devkafka.py) unless KAFKA_BOOTSTRAP_SERVERS points at one you already run.
+# (consumer/devkit/broker/) unless KAFKA_BOOTSTRAP_SERVERS points at one you already run.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEVKAFKA := $(BIN)/python -m consumer.devkit.devkafka
+DEVKAFKA := $(BIN)/python -m consumer.devkit.broker
 # The example third-party handler plugin: installed so the tests can prove discovery end to end.
 EXAMPLE := examples/recording-consumer-audit
 # Extras locked in requirements-dev.lock and installed by `make install`: all but bench, whose

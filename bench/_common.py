@@ -24,14 +24,14 @@ from aiokafka.admin import NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from consumer.cli.samples import recording_event
 from consumer.config import EngineSettings, KafkaSettings, LoggingSettings, Settings, load_settings
-from consumer.devkit.devkafka import bootstrap_servers
-from consumer.devkit.samples import recording_event
+from consumer.devkit.broker import bootstrap_servers
 from consumer.engine.admin import admin_client, end_offsets
 from consumer.engine.connection import client_options
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
-from consumer.interface import Context
+from consumer.handler_api import Context
 from consumer.observability.server import endpoint
 
 Message = tuple[bytes, bytes]

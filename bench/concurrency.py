@@ -23,7 +23,7 @@ from _common import worker_settings as settings_for
 from consumer.config import LoggingSettings
 from consumer.engine.logs import configure_logging
 from consumer.events import RecordingEvent
-from consumer.interface import Context
+from consumer.handler_api import Context
 
 EVENTS = 10_000
 KEYS = 100

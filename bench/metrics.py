@@ -36,7 +36,7 @@ from _common import (
 )
 
 from consumer.config import LoggingSettings, ObservabilitySettings
-from consumer.devkit.devkafka import free_port
+from consumer.devkit.broker import free_port
 from consumer.engine.logs import configure_logging
 from consumer.engine.tally import Tally
 

@@ -5,7 +5,7 @@ Run from the repository root (with the bench extra: ``pip install -e '.[dev,benc
     .venv/bin/python bench/throughput.py [count] [rounds] [--chart docs/throughput.png]
 
 (default 100,000 events of ~1 KB on 6 partitions, 3 rounds, medians). Uses
-``$KAFKA_BOOTSTRAP_SERVERS`` or starts the local broker (``python -m consumer.devkit.devkafka
+``$KAFKA_BOOTSTRAP_SERVERS`` or starts the local broker (``python -m consumer.devkit.broker
 up``). The backlog is written once; each round then runs every loop in turn, interleaved so a
 noisy moment on the machine hurts all of them alike, each with a consumer group of its own:
 

@@ -33,7 +33,7 @@ from _common import bootstrap, fresh, kafka_settings, messages, publish_backlog
 from _throughput_runs import ROOT, Backlog, Run, _time_process, worker_config
 from aiohttp import web
 
-from consumer.devkit.devkafka import free_port
+from consumer.devkit.broker import free_port
 from consumer.engine.admin import end_offsets
 
 PARTITIONS = 6
@@ -110,7 +110,7 @@ def environment(**variables: str) -> Iterator[None]:
 async def run_worker(backlog: Backlog, path_first: Path | None = None) -> Run:
     """The quiet worker, with `path_first` ahead of everything on its import path."""
     group = fresh("tracing")
-    start = "import sys; from consumer.tools.cli import main; sys.exit(main())"
+    start = "import sys; from consumer.cli.main import main; sys.exit(main())"
     if path_first is not None:
         start = f"import sys; sys.path.insert(0, {str(path_first)!r}); {start}"
     with tempfile.TemporaryDirectory(prefix="bench-tracing-") as tmp:

@@ -36,8 +36,7 @@ from consumer.events import (
     RecordingEvent,
     Status,
 )
-from consumer.http import retry_after
-from consumer.interface import (
+from consumer.handler_api import (
     BaseHandler,
     Context,
     Handler,
@@ -46,6 +45,7 @@ from consumer.interface import (
     Record,
     running,
 )
+from consumer.http import retry_after
 from consumer.outcomes import OUTCOMES, Outcome
 from consumer.secret import Secret
 

@@ -1,5 +1,5 @@
 import sys
 
-from consumer.tools.cli import main
+from consumer.cli.main import main
 
 sys.exit(main())

@@ -21,7 +21,7 @@ from msgspec import UNSET, UnsetType
 from consumer.engine.connection import check_security
 from consumer.errors import ConfigError
 from consumer.secret import EnvText, Secret, decode_secret, is_secret
-from consumer.validation import problems
+from consumer.validation import invalid_settings
 
 ENV_PREFIX = "RECORDING_CONSUMER__"
 ENV_ALIASES = {"KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers")}
@@ -264,7 +264,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         settings = msgspec.convert(raw, Settings, strict=True, dec_hook=decode_secret)
     except msgspec.ValidationError as exc:
         raise _config_error(exc, from_env) from None
-    for key, reason in problems(settings):
+    for key, reason in invalid_settings(settings):
         raise _key_error(key, reason, from_env)
     return msgspec.structs.replace(settings, kafka=check_security(settings.kafka, environ))
 

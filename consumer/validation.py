@@ -25,7 +25,7 @@ _INT32_MAX = 2**31 - 1
 _INT16_MAX = 2**15 - 1
 
 
-def problems(settings: Settings) -> Iterator[tuple[str, str]]:
+def invalid_settings(settings: Settings) -> Iterator[tuple[str, str]]:
     """Every (dotted key, reason) of `settings` that cannot work, in file order."""
     yield from _kafka(settings)
     yield from _engine(settings)

@@ -17,8 +17,8 @@ import httpx
 import pytest
 import trustme
 
-from consumer.devkit.devkafka import LocalBroker, free_port
-from consumer.devkit.devkafka_cluster import LocalCluster
+from consumer.devkit.broker import LocalBroker, free_port
+from consumer.devkit.broker.cluster import LocalCluster
 from consumer.engine import admin as topics
 from tests._support.tls_server import FakeBandwidth, client_for
 

@@ -1,1 +1,1 @@
-"""The development kit: the testing kit and its pytest plugin, the local broker, samples."""
+"""The development kit: the testing kit and its pytest plugin, and the local broker (`broker`)."""

@@ -7,7 +7,7 @@ Installing recording-consumer makes them available in any test suite:
         assert result.outcomes["handled"] == 1
 
 The broker is ``$KAFKA_BOOTSTRAP_SERVERS`` when set, else a local one started once per session
-from Apache Kafka's jars (Java 17+ and Maven needed; see `consumer.devkit.devkafka`).
+from Apache Kafka's jars (Java 17+ and Maven needed; see `consumer.devkit.broker`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from functools import partial
 
 import pytest
 
-from consumer.devkit.devkafka import LocalBroker, free_port
+from consumer.devkit.broker import LocalBroker, free_port
 from consumer.devkit.testing import RoundTrip, kafka_round_trip
 
 

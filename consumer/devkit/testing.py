@@ -33,10 +33,11 @@ from structlog.testing import LogCapture
 
 from consumer.cloudevents import CloudEvent
 from consumer.config import EngineSettings, KafkaSettings, RetryPolicy, RetrySettings, Settings
-from consumer.engine import deadletter_headers
-from consumer.engine.admin import end_offsets
+from consumer.engine import connection, deadletter_headers
+from consumer.engine.admin import admin_client, create_topic, end_offsets
 from consumer.engine.deadletter_headers import dlq_fields
 from consumer.engine.deadletter_publisher import dead_letter_topic
+from consumer.engine.producer import build_producer
 from consumer.engine.worker import Worker
 from consumer.errors import Skipped
 from consumer.events import (
@@ -45,10 +46,9 @@ from consumer.events import (
     RecordingEvent,
     encode_event,
 )
+from consumer.handler_api import Context, Handler, Publish, Record, running
 from consumer.http import shared_client
-from consumer.interface import Context, Handler, Publish, Record, running
 from consumer.outcomes import OUTCOMES, Outcome
-from consumer.tools.produce import ensure_topic, produce
 from consumer.tools.topic_reader import read_all
 
 __all__ = [
@@ -341,8 +341,9 @@ async def kafka_round_trip(
         else ((item.ordering_key or "").encode() or None, encode_event(item))
         for item in events
     ]
-    await ensure_topic(kafka, topic, partitions=1)
-    await produce(kafka, topic, messages)
+    async with admin_client(kafka) as admin:
+        await create_topic(admin, topic, partitions=1)
+    await _produce(kafka, messages)
     # Everything produced is finished (handled, skipped or dead-lettered) once committed.
     end = await end_offsets(kafka, topic)
     with structlog.testing.capture_logs() as logs:
@@ -361,3 +362,14 @@ async def kafka_round_trip(
         logs=[dict(entry) for entry in logs],
         skipped_by=dict(worker.tally.skipped_by),
     )
+
+
+async def _produce(kafka: KafkaSettings, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
+    """Send every (key, value) to ``kafka.topic`` and wait until the broker acknowledged all."""
+    producer = build_producer(kafka, linger_ms=5)
+    await connection.start(producer, kafka)
+    try:
+        sent = [await producer.send(kafka.topic, value, key=key) for key, value in messages]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()

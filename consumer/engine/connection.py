@@ -301,7 +301,7 @@ def connect_error(
     exc: BaseException, kafka: KafkaSettings, address: str | None = None
 ) -> KafkaConnectError:
     """`exc`, raised while connecting to `address`, as one line naming the cause (secret-free)."""
-    cause, retryable = _describe(exc, kafka)
+    cause, retryable = _cause(exc, kafka)
     for secret in (kafka.sasl_password, kafka.sasl_oauth_client_secret):
         if secret is not None and secret.reveal():
             cause = cause.replace(secret.reveal(), MASK)
@@ -311,7 +311,7 @@ def connect_error(
     return KafkaConnectError(line, retryable=retryable, cause=cause)
 
 
-def _describe(exc: BaseException, kafka: KafkaSettings) -> tuple[str, bool]:
+def _cause(exc: BaseException, kafka: KafkaSettings) -> tuple[str, bool]:
     """The cause in words, and whether trying again later could help."""
     ca = f"kafka.ssl_cafile {kafka.ssl_cafile}" if kafka.ssl_cafile else "the system trust store"
     if isinstance(exc, TokenError):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from consumer.errors import DecodeError
-from consumer.interface import Record
+from consumer.handler_api import Record
 from consumer.redaction import error_message
 
 PREFIX = "dlq."

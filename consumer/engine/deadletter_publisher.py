@@ -23,7 +23,7 @@ from consumer.engine.deadletter_headers import (
     dlq_headers,
     original_headers,
 )
-from consumer.interface import Record
+from consumer.handler_api import Record
 
 HEADER_ROOM = 64 * 1024
 """Bytes allowed beyond the source topic's limit for the ``dlq.*`` headers and batch framing."""

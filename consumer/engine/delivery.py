@@ -23,7 +23,7 @@ from consumer.engine.intake import Job, Undecodable
 from consumer.engine.retry import retry_delay
 from consumer.engine.tally import Tally
 from consumer.errors import Skipped
-from consumer.interface import Context, Handler, Publish, Record
+from consumer.handler_api import Context, Handler, Publish, Record
 from consumer.outcomes import Outcome
 from consumer.redaction import error_message
 
@@ -223,7 +223,7 @@ class Delivery:
                 handlers=failed,
                 attempts=retry.most_attempts,
                 delay=round(delay, 3),
-                error=_describe(retry.failures[failed[0]]),
+                error=_error_line(retry.failures[failed[0]]),
             )
             return delay
         first = retry.failures[retry.given_up[0]]
@@ -234,7 +234,7 @@ class Delivery:
             job,
             handlers=retry.given_up,
             attempts=retry.most_attempts,
-            error=_describe(first),
+            error=_error_line(first),
         )
         return None
 
@@ -290,6 +290,6 @@ def _handler_fields(job: Job[Handler], handler: str) -> dict[str, Any]:
     return _fields(job) | {"handler": handler}
 
 
-def _describe(error: BaseException) -> str:
+def _error_line(error: BaseException) -> str:
     message = error_message(error)
     return f"{type(error).__name__}: {message}" if message else type(error).__name__

@@ -18,7 +18,7 @@ from consumer.config import Settings
 from consumer.engine.routing import Router
 from consumer.errors import DecodeError
 from consumer.events import EventDecoder, OtherEvent, RecordingEvent, UnknownEvent
-from consumer.interface import Record
+from consumer.handler_api import Record
 
 if TYPE_CHECKING:
     from consumer.engine.delivery import RetryState

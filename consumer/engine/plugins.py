@@ -10,7 +10,7 @@ import msgspec
 
 from consumer.config import PluginSettings, validation_key
 from consumer.errors import PluginError
-from consumer.interface import Handler, options_keyed, options_type
+from consumer.handler_api import Handler, options_keyed, options_type
 from consumer.secret import EnvText, decode_secret, is_secret, masked
 
 ENTRY_POINT_GROUP = "recording_consumer.handlers"
@@ -180,7 +180,9 @@ def _origin(ep: EntryPoint) -> str:
     return f"{dist.name} {dist.version} ({ep.value})" if dist else f"config plugins ({ep.value})"
 
 
-def describe(settings: PluginSettings) -> list[tuple[str, str, list[tuple[str, str, str]]]]:
+def available_handlers(
+    settings: PluginSettings,
+) -> list[tuple[str, str, list[tuple[str, str, str]]]]:
     """(name, origin, [(option, type, default)]) for every usable handler, by name."""
     described: list[tuple[str, str, list[tuple[str, str, str]]]] = []
     for name, ep in sorted(discover(settings).items()):

@@ -38,8 +38,8 @@ from consumer.engine.scheduler import Scheduler, Work
 from consumer.engine.tally import Tally
 from consumer.engine.unreadable import BadHeaderKey, unreadable_batch
 from consumer.errors import UnreadableBatch
+from consumer.handler_api import Handler, ProducerPublish, running
 from consumer.http import shared_client
-from consumer.interface import Handler, ProducerPublish, running
 from consumer.observability import tracing
 from consumer.observability.health import Health
 from consumer.observability.startup import wait_for_kafka

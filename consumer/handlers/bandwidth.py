@@ -29,7 +29,7 @@ from consumer.secret import Secret
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-    from consumer.interface import Context
+    from consumer.handler_api import Context
 
 TOKEN_URL: Final = "https://api.bandwidth.com/api/v1/oauth2/token"
 API_URL: Final = "https://voice.bandwidth.com/api/v2"

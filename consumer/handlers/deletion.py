@@ -26,7 +26,7 @@ from consumer.handlers.bandwidth import Authenticator, authorized_get, recording
 from consumer.http import retry_after
 
 if TYPE_CHECKING:
-    from consumer.interface import Context
+    from consumer.handler_api import Context
 
 IDENTITY: Final = ("accountid", "callid", "conferenceid")
 """The stored copy's metadata compared with the event, lowercased as S3 returns them."""

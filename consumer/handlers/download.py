@@ -46,7 +46,7 @@ from consumer.http import retry_after
 from consumer.secret import read_secret
 
 if TYPE_CHECKING:
-    from consumer.interface import Context
+    from consumer.handler_api import Context
 
 ACCEPT: Final = "audio/vnd.wave, audio/mpeg, application/json"
 METADATA: Final = (
@@ -203,8 +203,8 @@ class DownloadHandler:
                 _check_content_type(response, names.media.rpartition(".")[2])
                 content_type = response.headers.get("content-type")
                 body = _body(response, self._options.max_bytes)
-                describe = partial(_describe, names, record, metadata, content_type)
-                await self._destination.save(names, body, content_type, metadata, describe)
+                sidecar_of = partial(_sidecar_and_metadata, names, record, metadata, content_type)
+                await self._destination.save(names, body, content_type, metadata, sidecar_of)
             finally:
                 await response.aclose()
         except httpx.TransportError as exc:
@@ -251,7 +251,7 @@ def _body(response: httpx.Response, max_bytes: int) -> Body:
     return Body(response.aiter_bytes(), max_bytes)
 
 
-def _describe(
+def _sidecar_and_metadata(
     names: Names,
     record: dict[str, object],
     metadata: dict[str, str],

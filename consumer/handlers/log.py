@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from consumer.events import RecordingEvent
-    from consumer.interface import Context
+    from consumer.handler_api import Context
 
 
 class LogHandler:

@@ -15,7 +15,7 @@ from consumer.events import encode_event
 
 if TYPE_CHECKING:
     from consumer.events import RecordingEvent
-    from consumer.interface import Context
+    from consumer.handler_api import Context
 
 PLACEHOLDERS: Final = frozenset({"status", "eventType", "accountId"})
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")

@@ -34,7 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.errors import ConfigError, PermanentFailure, RetryLater
 from consumer.handlers.deletion import IDENTITY
-from consumer.handlers.storage import Body, Describe, Names, Stored
+from consumer.handlers.storage import Body, Names, SidecarOf, Stored
 
 PART_SIZE: Final = 8 << 20
 """Bytes per uploaded part (S3's minimum is 5 MiB): the memory one upload holds."""
@@ -147,7 +147,7 @@ class S3Destination:
         body: Body,
         content_type: str | None,
         metadata: dict[str, str],
-        describe: Describe,
+        sidecar_of: SidecarOf,
     ) -> None:
         key = self._key(names.account, names.media)
         media_type = content_type or "application/octet-stream"
@@ -155,7 +155,7 @@ class S3Destination:
         first = await parts.next()
         try:
             if len(first) < PART_SIZE:
-                sidecar, done = describe(body)
+                sidecar, done = sidecar_of(body)
                 await self._put_sidecar(names, sidecar)
                 await self._client.put_object(
                     Bucket=self._bucket,
@@ -168,7 +168,7 @@ class S3Destination:
             # The ids from the start: a `deleted` event is checked against them (`identity`)
             # even if the upload is never sealed with its digest.
             ids = {k: v for k, v in metadata.items() if k in IDENTITY}
-            await self._upload(names, body, first, parts, media_type, ids, describe)
+            await self._upload(names, body, first, parts, media_type, ids, sidecar_of)
         except (ClientError, BotoCoreError) as exc:
             raise _failure(exc, "upload", key) from exc
 
@@ -180,7 +180,7 @@ class S3Destination:
         parts: _Parts,
         media_type: str,
         ids: dict[str, str],
-        describe: Describe,
+        sidecar_of: SidecarOf,
     ) -> None:
         """Multipart: parts of `PART_SIZE`, aborted on any failure or cancellation."""
         bucket, client = self._bucket, self._client
@@ -210,7 +210,7 @@ class S3Destination:
             # Shielded: a cancelled attempt still aborts, so no part is left billed and hidden.
             await asyncio.shield(self._abort(key, upload_id))
             raise
-        sidecar, metadata = describe(body)
+        sidecar, metadata = sidecar_of(body)
         await self._put_sidecar(names, sidecar)
         await client.copy_object(
             Bucket=bucket,

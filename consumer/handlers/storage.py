@@ -74,7 +74,7 @@ class Body:
             yield chunk
 
 
-Describe = Callable[[Body], tuple[bytes, dict[str, str]]]
+SidecarOf = Callable[[Body], tuple[bytes, dict[str, str]]]
 """Given the fully read body: the sidecar's bytes and the media's metadata."""
 
 
@@ -102,7 +102,7 @@ class Destination(Protocol):
         body: Body,
         content_type: str | None,
         metadata: dict[str, str],
-        describe: Describe,
+        sidecar_of: SidecarOf,
     ) -> None:
         """Stream `body` into the media, then the sidecar; all or nothing for the media.
         `metadata` describes the recording before the download (see `stored`)."""
@@ -153,7 +153,7 @@ class LocalDestination:
         body: Body,
         content_type: str | None,
         metadata: dict[str, str],
-        describe: Describe,
+        sidecar_of: SidecarOf,
     ) -> None:
         folder = Folder(self._root, names.account)
         part = folder.part_name(names.media)
@@ -173,7 +173,7 @@ class LocalDestination:
         except BaseException:
             folder.discard(file, part)
             raise
-        sidecar, _ = describe(body)
+        sidecar, _ = sidecar_of(body)
         await asyncio.to_thread(folder.write_atomically, names.sidecar, sidecar)
 
     async def identity(self, names: Names) -> dict[str, str] | None:

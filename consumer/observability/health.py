@@ -104,7 +104,7 @@ class Health:
         if late >= self._block:
             self._blocked_until, self._blocked_for = now + self._block, late
 
-    def problems(self) -> list[str]:
+    def liveness_failures(self) -> list[str]:
         """Why the worker is not live; empty while it makes progress."""
         now = time.monotonic()
         found = []

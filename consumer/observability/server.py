@@ -38,7 +38,7 @@ class Probes(msgspec.Struct, frozen=True):
     """What the endpoint reports: a metrics registry, and why the process is not live or ready."""
 
     registry: CollectorRegistry
-    problems: Callable[[], list[str]]
+    liveness_failures: Callable[[], list[str]]
     unready: Callable[[], list[str]]
 
 
@@ -46,7 +46,7 @@ class Probes(msgspec.Struct, frozen=True):
 async def endpoint(worker: Worker) -> AsyncIterator[serving.Listener | None]:
     """Serve the worker's endpoint while the block runs, if ``observability.listen`` is set."""
     health = worker.health
-    probes = Probes(registry_for(worker), health.problems, health.unready)
+    probes = Probes(registry_for(worker), health.liveness_failures, health.unready)
     async with probe_endpoint(worker.settings.observability.listen, probes) as listener:
         yield listener
 
@@ -76,7 +76,7 @@ class _Routes:
             body = generate_latest(self._probes.registry)
             return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
         if path == "/healthz":
-            return _verdict(self._probes.problems())
+            return _verdict(self._probes.liveness_failures())
         if path == "/readyz":
             return _verdict(self._probes.unready())
         return web.Response(status=404, text="not found: try /metrics, /healthz or /readyz\n")

@@ -31,7 +31,7 @@ from consumer.engine.deadletter_headers import Failure
 from consumer.engine.delivery import DeadLetters, Delivery
 from consumer.engine.intake import Job, Undecodable
 from consumer.errors import ConfigError, PermanentFailure, RetryLater
-from consumer.interface import Context, Handler, Publish, Record
+from consumer.handler_api import Context, Handler, Publish, Record
 
 if TYPE_CHECKING:
     import httpx

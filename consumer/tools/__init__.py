@@ -1,1 +1,1 @@
-"""Operators' tools: the command line, the dead-letter commands, inspect, produce."""
+"""The dead-letter commands' logic and the bounded topic reader (both moving to their layers)."""

@@ -69,7 +69,7 @@ async def show(kafka: KafkaSettings, dlq_topic: str, limit: int | None, out: Tex
             for message in (m for records in batch.values() for m in records):
                 if limit is not None and count >= limit:
                     return count
-                print_escaped(_describe(message), out)
+                print_escaped(_show_line(message), out)
                 count += 1
     return count
 
@@ -175,7 +175,7 @@ def _source(fields: dict[str, str]) -> str:
     return "/".join(fields.get(k, "?") for k in (dl.TOPIC, dl.PARTITION, dl.OFFSET))
 
 
-def _describe(message: Any) -> str:
+def _show_line(message: Any) -> str:
     fields = dlq_fields(message.headers)
     source = _source(fields)
     error = msgspec.json.encode(fields.get(dl.ERROR_MESSAGE, "")).decode()

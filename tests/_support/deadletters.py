@@ -9,7 +9,7 @@ from consumer.config import DeadLetterSettings, KafkaSettings
 from consumer.engine.deadletter_headers import Failure
 from consumer.engine.deadletter_publisher import DeadLetterPublisher
 from consumer.errors import DecodeError, PermanentFailure
-from consumer.interface import Record
+from consumer.handler_api import Record
 
 FIRST = 1_795_000_000.25  # 2026-11-18T11:06:40.250Z
 

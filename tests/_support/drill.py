@@ -14,7 +14,7 @@ from pathlib import Path
 
 import msgspec
 
-from consumer.devkit.samples import recording_event
+from consumer.cli.samples import recording_event
 from tests._support.kafka_helpers import (
     committed_and_end,
 )

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from consumer.cli.produce import produce
 from consumer.config import KafkaSettings
 from consumer.events import RecordingEvent, encode_event
-from consumer.tools.produce import produce
 from tests._support.kafka_helpers import REPO, committed_and_end
 
 

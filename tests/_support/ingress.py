@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import msgspec
 
-from consumer.devkit.devkafka import free_port
-from consumer.devkit.samples import recording_event
+from consumer.cli.samples import recording_event
+from consumer.devkit.broker import free_port
 from tests._support.kafka_helpers import REPO
 
 AUTH = ("bandwidth-callbacks", "correct horse battery staple")

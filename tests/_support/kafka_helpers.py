@@ -16,12 +16,12 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from consumer.cli.samples import recording_event
 from consumer.config import Settings, load_settings
-from consumer.devkit.samples import recording_event
 from consumer.engine.admin import admin_client
 from consumer.engine.offsets import Batch, OffsetTracker
 from consumer.events import RecordingEvent
-from consumer.interface import Context
+from consumer.handler_api import Context
 
 REPO = Path(__file__).resolve().parents[2]
 APPEND_HANDLER = "tests._support.slow_handlers:AppendToFile"

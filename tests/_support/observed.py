@@ -12,10 +12,10 @@ import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.config import Settings
-from consumer.devkit.devkafka import free_port
+from consumer.devkit.broker import free_port
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
-from consumer.interface import Context
+from consumer.handler_api import Context
 from consumer.observability.server import endpoint
 from tests._support.kafka_helpers import settings_for
 

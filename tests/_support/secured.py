@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from consumer.config import KafkaSettings, load_settings
-from consumer.devkit.devkafka_security import PLAIN_USER, SCRAM_USER, Security
+from consumer.devkit.broker.security import PLAIN_USER, SCRAM_USER, Security
 from tests._support.kafka_helpers import (
     REPO,
 )

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from consumer.events import RecordingEvent
-from consumer.interface import Context
+from consumer.handler_api import Context
 
 
 def _append(variable: str, ctx: Context, event: RecordingEvent) -> None:

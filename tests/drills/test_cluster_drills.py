@@ -17,11 +17,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import NewTopic
 
+from consumer.cli.produce import produce
 from consumer.config import KafkaSettings
-from consumer.devkit.devkafka_cluster import LocalCluster
+from consumer.devkit.broker.cluster import LocalCluster
 from consumer.engine.admin import admin_client
 from consumer.engine.producer import build_producer
-from consumer.tools.produce import produce
 from tests._support.drill import (
     Report,
     attempts,

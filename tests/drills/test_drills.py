@@ -18,11 +18,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from consumer.cli.produce import produce
 from consumer.config import KafkaSettings
-from consumer.devkit.devkafka import LocalBroker
+from consumer.devkit.broker import LocalBroker
 from consumer.engine import deadletter_headers as dl
 from consumer.engine.admin import admin_client
-from consumer.tools.produce import produce
 from tests._support.drill import (
     attempts,
     check,

@@ -14,7 +14,7 @@ import aiohttp
 import httpx
 import pytest
 
-from consumer.devkit.devkafka import LocalBroker, free_port
+from consumer.devkit.broker import LocalBroker, free_port
 from tests._support.ingress import (
     AUTH,
     Ingress,

@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
+from consumer.cli.produce import produce
 from consumer.config import KafkaSettings
-from consumer.devkit.devkafka import LocalBroker, free_port
+from consumer.devkit.broker import LocalBroker, free_port
 from consumer.engine.logs import REPEAT_INTERVAL
-from consumer.tools.produce import produce
 from tests._support.kafka_helpers import (
     REPO,
     committed_and_end,

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from consumer.cli.produce import produce
 from consumer.config import KafkaSettings
-from consumer.tools.produce import produce
 from tests._support.drill import check, events
 from tests._support.kafka_helpers import (
     committed_and_end,

@@ -8,8 +8,8 @@ import msgspec
 import pytest
 
 from consumer import Context, RecordingEvent
+from consumer.cli.samples import recording_event
 from consumer.cloudevents import CloudEvent, MessageDecoder
-from consumer.devkit.samples import recording_event
 from consumer.devkit.testing import make_event, run_handler
 from consumer.errors import DecodeError
 from consumer.events import OtherEvent, RecordingAvailable

@@ -12,7 +12,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from consumer.config import EngineSettings, load_settings
-from consumer.devkit.devkafka import KAFKA_VERSION
+from consumer.devkit.broker import KAFKA_VERSION
 from consumer.errors import ConfigError
 from consumer.handlers.download import DownloadOptions
 from tests._support.deploy_files import (

@@ -19,6 +19,7 @@ import structlog
 from aiokafka import TopicPartition
 from structlog.testing import capture_logs
 
+from consumer.cli.run import _print_summary as print_summary
 from consumer.config import RetryOverride, RetrySettings
 from consumer.engine.deadletter_headers import Failure
 from consumer.engine.dedupe import KEPT_WHOLE, RecentlyHandled
@@ -28,8 +29,7 @@ from consumer.engine.scheduler import Scheduler
 from consumer.engine.tally import Tally
 from consumer.errors import DecodeError, PermanentFailure, RetryLater, Skipped
 from consumer.events import RecordingAvailable, RecordingEvent, encode_event
-from consumer.interface import Context, Handler, Record
-from consumer.tools.cli import _print_summary as print_summary
+from consumer.handler_api import Context, Handler, Record
 from tests._support.kafka_helpers import FinishedOffsets
 
 Logs = list[MutableMapping[str, Any]]

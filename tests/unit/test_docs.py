@@ -18,7 +18,7 @@ import yaml
 from consumer import make_event, run_handler
 from consumer.config import PluginSettings, Settings, load_settings
 from consumer.engine.plugins import build_handlers, discover
-from consumer.interface import options_type
+from consumer.handler_api import options_type
 from consumer.secret import decode_secret
 from tests._support.kafka_helpers import REPO
 from tests._support.public_names import consumer_names, not_public

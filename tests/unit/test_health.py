@@ -50,9 +50,9 @@ def test_readiness_needs_an_assignment_a_broker_and_no_drain() -> None:
 def test_liveness_fails_when_the_fetch_loop_stops_turning() -> None:
     """A fetch loop idle for longer than kafka.max_poll_interval_ms is reported."""
     h = health()
-    assert h.problems() == []
+    assert h.liveness_failures() == []
     h.last_fetch = time.monotonic() - 2.0
-    (problem,) = h.problems()
+    (problem,) = h.liveness_failures()
     assert problem.startswith("fetch loop has not run for")
 
 
@@ -64,13 +64,13 @@ def test_liveness_fails_on_a_stalled_lagging_partition_only() -> None:
     h.sampled_lag({TP: 10}, {TP: 10})
     h._progress[TP] -= 1.0  # as if caught up a second ago
     h.sampled_lag({TP: 14}, {TP: 10})
-    (problem,) = h.problems()
+    (problem,) = h.liveness_failures()
     assert problem.startswith("recordings/0: 4 behind, nothing committed for")
     h.down_since = time.monotonic()
-    assert h.problems() == []
+    assert h.liveness_failures() == []
     h.down_since = None
     h.committed({TP: 14})
-    assert h.problems() == []
+    assert h.liveness_failures() == []
     assert h.lag == {TP: 0}
 
 
@@ -98,14 +98,14 @@ def test_liveness_fails_while_and_just_after_the_loop_was_blocked() -> None:
     """An overdue loop watcher, or a late tick within loop_block_timeout, is reported."""
     h = health(loop_block_timeout=0.5)
     h.loop_ran(0.0)
-    assert h.problems() == []
+    assert h.liveness_failures() == []
     h.last_tick = time.monotonic() - 1.0
-    assert h.problems()[0].startswith("event loop blocked for")
+    assert h.liveness_failures()[0].startswith("event loop blocked for")
     h.loop_ran(1.0)
-    assert h.problems() == ["event loop was blocked for 1.0 s"]
+    assert h.liveness_failures() == ["event loop was blocked for 1.0 s"]
     h.last_tick = None  # watcher stopped (start-up, shutdown): nothing to judge
     h._blocked_until = 0.0
-    assert h.problems() == []
+    assert h.liveness_failures() == []
 
 
 class _One(Collector):

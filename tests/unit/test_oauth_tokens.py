@@ -18,13 +18,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import structlog
 
+from consumer.cli.main import main
 from consumer.config import load_settings
 from consumer.engine import oauth
 from consumer.engine.connection import client_options, token_provider
 from consumer.engine.msk_iam import MskIamTokens
 from consumer.engine.oauth import ClientCredentialsTokens, TokenError
 from consumer.secret import Secret
-from consumer.tools.cli import main
 from tests._support.kafka_helpers import REPO
 from tests._support.oauth_issuer import Client, Issuer
 

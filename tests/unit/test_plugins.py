@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from consumer.config import PluginSettings, load_settings
-from consumer.engine.plugins import build_handlers, describe, discover
+from consumer.engine.plugins import available_handlers, build_handlers, discover
 from consumer.errors import PluginError
 from consumer.handlers.download import DownloadHandler
 from consumer.handlers.log import LogHandler
@@ -106,7 +106,7 @@ def test_dotted_path_plugin_is_found_and_gets_its_options(
     assert isinstance(handlers["recorder"], Recorder)
     options = handlers["stamp"].options  # type: ignore[attr-defined]
     assert (options.label, options.repeat) == ("x", 1)
-    described = {name: (origin, opts) for name, origin, opts in describe(settings)}
+    described = {name: (origin, opts) for name, origin, opts in available_handlers(settings)}
     assert described["stamp"] == (
         f"config plugins ({module}:Stamp)",
         [("label", "str", "(required)"), ("repeat", "int", "1")],
@@ -316,7 +316,7 @@ def test_allow_list_applies_to_paths_too(tmp_path: Path, monkeypatch: pytest.Mon
         f"handler 'marker' is in plugins.paths ({module}:touch) but not in plugins.allow "
         "['log']; available handlers: log"
     )
-    assert [name for name, _, _ in describe(settings)] == ["log"]
+    assert [name for name, _, _ in available_handlers(settings)] == ["log"]
     listed = cli(
         "handlers",
         PLUGINS__ALLOW='["log"]',

@@ -106,12 +106,12 @@ def test_example_plugin_and_guide_use_only_public_names() -> None:
 def test_the_scan_catches_a_private_import() -> None:
     """The scan above is not vacuous: private modules and unexported names are reported."""
     code = (
-        "from consumer.interface import Context\n"
+        "from consumer.handler_api import Context\n"
         "from consumer import _KIT\n"
         "import consumer.tools.deadletter_commands\n"
     )
     assert not_public(consumer_names(ast.parse(code))) == [
-        "consumer.interface:Context",
+        "consumer.handler_api:Context",
         "consumer:_KIT",
         "consumer.tools.deadletter_commands",
     ]

@@ -16,7 +16,7 @@ from consumer.engine.delivery import RetryState
 from consumer.engine.intake import Job, Undecodable
 from consumer.engine.scheduler import Attempts, Scheduler
 from consumer.events import RecordingAvailable
-from consumer.interface import Record
+from consumer.handler_api import Record
 from tests._support.kafka_helpers import FinishedOffsets
 
 TP = TopicPartition("recordings", 0)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import msgspec
 
+from consumer.cli.reference import defaults_text
 from consumer.config import Settings, load_settings
-from consumer.tools.reference import defaults_text
 from tests._support.kafka_helpers import REPO
 
 REFERENCE = REPO / "consumer" / "defaults.toml"
@@ -101,7 +101,7 @@ def test_built_wheel_carries_the_reference_and_prints_it(tmp_path: Path) -> None
     with zipfile.ZipFile(wheel) as archive:
         assert archive.read("consumer/defaults.toml").decode() == REFERENCE.read_text()
     code = (
-        "import sys, consumer; from consumer.tools.cli import main\n"
+        "import sys, consumer; from consumer.cli.main import main\n"
         "assert consumer.__file__.startswith(sys.argv[1]), consumer.__file__\n"
         "sys.exit(main(['check-config', '--defaults']))\n"
     )

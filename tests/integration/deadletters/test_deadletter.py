@@ -16,7 +16,7 @@ from consumer.engine import deadletter_headers as dl
 from consumer.engine.deadletter_headers import Failure, dead_letter_headers
 from consumer.engine.deadletter_publisher import DeadLetterPublisher
 from consumer.errors import DecodeError, PermanentFailure
-from consumer.interface import Record
+from consumer.handler_api import Record
 from tests._support.deadletters import FIRST, LAST
 from tests._support.kafka_helpers import read_topic, topic_partitions, wait_for
 

@@ -17,7 +17,7 @@ from consumer.engine.admin import admin_client
 from consumer.engine.deadletter_headers import Failure
 from consumer.engine.deadletter_publisher import HEADER_ROOM, DeadLetterPublisher, request_size
 from consumer.errors import DecodeError
-from consumer.interface import Record
+from consumer.handler_api import Record
 from consumer.tools import deadletter_commands as dlq
 from tests._support.kafka_helpers import read_topic
 

@@ -18,10 +18,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.record._crc32c import crc as crc32c
 from confluent_kafka import Consumer
 
-from consumer.devkit.devkafka import LocalBroker, free_port
-from consumer.devkit.samples import MALFORMED
+from consumer.cli.main import main
+from consumer.cli.samples import MALFORMED
+from consumer.devkit.broker import LocalBroker, free_port
 from consumer.engine.worker import Worker
-from consumer.tools.cli import main
 from tests._support.kafka_helpers import (
     BATCH_ATTRIBUTES_AT,
     Recorder,

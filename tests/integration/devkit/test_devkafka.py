@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from consumer.devkit import devkafka
+from consumer.devkit.broker import LocalBroker, bootstrap_servers, free_port, ports
+from consumer.devkit.broker.__main__ import main
+from consumer.devkit.broker.liveness import exited
+from consumer.devkit.broker.properties import render_server_properties
 from consumer.engine.admin import admin_client
 
 
@@ -54,13 +57,13 @@ def test_env_bootstrap_starts_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path:
     home = tmp_path / "devkafka-home"
     monkeypatch.setenv("DEVKAFKA_HOME", str(home))
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.example:9092,kafka2.example:9093")
-    assert devkafka.bootstrap_servers() == "kafka.example:9092,kafka2.example:9093"
+    assert bootstrap_servers() == "kafka.example:9092,kafka2.example:9093"
     assert not home.exists()
 
 
 def test_server_properties_use_given_ports(tmp_path: Path) -> None:
     """The rendered config listens and advertises on the ports it was given, on 127.0.0.1."""
-    rendered = devkafka.render_server_properties(19092, 19093, tmp_path / "data")
+    rendered = render_server_properties(19092, 19093, tmp_path / "data")
     lines = set(rendered.splitlines())
     assert "listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093" in lines
     assert "advertised.listeners=PLAINTEXT://127.0.0.1:19092" in lines
@@ -69,7 +72,7 @@ def test_server_properties_use_given_ports(tmp_path: Path) -> None:
 
 
 async def test_killed_broker_restarts_with_its_topics_and_offsets(
-    private_broker: devkafka.LocalBroker,
+    private_broker: LocalBroker,
     unique_name: str,
     create_topic: Callable[..., Awaitable[None]],
 ) -> None:
@@ -122,18 +125,18 @@ def test_up_refuses_a_taken_default_port(
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
-        monkeypatch.setattr(devkafka, "DEFAULT_PORT", held.getsockname()[1])
-        assert devkafka.main(["up"]) == 1
+        monkeypatch.setattr(ports, "DEFAULT_PORT", held.getsockname()[1])
+        assert main(["up"]) == 1
     out, err = capsys.readouterr()
     assert out == ""
-    assert f"port {devkafka.DEFAULT_PORT} on 127.0.0.1 is in use" in err
+    assert f"port {ports.DEFAULT_PORT} on 127.0.0.1 is in use" in err
     assert "up --port N" in err
     assert not (tmp_path / "home" / "run" / "broker.pid").exists()
 
 
 def test_command_line_describes_every_subcommand() -> None:
-    """`python -m consumer.devkit.devkafka --help` (the Makefile's command) describes each one."""
-    command = [sys.executable, "-m", "consumer.devkit.devkafka", "--help"]
+    """`python -m consumer.devkit.broker --help` (the Makefile's command) describes each one."""
+    command = [sys.executable, "-m", "consumer.devkit.broker", "--help"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -146,12 +149,12 @@ def test_command_line_describes_every_subcommand() -> None:
 
 async def test_stop_returns_once_the_broker_has_exited(tmp_path: Path) -> None:
     """`stop` (what `down` runs) returns the pid only after the JVM is gone and its port free."""
-    broker = devkafka.LocalBroker(tmp_path / "broker", port=devkafka.free_port())
+    broker = LocalBroker(tmp_path / "broker", port=free_port())
     await asyncio.to_thread(broker.start)
     port = broker.port
     assert port is not None
     pid = await asyncio.to_thread(broker.stop)
     assert pid is not None
-    assert devkafka._exited(pid)
-    assert devkafka._port_is_free(port)
+    assert exited(pid)
+    assert ports.port_is_free(port)
     assert broker.recorded_pid() is None

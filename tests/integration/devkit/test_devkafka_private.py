@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from consumer.devkit.devkafka import LocalBroker
-from consumer.devkit.private import private_dir, write_private
+from consumer.devkit.broker import LocalBroker
+from consumer.devkit.broker.private import private_dir, write_private
 from tests._support.kafka_helpers import REPO
 
 # Starts a secured broker in argv[1] and prints every command line the launcher spawned
@@ -21,7 +21,7 @@ from tests._support.kafka_helpers import REPO
 START_RECORDING_ARGV = """
 import json, sys
 from pathlib import Path
-from consumer.devkit.devkafka import LocalBroker, free_port
+from consumer.devkit.broker import LocalBroker, free_port
 spawned = []
 def hook(event, args):
     if event == "subprocess.Popen":
@@ -36,7 +36,7 @@ print(json.dumps(spawned))
 WRITE_WATCHING_MODES = """
 import json, os, stat, sys
 from pathlib import Path
-from consumer.devkit.devkafka_security import write_tls_files
+from consumer.devkit.broker.security import write_tls_files
 tls = Path(sys.argv[1])
 exposed, steps = set(), []
 def hook(event, args):

@@ -26,8 +26,8 @@ from consumer.events import (
     decode,
     encode_event,
 )
+from consumer.handler_api import Context
 from consumer.handlers.log import LogHandler
-from consumer.interface import Context
 from tests._support.kafka_helpers import committed_and_end
 
 OPTIONAL = {"parent_call_id", "enqueued_time", "transfer_caller_id", "transfer_to"}

@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from consumer.devkit.testing import kafka_round_trip, make_event, run_handler
 from consumer.errors import PluginError
 from consumer.events import RecordingAvailable, decode, encode_event
+from consumer.handler_api import ProducerPublish, Record
 from consumer.handlers.publish import PublishHandler, PublishOptions
-from consumer.interface import ProducerPublish, Record
 
 ORIGINAL = (
     b'{ "eventType": "recordingAvailable",\n  "recordingId": "r-7", "status": "complete",\n'

@@ -9,9 +9,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from consumer.cli.produce import produce
 from consumer.config import KafkaSettings
-from consumer.devkit.devkafka_cluster import LocalCluster
-from consumer.tools.produce import produce
+from consumer.devkit.broker.cluster import LocalCluster
 from tests._support.cluster import topic_config
 from tests._support.kafka_helpers import REPO, read_topic
 
@@ -64,7 +64,7 @@ def test_cluster_command_line_reports_and_refuses(tmp_path: Path) -> None:
     """`status --nodes 3` with no cluster says stopped; `--nodes` with `--secured` exits 1 with
     a reason (starting one is covered by the fixture above, through the same class)."""
     env = {"DEVKAFKA_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    devkafka = [sys.executable, "-m", "consumer.devkit.devkafka"]
+    devkafka = [sys.executable, "-m", "consumer.devkit.broker"]
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

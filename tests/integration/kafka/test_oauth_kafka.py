@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from consumer.cli.samples import sample_messages
 from consumer.config import EngineSettings, Settings, load_settings
-from consumer.devkit.devkafka import LocalBroker, free_port
-from consumer.devkit.devkafka_oauth import oauth_broker
-from consumer.devkit.samples import sample_messages
+from consumer.devkit.broker import LocalBroker, free_port
+from consumer.devkit.broker.oauth import oauth_broker
 from consumer.engine import deadletter_headers as dl
 from consumer.engine.worker import Worker
 from tests._support.deadletters import dead_letters

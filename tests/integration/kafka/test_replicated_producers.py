@@ -10,15 +10,15 @@ import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from consumer.cli.produce import produce
 from consumer.config import DeadLetterSettings, KafkaSettings
-from consumer.devkit.devkafka_cluster import LocalCluster
+from consumer.devkit.broker.cluster import LocalCluster
 from consumer.engine.admin import admin_client
 from consumer.engine.deadletter_publisher import DeadLetterPublisher
 from consumer.engine.producer import build_producer
 from consumer.engine.worker import Worker
 from consumer.handlers.publish import PublishHandler, PublishOptions
 from consumer.tools.deadletter_commands import replay
-from consumer.tools.produce import produce
 from tests._support.cluster import topic_config
 from tests._support.kafka_helpers import Recorder, record_batches, recording_message, settings_for
 

@@ -12,10 +12,10 @@ import pytest
 import trustme
 from aiokafka.admin import AIOKafkaAdminClient
 
+from consumer.cli.samples import sample_messages
 from consumer.config import KafkaSettings
-from consumer.devkit.devkafka import LocalBroker
-from consumer.devkit.devkafka_security import SCRAM_USER
-from consumer.devkit.samples import sample_messages
+from consumer.devkit.broker import LocalBroker
+from consumer.devkit.broker.security import SCRAM_USER
 from consumer.devkit.testing import kafka_round_trip
 from consumer.engine import connection
 from consumer.engine import deadletter_headers as dl

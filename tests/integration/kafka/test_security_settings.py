@@ -13,13 +13,13 @@ import trustme
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import SaslAuthenticationFailed
 
+from consumer.cli.main import main
 from consumer.config import KafkaSettings, Settings, load_settings
-from consumer.devkit.devkafka import free_port
+from consumer.devkit.broker import free_port
 from consumer.engine import connection
 from consumer.engine.connection import client_options, connect_error
 from consumer.errors import KafkaConnectError
 from consumer.secret import Secret
-from consumer.tools.cli import main
 from tests._support.kafka_helpers import REPO
 
 PASSWORD = "pw-7f3a9c1e-never-shown"

@@ -10,7 +10,7 @@ import sys
 
 from aiokafka.errors import GroupCoordinatorNotAvailableError, NotCoordinatorForGroupError
 
-from consumer.devkit.devkafka import LocalBroker
+from consumer.devkit.broker import LocalBroker
 from consumer.engine.expected_logs import GRACE, ExpectedAtFirst
 
 FIRST_RUN = """

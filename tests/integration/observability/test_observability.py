@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import msgspec
 
+from consumer.cli.produce import produce
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
-from consumer.interface import Context, Handler
-from consumer.tools.produce import produce
+from consumer.handler_api import Context, Handler
 from tests._support.kafka_helpers import Recorder, recording_message
 from tests._support.observed import (
     Broken,

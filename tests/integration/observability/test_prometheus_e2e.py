@@ -23,10 +23,10 @@ import httpx
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from consumer.devkit.devkafka import free_port
+from consumer.cli.produce import produce
+from consumer.devkit.broker import free_port
 from consumer.engine.worker import Worker
-from consumer.interface import Handler
-from consumer.tools.produce import produce
+from consumer.handler_api import Handler
 from tests._support.alert_rules import RULES, alert_rules
 from tests._support.kafka_helpers import REPO, recording_message
 from tests._support.observed import Broken, Gate, observed_settings, routed, serving

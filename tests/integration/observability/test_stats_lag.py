@@ -12,10 +12,10 @@ import structlog
 from aiokafka import TopicPartition
 
 from consumer import RetryLater
+from consumer.cli.produce import produce
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
-from consumer.interface import Context
-from consumer.tools.produce import produce
+from consumer.handler_api import Context
 from tests._support.kafka_helpers import recording_message
 from tests._support.observed import observed_settings, routed, scrape, series, serving
 

@@ -25,8 +25,8 @@ from consumer.engine.delivery import Delivery
 from consumer.engine.worker import Worker
 from consumer.errors import RetryLater
 from consumer.events import RecordingEvent
+from consumer.handler_api import Context, Handler
 from consumer.handlers.publish import PublishHandler, PublishOptions
-from consumer.interface import Context, Handler
 from consumer.observability import tracing
 from consumer.tools import deadletter_commands as dlq
 from tests._support.kafka_helpers import read_topic, recording_message, settings_for

@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from consumer.devkit.devkafka import free_port
+from consumer.devkit.broker import free_port
 from tests._support.ingress import AUTH, callback, start_ingress, stop, wait_serving
 from tests._support.kafka_helpers import exit_status, read_topic, recording_message, worker_process
 

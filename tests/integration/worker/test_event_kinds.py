@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from structlog.testing import capture_logs
 
-from consumer.devkit.samples import recording_event
+from consumer.cli.produce import produce
+from consumer.cli.samples import recording_event
 from consumer.engine.worker import Worker
-from consumer.tools.produce import produce
 from tests._support.kafka_helpers import Recorder, committed_and_end, read_topic, settings_for
 
 CONFERENCE = {

@@ -13,8 +13,8 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.devkit.devkafka import free_port
-from consumer.devkit.samples import recording_event
+from consumer.cli.samples import recording_event
+from consumer.devkit.broker import free_port
 from consumer.engine.logs import Repeats
 from tests._support.kafka_helpers import (
     committed_and_end,

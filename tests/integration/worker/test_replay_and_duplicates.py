@@ -13,14 +13,14 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from structlog.testing import capture_logs
 
-from consumer.devkit.samples import recording_event
+from consumer.cli.produce import produce
+from consumer.cli.samples import recording_event
 from consumer.engine import deadletter_headers as dl
 from consumer.engine.deadletter_headers import dlq_fields
 from consumer.engine.worker import Worker
 from consumer.errors import PermanentFailure
 from consumer.events import RecordingEvent
-from consumer.interface import Context
-from consumer.tools.produce import produce
+from consumer.handler_api import Context
 from tests._support.kafka_helpers import (
     REPO,
     committed_and_end,

@@ -13,11 +13,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from structlog.testing import capture_logs
 
+from consumer.cli.produce import produce
 from consumer.engine.worker import Worker
 from consumer.errors import PermanentFailure, RetryLater
 from consumer.events import RecordingEvent
-from consumer.interface import Context
-from consumer.tools.produce import produce
+from consumer.handler_api import Context
 from tests._support.kafka_helpers import (
     committed_and_end,
     read_topic,

@@ -14,8 +14,8 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from consumer.cli.samples import recording_event
 from consumer.config import KafkaSettings
-from consumer.devkit.samples import recording_event
 from consumer.engine import deadletter_headers as dl
 from consumer.tools import deadletter_commands as dlq
 from tests._support.kafka_helpers import REPO

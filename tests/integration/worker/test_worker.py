@@ -14,9 +14,9 @@ from typing import Any
 import msgspec
 from msgspec.json import encode
 
-from consumer.devkit.samples import SAMPLE_STATUSES, recording_event, sample_messages
+from consumer.cli.produce import produce
+from consumer.cli.samples import SAMPLE_STATUSES, recording_event, sample_messages
 from consumer.engine.worker import Worker
-from consumer.tools.produce import produce
 from tests._support.kafka_helpers import (
     REPO,
     Recorder,

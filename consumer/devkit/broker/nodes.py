@@ -1,4 +1,4 @@
-"""The processes of a `consumer.devkit.devkafka_cluster.LocalCluster`: broker-only KRaft nodes
+"""The processes of a `consumer.devkit.broker.cluster.LocalCluster`: broker-only KRaft nodes
 and their one controller, their server.properties and JVM flags."""
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from consumer.devkit import devkafka
-from consumer.devkit.devkafka import LocalBroker
-from consumer.devkit.private import private_dir, write_private
+from consumer.devkit.broker.jars import java_binary
+from consumer.devkit.broker.private import private_dir, write_private
+from consumer.devkit.broker.process import LocalBroker
+from consumer.devkit.broker.properties import LOG4J2
+from consumer.devkit.broker.storage import storage_tool
 
 # Four JVMs share two cores here: smaller heaps than the single broker's (the controller's
 # smallest: it holds only the cluster's metadata), and C1 only (TieredStopAtLevel=1): on the
@@ -94,7 +96,7 @@ class ClusterNode(LocalBroker):
     def _java_command(self, jars: Path) -> list[str]:
         log4j = self.state_dir / "log4j2.properties"
         flags = [*self.heap, *JIT_GC_FLAGS, f"-Dlog4j2.configurationFile={log4j}"]
-        return [devkafka._java(), *flags, "-cp", f"{jars}/*"]
+        return [java_binary(), *flags, "-cp", f"{jars}/*"]
 
 
 class ClusterController(ClusterNode):
@@ -117,11 +119,11 @@ class ClusterController(ClusterNode):
 def prepare(node: ClusterNode, properties: str) -> None:
     """Write the node's private state directory: its log4j and server.properties."""
     private_dir(node.state_dir)
-    write_private(node.state_dir / "log4j2.properties", devkafka.LOG4J2)
+    write_private(node.state_dir / "log4j2.properties", LOG4J2)
     write_private(node.config_file, properties)
 
 
 def format_storage(java: list[str], node: ClusterNode, identity: str) -> None:
     """Format the node's storage for the cluster `identity` (one Kafka StorageTool run)."""
     argfile = node.state_dir / "storage-tool.args"
-    devkafka._storage_tool(java, argfile, "format", "-t", identity, "-c", str(node.config_file))
+    storage_tool(java, argfile, "format", "-t", identity, "-c", str(node.config_file))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.devkit.devkafka import KAFKA_VERSION
+from consumer.devkit.broker.jars import KAFKA_VERSION
 
 SECURITY = "org.apache.kafka.common.security.oauthbearer"
 REAUTH_MS = 60_000
@@ -26,7 +26,7 @@ def oauth_broker(
     listener = "listener.name.sasl_ssl.oauthbearer"
     lines = [
         "",
-        "# OAUTHBEARER (consumer/devkit/devkafka_oauth.py)",
+        "# OAUTHBEARER (consumer/devkit/broker/oauth.py)",
         "sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN,OAUTHBEARER",
         f"{listener}.sasl.jaas.config={SECURITY}.OAuthBearerLoginModule required;",
         f"{listener}.sasl.server.callback.handler.class={SECURITY}.OAuthBearerValidatorCallbackHandler",

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from consumer.devkit.private import private_dir, write_private
+from consumer.devkit.broker.private import private_dir, write_private
 
 SCRAM_USER = "scram-user"
 """Authenticates with SCRAM-SHA-512 (created at storage-format time, see `scram_arguments`)."""
@@ -75,7 +75,7 @@ def write_tls_files(tls_dir: Path) -> None:
 def scram_arguments(tls_dir: Path) -> list[str]:
     """StorageTool format arguments that create the SCRAM user: KRaft has no other way before
     the broker runs. They hold the password: pass them in a private argument file, never on a
-    command line (see `consumer.devkit.devkafka`)."""
+    command line (see `consumer.devkit.broker`)."""
     password = (tls_dir / f"{SCRAM_USER}.password").read_text()
     return ["--add-scram", f"SCRAM-SHA-512=[name={SCRAM_USER},password={password}]"]
 
@@ -92,7 +92,7 @@ def render_security_properties(
     scram_jaas = f"{login}.scram.ScramLoginModule required;"
     plain_jaas = f'{login}.plain.PlainLoginModule required user_{PLAIN_USER}="{plain_password}";'
     return f"""
-# Secured listeners (consumer/devkit/devkafka_security.py)
+# Secured listeners (consumer/devkit/broker/security.py)
 listeners={listeners},CONTROLLER://{host}:{controller_port}
 advertised.listeners={listeners}
 listener.security.protocol.map=SASL_SSL:SASL_SSL,SSL:SSL,PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT

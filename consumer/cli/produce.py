@@ -1,17 +1,68 @@
-"""Publishing events to the topic, for demos, load tests and replaying captured callbacks."""
+"""``recording-consumer produce``: publish events to the topic, for demos, load tests and
+replaying captured callbacks (a file of JSON lines, or the built-in samples)."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from consumer.config import KafkaSettings
+import msgspec
+
+from consumer.cli.reach import reach
+from consumer.cli.samples import sample_messages
+from consumer.cli.subcommands import Subcommands
+from consumer.config import KafkaSettings, Settings
 from consumer.engine import connection
 from consumer.engine.admin import admin_client, create_topic
 from consumer.engine.producer import build_producer
 
 PROGRESS_FROM = 10_000
 """Below this many messages a progress bar is noise."""
+
+
+def add_command(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    produce = sub.add_parser("produce", parents=[common], help="publish events to the topic")
+    source = produce.add_mutually_exclusive_group()
+    source.add_argument("--file", type=Path, help="JSON lines to publish, one event per line")
+    source.add_argument(
+        "--repeat", type=int, default=1, help="times to repeat the built-in sample set"
+    )
+    produce.add_argument("--topic", help="default: kafka.topic from the settings")
+    produce.add_argument(
+        "--partitions", type=int, default=6, help="partitions if the topic is created"
+    )
+    produce.add_argument(
+        "--compression",
+        choices=["none", "gzip", "snappy", "lz4", "zstd"],
+        help="codec of the produced batches (default: kafka.compression_type)",
+    )
+    produce.set_defaults(command=command)
+
+
+def command(args: argparse.Namespace, settings: Settings) -> int:
+    topic = args.topic or settings.kafka.topic
+    kafka = settings.kafka
+    if args.compression is not None:
+        kafka = msgspec.structs.replace(kafka, compression_type=args.compression)
+    if args.file:
+        lines = args.file.read_bytes().splitlines()
+        messages: list[tuple[bytes | None, bytes]] = [
+            (None, line) for line in lines if line.strip()
+        ]
+    else:
+        messages = sample_messages(args.repeat)
+
+    async def publish() -> int:
+        await reach(kafka)
+        await ensure_topic(kafka, topic, args.partitions)
+        return await produce(kafka, topic, messages)
+
+    count = asyncio.run(publish())
+    print(f"produced {count} messages to {topic}", file=sys.stderr)
+    return 0
 
 
 async def ensure_topic(settings: KafkaSettings, topic: str, partitions: int) -> None:

@@ -5,14 +5,37 @@ Operators feed it dead-letter values or captured callbacks to see what the worke
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TextIO
 
 import msgspec
 
+from consumer.cli.subcommands import Subcommands
 from consumer.config import Settings
 from consumer.engine.intake import Intake, Skipped, Undecodable
 from consumer.engine.printable import print_escaped
+from consumer.errors import ConfigError
+
+
+def add_command(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    inspect = sub.add_parser(
+        "inspect", parents=[common], help="show how JSON lines decode and where they route"
+    )
+    inspect.add_argument("file", nargs="?", default="-", help="JSON lines, or - for stdin")
+    inspect.set_defaults(command=command)
+
+
+def command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.file == "-":
+        return inspect_lines(sys.stdin.buffer, settings, sys.stdout)
+    try:
+        with Path(args.file).open("rb") as lines:
+            return inspect_lines(lines, settings, sys.stdout)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.file}: {exc.strerror}") from None
 
 
 class _Line(msgspec.Struct, frozen=True):

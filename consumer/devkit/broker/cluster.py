@@ -4,7 +4,7 @@ Production clusters run three or more brokers, replication factor 3 and ``min.in
 2, and lose brokers; this cluster is configured the same way, internal topics included, so
 drills can kill a partition's leader or the group's coordinator and see what a worker does.
 
-    python -m consumer.devkit.devkafka up --nodes 3
+    python -m consumer.devkit.broker up --nodes 3
 
 The KRaft quorum is one controller-only process apart from the brokers, as production
 clusters separate them: with the brokers voting too, two of three down left no controller
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,9 +27,9 @@ from types import TracebackType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
-from consumer.devkit import devkafka
-from consumer.devkit.devkafka import BrokerError, free_ports
-from consumer.devkit.devkafka_nodes import (
+from consumer.devkit.broker.home import BrokerError, say
+from consumer.devkit.broker.jars import ensure_jars
+from consumer.devkit.broker.nodes import (
     CONTROLLER_ID,
     ClusterController,
     ClusterNode,
@@ -41,7 +39,8 @@ from consumer.devkit.devkafka_nodes import (
     render_broker_properties,
     render_controller_properties,
 )
-from consumer.devkit.private import private_dir
+from consumer.devkit.broker.ports import free_ports
+from consumer.devkit.broker.private import private_dir
 from consumer.engine.admin import admin_client
 
 
@@ -71,7 +70,7 @@ class LocalCluster:
     def start(self, timeout: float = 120) -> str:
         """Format fresh storage on the controller and every broker, start them together, return
         the bootstrap once every broker is registered with the cluster."""
-        jars = devkafka.ensure_jars()
+        jars = ensure_jars()
         *client_ports, controller_port = free_ports(self.size + 1)
         identity = cluster_id()
         private_dir(self.state_dir)
@@ -105,7 +104,7 @@ class LocalCluster:
                 raise
         self.wait_registered(timeout)
         elapsed = time.monotonic() - started
-        devkafka._say(
+        say(
             f"{self.size}-broker cluster ready at {self.bootstrap} in {elapsed:.1f}s "
             f"(controller {self.controller.bootstrap})"
         )
@@ -220,58 +219,6 @@ class LocalCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def cluster_home() -> Path:
-    """Where the long-lived cluster of ``up --nodes N`` keeps its nodes."""
-    return devkafka.devkafka_home() / "cluster"
-
-
-def up(nodes: int) -> str:
-    """Ensure the long-lived `nodes`-node cluster is serving; return its bootstrap."""
-    home = cluster_home()
-    with devkafka._locked(home / ".lock"):
-        cluster = LocalCluster.recorded(home)
-        serving = cluster.controller.recorded_pid() is not None
-        if serving and len(cluster.nodes) == nodes and len(cluster.running()) == nodes:
-            try:
-                cluster.wait_registered(5)
-                return cluster.bootstrap
-            except BrokerError:
-                pass  # alive but not serving: hung; start afresh
-        cluster.stop()
-        for stale in [*home.glob("node-*"), cluster.controller.state_dir]:
-            shutil.rmtree(stale, ignore_errors=True)
-        return LocalCluster(home, nodes).start()
-
-
-def command(name: str, nodes: int) -> int:
-    """`up`, `down`, `status` or `bootstrap` of ``python -m consumer.devkit.devkafka`` for the
-    long-lived cluster (``--nodes N`` above 1); returns the exit status."""
-    if name == "up" or (name == "bootstrap" and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")):
-        print(up(nodes))
-        return 0
-    if name == "bootstrap":
-        print(os.environ["KAFKA_BOOTSTRAP_SERVERS"])
-        return 0
-    home = cluster_home()
-    with devkafka._locked(home / ".lock"):
-        cluster = LocalCluster.recorded(home)
-        running = cluster.running()
-        controller = cluster.controller.recorded_pid() is not None
-        if name == "down":
-            cluster.stop()
-            gone = f"brokers {running}" + (" and the controller" if controller else "")
-            devkafka._say(f"stopped {gone}" if running or controller else "not running")
-        elif running or controller:
-            state = "running" if controller else "NOT running"
-            print(
-                f"running {cluster.bootstrap} (brokers {running} of {len(cluster.nodes)}, "
-                f"controller {state})"
-            )
-        else:
-            print("stopped")
-    return 0
 
 
 async def _all_registered(bootstrap: str, size: int, seconds: float) -> bool:

@@ -1,0 +1,1 @@
+"""The ``recording-consumer`` command line: the parser in `main`, one small module per command."""

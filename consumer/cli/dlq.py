@@ -1,0 +1,77 @@
+"""``recording-consumer dlq show|replay``: the dead-letter commands' flags, output and exit status
+(what they read and republish is `consumer.tools.deadletter_commands`')."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from consumer.cli.reach import reach
+from consumer.cli.subcommands import Subcommands
+from consumer.config import Settings
+
+EXIT_SKIPPED = 4
+"""`dlq replay` passed over dead letters it cannot replay (one line each); the rest went."""
+
+
+def add_command(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    dlq = sub.add_parser("dlq", help="dead letters: list them, or put them back on the topic")
+    dlq_sub = dlq.add_subparsers(required=True, metavar="ACTION")
+    show = dlq_sub.add_parser("show", parents=[common], help="list dead letters and why")
+    show.add_argument("--limit", type=int, help="at most this many")
+    show.set_defaults(command=show_command)
+    replay = dlq_sub.add_parser(
+        "replay", parents=[common], help="republish dead letters to the worker's topic"
+    )
+    replay.add_argument("--error-class", help="only dead letters with this error class")
+    replay.add_argument("--handler", help="only dead letters of this handler")
+    replay.add_argument("--recording-id", help="only dead letters of this recording")
+    replay.add_argument("--dry-run", action="store_true", help="print, publish nothing")
+    replay.add_argument(
+        "--to",
+        metavar="TOPIC",
+        help="topic to republish to (default: kafka.topic; never a dead letter's own header)",
+    )
+    replay.add_argument(
+        "--group",
+        help="consumer group that remembers replay progress (default: <group_id>.dlq-replay)",
+    )
+    replay.set_defaults(command=replay_command)
+
+
+def show_command(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.engine.deadletter_publisher import dead_letter_topic
+    from consumer.tools.deadletter_commands import show
+
+    asyncio.run(reach(settings.kafka))
+    count = asyncio.run(show(settings.kafka, dead_letter_topic(settings), args.limit, sys.stdout))
+    print(f"{count} dead letters", file=sys.stderr)
+    return 0
+
+
+def replay_command(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.engine.deadletter_publisher import dead_letter_topic
+    from consumer.observability import tracing
+    from consumer.tools.deadletter_commands import replay
+
+    tracing.start_from_environment()
+    asyncio.run(reach(settings.kafka))
+    counts = asyncio.run(
+        replay(
+            settings.kafka,
+            dead_letter_topic(settings),
+            args.group or f"{settings.kafka.group_id}.dlq-replay",
+            to=args.to or settings.kafka.topic,
+            error_class=args.error_class,
+            handler=args.handler,
+            recording_id=args.recording_id,
+            dry_run=args.dry_run,
+            out=sys.stdout,
+            max_request_size=settings.dead_letter.max_request_size,
+        )
+    )
+    verb = "would replay" if args.dry_run else "replayed"
+    skipped = f"; skipped {counts.skipped} that cannot be replayed" if counts.skipped else ""
+    print(f"{verb} {counts.replayed} dead letters{skipped}", file=sys.stderr)
+    return EXIT_SKIPPED if counts.skipped else 0
