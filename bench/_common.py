@@ -24,7 +24,7 @@ from aiokafka.admin import NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from consumer.config import EngineSettings, KafkaSettings, LoggingSettings, Settings, load_settings
+from consumer.settings.config import EngineSettings, KafkaSettings, LoggingSettings, Settings, load_settings
 from consumer.devkit.devkafka import bootstrap_servers
 from consumer.devkit.samples import recording_event
 from consumer.engine.admin import admin_client, end_offsets

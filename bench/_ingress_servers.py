@@ -73,7 +73,7 @@ async def _serve_floor(port: int, args: argparse.Namespace) -> None:
 
 
 def run_ingress(port: int, args: argparse.Namespace) -> None:
-    from consumer.config import load_settings
+    from consumer.settings.config import load_settings
     from consumer.ingress.command import ingest
 
     environ = {

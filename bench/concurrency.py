@@ -20,7 +20,7 @@ from collections import defaultdict
 from _common import Probe, bootstrap, fresh, messages, publish_backlog, time_worker, verdict
 from _common import worker_settings as settings_for
 
-from consumer.config import LoggingSettings
+from consumer.settings.config import LoggingSettings
 from consumer.engine.logs import configure_logging
 from consumer.events import RecordingEvent
 from consumer.interface import Context

@@ -29,7 +29,7 @@ import msgspec
 import structlog
 from _common import stdout_to_devnull
 
-from consumer.config import LoggingSettings
+from consumer.settings.config import LoggingSettings
 from consumer.engine.logs import (
     JsonLine,
     Repeats,

@@ -35,7 +35,7 @@ from _common import (
     worker_settings,
 )
 
-from consumer.config import LoggingSettings, ObservabilitySettings
+from consumer.settings.config import LoggingSettings, ObservabilitySettings
 from consumer.devkit.devkafka import free_port
 from consumer.engine.logs import configure_logging
 from consumer.engine.tally import Tally

@@ -25,7 +25,7 @@ from _common import (
 )
 from _common import worker_settings as settings_for
 
-from consumer.config import LoggingSettings
+from consumer.settings.config import LoggingSettings
 from consumer.engine.logs import configure_logging
 
 PARTITIONS = 6

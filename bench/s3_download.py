@@ -33,7 +33,7 @@ import msgspec
 import trustme
 from _common import Probe, bootstrap, fresh, publish_backlog, time_worker, verdict
 
-from consumer.config import EngineSettings, KafkaSettings, LoggingSettings, Settings
+from consumer.settings.config import EngineSettings, KafkaSettings, LoggingSettings, Settings
 from consumer.devkit.testing import make_event
 from consumer.engine.logs import configure_logging
 from consumer.handlers.bandwidth import media_path

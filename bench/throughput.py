@@ -62,7 +62,7 @@ from _throughput_runs import (
     worker,
 )
 
-from consumer.config import LoggingSettings
+from consumer.settings.config import LoggingSettings
 from consumer.engine.admin import end_offsets
 from consumer.engine.logs import configure_logging
 

@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from consumer.cloudevents import CloudEvent
-from consumer.config import KafkaSettings, RetryPolicy
+from consumer.settings.config import KafkaSettings, RetryPolicy
 from consumer.errors import (
     ConfigError,
     ConsumerError,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumer.config import KafkaSettings, load_settings
+from consumer.settings.config import KafkaSettings, load_settings
 from consumer.devkit.devkafka_security import PLAIN_USER, SCRAM_USER, Security
 
 MODES = ("scram", "plain", "mtls")

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from consumer.config import Settings, load_settings
+from consumer.settings.config import Settings, load_settings
 from consumer.devkit.samples import recording_event
 from consumer.engine.admin import admin_client
 from consumer.engine.offsets import Batch, OffsetTracker

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from consumer.config import KafkaSettings
+from consumer.settings.config import KafkaSettings
 from consumer.devkit.devkafka_cluster import LocalCluster
 from consumer.engine.admin import admin_client
 from consumer.tools.produce import produce

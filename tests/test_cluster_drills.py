@@ -17,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import NewTopic
 
-from consumer.config import KafkaSettings
+from consumer.settings.config import KafkaSettings
 from consumer.devkit.devkafka_cluster import LocalCluster
 from consumer.engine.admin import admin_client
 from consumer.engine.producer import build_producer

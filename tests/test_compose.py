@@ -15,7 +15,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from consumer.config import ENV_ALIASES, ENV_PREFIX, EngineSettings, Settings, load_settings
+from consumer.settings.config import ENV_ALIASES, ENV_PREFIX, EngineSettings, Settings, load_settings
 from consumer.devkit.devkafka import KAFKA_VERSION
 from consumer.errors import ConfigError
 from consumer.handlers.download import DownloadOptions

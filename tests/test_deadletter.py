@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from structlog.testing import capture_logs
 
-from consumer.config import DeadLetterSettings, KafkaSettings
+from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from consumer.engine import deadletter_headers as dl
 from consumer.engine.deadletter_headers import Failure, dead_letter_headers
 from consumer.engine.deadletter_publisher import DeadLetterPublisher

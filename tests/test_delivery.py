@@ -19,7 +19,7 @@ import structlog
 from aiokafka import TopicPartition
 from structlog.testing import capture_logs
 
-from consumer.config import RetryOverride, RetrySettings
+from consumer.settings.config import RetryOverride, RetrySettings
 from consumer.engine.deadletter_headers import Failure
 from consumer.engine.dedupe import KEPT_WHOLE, RecentlyHandled
 from consumer.engine.delivery import Delivery, Route

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 import yaml
 
-from consumer.config import Settings, load_settings
+from consumer.settings.config import Settings, load_settings
 from consumer.errors import ConfigError
 from consumer.handlers.download import DownloadOptions
 from consumer.observability.server import listen_address

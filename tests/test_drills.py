@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from consumer.config import KafkaSettings
+from consumer.settings.config import KafkaSettings
 from consumer.devkit.devkafka import LocalBroker
 from consumer.engine import deadletter_headers as dl
 from consumer.engine.admin import admin_client

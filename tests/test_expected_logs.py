@@ -16,7 +16,7 @@ from consumer.engine.expected_logs import GRACE, ExpectedAtFirst
 FIRST_RUN = """
 import asyncio, json, logging, sys
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from consumer.config import LoggingSettings
+from consumer.settings.config import LoggingSettings
 from consumer.engine.logs import configure_logging
 
 configure_logging(LoggingSettings(format="json"))

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import trustme
 
-from consumer.config import KafkaSettings
+from consumer.settings.config import KafkaSettings
 from consumer.devkit.testing import make_event
 from consumer.events import RecordingEvent, encode_event
 from consumer.handlers.bandwidth import media_path

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from consumer import serving
-from consumer.config import KafkaSettings
+from consumer.settings.config import KafkaSettings
 from consumer.devkit.devkafka import free_port
 from consumer.tools.produce import produce
 from tests.ingress_support import AUTH, callback, start_ingress, stop, wait_serving

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from consumer import serving
-from consumer.config import Settings, load_settings
+from consumer.settings.config import Settings, load_settings
 from consumer.ingress.auth import credentials
 from consumer.ingress.command import check
 from tests.test_compose import CONFIG_FILE, final_stage, seconds, service, unread_variables

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import structlog
 
-from consumer.config import IngressSettings
+from consumer.settings.config import IngressSettings
 from consumer.ingress import auth, metrics
 from consumer.ingress.auth import Credentials
 from consumer.ingress.metrics import IngressMetrics, Refusals

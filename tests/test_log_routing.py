@@ -14,7 +14,7 @@ from consumer.engine.logs import Repeats
 
 LIBRARY_SCRIPT = """
 import logging
-from consumer.config import LoggingSettings
+from consumer.settings.config import LoggingSettings
 from consumer.engine.logs import configure_logging
 
 configure_logging(LoggingSettings(format="json"))

@@ -10,7 +10,7 @@ import pytest
 
 SCRIPT = """
 import structlog
-from consumer.config import LoggingSettings
+from consumer.settings.config import LoggingSettings
 from consumer.engine.logs import configure_logging
 
 configure_logging(LoggingSettings(format="{fmt}"))
@@ -47,7 +47,7 @@ def test_tracebacks_carry_no_local_variables(fmt: str) -> None:
 
 ESCAPES = """
 import structlog
-from consumer.config import LoggingSettings
+from consumer.settings.config import LoggingSettings
 from consumer.engine.logs import configure_logging
 
 configure_logging(LoggingSettings(format="console"))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumer.config import EngineSettings, Settings, load_settings
+from consumer.settings.config import EngineSettings, Settings, load_settings
 from consumer.devkit.devkafka import LocalBroker, free_port
 from consumer.devkit.devkafka_oauth import oauth_broker
 from consumer.devkit.samples import sample_messages

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import structlog
 
-from consumer.config import load_settings
+from consumer.settings.config import load_settings
 from consumer.engine import oauth
 from consumer.engine.connection import client_options, token_provider
 from consumer.engine.msk_iam import MskIamTokens

@@ -13,7 +13,7 @@ import httpx
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.config import Settings
+from consumer.settings.config import Settings
 from consumer.devkit.devkafka import free_port
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent

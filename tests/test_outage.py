@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from consumer.config import KafkaSettings
+from consumer.settings.config import KafkaSettings
 from consumer.devkit.devkafka import LocalBroker, free_port
 from consumer.engine.logs import REPEAT_INTERVAL
 from consumer.tools.produce import produce

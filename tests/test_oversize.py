@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
 
-from consumer.config import DeadLetterSettings, KafkaSettings
+from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from consumer.engine import deadletter_headers as dl
 from consumer.engine.admin import admin_client
 from consumer.engine.deadletter_headers import Failure

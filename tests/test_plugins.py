@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from consumer.config import PluginSettings, load_settings
+from consumer.settings.config import PluginSettings, load_settings
 from consumer.engine.plugins import build_handlers, describe, discover
 from consumer.errors import PluginError
 from consumer.handlers.download import DownloadHandler

@@ -17,7 +17,7 @@ from aiokafka.codec import gzip_encode
 from aiokafka.consumer.fetcher import PartitionRecords
 from aiokafka.record._crc32c import crc as crc32c
 
-from consumer.config import KafkaSettings
+from consumer.settings.config import KafkaSettings
 from consumer.engine import deadletter_headers as dl
 from consumer.engine import unreadable
 from consumer.engine.header_keys import reread

@@ -26,7 +26,7 @@ from consumer import (
     run_handler,
     running,
 )
-from consumer.config import PluginSettings
+from consumer.settings.config import PluginSettings
 from consumer.engine.plugins import build_handlers
 from tests.support import REPO
 

@@ -10,7 +10,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from consumer.config import DeadLetterSettings, KafkaSettings
+from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from consumer.devkit.devkafka_cluster import LocalCluster
 from consumer.engine.admin import admin_client
 from consumer.engine.deadletter_publisher import DeadLetterPublisher

@@ -19,7 +19,7 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumer.config import KafkaSettings
+from consumer.settings.config import KafkaSettings
 from consumer.devkit.samples import recording_event
 from consumer.tools.produce import produce
 from tests.drill import check

@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from consumer import Secret
-from consumer.config import PluginSettings, load_settings
+from consumer.settings.config import PluginSettings, load_settings
 from consumer.engine.plugins import build_handlers
 from consumer.errors import PluginError
 from consumer.secret import read_secret

@@ -15,7 +15,7 @@ import pytest
 import trustme
 from aiokafka.admin import AIOKafkaAdminClient
 
-from consumer.config import KafkaSettings
+from consumer.settings.config import KafkaSettings
 from consumer.devkit.devkafka import LocalBroker
 from consumer.devkit.devkafka_security import SCRAM_USER
 from consumer.devkit.samples import sample_messages

@@ -13,7 +13,7 @@ import trustme
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import SaslAuthenticationFailed
 
-from consumer.config import KafkaSettings, Settings, load_settings
+from consumer.settings.config import KafkaSettings, Settings, load_settings
 from consumer.devkit.devkafka import free_port
 from consumer.engine import connection
 from consumer.engine.connection import client_options, connect_error

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumer.config import KafkaSettings
+from consumer.settings.config import KafkaSettings
 from consumer.devkit.samples import recording_event
 from consumer.engine import deadletter_headers as dl
 from consumer.tools import deadletter_commands as dlq

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 from structlog.testing import capture_logs
 
-from consumer.config import Settings
+from consumer.settings.config import Settings
 from consumer.engine.delivery import Delivery
 from consumer.engine.worker import Worker
 from consumer.errors import RetryLater

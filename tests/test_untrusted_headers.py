@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from consumer.config import load_settings
+from consumer.settings.config import load_settings
 from consumer.devkit.samples import recording_event
 from consumer.engine import deadletter_headers as dl
 from consumer.engine.deadletter_headers import Failure, dead_letter_headers

@@ -32,7 +32,7 @@ import structlog.testing
 from structlog.testing import LogCapture
 
 from consumer.cloudevents import CloudEvent
-from consumer.config import EngineSettings, KafkaSettings, RetryPolicy, RetrySettings, Settings
+from consumer.settings.config import EngineSettings, KafkaSettings, RetryPolicy, RetrySettings, Settings
 from consumer.engine import deadletter_headers
 from consumer.engine.admin import end_offsets
 from consumer.engine.deadletter_headers import dlq_fields

@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import NoError, TopicAlreadyExistsError, for_code
 
-from consumer.config import KafkaSettings
+from consumer.settings.config import KafkaSettings
 from consumer.engine import connection
 
 

@@ -17,7 +17,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumer.config import EngineSettings
+from consumer.settings.config import EngineSettings
 from consumer.engine.offsets import Batch, OffsetTracker
 from consumer.engine.tally import Tally
 from consumer.observability.health import Health

@@ -38,7 +38,7 @@ from consumer.errors import ConfigError, KafkaConnectError
 from consumer.secret import MASK, Secret, warn_if_shared
 
 if TYPE_CHECKING:
-    from consumer.config import KafkaSettings
+    from consumer.settings.config import KafkaSettings
 
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})

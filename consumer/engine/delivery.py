@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from consumer.config import RetrySettings
+from consumer.settings.config import RetrySettings
 from consumer.engine.deadletter_headers import Failure
 from consumer.engine.dedupe import RecentlyHandled, fingerprint
 from consumer.engine.intake import Job, Undecodable

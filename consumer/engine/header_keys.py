@@ -22,7 +22,7 @@ from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.record.util import decode_varint
 from aiokafka.structs import ConsumerRecord
 
-from consumer.config import KafkaSettings
+from consumer.settings.config import KafkaSettings
 from consumer.engine import connection
 
 _BATCH = struct.Struct(">qiibIhiqqqhii")

@@ -14,7 +14,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from consumer.cloudevents import CloudEvent, MessageDecoder
-from consumer.config import Settings
+from consumer.settings.config import Settings
 from consumer.engine.routing import Router
 from consumer.errors import DecodeError
 from consumer.events import EventDecoder, OtherEvent, RecordingEvent, UnknownEvent

@@ -18,7 +18,7 @@ import msgspec
 import structlog
 from structlog.typing import EventDict
 
-from consumer.config import LoggingSettings
+from consumer.settings.config import LoggingSettings
 from consumer.engine.expected_logs import ExpectedAtFirst
 from consumer.engine.printable import escape_json_marks, escape_log_fields
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from consumer.config import PluginSettings, validation_key
+from consumer.settings.config import PluginSettings, validation_key
 from consumer.errors import PluginError
 from consumer.interface import Handler, options_keyed, options_type
 from consumer.secret import EnvText, decode_secret, is_secret, masked

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from consumer.config import RetryPolicy
+from consumer.settings.config import RetryPolicy
 from consumer.errors import PermanentFailure, RetryLater
 
 

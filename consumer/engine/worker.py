@@ -18,7 +18,7 @@ import httpx
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from consumer.config import Settings
+from consumer.settings.config import Settings
 from consumer.engine import connection
 from consumer.engine.backpressure import Backpressure
 from consumer.engine.committer import Committer, partition_names

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from consumer.config import IngressSettings
+from consumer.settings.config import IngressSettings
 from consumer.ingress.auth import Credentials
 from consumer.ingress.metrics import IngressMetrics, Refusals
 from consumer.ingress.spool import SpooledCallback, SpoolFull, SpoolUnwritable

@@ -10,7 +10,7 @@ import base64
 import binascii
 import hmac
 
-from consumer.config import IngressSettings
+from consumer.settings.config import IngressSettings
 from consumer.errors import ConfigError
 from consumer.secret import read_secret
 

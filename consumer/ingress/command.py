@@ -15,7 +15,7 @@ from pathlib import Path
 import structlog
 
 from consumer import serving
-from consumer.config import IngressSettings, Settings
+from consumer.settings.config import IngressSettings, Settings
 from consumer.errors import ConfigError
 from consumer.ingress.app import CallbackApp
 from consumer.ingress.auth import Credentials, credentials

@@ -12,7 +12,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from consumer.config import KafkaSettings
+from consumer.settings.config import KafkaSettings
 from consumer.engine import connection
 from consumer.engine.producer import build_producer
 from consumer.errors import KafkaConnectError

@@ -26,7 +26,7 @@ import msgspec
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
-from consumer.config import RetrySettings, Settings
+from consumer.settings.config import RetrySettings, Settings
 from consumer.engine.deadletter_headers import Failure
 from consumer.engine.delivery import DeadLetters, Delivery
 from consumer.engine.intake import Job, Undecodable

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from consumer.config import DEFAULT_CONFIG, Settings, load_settings, settings_file
+from consumer.settings.config import DEFAULT_CONFIG, Settings, load_settings, settings_file
 from consumer.engine.printable import print_escaped
 from consumer.errors import ConfigError, ConsumerError, KafkaConnectError, UnreadableBatch
 from consumer.secret import encode_secret
 
 if TYPE_CHECKING:
-    from consumer.config import KafkaSettings
+    from consumer.settings.config import KafkaSettings
     from consumer.engine.worker import Worker
     from consumer.interface import Handler
 

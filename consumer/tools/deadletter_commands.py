@@ -14,7 +14,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumer.config import KafkaSettings
+from consumer.settings.config import KafkaSettings
 from consumer.engine import connection
 from consumer.engine import deadletter_headers as dl
 from consumer.engine.deadletter_headers import dlq_fields, malformed_header

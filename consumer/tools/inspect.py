@@ -10,7 +10,7 @@ from typing import TextIO
 
 import msgspec
 
-from consumer.config import Settings
+from consumer.settings.config import Settings
 from consumer.engine.intake import Intake, Skipped, Undecodable
 from consumer.engine.printable import print_escaped
 

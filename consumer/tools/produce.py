@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from consumer.config import KafkaSettings
+from consumer.settings.config import KafkaSettings
 from consumer.engine import connection
 from consumer.engine.admin import admin_client, create_topic
 from consumer.engine.producer import build_producer
