@@ -21,7 +21,7 @@ from msgspec import UNSET, UnsetType
 from consumer.engine.connection import check_security
 from consumer.errors import ConfigError
 from consumer.secret import EnvText, Secret, decode_secret, is_secret
-from consumer.validation import problems
+from consumer.settings.validation import problems
 
 ENV_PREFIX = "RECORDING_CONSUMER__"
 ENV_ALIASES = {"KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers")}
