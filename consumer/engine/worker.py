@@ -29,7 +29,7 @@ from consumer.engine.deadletter_publisher import (
 )
 from consumer.engine.dedupe import RecentlyHandled
 from consumer.engine.delivery import Delivery
-from consumer.engine.handover import COMMIT_WAIT
+from consumer.settings.handover import COMMIT_WAIT
 from consumer.engine.header_keys import reread
 from consumer.engine.intake import Intake, Job, Skipped, Undecodable
 from consumer.engine.producer import build_producer

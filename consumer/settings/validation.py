@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from consumer.engine.handover import longest_handover
+from consumer.settings.handover import longest_handover
 
 if TYPE_CHECKING:
     from consumer.settings.config import RetryOverride, RetryPolicy, Settings
