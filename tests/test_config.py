@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from consumer.settings.config import Settings, load_settings
-from consumer.engine.plugins import build_handlers
+from consumer.plugins.discovery import build_handlers
 from consumer.errors import ConfigError
 from tests.support import REPO
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from consumer.settings.config import PluginSettings, load_settings
-from consumer.engine.plugins import build_handlers, describe, discover
+from consumer.plugins.discovery import build_handlers, describe, discover
 from consumer.errors import PluginError
 from consumer.handlers.download import DownloadHandler
 from consumer.handlers.log import LogHandler

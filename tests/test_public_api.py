@@ -27,7 +27,7 @@ from consumer import (
     running,
 )
 from consumer.settings.config import PluginSettings
-from consumer.engine.plugins import build_handlers
+from consumer.plugins.discovery import build_handlers
 from tests.support import REPO
 
 FIXTURES = REPO / "tests" / "typecheck"

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from consumer import Secret
 from consumer.settings.config import PluginSettings, load_settings
-from consumer.engine.plugins import build_handlers
+from consumer.plugins.discovery import build_handlers
 from consumer.errors import PluginError
 from consumer.secret import read_secret
 from tests.support import REPO

@@ -248,7 +248,7 @@ VERBATIM_ENV_KEYS = _secret_keys() | {("ingress", "username")}
 """Every setting typed `Secret` (``kafka.sasl_password``), and the ingress's user name: taken as
 the plain string given, never as TOML, so a secret never becomes a number or loses its quotes.
 Handler options stay
-`EnvText` until their handler's types say which are secret (`consumer.engine.plugins`)."""
+`EnvText` until their handler's types say which are secret (`consumer.plugins.discovery`)."""
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:

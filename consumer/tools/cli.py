@@ -187,14 +187,14 @@ def _print_summary(worker: Worker) -> None:
 
 def _routed_handlers(settings: Settings) -> dict[str, Handler]:
     """Every handler a route names, loaded and built from its options, as `run` starts them."""
-    from consumer.engine.plugins import build_handlers
+    from consumer.plugins.discovery import build_handlers
 
     names = {name for route in settings.routes.values() for name in route}
     return build_handlers(names, settings.handlers, settings.plugins)
 
 
 def _check_config(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.engine.plugins import masked_options
+    from consumer.plugins.discovery import masked_options
     from consumer.engine.routing import unrouted_statuses
     from consumer.interface import running
 
@@ -251,7 +251,7 @@ def _inspect(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _handlers(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.engine.plugins import describe
+    from consumer.plugins.discovery import describe
 
     for name, origin, options in describe(settings.plugins):
         print(f"{name}  ({origin})")
