@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from consumer.cloudevents import CloudEvent, MessageDecoder
 from consumer.settings.config import Settings
-from consumer.engine.routing import Router
+from consumer.plugins.routing import Router
 from consumer.errors import DecodeError
 from consumer.events import EventDecoder, OtherEvent, RecordingEvent, UnknownEvent
 from consumer.interface import Record

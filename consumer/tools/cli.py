@@ -195,7 +195,7 @@ def _routed_handlers(settings: Settings) -> dict[str, Handler]:
 
 def _check_config(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.plugins.discovery import masked_options
-    from consumer.engine.routing import unrouted_statuses
+    from consumer.plugins.routing import unrouted_statuses
     from consumer.interface import running
 
     handlers = _routed_handlers(settings)
