@@ -28,7 +28,7 @@ from consumer.settings.config import EngineSettings, KafkaSettings, LoggingSetti
 from consumer.devkit.devkafka import bootstrap_servers
 from consumer.devkit.samples import recording_event
 from consumer.engine.admin import admin_client, end_offsets
-from consumer.engine.connection import client_options
+from consumer.kafka.connection import client_options
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.interface import Context

@@ -20,7 +20,7 @@ import structlog
 
 from consumer.settings.config import load_settings
 from consumer.engine import oauth
-from consumer.engine.connection import client_options, token_provider
+from consumer.kafka.connection import client_options, token_provider
 from consumer.engine.msk_iam import MskIamTokens
 from consumer.engine.oauth import ClientCredentialsTokens, TokenError
 from consumer.secret import Secret

@@ -15,8 +15,8 @@ from aiokafka.errors import SaslAuthenticationFailed
 
 from consumer.settings.config import KafkaSettings, Settings, load_settings
 from consumer.devkit.devkafka import free_port
-from consumer.engine import connection
-from consumer.engine.connection import client_options, connect_error
+from consumer.kafka import connection
+from consumer.kafka.connection import client_options, connect_error
 from consumer.errors import KafkaConnectError
 from consumer.secret import Secret
 from consumer.tools.cli import main

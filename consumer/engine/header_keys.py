@@ -23,7 +23,7 @@ from aiokafka.record.util import decode_varint
 from aiokafka.structs import ConsumerRecord
 
 from consumer.settings.config import KafkaSettings
-from consumer.engine import connection
+from consumer.kafka import connection
 
 _BATCH = struct.Struct(">qiibIhiqqqhii")
 """Record batch v2's header: base offset, length, leader epoch, magic, CRC, attributes, last

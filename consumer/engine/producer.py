@@ -15,7 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from consumer.settings.config import KafkaSettings
-from consumer.engine import connection
+from consumer.kafka import connection
 
 
 def build_producer(kafka: KafkaSettings, **options: Any) -> AIOKafkaProducer:

@@ -19,7 +19,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from consumer.settings.config import Settings
-from consumer.engine import connection
+from consumer.kafka import connection
 from consumer.engine.backpressure import Backpressure
 from consumer.engine.committer import Committer, partition_names
 from consumer.engine.deadletter_publisher import (

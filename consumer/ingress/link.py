@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from consumer.settings.config import KafkaSettings
-from consumer.engine import connection
+from consumer.kafka import connection
 from consumer.engine.producer import build_producer
 from consumer.errors import KafkaConnectError
 from consumer.ingress.spool import SpooledCallback

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable
 
 from consumer.settings.config import KafkaSettings
-from consumer.engine import connection
+from consumer.kafka import connection
 from consumer.errors import KafkaConnectError
 
 BACKOFF_FIRST = 0.5

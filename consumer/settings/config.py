@@ -18,7 +18,7 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from consumer.engine.connection import check_security
+from consumer.kafka.connection import check_security
 from consumer.errors import ConfigError
 from consumer.secret import EnvText, Secret, decode_secret, is_secret
 from consumer.settings.validation import problems

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from consumer.settings.config import KafkaSettings
-from consumer.engine import connection
+from consumer.kafka import connection
 from consumer.engine import deadletter_headers as dl
 from consumer.engine.deadletter_headers import dlq_fields, malformed_header
 from consumer.engine.deadletter_publisher import request_size

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from consumer.settings.config import KafkaSettings
-from consumer.engine import connection
+from consumer.kafka import connection
 from consumer.engine.admin import admin_client, create_topic
 from consumer.engine.producer import build_producer
 

@@ -12,7 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.settings.config import KafkaSettings
-from consumer.engine import connection
+from consumer.kafka import connection
 from consumer.engine.admin import admin_client
 from consumer.errors import ConsumerError
 
