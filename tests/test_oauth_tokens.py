@@ -19,10 +19,10 @@ import pytest
 import structlog
 
 from consumer.settings.config import load_settings
-from consumer.engine import oauth
+from consumer.kafka import oauth
 from consumer.kafka.connection import client_options, token_provider
 from consumer.engine.msk_iam import MskIamTokens
-from consumer.engine.oauth import ClientCredentialsTokens, TokenError
+from consumer.kafka.oauth import ClientCredentialsTokens, TokenError
 from consumer.secret import Secret
 from consumer.tools.cli import main
 from tests.oauth_issuer import Client, Issuer

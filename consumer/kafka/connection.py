@@ -28,7 +28,7 @@ from aiokafka.errors import (
 )
 from aiokafka.protocol.metadata import MetadataRequest
 
-from consumer.engine.oauth import (
+from consumer.kafka.oauth import (
     CachedTokenProvider,
     ClientCredentialsTokens,
     TokenError,
