@@ -21,7 +21,7 @@ import structlog
 from consumer.settings.config import load_settings
 from consumer.kafka import oauth
 from consumer.kafka.connection import client_options, token_provider
-from consumer.engine.msk_iam import MskIamTokens
+from consumer.kafka.msk_iam import MskIamTokens
 from consumer.kafka.oauth import ClientCredentialsTokens, TokenError
 from consumer.secret import Secret
 from consumer.tools.cli import main

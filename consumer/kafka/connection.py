@@ -104,7 +104,7 @@ def token_provider(kafka: KafkaSettings) -> CachedTokenProvider:
     if provider is None:
         answer_error_challenges()
         if kafka.sasl_mechanism == "AWS_MSK_IAM":
-            from consumer.engine.msk_iam import MskIamTokens
+            from consumer.kafka.msk_iam import MskIamTokens
 
             assert kafka.aws_region, "check_security resolves the region"
             provider = MskIamTokens(kafka.aws_region)
