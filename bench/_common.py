@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from consumer.settings.config import EngineSettings, KafkaSettings, LoggingSettings, Settings, load_settings
 from consumer.devkit.devkafka import bootstrap_servers
 from consumer.devkit.samples import recording_event
-from consumer.engine.admin import admin_client, end_offsets
+from consumer.kafka.topics import admin_client, end_offsets
 from consumer.kafka.connection import client_options
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent

@@ -29,7 +29,7 @@ from _common import connect, fresh, kafka_settings
 from aiokafka import AIOKafkaConsumer
 from noop_handler import EVENTS, TIMES
 
-from consumer.engine.admin import admin_client
+from consumer.kafka.topics import admin_client
 from consumer.events import EventDecoder, RecordingEvent
 
 BENCH = Path(__file__).resolve().parent

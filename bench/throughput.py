@@ -63,7 +63,7 @@ from _throughput_runs import (
 )
 
 from consumer.settings.config import LoggingSettings
-from consumer.engine.admin import end_offsets
+from consumer.kafka.topics import end_offsets
 from consumer.engine.logs import configure_logging
 
 PARTITIONS = 6

@@ -19,7 +19,7 @@ import trustme
 
 from consumer.devkit.devkafka import LocalBroker, free_port
 from consumer.devkit.devkafka_cluster import LocalCluster
-from consumer.engine import admin as topics
+from consumer.kafka import topics as topics
 from tests.tls_server import FakeBandwidth, client_for
 
 

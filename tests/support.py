@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.settings.config import Settings, load_settings
 from consumer.devkit.samples import recording_event
-from consumer.engine.admin import admin_client
+from consumer.kafka.topics import admin_client
 from consumer.engine.offsets import Batch, OffsetTracker
 from consumer.events import RecordingEvent
 from consumer.interface import Context

@@ -13,7 +13,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from consumer.settings.config import KafkaSettings
 from consumer.devkit.devkafka_cluster import LocalCluster
-from consumer.engine.admin import admin_client
+from consumer.kafka.topics import admin_client
 from consumer.tools.produce import produce
 from tests.support import REPO, read_topic
 

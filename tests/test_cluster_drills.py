@@ -19,7 +19,7 @@ from aiokafka.admin import NewTopic
 
 from consumer.settings.config import KafkaSettings
 from consumer.devkit.devkafka_cluster import LocalCluster
-from consumer.engine.admin import admin_client
+from consumer.kafka.topics import admin_client
 from consumer.engine.producer import build_producer
 from consumer.tools.produce import produce
 from tests.drill import Report, attempts, check

@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumer.devkit import devkafka
-from consumer.engine.admin import admin_client
+from consumer.kafka.topics import admin_client
 
 
 async def test_broker_answers_metadata(kafka_bootstrap: str) -> None:

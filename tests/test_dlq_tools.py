@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from consumer.engine import deadletter_headers as dl
-from consumer.engine.admin import admin_client
+from consumer.kafka.topics import admin_client
 from consumer.engine.deadletter_headers import Failure
 from consumer.engine.deadletter_publisher import DeadLetterPublisher
 from consumer.errors import ConsumerError, DecodeError, PermanentFailure

@@ -13,7 +13,7 @@ from aiokafka.admin import RecordsToDelete
 
 from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from consumer.engine import deadletter_headers as dl
-from consumer.engine.admin import admin_client
+from consumer.kafka.topics import admin_client
 from consumer.engine.deadletter_headers import Failure
 from consumer.engine.deadletter_publisher import HEADER_ROOM, DeadLetterPublisher, request_size
 from consumer.errors import DecodeError

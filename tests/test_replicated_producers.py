@@ -12,7 +12,7 @@ from pathlib import Path
 
 from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from consumer.devkit.devkafka_cluster import LocalCluster
-from consumer.engine.admin import admin_client
+from consumer.kafka.topics import admin_client
 from consumer.engine.deadletter_publisher import DeadLetterPublisher
 from consumer.engine.producer import build_producer
 from consumer.engine.worker import Worker

@@ -42,7 +42,7 @@ from consumer.devkit.devkafka_nodes import (
     render_controller_properties,
 )
 from consumer.devkit.private import private_dir
-from consumer.engine.admin import admin_client
+from consumer.kafka.topics import admin_client
 
 
 class LocalCluster:

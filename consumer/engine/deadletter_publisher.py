@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
 from consumer.settings.config import DeadLetterSettings, KafkaSettings, Settings
-from consumer.engine.admin import admin_client, create_topic, max_message_bytes
+from consumer.kafka.topics import admin_client, create_topic, max_message_bytes
 from consumer.engine.deadletter_headers import (
     HEADERS_DROPPED,
     KEY_DROPPED,

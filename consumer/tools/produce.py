@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from consumer.settings.config import KafkaSettings
 from consumer.kafka import connection
-from consumer.engine.admin import admin_client, create_topic
+from consumer.kafka.topics import admin_client, create_topic
 from consumer.engine.producer import build_producer
 
 PROGRESS_FROM = 10_000

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.settings.config import KafkaSettings
 from consumer.kafka import connection
-from consumer.engine.admin import admin_client
+from consumer.kafka.topics import admin_client
 from consumer.errors import ConsumerError
 
 FETCH_TIMEOUT_MS = 1_000
