@@ -20,7 +20,7 @@ from aiokafka.admin import NewTopic
 from consumer.settings.config import KafkaSettings
 from consumer.devkit.devkafka_cluster import LocalCluster
 from consumer.kafka.topics import admin_client
-from consumer.engine.producer import build_producer
+from consumer.kafka.clients import build_producer
 from consumer.tools.produce import produce
 from tests.drill import Report, attempts, check
 from tests.support import (

@@ -14,7 +14,7 @@ from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from consumer.devkit.devkafka_cluster import LocalCluster
 from consumer.kafka.topics import admin_client
 from consumer.engine.deadletter_publisher import DeadLetterPublisher
-from consumer.engine.producer import build_producer
+from consumer.kafka.clients import build_producer
 from consumer.engine.worker import Worker
 from consumer.handlers.publish import PublishHandler, PublishOptions
 from consumer.tools.deadletter_commands import replay

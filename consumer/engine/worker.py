@@ -32,7 +32,7 @@ from consumer.engine.delivery import Delivery
 from consumer.settings.handover import COMMIT_WAIT
 from consumer.engine.header_keys import reread
 from consumer.engine.intake import Intake, Job, Skipped, Undecodable
-from consumer.engine.producer import build_producer
+from consumer.kafka.clients import build_producer
 from consumer.engine.rewind import TakenTo
 from consumer.engine.scheduler import Scheduler, Work
 from consumer.engine.tally import Tally

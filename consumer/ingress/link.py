@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 
 from consumer.settings.config import KafkaSettings
 from consumer.kafka import connection
-from consumer.engine.producer import build_producer
+from consumer.kafka.clients import build_producer
 from consumer.errors import KafkaConnectError
 from consumer.ingress.spool import SpooledCallback
 

@@ -20,7 +20,7 @@ from consumer.engine import deadletter_headers as dl
 from consumer.engine.deadletter_headers import dlq_fields, malformed_header
 from consumer.engine.deadletter_publisher import request_size
 from consumer.engine.printable import print_escaped
-from consumer.engine.producer import build_producer
+from consumer.kafka.clients import build_producer
 from consumer.errors import ConsumerError
 from consumer.observability import tracing
 from consumer.tools.topic_reader import FETCH_TIMEOUT_MS, Reader, topic_partitions

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from consumer.settings.config import KafkaSettings
 from consumer.kafka import connection
 from consumer.kafka.topics import admin_client, create_topic
-from consumer.engine.producer import build_producer
+from consumer.kafka.clients import build_producer
 
 PROGRESS_FROM = 10_000
 """Below this many messages a progress bar is noise."""
