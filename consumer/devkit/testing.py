@@ -48,7 +48,7 @@ from consumer.http import shared_client
 from consumer.interface import Context, Handler, Publish, Record, running
 from consumer.outcomes import OUTCOMES, Outcome
 from consumer.tools.produce import ensure_topic, produce
-from consumer.tools.topic_reader import read_all
+from consumer.kafka.topic_reader import read_all
 
 __all__ = [
     "DeadLetter",

@@ -23,7 +23,7 @@ from consumer.engine.printable import print_escaped
 from consumer.kafka.clients import build_producer
 from consumer.errors import ConsumerError
 from consumer.observability import tracing
-from consumer.tools.topic_reader import FETCH_TIMEOUT_MS, Reader, topic_partitions
+from consumer.kafka.topic_reader import FETCH_TIMEOUT_MS, Reader, topic_partitions
 
 REFETCH_TIMEOUT = 60.0
 """Seconds reading back one reference record's value may take before replay stops."""
