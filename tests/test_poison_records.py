@@ -20,7 +20,7 @@ from aiokafka.record._crc32c import crc as crc32c
 from consumer.settings.config import KafkaSettings
 from consumer.engine import deadletter_headers as dl
 from consumer.engine import unreadable
-from consumer.engine.header_keys import reread
+from consumer.kafka.record_batches import reread
 from consumer.engine.unreadable import BadHeaderKey, unreadable_batch
 from tests.support import (
     committed_and_end,

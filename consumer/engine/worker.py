@@ -30,7 +30,7 @@ from consumer.engine.deadletter_publisher import (
 from consumer.engine.dedupe import RecentlyHandled
 from consumer.engine.delivery import Delivery
 from consumer.settings.handover import COMMIT_WAIT
-from consumer.engine.header_keys import reread
+from consumer.kafka.record_batches import reread
 from consumer.engine.intake import Intake, Job, Skipped, Undecodable
 from consumer.kafka.clients import build_producer
 from consumer.engine.rewind import TakenTo
