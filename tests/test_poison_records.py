@@ -19,9 +19,9 @@ from aiokafka.record._crc32c import crc as crc32c
 
 from consumer.settings.config import KafkaSettings
 from consumer.engine import deadletter_headers as dl
-from consumer.engine import unreadable
+from consumer.kafka import fetch_errors as unreadable
 from consumer.kafka.record_batches import reread
-from consumer.engine.unreadable import BadHeaderKey, unreadable_batch
+from consumer.kafka.fetch_errors import BadHeaderKey, unreadable_batch
 from tests.support import (
     committed_and_end,
     exit_status,

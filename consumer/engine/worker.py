@@ -36,7 +36,7 @@ from consumer.kafka.clients import build_producer
 from consumer.engine.rewind import TakenTo
 from consumer.engine.scheduler import Scheduler, Work
 from consumer.engine.tally import Tally
-from consumer.engine.unreadable import BadHeaderKey, unreadable_batch
+from consumer.kafka.fetch_errors import BadHeaderKey, unreadable_batch
 from consumer.errors import UnreadableBatch
 from consumer.http import shared_client
 from consumer.interface import Handler, ProducerPublish, running
