@@ -42,7 +42,7 @@ from consumer.http import shared_client
 from consumer.interface import Handler, ProducerPublish, running
 from consumer.observability import tracing
 from consumer.observability.health import Health
-from consumer.observability.startup import wait_for_kafka
+from consumer.kafka.startup import wait_for_kafka
 from consumer.observability.watch import log_stats, watch_broker, watch_loop
 
 

@@ -325,7 +325,7 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _reach(kafka: KafkaSettings) -> None:
     """Wait for the broker like the worker does, reporting on stderr (stdout may be data)."""
-    from consumer.observability.startup import wait_for_kafka
+    from consumer.kafka.startup import wait_for_kafka
 
     def waiting(attempt: int, error: str, left: float) -> None:
         print_escaped(
