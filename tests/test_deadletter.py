@@ -12,8 +12,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from structlog.testing import capture_logs
 
 from consumer.settings.config import DeadLetterSettings, KafkaSettings
-from consumer.engine import deadletter_headers as dl
-from consumer.engine.deadletter_headers import Failure, dead_letter_headers
+from consumer.deadletters import headers as dl
+from consumer.deadletters.headers import Failure, dead_letter_headers
 from consumer.engine.deadletter_publisher import DeadLetterPublisher
 from consumer.errors import DecodeError, PermanentFailure
 from consumer.interface import Record

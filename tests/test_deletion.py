@@ -20,7 +20,7 @@ from consumer.devkit.testing import (
     run_handler,
     running,
 )
-from consumer.engine import deadletter_headers as dl
+from consumer.deadletters import headers as dl
 from consumer.errors import PluginError, RetryLater
 from consumer.events import ConferenceRecordingAvailable, RecordingEvent
 from consumer.handlers.bandwidth import recording_path

@@ -20,7 +20,7 @@ from aiokafka import TopicPartition
 from structlog.testing import capture_logs
 
 from consumer.settings.config import RetryOverride, RetrySettings
-from consumer.engine.deadletter_headers import Failure
+from consumer.deadletters.headers import Failure
 from consumer.engine.dedupe import KEPT_WHOLE, RecentlyHandled
 from consumer.engine.delivery import Delivery, Route
 from consumer.engine.intake import Job, Undecodable

@@ -14,9 +14,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from consumer.settings.config import DeadLetterSettings, KafkaSettings
-from consumer.engine import deadletter_headers as dl
+from consumer.deadletters import headers as dl
 from consumer.kafka.topics import admin_client
-from consumer.engine.deadletter_headers import Failure
+from consumer.deadletters.headers import Failure
 from consumer.engine.deadletter_publisher import DeadLetterPublisher
 from consumer.errors import ConsumerError, DecodeError, PermanentFailure
 from consumer.interface import Record

@@ -20,7 +20,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from consumer.settings.config import KafkaSettings
 from consumer.devkit.devkafka import LocalBroker
-from consumer.engine import deadletter_headers as dl
+from consumer.deadletters import headers as dl
 from consumer.kafka.topics import admin_client
 from consumer.tools.produce import produce
 from tests.drill import attempts, check

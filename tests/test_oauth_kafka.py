@@ -20,7 +20,7 @@ from consumer.settings.config import EngineSettings, Settings, load_settings
 from consumer.devkit.devkafka import LocalBroker, free_port
 from consumer.devkit.devkafka_oauth import oauth_broker
 from consumer.devkit.samples import sample_messages
-from consumer.engine import deadletter_headers as dl
+from consumer.deadletters import headers as dl
 from consumer.engine.worker import Worker
 from tests.oauth_issuer import AUDIENCE, Client, Issuer
 from tests.secured import secured_env

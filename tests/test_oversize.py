@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
 
 from consumer.settings.config import DeadLetterSettings, KafkaSettings
-from consumer.engine import deadletter_headers as dl
+from consumer.deadletters import headers as dl
 from consumer.kafka.topics import admin_client
-from consumer.engine.deadletter_headers import Failure
+from consumer.deadletters.headers import Failure
 from consumer.engine.deadletter_publisher import HEADER_ROOM, DeadLetterPublisher, request_size
 from consumer.errors import DecodeError
 from consumer.interface import Record

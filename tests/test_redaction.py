@@ -12,7 +12,7 @@ import structlog
 
 from consumer import Secret
 from consumer.devkit.testing import make_event
-from consumer.engine import deadletter_headers as dl
+from consumer.deadletters import headers as dl
 from consumer.handlers.bandwidth import OAuth2ClientCredentials
 from consumer.redaction import error_message
 from tests import test_handlers_e2e

@@ -21,7 +21,7 @@ from consumer.devkit.devkafka_security import SCRAM_USER
 from consumer.devkit.samples import sample_messages
 from consumer.devkit.testing import kafka_round_trip
 from consumer.kafka import connection
-from consumer.engine import deadletter_headers as dl
+from consumer.deadletters import headers as dl
 from consumer.errors import KafkaConnectError
 from tests.secured import MODES, secured_env, secured_settings
 from tests.support import REPO, Recorder, committed_and_end, read_topic, recording_message

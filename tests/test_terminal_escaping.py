@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from consumer.settings.config import KafkaSettings
 from consumer.devkit.samples import recording_event
-from consumer.engine import deadletter_headers as dl
+from consumer.deadletters import headers as dl
 from consumer.tools import deadletter_commands as dlq
 from tests.support import REPO
 

@@ -11,8 +11,8 @@ import msgspec
 
 from consumer.settings.config import load_settings
 from consumer.devkit.samples import recording_event
-from consumer.engine import deadletter_headers as dl
-from consumer.engine.deadletter_headers import Failure, dead_letter_headers
+from consumer.deadletters import headers as dl
+from consumer.deadletters.headers import Failure, dead_letter_headers
 from consumer.engine.intake import Intake, Job, Undecodable
 from consumer.errors import DecodeError
 from consumer.interface import Record

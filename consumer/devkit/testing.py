@@ -33,9 +33,9 @@ from structlog.testing import LogCapture
 
 from consumer.cloudevents import CloudEvent
 from consumer.settings.config import EngineSettings, KafkaSettings, RetryPolicy, RetrySettings, Settings
-from consumer.engine import deadletter_headers
+from consumer.deadletters import headers as deadletter_headers
 from consumer.kafka.topics import end_offsets
-from consumer.engine.deadletter_headers import dlq_fields
+from consumer.deadletters.headers import dlq_fields
 from consumer.engine.deadletter_publisher import dead_letter_topic
 from consumer.engine.worker import Worker
 from consumer.events import (

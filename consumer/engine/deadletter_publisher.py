@@ -1,6 +1,6 @@
 """Publishing dead letters for sure: the original message with headers saying what failed.
 
-The headers are `consumer.engine.deadletter_headers`'s, the one schema the tools read too.
+The headers are `consumer.deadletters.headers`'s, the one schema the tools read too.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 
 from consumer.settings.config import DeadLetterSettings, KafkaSettings, Settings
 from consumer.kafka.topics import admin_client, create_topic, max_message_bytes
-from consumer.engine.deadletter_headers import (
+from consumer.deadletters.headers import (
     HEADERS_DROPPED,
     KEY_DROPPED,
     VALUE_TOO_LARGE,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from consumer.settings.config import RetrySettings
-from consumer.engine.deadletter_headers import Failure
+from consumer.deadletters.headers import Failure
 from consumer.engine.dedupe import RecentlyHandled, fingerprint
 from consumer.engine.intake import Job, Undecodable
 from consumer.engine.retry import retry_delay

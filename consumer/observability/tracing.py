@@ -27,7 +27,7 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from consumer.settings.config import RetrySettings, Settings
-from consumer.engine.deadletter_headers import Failure
+from consumer.deadletters.headers import Failure
 from consumer.engine.delivery import DeadLetters, Delivery
 from consumer.engine.intake import Job, Undecodable
 from consumer.errors import ConfigError, PermanentFailure, RetryLater

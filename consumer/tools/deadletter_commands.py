@@ -16,8 +16,8 @@ from aiokafka.errors import KafkaError
 
 from consumer.settings.config import KafkaSettings
 from consumer.kafka import connection
-from consumer.engine import deadletter_headers as dl
-from consumer.engine.deadletter_headers import dlq_fields, malformed_header
+from consumer.deadletters import headers as dl
+from consumer.deadletters.headers import dlq_fields, malformed_header
 from consumer.engine.deadletter_publisher import request_size
 from consumer.engine.printable import print_escaped
 from consumer.kafka.clients import build_producer
