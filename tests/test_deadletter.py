@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from consumer.deadletters import headers as dl
 from consumer.deadletters.headers import Failure, dead_letter_headers
-from consumer.engine.deadletter_publisher import DeadLetterPublisher
+from consumer.deadletters.publisher import DeadLetterPublisher
 from consumer.errors import DecodeError, PermanentFailure
 from consumer.interface import Record
 from tests.support import read_topic, topic_partitions, wait_for

@@ -17,7 +17,7 @@ from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from consumer.deadletters import headers as dl
 from consumer.kafka.topics import admin_client
 from consumer.deadletters.headers import Failure
-from consumer.engine.deadletter_publisher import DeadLetterPublisher
+from consumer.deadletters.publisher import DeadLetterPublisher
 from consumer.errors import ConsumerError, DecodeError, PermanentFailure
 from consumer.interface import Record
 from consumer.tools import deadletter_commands as dlq

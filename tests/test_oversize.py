@@ -15,7 +15,7 @@ from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from consumer.deadletters import headers as dl
 from consumer.kafka.topics import admin_client
 from consumer.deadletters.headers import Failure
-from consumer.engine.deadletter_publisher import HEADER_ROOM, DeadLetterPublisher, request_size
+from consumer.deadletters.publisher import HEADER_ROOM, DeadLetterPublisher, request_size
 from consumer.errors import DecodeError
 from consumer.interface import Record
 from consumer.tools import deadletter_commands as dlq

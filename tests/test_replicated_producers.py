@@ -13,7 +13,7 @@ from pathlib import Path
 from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from consumer.devkit.devkafka_cluster import LocalCluster
 from consumer.kafka.topics import admin_client
-from consumer.engine.deadletter_publisher import DeadLetterPublisher
+from consumer.deadletters.publisher import DeadLetterPublisher
 from consumer.kafka.clients import build_producer
 from consumer.engine.worker import Worker
 from consumer.handlers.publish import PublishHandler, PublishOptions

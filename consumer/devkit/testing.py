@@ -36,7 +36,7 @@ from consumer.settings.config import EngineSettings, KafkaSettings, RetryPolicy,
 from consumer.deadletters import headers as deadletter_headers
 from consumer.kafka.topics import end_offsets
 from consumer.deadletters.headers import dlq_fields
-from consumer.engine.deadletter_publisher import dead_letter_topic
+from consumer.deadletters.publisher import dead_letter_topic
 from consumer.engine.worker import Worker
 from consumer.events import (
     ConferenceRecordingAvailable,

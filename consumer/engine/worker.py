@@ -22,7 +22,7 @@ from consumer.settings.config import Settings
 from consumer.kafka import connection
 from consumer.engine.backpressure import Backpressure
 from consumer.engine.committer import Committer, partition_names
-from consumer.engine.deadletter_publisher import (
+from consumer.deadletters.publisher import (
     DeadLetterPublisher,
     dead_letter_topic,
     request_size,

@@ -261,7 +261,7 @@ def _handlers(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.engine.deadletter_publisher import dead_letter_topic
+    from consumer.deadletters.publisher import dead_letter_topic
     from consumer.tools.deadletter_commands import show
 
     asyncio.run(_reach(settings.kafka))
@@ -271,7 +271,7 @@ def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.engine.deadletter_publisher import dead_letter_topic
+    from consumer.deadletters.publisher import dead_letter_topic
     from consumer.observability import tracing
     from consumer.tools.deadletter_commands import replay
 
