@@ -20,7 +20,7 @@ from consumer.deadletters.headers import Failure
 from consumer.deadletters.publisher import DeadLetterPublisher
 from consumer.errors import ConsumerError, DecodeError, PermanentFailure
 from consumer.interface import Record
-from consumer.tools import deadletter_commands as dlq
+from consumer.deadletters import commands as dlq
 from tests.support import REPO, committed_and_end, read_topic
 from tests.test_deadletter import FIRST, LAST
 

@@ -18,7 +18,7 @@ from consumer.deadletters.headers import Failure
 from consumer.deadletters.publisher import HEADER_ROOM, DeadLetterPublisher, request_size
 from consumer.errors import DecodeError
 from consumer.interface import Record
-from consumer.tools import deadletter_commands as dlq
+from consumer.deadletters import commands as dlq
 from tests.support import read_topic
 
 SOURCE_LIMIT = 3 * 1024 * 1024

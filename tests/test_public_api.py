@@ -130,12 +130,12 @@ def test_the_scan_catches_a_private_import() -> None:
     code = (
         "from consumer.interface import Context\n"
         "from consumer import _KIT\n"
-        "import consumer.tools.deadletter_commands\n"
+        "import consumer.deadletters.commands\n"
     )
     assert _not_public(_consumer_names(ast.parse(code))) == [
         "consumer.interface:Context",
         "consumer:_KIT",
-        "consumer.tools.deadletter_commands",
+        "consumer.deadletters.commands",
     ]
 
 

@@ -17,7 +17,7 @@ from consumer.deadletters.publisher import DeadLetterPublisher
 from consumer.kafka.clients import build_producer
 from consumer.engine.worker import Worker
 from consumer.handlers.publish import PublishHandler, PublishOptions
-from consumer.tools.deadletter_commands import replay
+from consumer.deadletters.commands import replay
 from consumer.tools.produce import produce
 from tests.support import Recorder, record_batches, recording_message, settings_for
 from tests.test_cluster import topic_config

@@ -28,7 +28,7 @@ from consumer.events import RecordingEvent
 from consumer.handlers.publish import PublishHandler, PublishOptions
 from consumer.interface import Context, Handler
 from consumer.observability import tracing
-from consumer.tools import deadletter_commands as dlq
+from consumer.deadletters import commands as dlq
 from tests.support import read_topic, recording_message, settings_for
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

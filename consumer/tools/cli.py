@@ -262,7 +262,7 @@ def _handlers(args: argparse.Namespace, settings: Settings) -> int:
 
 def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.deadletters.publisher import dead_letter_topic
-    from consumer.tools.deadletter_commands import show
+    from consumer.deadletters.commands import show
 
     asyncio.run(_reach(settings.kafka))
     count = asyncio.run(show(settings.kafka, dead_letter_topic(settings), args.limit, sys.stdout))
@@ -273,7 +273,7 @@ def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
 def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.deadletters.publisher import dead_letter_topic
     from consumer.observability import tracing
-    from consumer.tools.deadletter_commands import replay
+    from consumer.deadletters.commands import replay
 
     tracing.start_from_environment()
     asyncio.run(_reach(settings.kafka))
