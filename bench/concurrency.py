@@ -21,7 +21,7 @@ from _common import Probe, bootstrap, fresh, messages, publish_backlog, time_wor
 from _common import worker_settings as settings_for
 
 from consumer.settings.config import LoggingSettings
-from consumer.engine.logs import configure_logging
+from consumer.observability.logs import configure_logging
 from consumer.events import RecordingEvent
 from consumer.interface import Context
 

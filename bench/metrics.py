@@ -37,7 +37,7 @@ from _common import (
 
 from consumer.settings.config import LoggingSettings, ObservabilitySettings
 from consumer.devkit.devkafka import free_port
-from consumer.engine.logs import configure_logging
+from consumer.observability.logs import configure_logging
 from consumer.engine.tally import Tally
 
 PARTITIONS = 6

@@ -26,7 +26,7 @@ from _common import (
 from _common import worker_settings as settings_for
 
 from consumer.settings.config import LoggingSettings
-from consumer.engine.logs import configure_logging
+from consumer.observability.logs import configure_logging
 
 PARTITIONS = 6
 

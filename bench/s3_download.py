@@ -35,7 +35,7 @@ from _common import Probe, bootstrap, fresh, publish_backlog, time_worker, verdi
 
 from consumer.settings.config import EngineSettings, KafkaSettings, LoggingSettings, Settings
 from consumer.devkit.testing import make_event
-from consumer.engine.logs import configure_logging
+from consumer.observability.logs import configure_logging
 from consumer.handlers.bandwidth import media_path
 from consumer.handlers.download import DownloadHandler, DownloadOptions
 from tests.s3_store import CREDENTIALS, REGION, moto_server

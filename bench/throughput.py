@@ -64,7 +64,7 @@ from _throughput_runs import (
 
 from consumer.settings.config import LoggingSettings
 from consumer.kafka.topics import end_offsets
-from consumer.engine.logs import configure_logging
+from consumer.observability.logs import configure_logging
 
 PARTITIONS = 6
 QUIET_GOAL = 0.5

@@ -17,7 +17,7 @@ FIRST_RUN = """
 import asyncio, json, logging, sys
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from consumer.settings.config import LoggingSettings
-from consumer.engine.logs import configure_logging
+from consumer.observability.logs import configure_logging
 
 configure_logging(LoggingSettings(format="json"))
 said = []

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.devkit.devkafka import free_port
 from consumer.devkit.samples import recording_event
-from consumer.engine.logs import Repeats
+from consumer.observability.logs import Repeats
 from tests.support import (
     committed_and_end,
     exit_status,

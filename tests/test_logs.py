@@ -11,7 +11,7 @@ import pytest
 SCRIPT = """
 import structlog
 from consumer.settings.config import LoggingSettings
-from consumer.engine.logs import configure_logging
+from consumer.observability.logs import configure_logging
 
 configure_logging(LoggingSettings(format="{fmt}"))
 
@@ -48,7 +48,7 @@ def test_tracebacks_carry_no_local_variables(fmt: str) -> None:
 ESCAPES = """
 import structlog
 from consumer.settings.config import LoggingSettings
-from consumer.engine.logs import configure_logging
+from consumer.observability.logs import configure_logging
 
 configure_logging(LoggingSettings(format="console"))
 log = structlog.get_logger()

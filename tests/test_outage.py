@@ -19,7 +19,7 @@ import pytest
 
 from consumer.settings.config import KafkaSettings
 from consumer.devkit.devkafka import LocalBroker, free_port
-from consumer.engine.logs import REPEAT_INTERVAL
+from consumer.observability.logs import REPEAT_INTERVAL
 from consumer.tools.produce import produce
 from tests.support import (
     REPO,

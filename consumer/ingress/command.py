@@ -32,7 +32,7 @@ FD_RESERVE = 128
 
 def ingest(settings: Settings) -> int:
     """Run the ingress until SIGTERM or SIGINT; ConfigError (exit 2) names a bad key."""
-    from consumer.engine.logs import configure_logging
+    from consumer.observability.logs import configure_logging
 
     ingress = settings.ingress
     check(ingress)

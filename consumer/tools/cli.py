@@ -129,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.engine.logs import configure_logging
+    from consumer.observability.logs import configure_logging
     from consumer.engine.worker import Worker
     from consumer.observability import tracing
     from consumer.observability.server import endpoint, listen_address
