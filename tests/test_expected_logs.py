@@ -11,7 +11,7 @@ import sys
 from aiokafka.errors import GroupCoordinatorNotAvailableError, NotCoordinatorForGroupError
 
 from consumer.devkit.devkafka import LocalBroker
-from consumer.engine.expected_logs import GRACE, ExpectedAtFirst
+from consumer.observability.expected_logs import GRACE, ExpectedAtFirst
 
 FIRST_RUN = """
 import asyncio, json, logging, sys

@@ -19,7 +19,7 @@ import structlog
 from structlog.typing import EventDict
 
 from consumer.settings.config import LoggingSettings
-from consumer.engine.expected_logs import ExpectedAtFirst
+from consumer.observability.expected_logs import ExpectedAtFirst
 from consumer.engine.printable import escape_json_marks, escape_log_fields
 
 _encode = msgspec.json.Encoder(enc_hook=repr).encode
