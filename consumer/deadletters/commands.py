@@ -19,7 +19,7 @@ from consumer.kafka import connection
 from consumer.deadletters import headers as dl
 from consumer.deadletters.headers import dlq_fields, malformed_header
 from consumer.deadletters.publisher import request_size
-from consumer.engine.printable import print_escaped
+from consumer.observability.printable import print_escaped
 from consumer.kafka.clients import build_producer
 from consumer.errors import ConsumerError
 from consumer.observability import tracing

@@ -20,7 +20,7 @@ from structlog.typing import EventDict
 
 from consumer.settings.config import LoggingSettings
 from consumer.observability.expected_logs import ExpectedAtFirst
-from consumer.engine.printable import escape_json_marks, escape_log_fields
+from consumer.observability.printable import escape_json_marks, escape_log_fields
 
 _encode = msgspec.json.Encoder(enc_hook=repr).encode
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from consumer.settings.config import DEFAULT_CONFIG, Settings, load_settings, settings_file
-from consumer.engine.printable import print_escaped
+from consumer.observability.printable import print_escaped
 from consumer.errors import ConfigError, ConsumerError, KafkaConnectError, UnreadableBatch
 from consumer.secret import encode_secret
 

@@ -12,7 +12,7 @@ import msgspec
 
 from consumer.settings.config import Settings
 from consumer.engine.intake import Intake, Skipped, Undecodable
-from consumer.engine.printable import print_escaped
+from consumer.observability.printable import print_escaped
 
 
 class _Line(msgspec.Struct, frozen=True):
