@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from consumer import serving
+from consumer.observability import serving
 from consumer.settings.config import KafkaSettings
 from consumer.devkit.devkafka import free_port
 from consumer.tools.produce import produce

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from consumer import serving
+from consumer.observability import serving
 from consumer.settings.config import Settings, load_settings
 from consumer.ingress.auth import credentials
 from consumer.ingress.command import check

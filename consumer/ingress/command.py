@@ -14,7 +14,7 @@ from pathlib import Path
 
 import structlog
 
-from consumer import serving
+from consumer.observability import serving
 from consumer.settings.config import IngressSettings, Settings
 from consumer.errors import ConfigError
 from consumer.ingress.app import CallbackApp

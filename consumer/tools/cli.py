@@ -133,7 +133,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.engine.worker import Worker
     from consumer.observability import tracing
     from consumer.observability.server import endpoint, listen_address
-    from consumer.serving import raise_fd_limit
+    from consumer.observability.serving import raise_fd_limit
 
     listen_address(settings.observability.listen)  # a malformed address fails before anything
     configure_logging(settings.logging)
