@@ -15,7 +15,6 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from consumer.cloudevents import CloudEvent
-from consumer.settings.config import KafkaSettings, RetryPolicy
 from consumer.errors import (
     ConfigError,
     ConsumerError,
@@ -47,6 +46,7 @@ from consumer.interface import (
 )
 from consumer.outcomes import OUTCOMES, Outcome
 from consumer.secret import Secret
+from consumer.settings.config import KafkaSettings, RetryPolicy
 
 if TYPE_CHECKING:
     from consumer.devkit.testing import (

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from consumer.settings.config import KafkaSettings, load_settings
 from consumer.devkit.devkafka_security import PLAIN_USER, SCRAM_USER, Security
+from consumer.kafka.security import checked
+from consumer.settings.config import KafkaSettings, load_settings
 
 MODES = ("scram", "plain", "mtls")
 """SASL_SSL with SCRAM-SHA-512, SASL_SSL with PLAIN, SSL with a client certificate."""
@@ -37,4 +38,5 @@ def secured_env(security: Security, mode: str, *, password_file: bool = False) -
 
 def secured_settings(security: Security, mode: str) -> KafkaSettings:
     """The [kafka] settings `secured_env` makes, validated as at start-up."""
-    return load_settings(environ=secured_env(security, mode)).kafka
+    env = secured_env(security, mode)
+    return checked(load_settings(environ=env), env).kafka

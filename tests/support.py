@@ -16,12 +16,13 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from consumer.settings.config import Settings, load_settings
 from consumer.devkit.samples import recording_event
-from consumer.kafka.topics import admin_client
 from consumer.engine.offsets import Batch, OffsetTracker
 from consumer.events import RecordingEvent
 from consumer.interface import Context
+from consumer.kafka.security import checked
+from consumer.kafka.topics import admin_client, partitions
+from consumer.settings.config import KafkaSettings, Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,16 +36,15 @@ def settings_for(bootstrap: str, topic: str, group: str, **overrides: str) -> Se
         "RECORDING_CONSUMER__ENGINE__COMMIT_INTERVAL": "0.2",
     }
     env.update({f"RECORDING_CONSUMER__{k.upper()}": v for k, v in overrides.items()})
-    return load_settings(environ=env)
+    return checked(load_settings(environ=env), env)
 
 
 async def topic_partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
     """The partitions of `topic`, in order; the topic must exist."""
-    async with admin_client(bootstrap) as admin:
-        (described,) = await admin.describe_topics([topic])
-    partitions = sorted(TopicPartition(topic, p["partition"]) for p in described["partitions"])
-    assert partitions, f"topic {topic} has no partitions"
-    return partitions
+    async with admin_client(KafkaSettings(bootstrap_servers=bootstrap)) as admin:
+        found = sorted(await partitions(admin, topic))
+    assert found, f"topic {topic} has no partitions"
+    return found
 
 
 async def committed_and_end(

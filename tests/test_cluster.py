@@ -11,15 +11,15 @@ from pathlib import Path
 
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from consumer.settings.config import KafkaSettings
 from consumer.devkit.devkafka_cluster import LocalCluster
 from consumer.kafka.topics import admin_client
+from consumer.settings.config import KafkaSettings
 from consumer.tools.produce import produce
 from tests.support import REPO, read_topic
 
 
 async def topic_config(bootstrap: str, topic: str, name: str) -> str:
-    async with admin_client(bootstrap) as admin:
+    async with admin_client(KafkaSettings(bootstrap_servers=bootstrap)) as admin:
         (response,) = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topic, {name: None})]
         )

@@ -15,10 +15,16 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from consumer.settings.config import ENV_ALIASES, ENV_PREFIX, EngineSettings, Settings, load_settings
 from consumer.devkit.devkafka import KAFKA_VERSION
 from consumer.errors import ConfigError
 from consumer.handlers.download import DownloadOptions
+from consumer.settings.config import (
+    ENV_ALIASES,
+    ENV_PREFIX,
+    EngineSettings,
+    Settings,
+    load_settings,
+)
 from tests.support import REPO
 
 COMPOSE_FILE = REPO / "docker-compose.yml"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from consumer.settings.config import Settings, load_settings
-from consumer.plugins.discovery import build_handlers
 from consumer.errors import ConfigError
+from consumer.plugins.discovery import build_handlers
+from consumer.settings.config import Settings, load_settings
 from tests.support import REPO
 
 

@@ -11,12 +11,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from structlog.testing import capture_logs
 
-from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from consumer.deadletters import headers as dl
 from consumer.deadletters.headers import Failure, dead_letter_headers
 from consumer.deadletters.publisher import DeadLetterPublisher
 from consumer.errors import DecodeError, PermanentFailure
 from consumer.interface import Record
+from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from tests.support import read_topic, topic_partitions, wait_for
 
 FIRST = 1_795_000_000.25  # 2026-11-18T11:06:40.250Z

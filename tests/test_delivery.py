@@ -19,7 +19,6 @@ import structlog
 from aiokafka import TopicPartition
 from structlog.testing import capture_logs
 
-from consumer.settings.config import RetryOverride, RetrySettings
 from consumer.deadletters.headers import Failure
 from consumer.engine.dedupe import KEPT_WHOLE, RecentlyHandled
 from consumer.engine.delivery import Delivery, Route
@@ -29,6 +28,7 @@ from consumer.engine.tally import Tally
 from consumer.errors import DecodeError, PermanentFailure, RetryLater
 from consumer.events import RecordingAvailable, RecordingEvent, encode_event
 from consumer.interface import Context, Handler, Record
+from consumer.settings.config import RetryOverride, RetrySettings
 from tests.support import FinishedOffsets
 
 Logs = list[MutableMapping[str, Any]]

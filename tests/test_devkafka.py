@@ -14,11 +14,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumer.devkit import devkafka
 from consumer.kafka.topics import admin_client
+from consumer.settings.config import KafkaSettings
 
 
 async def test_broker_answers_metadata(kafka_bootstrap: str) -> None:
     """The session broker serves cluster metadata with at least one broker in it."""
-    async with admin_client(kafka_bootstrap) as admin:
+    async with admin_client(KafkaSettings(bootstrap_servers=kafka_bootstrap)) as admin:
         cluster = await admin.describe_cluster()
     assert cluster["brokers"]
 

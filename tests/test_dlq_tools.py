@@ -13,14 +13,14 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumer.settings.config import DeadLetterSettings, KafkaSettings
+from consumer.deadletters import commands as dlq
 from consumer.deadletters import headers as dl
-from consumer.kafka.topics import admin_client
 from consumer.deadletters.headers import Failure
 from consumer.deadletters.publisher import DeadLetterPublisher
 from consumer.errors import ConsumerError, DecodeError, PermanentFailure
 from consumer.interface import Record
-from consumer.deadletters import commands as dlq
+from consumer.kafka.topics import admin_client
+from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from tests.support import REPO, committed_and_end, read_topic
 from tests.test_deadletter import FIRST, LAST
 
@@ -198,7 +198,7 @@ async def test_empty_topic_finishes_and_a_missing_one_is_an_error(
     assert out.getvalue() == ""
     with pytest.raises(ConsumerError, match="does not exist"):
         await dlq.show(kafka, f"{unique_name}.missing", None, out)
-    async with admin_client(kafka_bootstrap) as admin:
+    async with admin_client(KafkaSettings(bootstrap_servers=kafka_bootstrap)) as admin:
         assert f"{unique_name}.missing" not in await admin.list_topics(), "looking created it"
 
 

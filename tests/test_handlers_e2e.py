@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import trustme
 
-from consumer.settings.config import KafkaSettings
 from consumer.devkit.testing import make_event
 from consumer.events import RecordingEvent, encode_event
 from consumer.handlers.bandwidth import media_path
+from consumer.settings.config import KafkaSettings
 from consumer.tools.produce import produce
 from tests.support import REPO, committed_and_end, read_topic
 from tests.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth

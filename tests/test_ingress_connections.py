@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 
+from consumer.devkit.devkafka import free_port
 from consumer.observability import serving
 from consumer.settings.config import KafkaSettings
-from consumer.devkit.devkafka import free_port
 from consumer.tools.produce import produce
 from tests.ingress_support import AUTH, callback, start_ingress, stop, wait_serving
 from tests.support import (

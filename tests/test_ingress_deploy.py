@@ -7,10 +7,10 @@ from typing import Any
 
 import yaml
 
-from consumer.observability import serving
-from consumer.settings.config import Settings, load_settings
 from consumer.ingress.auth import credentials
 from consumer.ingress.command import check
+from consumer.observability import serving
+from consumer.settings.config import Settings, load_settings
 from tests.test_compose import CONFIG_FILE, final_stage, seconds, service, unread_variables
 from tests.test_deploy import KUBERNETES, image_env, port_of
 

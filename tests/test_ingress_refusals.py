@@ -13,11 +13,11 @@ import httpx
 import pytest
 import structlog
 
-from consumer.settings.config import IngressSettings
 from consumer.ingress import auth, metrics
 from consumer.ingress.auth import Credentials
 from consumer.ingress.metrics import IngressMetrics, Refusals
 from consumer.secret import Secret
+from consumer.settings.config import IngressSettings
 from consumer.tools.cli import main
 from tests.ingress_support import AUTH, Ingress, callback, scrape, start_ingress, stop, wait_serving
 from tests.support import read_topic

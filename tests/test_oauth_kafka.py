@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumer.settings.config import EngineSettings, Settings, load_settings
+from consumer.deadletters import headers as dl
 from consumer.devkit.devkafka import LocalBroker, free_port
 from consumer.devkit.devkafka_oauth import oauth_broker
 from consumer.devkit.samples import sample_messages
-from consumer.deadletters import headers as dl
 from consumer.engine.worker import Worker
+from consumer.kafka.security import checked
+from consumer.settings.config import EngineSettings, Settings, load_settings
 from tests.oauth_issuer import AUDIENCE, Client, Issuer
 from tests.secured import secured_env
 from tests.support import (
@@ -215,7 +216,7 @@ async def test_short_lived_tokens_are_refreshed_without_a_reconnect_storm(
     plain = oauth_kafka.bootstrap
     await create_topic(plain, unique_name, 2)
     env = oauth_env(oauth_kafka, issuer, SHORT_LIVED, topic=unique_name, group_id=unique_name)
-    kafka = load_settings(environ=env).kafka
+    kafka = checked(load_settings(environ=env), env).kafka
     recorder = Recorder()
     settings = Settings(
         kafka=kafka, engine=EngineSettings(commit_interval=0.2), routes={"default": ["rec"]}

@@ -13,12 +13,12 @@ import httpx
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.settings.config import Settings
 from consumer.devkit.devkafka import free_port
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.interface import Context, Handler
 from consumer.observability.server import endpoint
+from consumer.settings.config import Settings
 from consumer.tools.produce import produce
 from tests.support import Recorder, recording_message, settings_for
 

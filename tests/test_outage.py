@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from consumer.settings.config import KafkaSettings
 from consumer.devkit.devkafka import LocalBroker, free_port
 from consumer.observability.logs import REPEAT_INTERVAL
+from consumer.settings.config import KafkaSettings
 from consumer.tools.produce import produce
 from tests.support import (
     REPO,

@@ -11,14 +11,14 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
 
-from consumer.settings.config import DeadLetterSettings, KafkaSettings
+from consumer.deadletters import commands as dlq
 from consumer.deadletters import headers as dl
-from consumer.kafka.topics import admin_client
 from consumer.deadletters.headers import Failure
 from consumer.deadletters.publisher import HEADER_ROOM, DeadLetterPublisher, request_size
 from consumer.errors import DecodeError
 from consumer.interface import Record
-from consumer.deadletters import commands as dlq
+from consumer.kafka.topics import admin_client
+from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from tests.support import read_topic
 
 SOURCE_LIMIT = 3 * 1024 * 1024
@@ -141,7 +141,7 @@ async def test_too_large_for_the_dead_letter_topic_becomes_a_reference_record_an
     assert (replayed.key, replayed.value) == (b"r-big", BIG)
     assert dict(replayed.headers)[dl.REPLAYED_FROM] == f"{dlq_topic}/0/0".encode()
 
-    async with admin_client(kafka_bootstrap) as admin:
+    async with admin_client(KafkaSettings(bootstrap_servers=kafka_bootstrap)) as admin:
         await admin.delete_records({TopicPartition(unique_name, 0): RecordsToDelete(1)})
     gone = io.StringIO()
     assert await asyncio.wait_for(replay(f"{unique_name}.b", gone), 60) == (0, 1)

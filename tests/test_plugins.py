@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from consumer.settings.config import PluginSettings, load_settings
-from consumer.plugins.discovery import build_handlers, describe, discover
 from consumer.errors import PluginError
 from consumer.handlers.download import DownloadHandler
 from consumer.handlers.log import LogHandler
+from consumer.plugins.discovery import build_handlers, describe, discover
+from consumer.settings.config import PluginSettings, load_settings
 from tests.support import REPO, Recorder
 
 EXAMPLE = "examples/recording-consumer-audit"

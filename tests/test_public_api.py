@@ -26,8 +26,8 @@ from consumer import (
     run_handler,
     running,
 )
-from consumer.settings.config import PluginSettings
 from consumer.plugins.discovery import build_handlers
+from consumer.settings.config import PluginSettings
 from tests.support import REPO
 
 FIXTURES = REPO / "tests" / "typecheck"

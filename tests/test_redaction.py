@@ -11,8 +11,8 @@ import httpx
 import structlog
 
 from consumer import Secret
-from consumer.devkit.testing import make_event
 from consumer.deadletters import headers as dl
+from consumer.devkit.testing import make_event
 from consumer.handlers.bandwidth import OAuth2ClientCredentials
 from consumer.redaction import error_message
 from tests import test_handlers_e2e

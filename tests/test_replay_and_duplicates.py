@@ -13,9 +13,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from structlog.testing import capture_logs
 
-from consumer.devkit.samples import recording_event
 from consumer.deadletters import headers as dl
 from consumer.deadletters.headers import dlq_fields
+from consumer.devkit.samples import recording_event
 from consumer.engine.worker import Worker
 from consumer.errors import PermanentFailure
 from consumer.events import RecordingEvent

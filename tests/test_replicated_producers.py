@@ -10,14 +10,14 @@ import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from consumer.settings.config import DeadLetterSettings, KafkaSettings
-from consumer.devkit.devkafka_cluster import LocalCluster
-from consumer.kafka.topics import admin_client
+from consumer.deadletters.commands import replay
 from consumer.deadletters.publisher import DeadLetterPublisher
-from consumer.kafka.clients import build_producer
+from consumer.devkit.devkafka_cluster import LocalCluster
 from consumer.engine.worker import Worker
 from consumer.handlers.publish import PublishHandler, PublishOptions
-from consumer.deadletters.commands import replay
+from consumer.kafka.clients import build_producer
+from consumer.kafka.topics import admin_client
+from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from consumer.tools.produce import produce
 from tests.support import Recorder, record_batches, recording_message, settings_for
 from tests.test_cluster import topic_config
@@ -99,7 +99,7 @@ async def test_dead_letter_topic_takes_cluster_defaults_unless_set(
     finally:
         await producer.stop()
 
-    async with admin_client(bootstrap) as admin, asyncio.timeout(30):
+    async with admin_client(kafka) as admin, asyncio.timeout(30):
         while True:  # a topic just created may show no partitions yet
             described = await admin.describe_topics([defaults, chosen])
             replicas = {

@@ -19,8 +19,8 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumer.settings.config import KafkaSettings
 from consumer.devkit.samples import recording_event
+from consumer.settings.config import KafkaSettings
 from consumer.tools.produce import produce
 from tests.drill import check
 from tests.support import (

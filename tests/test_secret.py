@@ -13,10 +13,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from consumer import Secret
-from consumer.settings.config import PluginSettings, load_settings
-from consumer.plugins.discovery import build_handlers
 from consumer.errors import PluginError
+from consumer.plugins.discovery import build_handlers
 from consumer.secret import read_secret
+from consumer.settings.config import PluginSettings, load_settings
 from tests.support import REPO
 
 TOKEN = "vault-token-do-not-leak"

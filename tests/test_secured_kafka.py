@@ -15,14 +15,15 @@ import pytest
 import trustme
 from aiokafka.admin import AIOKafkaAdminClient
 
-from consumer.settings.config import KafkaSettings
+from consumer.deadletters import headers as dl
 from consumer.devkit.devkafka import LocalBroker
 from consumer.devkit.devkafka_security import SCRAM_USER
 from consumer.devkit.samples import sample_messages
 from consumer.devkit.testing import kafka_round_trip
-from consumer.kafka import connection
-from consumer.deadletters import headers as dl
 from consumer.errors import KafkaConnectError
+from consumer.kafka import connection
+from consumer.kafka.security import client_options
+from consumer.settings.config import KafkaSettings
 from tests.secured import MODES, secured_env, secured_settings
 from tests.support import REPO, Recorder, committed_and_end, read_topic, recording_message
 from tests.test_dlq_tools import _dead_letters
@@ -174,7 +175,7 @@ async def test_hostname_mismatch_is_named_and_the_check_can_be_turned_off(
             ssl_keyfile=str(security.keyfile),
             ssl_check_hostname=check,
         )
-        admin = AIOKafkaAdminClient(**connection.client_options(kafka))
+        admin = AIOKafkaAdminClient(**client_options(kafka))
         if check:
             with pytest.raises(KafkaConnectError, match="Hostname mismatch") as failed:
                 await connection.start(admin, kafka)

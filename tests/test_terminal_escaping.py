@@ -14,10 +14,10 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumer.settings.config import KafkaSettings
-from consumer.devkit.samples import recording_event
-from consumer.deadletters import headers as dl
 from consumer.deadletters import commands as dlq
+from consumer.deadletters import headers as dl
+from consumer.devkit.samples import recording_event
+from consumer.settings.config import KafkaSettings
 from tests.support import REPO
 
 RAW = ("\x1b", "\x07", "\x9b", "\u202e")

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 from structlog.testing import capture_logs
 
-from consumer.settings.config import Settings
+from consumer.deadletters import commands as dlq
 from consumer.engine.delivery import Delivery
 from consumer.engine.worker import Worker
 from consumer.errors import RetryLater
@@ -28,7 +28,7 @@ from consumer.events import RecordingEvent
 from consumer.handlers.publish import PublishHandler, PublishOptions
 from consumer.interface import Context, Handler
 from consumer.observability import tracing
-from consumer.deadletters import commands as dlq
+from consumer.settings.config import Settings
 from tests.support import read_topic, recording_message, settings_for
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

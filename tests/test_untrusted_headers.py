@@ -9,13 +9,13 @@ from typing import Any
 
 import msgspec
 
-from consumer.settings.config import load_settings
-from consumer.devkit.samples import recording_event
 from consumer.deadletters import headers as dl
 from consumer.deadletters.headers import Failure, dead_letter_headers
+from consumer.devkit.samples import recording_event
 from consumer.engine.intake import Intake, Job, Undecodable
 from consumer.errors import DecodeError
 from consumer.interface import Record
+from consumer.settings.config import load_settings
 
 CALLBACK = msgspec.json.encode(recording_event("r-1", "c-1", "complete"))
 BINARY = [

@@ -11,19 +11,19 @@ from contextlib import AsyncExitStack, aclosing
 from typing import Any, NamedTuple, TextIO
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumer.settings.config import KafkaSettings
-from consumer.kafka import connection
 from consumer.deadletters import headers as dl
 from consumer.deadletters.headers import dlq_fields, malformed_header
 from consumer.deadletters.publisher import request_size
-from consumer.observability.printable import print_escaped
-from consumer.kafka.clients import build_producer
 from consumer.errors import ConsumerError
-from consumer.observability import tracing
+from consumer.kafka import connection
+from consumer.kafka.clients import build_consumer, build_producer
 from consumer.kafka.topic_reader import FETCH_TIMEOUT_MS, Reader, topic_partitions
+from consumer.observability import tracing
+from consumer.observability.printable import print_escaped
+from consumer.settings.config import KafkaSettings
 
 REFETCH_TIMEOUT = 60.0
 """Seconds reading back one reference record's value may take before replay stops."""
@@ -302,11 +302,7 @@ class _Originals:
 
     async def _started(self) -> Any:
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(
-                **connection.client_options(self._kafka),
-                enable_auto_commit=False,
-                isolation_level=self._kafka.isolation_level,
-            )
+            consumer = build_consumer(self._kafka)
             await connection.start(consumer, self._kafka)
             self._stack.push_async_callback(consumer.stop)
             self._consumer = consumer

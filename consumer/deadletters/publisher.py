@@ -13,8 +13,6 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
-from consumer.settings.config import DeadLetterSettings, KafkaSettings, Settings
-from consumer.kafka.topics import admin_client, create_topic, max_message_bytes
 from consumer.deadletters.headers import (
     HEADERS_DROPPED,
     KEY_DROPPED,
@@ -24,6 +22,8 @@ from consumer.deadletters.headers import (
     original_headers,
 )
 from consumer.interface import Record
+from consumer.kafka.topics import admin_client, create_topic, max_message_bytes, partitions
+from consumer.settings.config import DeadLetterSettings, KafkaSettings, Settings
 
 HEADER_ROOM = 64 * 1024
 """Bytes allowed beyond the source topic's limit for the ``dlq.*`` headers and batch framing."""
@@ -112,8 +112,7 @@ class DeadLetterPublisher:
     async def _source_partitions(self, admin: Any) -> int:
         if self._source_topic is None:
             return -1
-        (described,) = await admin.describe_topics([self._source_topic])
-        return len(described["partitions"]) if described["error_code"] == 0 else -1
+        return len(await partitions(admin, self._source_topic)) or -1
 
     async def publish(self, record: Record, value: bytes | None, failure: Failure) -> None:
         """Return only once the broker acknowledged the dead letter; retry until then, logging

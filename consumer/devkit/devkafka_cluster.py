@@ -43,6 +43,7 @@ from consumer.devkit.devkafka_nodes import (
 )
 from consumer.devkit.private import private_dir
 from consumer.kafka.topics import admin_client
+from consumer.settings.config import KafkaSettings
 
 
 class LocalCluster:
@@ -145,7 +146,7 @@ class LocalCluster:
         deadline = time.monotonic() + seconds
         while True:
             try:
-                async with admin_client(self.bootstrap) as admin:
+                async with admin_client(KafkaSettings(bootstrap_servers=self.bootstrap)) as admin:
                     (described,) = await admin.describe_topics([topic])
                 if described["error_code"] == 0:
                     partitions = described["partitions"]
@@ -166,7 +167,7 @@ class LocalCluster:
         deadline = time.monotonic() + seconds
         while True:
             try:
-                async with admin_client(self.bootstrap) as admin:
+                async with admin_client(KafkaSettings(bootstrap_servers=self.bootstrap)) as admin:
                     node: int = await admin.find_coordinator(group)
                     return node
             except (KafkaError, OSError):

@@ -32,9 +32,7 @@ import structlog.testing
 from structlog.testing import LogCapture
 
 from consumer.cloudevents import CloudEvent
-from consumer.settings.config import EngineSettings, KafkaSettings, RetryPolicy, RetrySettings, Settings
 from consumer.deadletters import headers as deadletter_headers
-from consumer.kafka.topics import end_offsets
 from consumer.deadletters.headers import dlq_fields
 from consumer.deadletters.publisher import dead_letter_topic
 from consumer.engine.worker import Worker
@@ -46,9 +44,17 @@ from consumer.events import (
 )
 from consumer.http import shared_client
 from consumer.interface import Context, Handler, Publish, Record, running
-from consumer.outcomes import OUTCOMES, Outcome
-from consumer.tools.produce import ensure_topic, produce
 from consumer.kafka.topic_reader import read_all
+from consumer.kafka.topics import end_offsets
+from consumer.outcomes import OUTCOMES, Outcome
+from consumer.settings.config import (
+    EngineSettings,
+    KafkaSettings,
+    RetryPolicy,
+    RetrySettings,
+    Settings,
+)
+from consumer.tools.produce import ensure_topic, produce
 
 __all__ = [
     "DeadLetter",

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from consumer.settings.config import RetrySettings
 from consumer.deadletters.headers import Failure
 from consumer.engine.dedupe import RecentlyHandled, fingerprint
 from consumer.engine.intake import Job, Undecodable
@@ -25,6 +24,7 @@ from consumer.engine.tally import Tally
 from consumer.interface import Context, Handler, Publish, Record
 from consumer.outcomes import Outcome
 from consumer.redaction import error_message
+from consumer.settings.config import RetrySettings
 
 if TYPE_CHECKING:
     import httpx

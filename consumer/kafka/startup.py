@@ -10,9 +10,9 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from consumer.settings.config import KafkaSettings
-from consumer.kafka import connection
 from consumer.errors import KafkaConnectError
+from consumer.kafka import connection
+from consumer.settings.config import KafkaSettings
 
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 5.0

@@ -26,12 +26,12 @@ import msgspec
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
-from consumer.settings.config import RetrySettings, Settings
 from consumer.deadletters.headers import Failure
 from consumer.engine.delivery import DeadLetters, Delivery
 from consumer.engine.intake import Job, Undecodable
 from consumer.errors import ConfigError, PermanentFailure, RetryLater
 from consumer.interface import Context, Handler, Publish, Record
+from consumer.settings.config import RetrySettings, Settings
 
 if TYPE_CHECKING:
     import httpx

@@ -18,7 +18,6 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from consumer.kafka.connection import check_security
 from consumer.errors import ConfigError
 from consumer.secret import EnvText, Secret, decode_secret, is_secret
 from consumer.settings.validation import problems
@@ -252,7 +251,10 @@ Handler options stay
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read `path` (or ``config/consumer.toml`` when it exists), apply the environment, validate."""
+    """Read `path` (or ``config/consumer.toml`` when it exists), apply the environment, validate.
+
+    The ``[kafka]`` security keys are checked, and secret files read, by
+    `consumer.kafka.security.checked`, which every entry point runs next."""
     raw: dict[str, Any] = {}
     source = settings_file(path)
     if source is not None:
@@ -266,7 +268,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         raise _config_error(exc, from_env) from None
     for key, reason in problems(settings):
         raise _key_error(key, reason, from_env)
-    return msgspec.structs.replace(settings, kafka=check_security(settings.kafka, environ))
+    return settings
 
 
 def settings_file(path: Path | None) -> Path | None:

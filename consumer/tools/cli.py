@@ -14,15 +14,16 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from consumer.settings.config import DEFAULT_CONFIG, Settings, load_settings, settings_file
-from consumer.observability.printable import print_escaped
 from consumer.errors import ConfigError, ConsumerError, KafkaConnectError, UnreadableBatch
+from consumer.kafka.security import checked
+from consumer.observability.printable import print_escaped
 from consumer.secret import encode_secret
+from consumer.settings.config import DEFAULT_CONFIG, Settings, load_settings, settings_file
 
 if TYPE_CHECKING:
-    from consumer.settings.config import KafkaSettings
     from consumer.engine.worker import Worker
     from consumer.interface import Handler
+    from consumer.settings.config import KafkaSettings
 
 EXIT_UNREADABLE = 3
 """`run` stopped on a batch it cannot read (2 is a settings error)."""
@@ -33,7 +34,7 @@ EXIT_SKIPPED = 4
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings(args.config, os.environ)
+        settings = checked(load_settings(args.config, os.environ), os.environ)
         result: int = args.command(args, settings)
     except KafkaConnectError as exc:
         print_escaped(f"recording-consumer: {exc}", sys.stderr)
@@ -129,9 +130,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.observability.logs import configure_logging
     from consumer.engine.worker import Worker
     from consumer.observability import tracing
+    from consumer.observability.logs import configure_logging
     from consumer.observability.server import endpoint, listen_address
     from consumer.observability.serving import raise_fd_limit
 
@@ -194,9 +195,9 @@ def _routed_handlers(settings: Settings) -> dict[str, Handler]:
 
 
 def _check_config(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.interface import running
     from consumer.plugins.discovery import masked_options
     from consumer.plugins.routing import unrouted_statuses
-    from consumer.interface import running
 
     handlers = _routed_handlers(settings)
 
@@ -261,8 +262,8 @@ def _handlers(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.deadletters.publisher import dead_letter_topic
     from consumer.deadletters.commands import show
+    from consumer.deadletters.publisher import dead_letter_topic
 
     asyncio.run(_reach(settings.kafka))
     count = asyncio.run(show(settings.kafka, dead_letter_topic(settings), args.limit, sys.stdout))
@@ -271,9 +272,9 @@ def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.deadletters.commands import replay
     from consumer.deadletters.publisher import dead_letter_topic
     from consumer.observability import tracing
-    from consumer.deadletters.commands import replay
 
     tracing.start_from_environment()
     asyncio.run(_reach(settings.kafka))

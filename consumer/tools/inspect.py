@@ -10,9 +10,9 @@ from typing import TextIO
 
 import msgspec
 
-from consumer.settings.config import Settings
 from consumer.engine.intake import Intake, Skipped, Undecodable
 from consumer.observability.printable import print_escaped
+from consumer.settings.config import Settings
 
 
 class _Line(msgspec.Struct, frozen=True):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from consumer.settings.config import KafkaSettings
 from consumer.kafka import connection
-from consumer.kafka.topics import admin_client, create_topic
 from consumer.kafka.clients import build_producer
+from consumer.kafka.topics import admin_client, create_topic
+from consumer.settings.config import KafkaSettings
 
 PROGRESS_FROM = 10_000
 """Below this many messages a progress bar is noise."""
