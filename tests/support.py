@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import struct
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from consumer.events import RecordingEvent
 from consumer.interface import Context
 from consumer.kafka.security import checked
 from consumer.kafka.topics import admin_client, partitions
+from consumer.observability.printable import print_escaped
 from consumer.settings.config import KafkaSettings, Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -208,3 +211,8 @@ class FinishedOffsets:
         self.finished.set()
         if not self.tracker.in_flight():
             self.drained.set()
+
+
+def printer(out: io.StringIO) -> Callable[[str], None]:
+    """The command line's `say` for the dead-letter commands: each line escaped, into `out`."""
+    return partial(print_escaped, file=out)

@@ -21,7 +21,7 @@ from consumer.errors import ConsumerError, DecodeError, PermanentFailure
 from consumer.interface import Record
 from consumer.kafka.topics import admin_client
 from consumer.settings.config import DeadLetterSettings, KafkaSettings
-from tests.support import REPO, committed_and_end, read_topic
+from tests.support import REPO, committed_and_end, printer, read_topic
 from tests.test_deadletter import FIRST, LAST
 
 UNDECODABLE = b'{"eventType": "recordingAvailable", "channels": "one"}'
@@ -72,7 +72,7 @@ async def test_show_lists_dead_letters_with_their_reasons(
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
     out = io.StringIO()
 
-    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, out), 60) == 4
+    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, printer(out)), 60) == 4
 
     lines = out.getvalue().splitlines()
     assert len(lines) == 4
@@ -87,7 +87,7 @@ async def test_show_lists_dead_letters_with_their_reasons(
         "last=2026-11-18T11:06:52.500Z"
     )
     limited = io.StringIO()
-    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, 2, limited), 60) == 2
+    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, 2, printer(limited)), 60) == 2
     assert limited.getvalue().splitlines() == lines[:2]
 
 
@@ -110,7 +110,7 @@ async def test_replay_republishes_only_matches_and_never_twice(
             handler="download",
             recording_id=None,
             dry_run=False,
-            out=out,
+            say=printer(out),
         ),
         60,
     )
@@ -137,7 +137,7 @@ async def test_replay_republishes_only_matches_and_never_twice(
         handler=None,
         recording_id=None,
         dry_run=False,
-        out=again,
+        say=printer(again),
     )
     assert await asyncio.wait_for(everything, 60) == (0, 0)
     assert again.getvalue() == ""
@@ -163,7 +163,7 @@ async def test_dry_run_publishes_and_commits_nothing(
         handler=None,
         recording_id="r-2",
         dry_run=True,
-        out=out,
+        say=printer(out),
     )
     assert await asyncio.wait_for(dry, 60) == (1, 0)
 
@@ -182,7 +182,7 @@ async def test_empty_topic_finishes_and_a_missing_one_is_an_error(
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
     out = io.StringIO()
 
-    assert await asyncio.wait_for(dlq.show(kafka, unique_name, None, out), 30) == 0
+    assert await asyncio.wait_for(dlq.show(kafka, unique_name, None, printer(out)), 30) == 0
     empty = dlq.replay(
         kafka,
         unique_name,
@@ -192,12 +192,12 @@ async def test_empty_topic_finishes_and_a_missing_one_is_an_error(
         handler=None,
         recording_id=None,
         dry_run=False,
-        out=out,
+        say=printer(out),
     )
     assert await asyncio.wait_for(empty, 30) == (0, 0)
     assert out.getvalue() == ""
     with pytest.raises(ConsumerError, match="does not exist"):
-        await dlq.show(kafka, f"{unique_name}.missing", None, out)
+        await dlq.show(kafka, f"{unique_name}.missing", None, printer(out))
     async with admin_client(KafkaSettings(bootstrap_servers=kafka_bootstrap)) as admin:
         assert f"{unique_name}.missing" not in await admin.list_topics(), "looking created it"
 
@@ -229,7 +229,7 @@ async def test_replay_ignores_a_forged_destination_and_refuses_internal_topics(
             handler=None,
             recording_id=None,
             dry_run=False,
-            out=out,
+            say=printer(out),
         )
 
     with pytest.raises(ConsumerError, match="internal Kafka topic"):
@@ -265,7 +265,7 @@ async def test_show_escapes_control_characters_from_headers_and_values(
         await producer.stop()
     out = io.StringIO()
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
-    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, out), 60) == 1
+    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, printer(out)), 60) == 1
     (line,) = out.getvalue().splitlines()
     for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
         assert raw not in line, f"{raw!r} reached the terminal"
@@ -334,7 +334,7 @@ async def test_replay_passes_over_forged_dead_letters_and_replays_the_rest(
             handler=None,
             recording_id=None,
             dry_run=False,
-            out=out,
+            say=printer(out),
         )
 
     out = io.StringIO()
@@ -363,7 +363,9 @@ async def test_replay_passes_over_forged_dead_letters_and_replays_the_rest(
     assert again.getvalue() == ""
 
     shown = io.StringIO()
-    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, shown), 20) == len(forged)
+    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, printer(shown)), 20) == len(
+        forged
+    )
     lines = shown.getvalue().splitlines()
     assert 'malformed="header dlq.error.class is null"' in lines[1]
     assert "\x1b" not in shown.getvalue()

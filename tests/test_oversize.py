@@ -19,7 +19,7 @@ from consumer.errors import DecodeError
 from consumer.interface import Record
 from consumer.kafka.topics import admin_client
 from consumer.settings.config import DeadLetterSettings, KafkaSettings
-from tests.support import read_topic
+from tests.support import printer, read_topic
 
 SOURCE_LIMIT = 3 * 1024 * 1024
 BIG = b'{"eventType": "recordingAvailable", "pad": "' + b"x" * 2_000_000 + b'"'
@@ -118,7 +118,7 @@ async def test_too_large_for_the_dead_letter_topic_becomes_a_reference_record_an
 
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=unique_name)
     shown = io.StringIO()
-    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, shown), 60) == 1
+    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, printer(shown)), 60) == 1
     assert f"value=too-large:{len(BIG)}-bytes-not-stored" in shown.getvalue()
 
     def replay(group: str, out: io.StringIO) -> Awaitable[dlq.ReplayCounts]:
@@ -131,7 +131,7 @@ async def test_too_large_for_the_dead_letter_topic_becomes_a_reference_record_an
             recording_id=None,
             to=unique_name,
             dry_run=False,
-            out=out,
+            say=printer(out),
         )
 
     out = io.StringIO()
@@ -196,7 +196,7 @@ async def test_headers_left_out_of_a_dead_letter_are_refetched_on_replay(
             recording_id=None,
             to=unique_name,
             dry_run=False,
-            out=out,
+            say=printer(out),
         ),
         60,
     )

@@ -19,7 +19,7 @@ from consumer.kafka.clients import build_producer
 from consumer.kafka.topics import admin_client
 from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from consumer.tools.produce import produce
-from tests.support import Recorder, record_batches, recording_message, settings_for
+from tests.support import Recorder, printer, record_batches, recording_message, settings_for
 from tests.test_cluster import topic_config
 
 PRODUCER_ID_AT = 43
@@ -68,7 +68,7 @@ async def test_produce_dead_letters_publish_and_replay_write_idempotent_batches(
         handler=None,
         recording_id=None,
         dry_run=False,
-        out=io.StringIO(),
+        say=printer(io.StringIO()),
     )
     assert (replayed.replayed, replayed.skipped) == (1, 0)
 

@@ -29,7 +29,7 @@ from consumer.handlers.publish import PublishHandler, PublishOptions
 from consumer.interface import Context, Handler
 from consumer.observability import tracing
 from consumer.settings.config import Settings
-from tests.support import read_topic, recording_message, settings_for
+from tests.support import printer, read_topic, recording_message, settings_for
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -224,7 +224,8 @@ async def test_dead_lettered_message_with_traceparent_carries_its_context_on(
         handler=None,
         recording_id=None,
         dry_run=False,
-        out=io.StringIO(),
+        say=printer(io.StringIO()),
+        stamp=tracing.replayed,
     )
     (send,) = finished(spans, SpanKind.PRODUCER)
     assert parent_of(send) == consumer.context.span_id

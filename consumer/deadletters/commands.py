@@ -1,14 +1,16 @@
 """Operator tools for the dead-letter topic: list dead letters with their reasons, replay them.
 
 Both read through `Reader`, up to the end offsets found at start, so they finish even while new
-dead letters arrive.
+dead letters arrive. They write their lines through a `Say` and leave printing (escaped: headers
+and values are the producer's) and tracing to the command line that calls them.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from contextlib import AsyncExitStack, aclosing
-from typing import Any, NamedTuple, TextIO
+from typing import Any, NamedTuple
 
 import msgspec
 from aiokafka import TopicPartition
@@ -21,12 +23,21 @@ from consumer.errors import ConsumerError
 from consumer.kafka import connection
 from consumer.kafka.clients import build_consumer, build_producer
 from consumer.kafka.topic_reader import FETCH_TIMEOUT_MS, Reader, topic_partitions
-from consumer.observability import tracing
-from consumer.observability.printable import print_escaped
 from consumer.settings.config import KafkaSettings
 
 REFETCH_TIMEOUT = 60.0
 """Seconds reading back one reference record's value may take before replay stops."""
+
+Headers = list[tuple[str, bytes | None]]
+Say = Callable[[str], None]
+"""Takes each line a command prints, in order; the command line prints it escaped."""
+Stamp = Callable[[Headers, str], Headers]
+"""Given the headers of a message replay sends to a topic, the headers to send: the command line
+passes tracing's, which adds the context of a send span."""
+
+
+def _unstamped(headers: Headers, topic: str) -> Headers:
+    return headers
 
 
 class NotReplayable(Exception):
@@ -58,8 +69,8 @@ def recording_id_of(value: bytes | None) -> str | None:
         return None
 
 
-async def show(kafka: KafkaSettings, dlq_topic: str, limit: int | None, out: TextIO) -> int:
-    """Print one line per dead letter (at most `limit`), oldest first per partition."""
+async def show(kafka: KafkaSettings, dlq_topic: str, limit: int | None, say: Say) -> int:
+    """One line per dead letter (at most `limit`) to `say`, oldest first per partition."""
     count = 0
     async with (
         Reader(kafka, dlq_topic, group=None) as reader,
@@ -69,7 +80,7 @@ async def show(kafka: KafkaSettings, dlq_topic: str, limit: int | None, out: Tex
             for message in (m for records in batch.values() for m in records):
                 if limit is not None and count >= limit:
                     return count
-                print_escaped(_describe(message), out)
+                say(_describe(message))
                 count += 1
     return count
 
@@ -84,8 +95,9 @@ async def replay(
     handler: str | None,
     recording_id: str | None,
     dry_run: bool,
-    out: TextIO,
+    say: Say,
     max_request_size: int | None = None,
+    stamp: Stamp = _unstamped,
 ) -> ReplayCounts:
     """Republish the dead letters matching every given filter to the topic `to`.
 
@@ -107,7 +119,8 @@ async def replay(
     timestamp is not the one the dead letter names. Reading back a source record that exists
     but does not come within `REFETCH_TIMEOUT` stops the replay (ConsumerError), that batch
     uncommitted.
-    `max_request_size` is ``dead_letter.max_request_size``.
+    `max_request_size` is ``dead_letter.max_request_size``; `stamp` is applied to the headers
+    of each message sent.
     """
 
     def matches(fields: dict[str, str], value: bytes | None) -> bool:
@@ -144,20 +157,20 @@ async def replay(
                             raise NotReplayable(problem)
                         key, value, headers = await originals.record_for(message, fields)
                     except NotReplayable as exc:
-                        print_escaped(f"cannot replay {where}: {exc}; skipped", out)
+                        say(f"cannot replay {where}: {exc}; skipped")
                         skipped += 1
                         continue
                     if producer is None:
-                        print_escaped(f"would replay {where} to {to}", out)
+                        say(f"would replay {where} to {to}")
                         replayed += 1
                     else:
                         headers.append((dl.REPLAYED_FROM, where.encode()))
-                        headers = tracing.replayed(headers, to)
+                        headers = stamp(headers, to)
                         future = await producer.send(to, value, key=key, headers=headers)
                         sent.append((future, f"replayed {where} to {to}"))
                 for future, line in sent:
                     await future
-                    print_escaped(line, out)
+                    say(line)
                 replayed += len(sent)
                 if producer is not None:
                     await reader.commit(batch)
@@ -184,7 +197,7 @@ def _describe(message: Any) -> str:
     problem = malformed_header(message.headers)
     if problem is not None:
         value.append(f"malformed={msgspec.json.encode(problem).decode()}")
-    # Headers and values are the producer's: `show` prints the line escaped.
+    # Headers and values are the producer's: the command line's `say` escapes the line.
     return " ".join(
         [
             f"{message.partition}/{message.offset}",

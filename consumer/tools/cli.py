@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -266,7 +267,8 @@ def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.deadletters.publisher import dead_letter_topic
 
     asyncio.run(_reach(settings.kafka))
-    count = asyncio.run(show(settings.kafka, dead_letter_topic(settings), args.limit, sys.stdout))
+    say = partial(print_escaped, file=sys.stdout)
+    count = asyncio.run(show(settings.kafka, dead_letter_topic(settings), args.limit, say))
     print(f"{count} dead letters", file=sys.stderr)
     return 0
 
@@ -288,8 +290,9 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
             handler=args.handler,
             recording_id=args.recording_id,
             dry_run=args.dry_run,
-            out=sys.stdout,
+            say=partial(print_escaped, file=sys.stdout),
             max_request_size=settings.dead_letter.max_request_size,
+            stamp=tracing.replayed,
         )
     )
     verb = "would replay" if args.dry_run else "replayed"
