@@ -2,7 +2,7 @@
 every aiokafka client of the project is built with.
 
 `checked` is what every entry point runs on the settings it loaded (the command line, the
-testing kit, the benchmarks): it validates the keys as a whole, naming the key at fault, and
+benchmarks, the tests' helpers): it validates the keys as a whole, naming the key at fault, and
 reads the secret files. `client_options` is the one place those keys become aiokafka arguments.
 """
 
