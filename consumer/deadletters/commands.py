@@ -7,26 +7,21 @@ and values are the producer's) and tracing to the command line that calls them.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from contextlib import AsyncExitStack, aclosing
 from typing import Any, NamedTuple
 
 import msgspec
-from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
 
 from consumer.deadletters import headers as dl
 from consumer.deadletters.headers import dlq_fields, malformed_header
+from consumer.deadletters.originals import NotReplayable, Originals, source_of
 from consumer.deadletters.publisher import request_size
 from consumer.errors import ConsumerError
 from consumer.kafka import connection
-from consumer.kafka.clients import build_consumer, build_producer
-from consumer.kafka.topic_reader import FETCH_TIMEOUT_MS, Reader, topic_partitions
+from consumer.kafka.clients import build_producer
+from consumer.kafka.topic_reader import Reader
 from consumer.settings.config import KafkaSettings
-
-REFETCH_TIMEOUT = 60.0
-"""Seconds reading back one reference record's value may take before replay stops."""
 
 Headers = list[tuple[str, bytes | None]]
 Say = Callable[[str], None]
@@ -38,11 +33,6 @@ passes tracing's, which adds the context of a send span."""
 
 def _unstamped(headers: Headers, topic: str) -> Headers:
     return headers
-
-
-class NotReplayable(Exception):
-    """A dead letter replay passes over, for the reason given: its headers are forged or
-    broken, or the source record they name is gone or is not the one that failed."""
 
 
 class ReplayCounts(NamedTuple):
@@ -117,8 +107,8 @@ async def replay(
     ``dlq.*`` headers that are null, not UTF-8 or not numbers where numbers belong; a source
     partition that does not exist, an offset no longer retained, or a record whose size or
     timestamp is not the one the dead letter names. Reading back a source record that exists
-    but does not come within `REFETCH_TIMEOUT` stops the replay (ConsumerError), that batch
-    uncommitted.
+    but does not come within `originals.REFETCH_TIMEOUT` stops the replay (ConsumerError), that
+    batch uncommitted.
     `max_request_size` is ``dead_letter.max_request_size``; `stamp` is applied to the headers
     of each message sent.
     """
@@ -139,7 +129,7 @@ async def replay(
         producer = build_producer(kafka, max_request_size=max_request)
     replayed = skipped = 0
     async with Reader(kafka, dlq_topic, group=group) as reader, AsyncExitStack() as stack:
-        originals = _Originals(kafka, stack)
+        originals = Originals(kafka, stack)
         if producer is not None:
             await connection.start(producer, kafka)
         try:
@@ -184,13 +174,9 @@ def _where(message: Any) -> str:
     return f"{message.topic}/{message.partition}/{message.offset}"
 
 
-def _source(fields: dict[str, str]) -> str:
-    return "/".join(fields.get(k, "?") for k in (dl.TOPIC, dl.PARTITION, dl.OFFSET))
-
-
 def _describe(message: Any) -> str:
     fields = dlq_fields(message.headers)
-    source = _source(fields)
+    source = source_of(fields)
     error = msgspec.json.encode(fields.get(dl.ERROR_MESSAGE, "")).decode()
     too_large = fields.get(dl.VALUE_TOO_LARGE)
     value = [] if too_large is None else [f"value=too-large:{too_large}-bytes-not-stored"]
@@ -212,111 +198,3 @@ def _describe(message: Any) -> str:
             *value,
         ]
     )
-
-
-_LEFT_OUT = (dl.VALUE_TOO_LARGE, dl.HEADERS_DROPPED, dl.KEY_DROPPED)
-"""Headers saying what a dead letter left out, to be refetched from the source record."""
-
-
-class _Originals:
-    """Refetches what reference records left out from their source records."""
-
-    def __init__(self, kafka: KafkaSettings, stack: AsyncExitStack) -> None:
-        self._kafka = kafka
-        self._stack = stack
-        self._consumer: Any = None
-        self._partitions: set[int] | None = None
-
-    async def record_for(
-        self, message: Any, fields: dict[str, str]
-    ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]:
-        """The key, value and headers to replay for the dead letter `message`: its own, with
-        what its dead letter left out (value, original headers, key) refetched from the source
-        record, which must have the size and timestamp the dead letter names."""
-        key: bytes | None = message.key
-        value: bytes | None = message.value
-        headers = [(k, v) for k, v in message.headers if not k.startswith(dl.PREFIX)]
-        if not any(name in fields for name in _LEFT_OUT):
-            return key, value, headers
-        source = _source(fields)
-        # Only the source topic is read back: the header could name any topic.
-        if fields.get(dl.TOPIC) != self._kafka.topic:
-            raise NotReplayable(
-                f"parts of it were left out of its dead letter and {source} is not in "
-                f"{self._kafka.topic}"
-            )
-        try:
-            partition, offset = int(fields[dl.PARTITION]), int(fields[dl.OFFSET])
-            timestamp = int(fields[dl.TIMESTAMP])
-        except KeyError as exc:
-            raise NotReplayable(f"header {exc.args[0]} is missing") from None
-        # Asked of a partition the topic does not have, the consumer would wait for its leader.
-        if partition not in await self._source_partitions():
-            raise NotReplayable(
-                f"parts of it were left out of its dead letter and {source} names a partition "
-                f"{self._kafka.topic} does not have"
-            )
-        consumer = await self._started()
-        tp = TopicPartition(self._kafka.topic, partition)
-        try:
-            async with asyncio.timeout(REFETCH_TIMEOUT):
-                record = await self._record(consumer, tp, offset)
-        except (TimeoutError, KafkaError) as exc:
-            raise ConsumerError(
-                f"reading back {source} failed ({type(exc).__name__}: {exc}); replay stopped "
-                "before committing this batch: run it again"
-            ) from None
-        except UnicodeDecodeError:
-            raise NotReplayable(f"{source} has a header key that is not UTF-8") from None
-        if record is None:
-            raise NotReplayable(
-                f"parts of it were left out of its dead letter and {source} is no longer retained"
-            )
-        if record.timestamp != timestamp:
-            raise NotReplayable(
-                f"{source} was written at {record.timestamp}, the dead letter says {timestamp}"
-            )
-        if dl.VALUE_TOO_LARGE in fields:
-            size, found = int(fields[dl.VALUE_TOO_LARGE]), len(record.value or b"")
-            if found != size:
-                raise NotReplayable(f"{source} holds {found} bytes, the dead letter says {size}")
-            value = record.value
-        if dl.HEADERS_DROPPED in fields:
-            headers = list(record.headers)
-        if dl.KEY_DROPPED in fields:
-            key = record.key
-        return key, value, headers
-
-    @staticmethod
-    async def _record(consumer: Any, tp: TopicPartition, offset: int) -> Any:
-        """The record at `offset`, or None when the partition no longer retains it."""
-        consumer.assign([tp])
-        first = (await consumer.beginning_offsets([tp]))[tp]
-        end = (await consumer.end_offsets([tp]))[tp]
-        if not first <= offset < end:
-            return None
-        consumer.seek(tp, offset)
-        while await consumer.position(tp) <= offset:
-            fetched = await consumer.getmany(tp, timeout_ms=FETCH_TIMEOUT_MS)
-            found = [record for record in fetched.get(tp, []) if record.offset >= offset]
-            if found:
-                # A later offset first means the record was compacted away.
-                return found[0] if found[0].offset == offset else None
-        return None
-
-    async def _source_partitions(self) -> set[int]:
-        if self._partitions is None:
-            try:
-                described = await topic_partitions(self._kafka, self._kafka.topic)
-            except ConsumerError:
-                described = []  # no source topic: no reference record can be read back
-            self._partitions = {tp.partition for tp in described}
-        return self._partitions
-
-    async def _started(self) -> Any:
-        if self._consumer is None:
-            consumer = build_consumer(self._kafka)
-            await connection.start(consumer, self._kafka)
-            self._stack.push_async_callback(consumer.stop)
-            self._consumer = consumer
-        return self._consumer
