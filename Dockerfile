@@ -3,7 +3,7 @@
 #   docker build -t recording-consumer .
 #   docker run --rm -e KAFKA_BOOTSTRAP_SERVERS=broker:9092 recording-consumer
 # Settings come from /app/config/consumer.toml, overridden by KAFKA_BOOTSTRAP_SERVERS and
-# RECORDING_CONSUMER__<SECTION>__<KEY> variables (see consumer/config.py).
+# RECORDING_CONSUMER__<SECTION>__<KEY> variables (see consumer/settings/config.py).
 # The download handler writes to /app/recordings (its default directory, "recordings", under
 # WORKDIR): a volume owned by the image's user, e.g. `docker run -v recordings:/app/recordings`.
 

@@ -25,14 +25,20 @@ from aiokafka.admin import NewTopic
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from consumer.cli.samples import recording_event
-from consumer.config import EngineSettings, KafkaSettings, LoggingSettings, Settings, load_settings
 from consumer.devkit.broker import bootstrap_servers
-from consumer.engine.admin import admin_client, end_offsets
-from consumer.engine.connection import client_options
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.handler_api import Context
+from consumer.kafka.security import checked, client_options
+from consumer.kafka.topics import admin_client, end_offsets
 from consumer.observability.server import endpoint
+from consumer.settings.config import (
+    EngineSettings,
+    KafkaSettings,
+    LoggingSettings,
+    Settings,
+    load_settings,
+)
 
 Message = tuple[bytes, bytes]
 
@@ -44,7 +50,7 @@ def bootstrap() -> str:
 
 def kafka_settings(server: str, **fields: Any) -> KafkaSettings:
     """`server` with the environment's [kafka] settings (security included), and `fields`."""
-    kafka = load_settings(environ=os.environ).kafka
+    kafka = checked(load_settings(environ=os.environ), os.environ).kafka
     return msgspec.structs.replace(kafka, bootstrap_servers=server, **fields)
 
 

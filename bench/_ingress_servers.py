@@ -73,8 +73,9 @@ async def _serve_floor(port: int, args: argparse.Namespace) -> None:
 
 
 def run_ingress(port: int, args: argparse.Namespace) -> None:
-    from consumer.config import load_settings
     from consumer.ingress.command import ingest
+    from consumer.kafka.security import checked
+    from consumer.settings.config import load_settings
 
     environ = {
         "KAFKA_BOOTSTRAP_SERVERS": args.bootstrap,
@@ -86,7 +87,8 @@ def run_ingress(port: int, args: argparse.Namespace) -> None:
         "RECORDING_CONSUMER__LOGGING__LEVEL": "warning",
         "RECORDING_CONSUMER__LOGGING__FORMAT": "json",
     }
-    ingest(load_settings(environ={**os.environ, **environ}))
+    environ = {**os.environ, **environ}
+    ingest(checked(load_settings(environ=environ), environ))
 
 
 SERVERS: dict[str, Serve] = {

@@ -29,8 +29,8 @@ from _common import connect, fresh, kafka_settings
 from aiokafka import AIOKafkaConsumer
 from noop_handler import EVENTS, TIMES
 
-from consumer.engine.admin import admin_client
 from consumer.events import EventDecoder, RecordingEvent
+from consumer.kafka.topics import admin_client
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

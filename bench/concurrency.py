@@ -20,10 +20,10 @@ from collections import defaultdict
 from _common import Probe, bootstrap, fresh, messages, publish_backlog, time_worker, verdict
 from _common import worker_settings as settings_for
 
-from consumer.config import LoggingSettings
-from consumer.engine.logs import configure_logging
 from consumer.events import RecordingEvent
 from consumer.handler_api import Context
+from consumer.observability.logs import configure_logging
+from consumer.settings.config import LoggingSettings
 
 EVENTS = 10_000
 KEYS = 100

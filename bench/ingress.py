@@ -149,7 +149,7 @@ def _server_command(name: str, port: int, bootstrap: str, spool: Path) -> list[s
 
 
 def _create_topic(bootstrap: str, topic: str) -> None:
-    from consumer.engine.admin import admin_client, create_topic
+    from consumer.kafka.topics import admin_client, create_topic
 
     async def create() -> None:
         async with admin_client(kafka_settings(bootstrap)) as admin:

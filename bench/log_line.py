@@ -8,7 +8,8 @@ would; variants take turns, and each shows the microseconds per line of its quie
 
 ``before`` is round 1's chain, copied here so it stays measurable: merge_contextvars,
 add_log_level, Repeats, TimeStamper(iso, utc), ExceptionRenderer, JSONRenderer(msgspec) and
-BytesLogger (a flush per line). Each ``before + X`` swaps in one piece of consumer/engine/logs.py;
+BytesLogger (a flush per line). Each ``before + X`` swaps in one piece of
+consumer/observability/logs.py;
 ``before without Repeats`` shows what Repeats costs an info line (it stays: warnings and errors
 need it); ``project`` is what ``configure_logging`` sets up now, every kept piece together.
 orjson is measured when it is installed (``pip install orjson``); the project keeps msgspec.
@@ -29,8 +30,7 @@ import msgspec
 import structlog
 from _common import stdout_to_devnull
 
-from consumer.config import LoggingSettings
-from consumer.engine.logs import (
+from consumer.observability.logs import (
     JsonLine,
     Repeats,
     TurnFlushedLoggerFactory,
@@ -38,6 +38,7 @@ from consumer.engine.logs import (
     configure_logging,
     merge_contextvars,
 )
+from consumer.settings.config import LoggingSettings
 
 BATCH = 500
 _msgspec_encode = msgspec.json.Encoder(enc_hook=repr).encode
@@ -70,7 +71,7 @@ def _exceptions() -> Any:
 
 
 def before(dumps: Callable[..., bytes] = _msgspec_dumps) -> Chain:
-    """Round 1's chain, as it was in consumer/engine/logs.py."""
+    """Round 1's chain, as it was in consumer/observability/logs.py."""
     return [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -35,10 +35,10 @@ from _common import (
     worker_settings,
 )
 
-from consumer.config import LoggingSettings, ObservabilitySettings
 from consumer.devkit.broker import free_port
-from consumer.engine.logs import configure_logging
 from consumer.engine.tally import Tally
+from consumer.observability.logs import configure_logging
+from consumer.settings.config import LoggingSettings, ObservabilitySettings
 
 PARTITIONS = 6
 SCRAPE_EVERY = 1.0

@@ -25,8 +25,8 @@ from _common import (
 )
 from _common import worker_settings as settings_for
 
-from consumer.config import LoggingSettings
-from consumer.engine.logs import configure_logging
+from consumer.observability.logs import configure_logging
+from consumer.settings.config import LoggingSettings
 
 PARTITIONS = 6
 

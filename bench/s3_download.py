@@ -33,11 +33,11 @@ import msgspec
 import trustme
 from _common import Probe, bootstrap, fresh, publish_backlog, time_worker, verdict
 
-from consumer.config import EngineSettings, KafkaSettings, LoggingSettings, Settings
 from consumer.devkit.testing import make_event
-from consumer.engine.logs import configure_logging
 from consumer.handlers.bandwidth import media_path
 from consumer.handlers.download import DownloadHandler, DownloadOptions
+from consumer.observability.logs import configure_logging
+from consumer.settings.config import EngineSettings, KafkaSettings, LoggingSettings, Settings
 from tests._support.s3_store import CREDENTIALS, REGION, moto_server
 from tests._support.tls_server import CLIENT_ID, CLIENT_SECRET, TOKEN_PATH, FakeBandwidth
 

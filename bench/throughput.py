@@ -62,9 +62,9 @@ from _throughput_runs import (
     worker,
 )
 
-from consumer.config import LoggingSettings
-from consumer.engine.admin import end_offsets
-from consumer.engine.logs import configure_logging
+from consumer.kafka.topics import end_offsets
+from consumer.observability.logs import configure_logging
+from consumer.settings.config import LoggingSettings
 
 PARTITIONS = 6
 QUIET_GOAL = 0.5

@@ -34,7 +34,7 @@ from _throughput_runs import ROOT, Backlog, Run, _time_process, worker_config
 from aiohttp import web
 
 from consumer.devkit.broker import free_port
-from consumer.engine.admin import end_offsets
+from consumer.kafka.topics import end_offsets
 
 PARTITIONS = 6
 CPUINFO = Path("/proc/cpuinfo")

@@ -15,7 +15,6 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from consumer.cloudevents import CloudEvent
-from consumer.config import KafkaSettings, RetryPolicy
 from consumer.errors import (
     ConfigError,
     ConsumerError,
@@ -48,6 +47,7 @@ from consumer.handler_api import (
 from consumer.http import retry_after
 from consumer.outcomes import OUTCOMES, Outcome
 from consumer.secret import Secret
+from consumer.settings.config import KafkaSettings, RetryPolicy
 
 if TYPE_CHECKING:
     from consumer.devkit.testing import (

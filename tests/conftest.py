@@ -19,7 +19,8 @@ import trustme
 
 from consumer.devkit.broker import LocalBroker, free_port
 from consumer.devkit.broker.cluster import LocalCluster
-from consumer.engine import admin as topics
+from consumer.kafka import topics as topics
+from consumer.settings.config import KafkaSettings
 from tests._support.tls_server import FakeBandwidth, client_for
 
 # Fixtures shared by tests in more than one directory.
@@ -37,7 +38,7 @@ async def _create_topic(
     bootstrap: str, name: str, partitions: int = 1, configs: dict[str, str] | None = None
 ) -> None:
     """Create `name` and return once the broker's metadata shows a leader for every partition."""
-    async with topics.admin_client(bootstrap) as admin:
+    async with topics.admin_client(KafkaSettings(bootstrap_servers=bootstrap)) as admin:
         await topics.create_topic(admin, name, partitions, configs)
         # Metadata is polled: the broker offers nothing to wait on until leaders are elected.
         async with asyncio.timeout(30):

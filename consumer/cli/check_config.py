@@ -13,8 +13,8 @@ import msgspec
 from consumer.cli.reference import PrintDefaults
 from consumer.cli.run import routed_handlers
 from consumer.cli.subcommands import Subcommands
-from consumer.config import DEFAULT_CONFIG, Settings, settings_file
 from consumer.secret import encode_secret
+from consumer.settings.config import DEFAULT_CONFIG, Settings, settings_file
 
 
 def add_command(sub: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -32,9 +32,9 @@ def add_command(sub: Subcommands, common: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.engine.plugins import masked_options
-    from consumer.engine.routing import unrouted_statuses
     from consumer.handler_api import running
+    from consumer.plugins.discovery import masked_options
+    from consumer.plugins.routing import unrouted_statuses
 
     handlers = routed_handlers(settings)
 

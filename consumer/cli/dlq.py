@@ -1,15 +1,17 @@
 """``recording-consumer dlq show|replay``: the dead-letter commands' flags, output and exit status
-(what they read and republish is `consumer.tools.deadletter_commands`')."""
+(what they read and republish is `consumer.deadletters.commands`')."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from functools import partial
 
 from consumer.cli.reach import reach
 from consumer.cli.subcommands import Subcommands
-from consumer.config import Settings
+from consumer.observability.printable import print_escaped
+from consumer.settings.config import Settings
 
 EXIT_SKIPPED = 4
 """`dlq replay` passed over dead letters it cannot replay (one line each); the rest went."""
@@ -41,19 +43,20 @@ def add_command(sub: Subcommands, common: argparse.ArgumentParser) -> None:
 
 
 def show_command(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.engine.deadletter_publisher import dead_letter_topic
-    from consumer.tools.deadletter_commands import show
+    from consumer.deadletters.commands import show
+    from consumer.deadletters.publisher import dead_letter_topic
 
     asyncio.run(reach(settings.kafka))
-    count = asyncio.run(show(settings.kafka, dead_letter_topic(settings), args.limit, sys.stdout))
+    say = partial(print_escaped, file=sys.stdout)
+    count = asyncio.run(show(settings.kafka, dead_letter_topic(settings), args.limit, say))
     print(f"{count} dead letters", file=sys.stderr)
     return 0
 
 
 def replay_command(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.engine.deadletter_publisher import dead_letter_topic
+    from consumer.deadletters.commands import replay
+    from consumer.deadletters.publisher import dead_letter_topic
     from consumer.observability import tracing
-    from consumer.tools.deadletter_commands import replay
 
     tracing.start_from_environment()
     asyncio.run(reach(settings.kafka))
@@ -67,8 +70,9 @@ def replay_command(args: argparse.Namespace, settings: Settings) -> int:
             handler=args.handler,
             recording_id=args.recording_id,
             dry_run=args.dry_run,
-            out=sys.stdout,
+            say=partial(print_escaped, file=sys.stdout),
             max_request_size=settings.dead_letter.max_request_size,
+            stamp=tracing.replayed,
         )
     )
     verb = "would replay" if args.dry_run else "replayed"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from consumer.cli.subcommands import Subcommands
-from consumer.config import Settings
+from consumer.settings.config import Settings
 
 
 def add_command(sub: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -16,7 +16,7 @@ def add_command(sub: Subcommands, common: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.engine.plugins import available_handlers
+    from consumer.plugins.discovery import available_handlers
 
     for name, origin, options in available_handlers(settings.plugins):
         print(f"{name}  ({origin})")

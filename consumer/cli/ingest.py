@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from consumer.cli.subcommands import Subcommands
-from consumer.config import Settings
+from consumer.settings.config import Settings
 
 
 def add_command(sub: Subcommands, common: argparse.ArgumentParser) -> None:

@@ -14,10 +14,10 @@ from typing import TextIO
 import msgspec
 
 from consumer.cli.subcommands import Subcommands
-from consumer.config import Settings
 from consumer.engine.intake import Intake, Skipped, Undecodable
-from consumer.engine.printable import print_escaped
 from consumer.errors import ConfigError
+from consumer.observability.printable import print_escaped
+from consumer.settings.config import Settings
 
 
 def add_command(sub: Subcommands, common: argparse.ArgumentParser) -> None:

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from consumer.cli import check_config, dlq, handlers, ingest, inspect, produce, run
-from consumer.config import load_settings
-from consumer.engine.printable import print_escaped
 from consumer.errors import ConsumerError, KafkaConnectError
+from consumer.kafka.security import checked
+from consumer.observability.printable import print_escaped
+from consumer.settings.config import load_settings
 
 DESCRIPTION = "The ``recording-consumer`` command: run the worker, check settings, produce events."
 
@@ -23,7 +24,7 @@ DESCRIPTION = "The ``recording-consumer`` command: run the worker, check setting
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings(args.config, os.environ)
+        settings = checked(load_settings(args.config, os.environ), os.environ)
         result: int = args.command(args, settings)
     except KafkaConnectError as exc:
         print_escaped(f"recording-consumer: {exc}", sys.stderr)

@@ -14,10 +14,10 @@ import msgspec
 from consumer.cli.reach import reach
 from consumer.cli.samples import sample_messages
 from consumer.cli.subcommands import Subcommands
-from consumer.config import KafkaSettings, Settings
-from consumer.engine import connection
-from consumer.engine.admin import admin_client, create_topic
-from consumer.engine.producer import build_producer
+from consumer.kafka import connection
+from consumer.kafka.clients import build_producer
+from consumer.kafka.topics import admin_client, create_topic
+from consumer.settings.config import KafkaSettings, Settings
 
 PROGRESS_FROM = 10_000
 """Below this many messages a progress bar is noise."""

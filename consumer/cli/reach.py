@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from consumer.config import KafkaSettings
-from consumer.engine.printable import print_escaped
+from consumer.observability.printable import print_escaped
+from consumer.settings.config import KafkaSettings
 
 
 async def reach(kafka: KafkaSettings) -> None:
     """Wait for the broker like the worker does, reporting on stderr (stdout may be data)."""
-    from consumer.observability.startup import wait_for_kafka
+    from consumer.kafka.startup import wait_for_kafka
 
     def waiting(attempt: int, error: str, left: float) -> None:
         print_escaped(

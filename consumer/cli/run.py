@@ -10,9 +10,9 @@ import sys
 from typing import TYPE_CHECKING
 
 from consumer.cli.subcommands import Subcommands
-from consumer.config import Settings
-from consumer.engine.printable import print_escaped
 from consumer.errors import UnreadableBatch
+from consumer.observability.printable import print_escaped
+from consumer.settings.config import Settings
 
 if TYPE_CHECKING:
     from consumer.engine.worker import Worker
@@ -34,11 +34,11 @@ def add_command(sub: Subcommands, common: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.engine.logs import configure_logging
     from consumer.engine.worker import Worker
     from consumer.observability import tracing
+    from consumer.observability.logs import configure_logging
     from consumer.observability.server import endpoint, listen_address
-    from consumer.serving import raise_fd_limit
+    from consumer.observability.serving import raise_fd_limit
 
     listen_address(settings.observability.listen)  # a malformed address fails before anything
     configure_logging(settings.logging)
@@ -65,7 +65,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
 
 def routed_handlers(settings: Settings) -> dict[str, Handler]:
     """Every handler a route names, loaded and built from its options, as `run` starts them."""
-    from consumer.engine.plugins import build_handlers
+    from consumer.plugins.discovery import build_handlers
 
     names = {name for route in settings.routes.values() for name in route}
     return build_handlers(names, settings.handlers, settings.plugins)

@@ -32,12 +32,9 @@ import structlog.testing
 from structlog.testing import LogCapture
 
 from consumer.cloudevents import CloudEvent
-from consumer.config import EngineSettings, KafkaSettings, RetryPolicy, RetrySettings, Settings
-from consumer.engine import connection, deadletter_headers
-from consumer.engine.admin import admin_client, create_topic, end_offsets
-from consumer.engine.deadletter_headers import dlq_fields
-from consumer.engine.deadletter_publisher import dead_letter_topic
-from consumer.engine.producer import build_producer
+from consumer.deadletters import headers as dl
+from consumer.deadletters.headers import dlq_fields
+from consumer.deadletters.publisher import dead_letter_topic
 from consumer.engine.worker import Worker
 from consumer.errors import Skipped
 from consumer.events import (
@@ -48,8 +45,18 @@ from consumer.events import (
 )
 from consumer.handler_api import Context, Handler, Publish, Record, running
 from consumer.http import shared_client
+from consumer.kafka import connection
+from consumer.kafka.clients import build_producer
+from consumer.kafka.topic_reader import read_all
+from consumer.kafka.topics import admin_client, create_topic, end_offsets
 from consumer.outcomes import OUTCOMES, Outcome
-from consumer.tools.topic_reader import read_all
+from consumer.settings.config import (
+    EngineSettings,
+    KafkaSettings,
+    RetryPolicy,
+    RetrySettings,
+    Settings,
+)
 
 __all__ = [
     "DeadLetter",
@@ -258,15 +265,15 @@ class DeadLetter:
     @property
     def handler(self) -> str | None:
         """The handler that gave up; None when the message could not be decoded."""
-        return self.reasons.get(deadletter_headers.HANDLER)
+        return self.reasons.get(dl.HANDLER)
 
     @property
     def error_class(self) -> str:
-        return self.reasons.get(deadletter_headers.ERROR_CLASS, "")
+        return self.reasons.get(dl.ERROR_CLASS, "")
 
     @property
     def error_message(self) -> str:
-        return self.reasons.get(deadletter_headers.ERROR_MESSAGE, "")
+        return self.reasons.get(dl.ERROR_MESSAGE, "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,10 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumer.config import EngineSettings
 from consumer.engine.offsets import Batch, OffsetTracker
 from consumer.engine.tally import Tally
 from consumer.observability.health import Health
+from consumer.settings.config import EngineSettings
 
 
 class Committer:

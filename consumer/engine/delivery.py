@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from consumer.config import RetrySettings
-from consumer.engine.deadletter_headers import Failure
+from consumer.deadletters.headers import Failure
 from consumer.engine.dedupe import RecentlyHandled, fingerprint
 from consumer.engine.intake import Job, Undecodable
 from consumer.engine.retry import retry_delay
@@ -26,6 +25,7 @@ from consumer.errors import Skipped
 from consumer.handler_api import Context, Handler, Publish, Record
 from consumer.outcomes import Outcome
 from consumer.redaction import error_message
+from consumer.settings.config import RetrySettings
 
 if TYPE_CHECKING:
     import httpx

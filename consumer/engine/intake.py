@@ -14,11 +14,11 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from consumer.cloudevents import CloudEvent, MessageDecoder
-from consumer.config import Settings
-from consumer.engine.routing import Router
 from consumer.errors import DecodeError
 from consumer.events import EventDecoder, OtherEvent, RecordingEvent, UnknownEvent
 from consumer.handler_api import Record
+from consumer.plugins.routing import Router
+from consumer.settings.config import Settings
 
 if TYPE_CHECKING:
     from consumer.engine.delivery import RetryState

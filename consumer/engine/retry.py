@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from consumer.config import RetryPolicy
 from consumer.errors import PermanentFailure, RetryLater
+from consumer.settings.config import RetryPolicy
 
 
 def retry_delay(

@@ -22,10 +22,10 @@ import structlog
 from aiokafka import TopicPartition
 
 from consumer.engine.delivery import RetryState
-from consumer.engine.handover import CANCELLED_WAIT
 from consumer.engine.intake import Job, Undecodable
 from consumer.engine.lanes import Lanes, ReadyQueue
 from consumer.engine.offsets import Batch
+from consumer.settings.handover import CANCELLED_WAIT
 
 Work = Job[Any] | Undecodable
 

@@ -18,32 +18,32 @@ import httpx
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from consumer.config import Settings
-from consumer.engine import connection
-from consumer.engine.backpressure import Backpressure
-from consumer.engine.committer import Committer, partition_names
-from consumer.engine.deadletter_publisher import (
+from consumer.deadletters.publisher import (
     DeadLetterPublisher,
     dead_letter_topic,
     request_size,
 )
+from consumer.engine.backpressure import Backpressure
+from consumer.engine.committer import Committer, partition_names
 from consumer.engine.dedupe import RecentlyHandled
 from consumer.engine.delivery import Delivery
-from consumer.engine.handover import COMMIT_WAIT
-from consumer.engine.header_keys import reread
 from consumer.engine.intake import Intake, Job, Skipped, Undecodable
-from consumer.engine.producer import build_producer
 from consumer.engine.rewind import TakenTo
 from consumer.engine.scheduler import Scheduler, Work
 from consumer.engine.tally import Tally
-from consumer.engine.unreadable import BadHeaderKey, unreadable_batch
 from consumer.errors import UnreadableBatch
 from consumer.handler_api import Handler, ProducerPublish, running
 from consumer.http import shared_client
+from consumer.kafka import connection
+from consumer.kafka.clients import build_consumer, build_producer
+from consumer.kafka.fetch_errors import BadHeaderKey, unreadable_batch
+from consumer.kafka.record_batches import reread
+from consumer.kafka.startup import wait_for_kafka
 from consumer.observability import tracing
 from consumer.observability.health import Health
-from consumer.observability.startup import wait_for_kafka
 from consumer.observability.watch import log_stats, watch_broker, watch_loop
+from consumer.settings.config import Settings
+from consumer.settings.handover import COMMIT_WAIT
 
 
 class Load(NamedTuple):
@@ -108,15 +108,13 @@ class Worker:
         if not await self._reach_kafka():
             return
         async with AsyncExitStack() as stack:
-            consumer = AIOKafkaConsumer(
-                **connection.client_options(kafka),
+            consumer = build_consumer(
+                kafka,
                 group_id=kafka.group_id,
-                enable_auto_commit=False,
                 auto_offset_reset=kafka.auto_offset_reset,
                 session_timeout_ms=kafka.session_timeout_ms,
                 heartbeat_interval_ms=kafka.heartbeat_interval_ms,
                 max_poll_interval_ms=kafka.max_poll_interval_ms,
-                isolation_level=kafka.isolation_level,
                 # As Java clients do: the broker waits this long for a member to rejoin, which
                 # covers the hand-over's wait for running handlers (checked at start-up).
                 rebalance_timeout_ms=kafka.max_poll_interval_ms,

@@ -16,12 +16,12 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from consumer.config import IngressSettings
 from consumer.ingress.auth import Credentials
 from consumer.ingress.metrics import IngressMetrics, Refusals
 from consumer.ingress.spool import SpooledCallback, SpoolFull, SpoolUnwritable
 from consumer.ingress.store import Store
 from consumer.observability import tracing
+from consumer.settings.config import IngressSettings
 
 RECEIVED_AT = "ingress.received_at"
 REQUEST_ID = "ingress.request_id"

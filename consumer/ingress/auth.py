@@ -10,9 +10,9 @@ import base64
 import binascii
 import hmac
 
-from consumer.config import IngressSettings
 from consumer.errors import ConfigError
 from consumer.secret import read_secret
+from consumer.settings.config import IngressSettings
 
 
 class Credentials:

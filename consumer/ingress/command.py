@@ -14,8 +14,6 @@ from pathlib import Path
 
 import structlog
 
-from consumer import serving
-from consumer.config import IngressSettings, Settings
 from consumer.errors import ConfigError
 from consumer.ingress.app import CallbackApp
 from consumer.ingress.auth import Credentials, credentials
@@ -24,7 +22,8 @@ from consumer.ingress.metrics import IngressMetrics
 from consumer.ingress.spool import Spool, SpoolError
 from consumer.ingress.store import Store
 from consumer.observability import server as probes_server
-from consumer.observability import tracing
+from consumer.observability import serving, tracing
+from consumer.settings.config import IngressSettings, Settings
 
 FD_RESERVE = 128
 """Open files kept free of connections: Kafka's sockets, the spool, the probes, logging."""
@@ -32,7 +31,7 @@ FD_RESERVE = 128
 
 def ingest(settings: Settings) -> int:
     """Run the ingress until SIGTERM or SIGINT; ConfigError (exit 2) names a bad key."""
-    from consumer.engine.logs import configure_logging
+    from consumer.observability.logs import configure_logging
 
     ingress = settings.ingress
     check(ingress)

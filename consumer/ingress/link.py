@@ -12,11 +12,11 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from consumer.config import KafkaSettings
-from consumer.engine import connection
-from consumer.engine.producer import build_producer
 from consumer.errors import KafkaConnectError
 from consumer.ingress.spool import SpooledCallback
+from consumer.kafka import connection
+from consumer.kafka.clients import build_producer
+from consumer.settings.config import KafkaSettings
 
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 5.0

@@ -1,1 +1,4 @@
-"""Operating the worker: metrics, liveness and readiness, watchers, start-up against Kafka."""
+"""Operating the worker and the ingress (layer 4): metrics, liveness and readiness, watchers,
+tracing, structured logs, terminal escaping, and the HTTP server the endpoints are served with.
+
+Imports layers 0 to 3; the command line wires it to the worker."""

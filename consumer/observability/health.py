@@ -13,7 +13,7 @@ from collections.abc import Collection
 
 from aiokafka import TopicPartition
 
-from consumer.config import Settings
+from consumer.settings.config import Settings
 
 
 class Health:

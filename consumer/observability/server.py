@@ -1,8 +1,8 @@
 """The HTTP endpoint: /metrics, /healthz and /readyz, served from the process's own event loop.
 
-On the project's one HTTP server (`consumer.serving`), with limits for an endpoint anyone on the
-network may reach: a few connections (probes and a scraper need no more), and one deadline for a
-whole request, reading and writing. The worker and the ingress both serve it.
+On the project's one HTTP server (`consumer.observability.serving`), with limits for an endpoint
+anyone on the network may reach: a few connections (probes and a scraper need no more), and one
+deadline for a whole request, reading and writing. The worker and the ingress both serve it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from consumer import serving
+from consumer.observability import serving
 from consumer.observability.metrics import registry_for
 
 if TYPE_CHECKING:

@@ -26,12 +26,12 @@ import msgspec
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
-from consumer.config import RetrySettings, Settings
-from consumer.engine.deadletter_headers import Failure
+from consumer.deadletters.headers import Failure
 from consumer.engine.delivery import DeadLetters, Delivery
 from consumer.engine.intake import Job, Undecodable
 from consumer.errors import ConfigError, PermanentFailure, RetryLater
 from consumer.handler_api import Context, Handler, Publish, Record
+from consumer.settings.config import RetrySettings, Settings
 
 if TYPE_CHECKING:
     import httpx

@@ -15,7 +15,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumer.observability.startup import port_refusal
+from consumer.kafka.startup import port_refusal
 
 if TYPE_CHECKING:
     from consumer.engine.worker import Worker

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from consumer.engine.admin import admin_client
+from consumer.kafka.topics import admin_client
+from consumer.settings.config import KafkaSettings
 
 
 async def topic_config(bootstrap: str, topic: str, name: str) -> str:
-    async with admin_client(bootstrap) as admin:
+    """The value of topic setting `name` as the cluster reports it."""
+    async with admin_client(KafkaSettings(bootstrap_servers=bootstrap)) as admin:
         (response,) = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topic, {name: None})]
         )

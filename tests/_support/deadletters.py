@@ -5,11 +5,11 @@ from __future__ import annotations
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from consumer.config import DeadLetterSettings, KafkaSettings
-from consumer.engine.deadletter_headers import Failure
-from consumer.engine.deadletter_publisher import DeadLetterPublisher
+from consumer.deadletters.headers import Failure
+from consumer.deadletters.publisher import DeadLetterPublisher
 from consumer.errors import DecodeError, PermanentFailure
 from consumer.handler_api import Record
+from consumer.settings.config import DeadLetterSettings, KafkaSettings
 
 FIRST = 1_795_000_000.25  # 2026-11-18T11:06:40.250Z
 

@@ -11,8 +11,8 @@ from typing import Any
 import msgspec
 import yaml
 
-from consumer.config import ENV_ALIASES, ENV_PREFIX, Settings
 from consumer.observability.server import listen_address
+from consumer.settings.config import ENV_ALIASES, ENV_PREFIX, Settings
 from tests._support.kafka_helpers import REPO
 
 CONFIG_FILE = REPO / "config" / "consumer.toml"

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from consumer.cli.produce import produce
-from consumer.config import KafkaSettings
 from consumer.events import RecordingEvent, encode_event
+from consumer.settings.config import KafkaSettings
 from tests._support.kafka_helpers import REPO, committed_and_end
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import struct
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +19,13 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.cli.samples import recording_event
-from consumer.config import Settings, load_settings
-from consumer.engine.admin import admin_client
 from consumer.engine.offsets import Batch, OffsetTracker
 from consumer.events import RecordingEvent
 from consumer.handler_api import Context
+from consumer.kafka.security import checked
+from consumer.kafka.topics import admin_client, partitions
+from consumer.observability.printable import print_escaped
+from consumer.settings.config import KafkaSettings, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 APPEND_HANDLER = "tests._support.slow_handlers:AppendToFile"
@@ -37,16 +41,15 @@ def settings_for(bootstrap: str, topic: str, group: str, **overrides: str) -> Se
         "RECORDING_CONSUMER__ENGINE__COMMIT_INTERVAL": "0.2",
     }
     env.update({f"RECORDING_CONSUMER__{k.upper()}": v for k, v in overrides.items()})
-    return load_settings(environ=env)
+    return checked(load_settings(environ=env), env)
 
 
 async def topic_partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
     """The partitions of `topic`, in order; the topic must exist."""
-    async with admin_client(bootstrap) as admin:
-        (described,) = await admin.describe_topics([topic])
-    partitions = sorted(TopicPartition(topic, p["partition"]) for p in described["partitions"])
-    assert partitions, f"topic {topic} has no partitions"
-    return partitions
+    async with admin_client(KafkaSettings(bootstrap_servers=bootstrap)) as admin:
+        found = sorted(await partitions(admin, topic))
+    assert found, f"topic {topic} has no partitions"
+    return found
 
 
 async def committed_and_end(
@@ -210,3 +213,8 @@ class FinishedOffsets:
         self.finished.set()
         if not self.tracker.in_flight():
             self.drained.set()
+
+
+def printer(out: io.StringIO) -> Callable[[str], None]:
+    """The command line's `say` for the dead-letter commands: each line escaped, into `out`."""
+    return partial(print_escaped, file=out)

@@ -11,12 +11,12 @@ import httpx
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.config import Settings
 from consumer.devkit.broker import free_port
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.handler_api import Context
 from consumer.observability.server import endpoint
+from consumer.settings.config import Settings
 from tests._support.kafka_helpers import settings_for
 
 

@@ -6,8 +6,9 @@ import os
 import subprocess
 import sys
 
-from consumer.config import KafkaSettings, load_settings
 from consumer.devkit.broker.security import PLAIN_USER, SCRAM_USER, Security
+from consumer.kafka.security import checked
+from consumer.settings.config import KafkaSettings, load_settings
 from tests._support.kafka_helpers import (
     REPO,
 )
@@ -44,7 +45,8 @@ def secured_env(security: Security, mode: str, *, password_file: bool = False) -
 
 def secured_settings(security: Security, mode: str) -> KafkaSettings:
     """The [kafka] settings `secured_env` makes, validated as at start-up."""
-    return load_settings(environ=secured_env(security, mode)).kafka
+    env = secured_env(security, mode)
+    return checked(load_settings(environ=env), env).kafka
 
 
 CONNECT_DEADLINE = 60.0

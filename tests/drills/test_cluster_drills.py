@@ -18,10 +18,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import NewTopic
 
 from consumer.cli.produce import produce
-from consumer.config import KafkaSettings
 from consumer.devkit.broker.cluster import LocalCluster
-from consumer.engine.admin import admin_client
-from consumer.engine.producer import build_producer
+from consumer.kafka.clients import build_producer
+from consumer.kafka.topics import admin_client
+from consumer.settings.config import KafkaSettings
 from tests._support.drill import (
     Report,
     attempts,
@@ -267,7 +267,7 @@ async def test_two_brokers_down_the_dead_letter_waits_and_other_partitions_go_on
     leaders = {0: survivor, 1: survivor, 2: first}
     assignment = {0: [survivor, first, second], 1: [survivor, second, first]}
     assignment[2] = [first, survivor, second]
-    async with admin_client(bootstrap) as admin:
+    async with admin_client(KafkaSettings(bootstrap_servers=bootstrap)) as admin:
         await admin.create_topics([NewTopic(unique_name, -1, -1, assignment)])
 
     async def led_as_assigned() -> bool:

@@ -19,10 +19,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from consumer.cli.produce import produce
-from consumer.config import KafkaSettings
+from consumer.deadletters import headers as dl
 from consumer.devkit.broker import LocalBroker
-from consumer.engine import deadletter_headers as dl
-from consumer.engine.admin import admin_client
+from consumer.kafka.topics import admin_client
+from consumer.settings.config import KafkaSettings
 from tests._support.drill import (
     attempts,
     check,
@@ -218,7 +218,7 @@ async def test_dead_letter_topic_refusing_writes_then_fixed(
     committed, end = await committed_and_end(kafka_bootstrap, unique_name, unique_name)
     assert committed[0] == 5, "nothing committed past the poison message"
     assert end[0] == 86
-    async with admin_client(kafka_bootstrap) as admin:
+    async with admin_client(KafkaSettings(bootstrap_servers=kafka_bootstrap)) as admin:
         normal = {"max.message.bytes": "1048588"}
         await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, dlq_topic, normal)])
     await eventually(fully_committed(kafka_bootstrap, unique_name), 90, "all committed")

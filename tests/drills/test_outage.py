@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from consumer.cli.produce import produce
-from consumer.config import KafkaSettings
 from consumer.devkit.broker import LocalBroker, free_port
-from consumer.engine.logs import REPEAT_INTERVAL
+from consumer.observability.logs import REPEAT_INTERVAL
+from consumer.settings.config import KafkaSettings
 from tests._support.kafka_helpers import (
     REPO,
     committed_and_end,

@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from consumer.cli.produce import produce
-from consumer.config import KafkaSettings
+from consumer.settings.config import KafkaSettings
 from tests._support.drill import check, events
 from tests._support.kafka_helpers import (
     committed_and_end,

@@ -7,10 +7,10 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 
-from consumer.config import load_settings
 from consumer.engine.committer import Committer
 from consumer.engine.tally import Tally
 from consumer.observability.health import Health
+from consumer.settings.config import load_settings
 
 MINE, GONE = TopicPartition("t", 0), TopicPartition("t", 1)
 

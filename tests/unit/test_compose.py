@@ -11,10 +11,13 @@ import tomllib
 import pytest
 from packaging.requirements import Requirement
 
-from consumer.config import EngineSettings, load_settings
 from consumer.devkit.broker import KAFKA_VERSION
 from consumer.errors import ConfigError
 from consumer.handlers.download import DownloadOptions
+from consumer.settings.config import (
+    EngineSettings,
+    load_settings,
+)
 from tests._support.deploy_files import (
     COMPOSE_FILE,
     CONFIG_FILE,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from consumer.config import Settings, load_settings
-from consumer.engine.plugins import build_handlers
 from consumer.errors import ConfigError
+from consumer.plugins.discovery import build_handlers
+from consumer.settings.config import Settings, load_settings
 from tests._support.kafka_helpers import REPO
 
 

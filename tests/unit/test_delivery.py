@@ -20,8 +20,7 @@ from aiokafka import TopicPartition
 from structlog.testing import capture_logs
 
 from consumer.cli.run import _print_summary as print_summary
-from consumer.config import RetryOverride, RetrySettings
-from consumer.engine.deadletter_headers import Failure
+from consumer.deadletters.headers import Failure
 from consumer.engine.dedupe import KEPT_WHOLE, RecentlyHandled
 from consumer.engine.delivery import Delivery, Route
 from consumer.engine.intake import Job, Undecodable
@@ -30,6 +29,7 @@ from consumer.engine.tally import Tally
 from consumer.errors import DecodeError, PermanentFailure, RetryLater, Skipped
 from consumer.events import RecordingAvailable, RecordingEvent, encode_event
 from consumer.handler_api import Context, Handler, Record
+from consumer.settings.config import RetryOverride, RetrySettings
 from tests._support.kafka_helpers import FinishedOffsets
 
 Logs = list[MutableMapping[str, Any]]

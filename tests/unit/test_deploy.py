@@ -12,11 +12,12 @@ import msgspec
 import pytest
 import yaml
 
-from consumer.config import Settings, load_settings
 from consumer.errors import ConfigError
 from consumer.handlers.download import DownloadOptions
+from consumer.kafka.security import checked
 from consumer.observability.server import listen_address
 from consumer.secret import read_secret
+from consumer.settings.config import Settings, load_settings
 from tests._support.deploy_files import (
     CONFIG_FILE,
     KUBERNETES,
@@ -82,7 +83,7 @@ def mounted_env(tmp_path: Path) -> dict[str, str]:
 
 
 def k8s_settings(environ: dict[str, str]) -> Settings:
-    return load_settings(path=CONFIG_FILE, environ=environ)
+    return checked(load_settings(path=CONFIG_FILE, environ=environ), environ)
 
 
 def mounted_like_the_kubelet(root: Path) -> dict[str, str]:
@@ -130,7 +131,7 @@ def test_kubernetes_secrets_are_files_the_worker_reads(mounted_env: dict[str, st
         assert volume["secret"]["defaultMode"] == 0o400, volume["name"]
     assert all(m["readOnly"] for m in worker["volumeMounts"] if m["mountPath"] in secret_mounts())
     settings = k8s_settings(mounted_env)
-    password = settings.kafka.sasl_password  # load_settings read kafka.sasl_password_file
+    password = settings.kafka.sasl_password  # checked read kafka.sasl_password_file
     assert password is not None
     assert password.reveal() == secrets()["recording-consumer-kafka"]["password"]
     options = msgspec.convert(settings.handlers["download"], DownloadOptions)

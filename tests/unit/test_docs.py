@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from consumer import make_event, run_handler
-from consumer.config import PluginSettings, Settings, load_settings
-from consumer.engine.plugins import build_handlers, discover
 from consumer.handler_api import options_type
+from consumer.plugins.discovery import build_handlers, discover
 from consumer.secret import decode_secret
+from consumer.settings.config import PluginSettings, Settings, load_settings
 from tests._support.kafka_helpers import REPO
 from tests._support.public_names import consumer_names, not_public
 

@@ -11,10 +11,10 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from consumer.config import KafkaSettings, ObservabilitySettings, Settings
 from consumer.engine.tally import Tally
 from consumer.observability.health import Health
 from consumer.observability.metrics import Durations, message_labels
+from consumer.settings.config import KafkaSettings, ObservabilitySettings, Settings
 
 TP = TopicPartition("recordings", 0)
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import yaml
 
-from consumer import serving
-from consumer.config import Settings, load_settings
 from consumer.ingress.auth import credentials
 from consumer.ingress.command import check
+from consumer.observability import serving
+from consumer.settings.config import Settings, load_settings
 from tests._support.deploy_files import (
     CONFIG_FILE,
     KUBERNETES,

@@ -10,12 +10,12 @@ from typing import Any
 
 import structlog
 
-from consumer.engine.logs import Repeats
+from consumer.observability.logs import Repeats
 
 LIBRARY_SCRIPT = """
 import logging
-from consumer.config import LoggingSettings
-from consumer.engine.logs import configure_logging
+from consumer.settings.config import LoggingSettings
+from consumer.observability.logs import configure_logging
 
 configure_logging(LoggingSettings(format="json"))
 for _ in range(50):

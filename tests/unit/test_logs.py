@@ -10,8 +10,8 @@ import pytest
 
 SCRIPT = """
 import structlog
-from consumer.config import LoggingSettings
-from consumer.engine.logs import configure_logging
+from consumer.settings.config import LoggingSettings
+from consumer.observability.logs import configure_logging
 
 configure_logging(LoggingSettings(format="{fmt}"))
 
@@ -47,8 +47,8 @@ def test_tracebacks_carry_no_local_variables(fmt: str) -> None:
 
 ESCAPES = """
 import structlog
-from consumer.config import LoggingSettings
-from consumer.engine.logs import configure_logging
+from consumer.settings.config import LoggingSettings
+from consumer.observability.logs import configure_logging
 
 configure_logging(LoggingSettings(format="console"))
 log = structlog.get_logger()

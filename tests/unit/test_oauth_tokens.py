@@ -19,12 +19,12 @@ import pytest
 import structlog
 
 from consumer.cli.main import main
-from consumer.config import load_settings
-from consumer.engine import oauth
-from consumer.engine.connection import client_options, token_provider
-from consumer.engine.msk_iam import MskIamTokens
-from consumer.engine.oauth import ClientCredentialsTokens, TokenError
+from consumer.kafka import oauth
+from consumer.kafka.msk_iam import MskIamTokens
+from consumer.kafka.oauth import ClientCredentialsTokens, TokenError
+from consumer.kafka.security import checked, client_options, token_provider
 from consumer.secret import Secret
+from consumer.settings.config import load_settings
 from tests._support.kafka_helpers import REPO
 from tests._support.oauth_issuer import Client, Issuer
 
@@ -122,9 +122,9 @@ def test_region_defaults_to_aws_region_and_the_key_wins() -> None:
         "RECORDING_CONSUMER__KAFKA__SASL_MECHANISM": "AWS_MSK_IAM",
         "AWS_REGION": "eu-west-3",
     }
-    assert load_settings(environ=env).kafka.aws_region == "eu-west-3"
+    assert checked(load_settings(environ=env), env).kafka.aws_region == "eu-west-3"
     env["RECORDING_CONSUMER__KAFKA__AWS_REGION"] = "us-east-2"
-    assert load_settings(environ=env).kafka.aws_region == "us-east-2"
+    assert checked(load_settings(environ=env), env).kafka.aws_region == "us-east-2"
 
 
 def test_check_config_never_prints_the_client_secret(tmp_path: Path) -> None:
@@ -166,7 +166,7 @@ def test_clients_of_one_process_share_one_provider() -> None:
         "RECORDING_CONSUMER__KAFKA__SASL_OAUTH_CLIENT_ID": "shared",
         "RECORDING_CONSUMER__KAFKA__SASL_OAUTH_CLIENT_SECRET": SECRET,
     }
-    kafka = load_settings(environ=env).kafka
+    kafka = checked(load_settings(environ=env), env).kafka
     first, second = client_options(kafka), client_options(kafka)
     assert first["sasl_mechanism"] == "OAUTHBEARER"
     assert first["sasl_oauth_token_provider"] is second["sasl_oauth_token_provider"]

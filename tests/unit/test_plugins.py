@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from consumer.config import PluginSettings, load_settings
-from consumer.engine.plugins import available_handlers, build_handlers, discover
 from consumer.errors import PluginError
 from consumer.handlers.download import DownloadHandler
 from consumer.handlers.log import LogHandler
+from consumer.plugins.discovery import available_handlers, build_handlers, discover
+from consumer.settings.config import PluginSettings, load_settings
 from tests._support.kafka_helpers import REPO, Recorder
 
 EXAMPLE = "examples/recording-consumer-audit"

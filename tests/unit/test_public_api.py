@@ -26,8 +26,8 @@ from consumer import (
     run_handler,
     running,
 )
-from consumer.config import PluginSettings
-from consumer.engine.plugins import build_handlers
+from consumer.plugins.discovery import build_handlers
+from consumer.settings.config import PluginSettings
 from tests._support.kafka_helpers import REPO
 from tests._support.public_names import consumer_names, not_public
 
@@ -108,12 +108,12 @@ def test_the_scan_catches_a_private_import() -> None:
     code = (
         "from consumer.handler_api import Context\n"
         "from consumer import _KIT\n"
-        "import consumer.tools.deadletter_commands\n"
+        "import consumer.deadletters.commands\n"
     )
     assert not_public(consumer_names(ast.parse(code))) == [
         "consumer.handler_api:Context",
         "consumer:_KIT",
-        "consumer.tools.deadletter_commands",
+        "consumer.deadletters.commands",
     ]
 
 

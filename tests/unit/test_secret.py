@@ -13,10 +13,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from consumer import Secret
-from consumer.config import PluginSettings, load_settings
-from consumer.engine.plugins import build_handlers
 from consumer.errors import PluginError
+from consumer.plugins.discovery import build_handlers
 from consumer.secret import read_secret
+from consumer.settings.config import PluginSettings, load_settings
 from tests._support.kafka_helpers import REPO
 
 TOKEN = "vault-token-do-not-leak"

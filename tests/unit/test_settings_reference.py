@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 
 from consumer.cli.reference import defaults_text
-from consumer.config import Settings, load_settings
+from consumer.settings.config import Settings, load_settings
 from tests._support.kafka_helpers import REPO
 
 REFERENCE = REPO / "consumer" / "defaults.toml"

@@ -10,12 +10,12 @@ from typing import Any
 import msgspec
 
 from consumer.cli.samples import recording_event
-from consumer.config import load_settings
-from consumer.engine import deadletter_headers as dl
-from consumer.engine.deadletter_headers import Failure, dead_letter_headers
+from consumer.deadletters import headers as dl
+from consumer.deadletters.headers import Failure, dead_letter_headers
 from consumer.engine.intake import Intake, Job, Undecodable
 from consumer.errors import DecodeError
 from consumer.handler_api import Record
+from consumer.settings.config import load_settings
 
 CALLBACK = msgspec.json.encode(recording_event("r-1", "c-1", "complete"))
 BINARY = [

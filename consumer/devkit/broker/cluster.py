@@ -41,7 +41,8 @@ from consumer.devkit.broker.nodes import (
 )
 from consumer.devkit.broker.ports import free_ports
 from consumer.devkit.broker.private import private_dir
-from consumer.engine.admin import admin_client
+from consumer.kafka.topics import admin_client
+from consumer.settings.config import KafkaSettings
 
 
 class LocalCluster:
@@ -144,7 +145,7 @@ class LocalCluster:
         deadline = time.monotonic() + seconds
         while True:
             try:
-                async with admin_client(self.bootstrap) as admin:
+                async with admin_client(KafkaSettings(bootstrap_servers=self.bootstrap)) as admin:
                     (described,) = await admin.describe_topics([topic])
                 if described["error_code"] == 0:
                     partitions = described["partitions"]
@@ -165,7 +166,7 @@ class LocalCluster:
         deadline = time.monotonic() + seconds
         while True:
             try:
-                async with admin_client(self.bootstrap) as admin:
+                async with admin_client(KafkaSettings(bootstrap_servers=self.bootstrap)) as admin:
                     node: int = await admin.find_coordinator(group)
                     return node
             except (KafkaError, OSError):

@@ -11,12 +11,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from structlog.testing import capture_logs
 
-from consumer.config import DeadLetterSettings, KafkaSettings
-from consumer.engine import deadletter_headers as dl
-from consumer.engine.deadletter_headers import Failure, dead_letter_headers
-from consumer.engine.deadletter_publisher import DeadLetterPublisher
+from consumer.deadletters import headers as dl
+from consumer.deadletters.headers import Failure, dead_letter_headers
+from consumer.deadletters.publisher import DeadLetterPublisher
 from consumer.errors import DecodeError, PermanentFailure
 from consumer.handler_api import Record
+from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from tests._support.deadletters import FIRST, LAST
 from tests._support.kafka_helpers import read_topic, topic_partitions, wait_for
 

@@ -13,13 +13,13 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumer.config import KafkaSettings
-from consumer.engine import deadletter_headers as dl
-from consumer.engine.admin import admin_client
+from consumer.deadletters import commands as dlq
+from consumer.deadletters import headers as dl
 from consumer.errors import ConsumerError
-from consumer.tools import deadletter_commands as dlq
+from consumer.kafka.topics import admin_client
+from consumer.settings.config import KafkaSettings
 from tests._support.deadletters import dead_letters
-from tests._support.kafka_helpers import REPO, committed_and_end, read_topic
+from tests._support.kafka_helpers import REPO, committed_and_end, printer, read_topic
 
 
 async def test_show_lists_dead_letters_with_their_reasons(
@@ -31,7 +31,7 @@ async def test_show_lists_dead_letters_with_their_reasons(
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
     out = io.StringIO()
 
-    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, out), 60) == 4
+    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, printer(out)), 60) == 4
 
     lines = out.getvalue().splitlines()
     assert len(lines) == 4
@@ -46,7 +46,7 @@ async def test_show_lists_dead_letters_with_their_reasons(
         "last=2026-11-18T11:06:52.500Z"
     )
     limited = io.StringIO()
-    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, 2, limited), 60) == 2
+    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, 2, printer(limited)), 60) == 2
     assert limited.getvalue().splitlines() == lines[:2]
 
 
@@ -69,7 +69,7 @@ async def test_replay_republishes_only_matches_and_never_twice(
             handler="download",
             recording_id=None,
             dry_run=False,
-            out=out,
+            say=printer(out),
         ),
         60,
     )
@@ -96,7 +96,7 @@ async def test_replay_republishes_only_matches_and_never_twice(
         handler=None,
         recording_id=None,
         dry_run=False,
-        out=again,
+        say=printer(again),
     )
     assert await asyncio.wait_for(everything, 60) == (0, 0)
     assert again.getvalue() == ""
@@ -122,7 +122,7 @@ async def test_dry_run_publishes_and_commits_nothing(
         handler=None,
         recording_id="r-2",
         dry_run=True,
-        out=out,
+        say=printer(out),
     )
     assert await asyncio.wait_for(dry, 60) == (1, 0)
 
@@ -141,7 +141,7 @@ async def test_empty_topic_finishes_and_a_missing_one_is_an_error(
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
     out = io.StringIO()
 
-    assert await asyncio.wait_for(dlq.show(kafka, unique_name, None, out), 30) == 0
+    assert await asyncio.wait_for(dlq.show(kafka, unique_name, None, printer(out)), 30) == 0
     empty = dlq.replay(
         kafka,
         unique_name,
@@ -151,13 +151,13 @@ async def test_empty_topic_finishes_and_a_missing_one_is_an_error(
         handler=None,
         recording_id=None,
         dry_run=False,
-        out=out,
+        say=printer(out),
     )
     assert await asyncio.wait_for(empty, 30) == (0, 0)
     assert out.getvalue() == ""
     with pytest.raises(ConsumerError, match="does not exist"):
-        await dlq.show(kafka, f"{unique_name}.missing", None, out)
-    async with admin_client(kafka_bootstrap) as admin:
+        await dlq.show(kafka, f"{unique_name}.missing", None, printer(out))
+    async with admin_client(KafkaSettings(bootstrap_servers=kafka_bootstrap)) as admin:
         assert f"{unique_name}.missing" not in await admin.list_topics(), "looking created it"
 
 
@@ -188,7 +188,7 @@ async def test_replay_ignores_a_forged_destination_and_refuses_internal_topics(
             handler=None,
             recording_id=None,
             dry_run=False,
-            out=out,
+            say=printer(out),
         )
 
     with pytest.raises(ConsumerError, match="internal Kafka topic"):
@@ -224,7 +224,7 @@ async def test_show_escapes_control_characters_from_headers_and_values(
         await producer.stop()
     out = io.StringIO()
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
-    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, out), 60) == 1
+    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, printer(out)), 60) == 1
     (line,) = out.getvalue().splitlines()
     for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
         assert raw not in line, f"{raw!r} reached the terminal"
@@ -293,7 +293,7 @@ async def test_replay_passes_over_forged_dead_letters_and_replays_the_rest(
             handler=None,
             recording_id=None,
             dry_run=False,
-            out=out,
+            say=printer(out),
         )
 
     out = io.StringIO()
@@ -322,7 +322,9 @@ async def test_replay_passes_over_forged_dead_letters_and_replays_the_rest(
     assert again.getvalue() == ""
 
     shown = io.StringIO()
-    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, shown), 20) == len(forged)
+    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, printer(shown)), 20) == len(
+        forged
+    )
     lines = shown.getvalue().splitlines()
     assert 'malformed="header dlq.error.class is null"' in lines[1]
     assert "\x1b" not in shown.getvalue()

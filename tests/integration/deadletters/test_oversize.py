@@ -11,15 +11,15 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
 
-from consumer.config import DeadLetterSettings, KafkaSettings
-from consumer.engine import deadletter_headers as dl
-from consumer.engine.admin import admin_client
-from consumer.engine.deadletter_headers import Failure
-from consumer.engine.deadletter_publisher import HEADER_ROOM, DeadLetterPublisher, request_size
+from consumer.deadletters import commands as dlq
+from consumer.deadletters import headers as dl
+from consumer.deadletters.headers import Failure
+from consumer.deadletters.publisher import HEADER_ROOM, DeadLetterPublisher, request_size
 from consumer.errors import DecodeError
 from consumer.handler_api import Record
-from consumer.tools import deadletter_commands as dlq
-from tests._support.kafka_helpers import read_topic
+from consumer.kafka.topics import admin_client
+from consumer.settings.config import DeadLetterSettings, KafkaSettings
+from tests._support.kafka_helpers import printer, read_topic
 
 SOURCE_LIMIT = 3 * 1024 * 1024
 BIG = b'{"eventType": "recordingAvailable", "pad": "' + b"x" * 2_000_000 + b'"'
@@ -118,7 +118,7 @@ async def test_too_large_for_the_dead_letter_topic_becomes_a_reference_record_an
 
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=unique_name)
     shown = io.StringIO()
-    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, shown), 60) == 1
+    assert await asyncio.wait_for(dlq.show(kafka, dlq_topic, None, printer(shown)), 60) == 1
     assert f"value=too-large:{len(BIG)}-bytes-not-stored" in shown.getvalue()
 
     def replay(group: str, out: io.StringIO) -> Awaitable[dlq.ReplayCounts]:
@@ -131,7 +131,7 @@ async def test_too_large_for_the_dead_letter_topic_becomes_a_reference_record_an
             recording_id=None,
             to=unique_name,
             dry_run=False,
-            out=out,
+            say=printer(out),
         )
 
     out = io.StringIO()
@@ -141,7 +141,7 @@ async def test_too_large_for_the_dead_letter_topic_becomes_a_reference_record_an
     assert (replayed.key, replayed.value) == (b"r-big", BIG)
     assert dict(replayed.headers)[dl.REPLAYED_FROM] == f"{dlq_topic}/0/0".encode()
 
-    async with admin_client(kafka_bootstrap) as admin:
+    async with admin_client(KafkaSettings(bootstrap_servers=kafka_bootstrap)) as admin:
         await admin.delete_records({TopicPartition(unique_name, 0): RecordsToDelete(1)})
     gone = io.StringIO()
     assert await asyncio.wait_for(replay(f"{unique_name}.b", gone), 60) == (0, 1)
@@ -196,7 +196,7 @@ async def test_headers_left_out_of_a_dead_letter_are_refetched_on_replay(
             recording_id=None,
             to=unique_name,
             dry_run=False,
-            out=out,
+            say=printer(out),
         ),
         60,
     )

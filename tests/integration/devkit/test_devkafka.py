@@ -16,12 +16,13 @@ from consumer.devkit.broker import LocalBroker, bootstrap_servers, free_port, po
 from consumer.devkit.broker.__main__ import main
 from consumer.devkit.broker.liveness import exited
 from consumer.devkit.broker.properties import render_server_properties
-from consumer.engine.admin import admin_client
+from consumer.kafka.topics import admin_client
+from consumer.settings.config import KafkaSettings
 
 
 async def test_broker_answers_metadata(kafka_bootstrap: str) -> None:
     """The session broker serves cluster metadata with at least one broker in it."""
-    async with admin_client(kafka_bootstrap) as admin:
+    async with admin_client(KafkaSettings(bootstrap_servers=kafka_bootstrap)) as admin:
         cluster = await admin.describe_cluster()
     assert cluster["brokers"]
 

@@ -13,6 +13,7 @@ import pytest
 import trustme
 
 from consumer import RetryPolicy
+from consumer.deadletters import headers as dl
 from consumer.devkit.testing import (
     kafka_round_trip,
     make_conference_event,
@@ -20,7 +21,6 @@ from consumer.devkit.testing import (
     run_handler,
     running,
 )
-from consumer.engine import deadletter_headers as dl
 from consumer.errors import PluginError, RetryLater
 from consumer.events import ConferenceRecordingAvailable, RecordingEvent
 from consumer.handlers.bandwidth import recording_path

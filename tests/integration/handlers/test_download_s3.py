@@ -16,8 +16,8 @@ import pytest
 import trustme
 from aiobotocore.session import get_session
 
+from consumer.deadletters import headers as dl
 from consumer.devkit.testing import make_event, run_handler, running
-from consumer.engine import deadletter_headers as dl
 from consumer.errors import ConfigError, PermanentFailure, RetryLater
 from consumer.events import RecordingEvent
 from consumer.handlers.bandwidth import media_path

@@ -11,8 +11,8 @@ import httpx
 import structlog
 
 from consumer import Secret
+from consumer.deadletters import headers as dl
 from consumer.devkit.testing import make_event
-from consumer.engine import deadletter_headers as dl
 from consumer.handlers.bandwidth import OAuth2ClientCredentials
 from consumer.redaction import error_message
 from tests._support.handler_runs import Finished, publish_events

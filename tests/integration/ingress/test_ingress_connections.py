@@ -12,10 +12,10 @@ from pathlib import Path
 
 import httpx
 
-from consumer import serving
 from consumer.cli.produce import produce
-from consumer.config import KafkaSettings
 from consumer.devkit.broker import free_port
+from consumer.observability import serving
+from consumer.settings.config import KafkaSettings
 from tests._support.ingress import AUTH, callback, start_ingress, stop, wait_serving
 from tests._support.kafka_helpers import (
     exit_status,

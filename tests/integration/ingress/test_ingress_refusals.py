@@ -14,11 +14,11 @@ import pytest
 import structlog
 
 from consumer.cli.main import main
-from consumer.config import IngressSettings
 from consumer.ingress import auth, metrics
 from consumer.ingress.auth import Credentials
 from consumer.ingress.metrics import IngressMetrics, Refusals
 from consumer.secret import Secret
+from consumer.settings.config import IngressSettings
 from tests._support.ingress import (
     AUTH,
     Ingress,

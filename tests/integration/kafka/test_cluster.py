@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from consumer.cli.produce import produce
-from consumer.config import KafkaSettings
 from consumer.devkit.broker.cluster import LocalCluster
+from consumer.settings.config import KafkaSettings
 from tests._support.cluster import topic_config
 from tests._support.kafka_helpers import REPO, read_topic
 

@@ -17,11 +17,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from consumer.cli.samples import sample_messages
-from consumer.config import EngineSettings, Settings, load_settings
+from consumer.deadletters import headers as dl
 from consumer.devkit.broker import LocalBroker, free_port
 from consumer.devkit.broker.oauth import oauth_broker
-from consumer.engine import deadletter_headers as dl
 from consumer.engine.worker import Worker
+from consumer.kafka.security import checked
+from consumer.settings.config import EngineSettings, Settings, load_settings
 from tests._support.deadletters import dead_letters
 from tests._support.kafka_helpers import (
     Recorder,
@@ -214,7 +215,7 @@ async def test_short_lived_tokens_are_refreshed_without_a_reconnect_storm(
     plain = oauth_kafka.bootstrap
     await create_topic(plain, unique_name, 2)
     env = oauth_env(oauth_kafka, issuer, SHORT_LIVED, topic=unique_name, group_id=unique_name)
-    kafka = load_settings(environ=env).kafka
+    kafka = checked(load_settings(environ=env), env).kafka
     recorder = Recorder()
     settings = Settings(
         kafka=kafka, engine=EngineSettings(commit_interval=0.2), routes={"default": ["rec"]}

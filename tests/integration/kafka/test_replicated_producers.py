@@ -11,16 +11,22 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from consumer.cli.produce import produce
-from consumer.config import DeadLetterSettings, KafkaSettings
+from consumer.deadletters.commands import replay
+from consumer.deadletters.publisher import DeadLetterPublisher
 from consumer.devkit.broker.cluster import LocalCluster
-from consumer.engine.admin import admin_client
-from consumer.engine.deadletter_publisher import DeadLetterPublisher
-from consumer.engine.producer import build_producer
 from consumer.engine.worker import Worker
 from consumer.handlers.publish import PublishHandler, PublishOptions
-from consumer.tools.deadletter_commands import replay
+from consumer.kafka.clients import build_producer
+from consumer.kafka.topics import admin_client
+from consumer.settings.config import DeadLetterSettings, KafkaSettings
 from tests._support.cluster import topic_config
-from tests._support.kafka_helpers import Recorder, record_batches, recording_message, settings_for
+from tests._support.kafka_helpers import (
+    Recorder,
+    printer,
+    record_batches,
+    recording_message,
+    settings_for,
+)
 
 PRODUCER_ID_AT = 43
 """Record batch v2: base offset 8, length 4, leader epoch 4, magic 1, crc 4, attributes 2,
@@ -68,7 +74,7 @@ async def test_produce_dead_letters_publish_and_replay_write_idempotent_batches(
         handler=None,
         recording_id=None,
         dry_run=False,
-        out=io.StringIO(),
+        say=printer(io.StringIO()),
     )
     assert (replayed.replayed, replayed.skipped) == (1, 0)
 
@@ -99,7 +105,7 @@ async def test_dead_letter_topic_takes_cluster_defaults_unless_set(
     finally:
         await producer.stop()
 
-    async with admin_client(bootstrap) as admin, asyncio.timeout(30):
+    async with admin_client(kafka) as admin, asyncio.timeout(30):
         while True:  # a topic just created may show no partitions yet
             described = await admin.describe_topics([defaults, chosen])
             replicas = {

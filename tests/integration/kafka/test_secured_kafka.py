@@ -13,13 +13,14 @@ import trustme
 from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer.cli.samples import sample_messages
-from consumer.config import KafkaSettings
+from consumer.deadletters import headers as dl
 from consumer.devkit.broker import LocalBroker
 from consumer.devkit.broker.security import SCRAM_USER
 from consumer.devkit.testing import kafka_round_trip
-from consumer.engine import connection
-from consumer.engine import deadletter_headers as dl
 from consumer.errors import KafkaConnectError
+from consumer.kafka import connection
+from consumer.kafka.security import client_options
+from consumer.settings.config import KafkaSettings
 from tests._support.deadletters import dead_letters
 from tests._support.kafka_helpers import (
     Recorder,
@@ -160,7 +161,7 @@ async def test_hostname_mismatch_is_named_and_the_check_can_be_turned_off(
             ssl_keyfile=str(security.keyfile),
             ssl_check_hostname=check,
         )
-        admin = AIOKafkaAdminClient(**connection.client_options(kafka))
+        admin = AIOKafkaAdminClient(**client_options(kafka))
         if check:
             with pytest.raises(KafkaConnectError, match="Hostname mismatch") as failed:
                 await connection.start(admin, kafka)

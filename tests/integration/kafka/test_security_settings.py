@@ -14,12 +14,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import SaslAuthenticationFailed
 
 from consumer.cli.main import main
-from consumer.config import KafkaSettings, Settings, load_settings
 from consumer.devkit.broker import free_port
-from consumer.engine import connection
-from consumer.engine.connection import client_options, connect_error
 from consumer.errors import KafkaConnectError
+from consumer.kafka import connection
+from consumer.kafka.connection import connect_error
+from consumer.kafka.security import checked, client_options
 from consumer.secret import Secret
+from consumer.settings.config import KafkaSettings, Settings, load_settings
 from tests._support.kafka_helpers import REPO
 
 PASSWORD = "pw-7f3a9c1e-never-shown"
@@ -148,7 +149,7 @@ def test_password_file_is_read_once_without_its_newline(tmp_path: Path) -> None:
         "RECORDING_CONSUMER__KAFKA__SASL_USERNAME": "svc",
         "RECORDING_CONSUMER__KAFKA__SASL_PASSWORD_FILE": str(secret_file),
     }
-    kafka = load_settings(environ=env).kafka
+    kafka = checked(load_settings(environ=env), env).kafka
     secret_file.unlink()
     options = client_options(kafka)
     assert options["sasl_plain_password"] == PASSWORD
@@ -165,7 +166,10 @@ def test_password_from_environment_is_taken_verbatim(password: str) -> None:
         "RECORDING_CONSUMER__KAFKA__SASL_USERNAME": "svc",
         "RECORDING_CONSUMER__KAFKA__SASL_PASSWORD": password,
     }
-    assert client_options(load_settings(environ=env).kafka)["sasl_plain_password"] == password
+    assert (
+        client_options(checked(load_settings(environ=env), env).kafka)["sasl_plain_password"]
+        == password
+    )
 
 
 def test_password_stays_out_of_reprs_and_log_lines() -> None:

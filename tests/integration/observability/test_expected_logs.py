@@ -11,13 +11,13 @@ import sys
 from aiokafka.errors import GroupCoordinatorNotAvailableError, NotCoordinatorForGroupError
 
 from consumer.devkit.broker import LocalBroker
-from consumer.engine.expected_logs import GRACE, ExpectedAtFirst
+from consumer.observability.expected_logs import GRACE, ExpectedAtFirst
 
 FIRST_RUN = """
 import asyncio, json, logging, sys
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from consumer.config import LoggingSettings
-from consumer.engine.logs import configure_logging
+from consumer.settings.config import LoggingSettings
+from consumer.observability.logs import configure_logging
 
 configure_logging(LoggingSettings(format="json"))
 said = []

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 from structlog.testing import capture_logs
 
-from consumer.config import Settings
+from consumer.deadletters import commands as dlq
 from consumer.engine.delivery import Delivery
 from consumer.engine.worker import Worker
 from consumer.errors import RetryLater
@@ -28,8 +28,8 @@ from consumer.events import RecordingEvent
 from consumer.handler_api import Context, Handler
 from consumer.handlers.publish import PublishHandler, PublishOptions
 from consumer.observability import tracing
-from consumer.tools import deadletter_commands as dlq
-from tests._support.kafka_helpers import read_topic, recording_message, settings_for
+from consumer.settings.config import Settings
+from tests._support.kafka_helpers import printer, read_topic, recording_message, settings_for
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -224,7 +224,8 @@ async def test_dead_lettered_message_with_traceparent_carries_its_context_on(
         handler=None,
         recording_id=None,
         dry_run=False,
-        out=io.StringIO(),
+        say=printer(io.StringIO()),
+        stamp=tracing.replayed,
     )
     (send,) = finished(spans, SpanKind.PRODUCER)
     assert parent_of(send) == consumer.context.span_id

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.cli.samples import recording_event
 from consumer.devkit.broker import free_port
-from consumer.engine.logs import Repeats
+from consumer.observability.logs import Repeats
 from tests._support.kafka_helpers import (
     committed_and_end,
     exit_status,

@@ -17,11 +17,11 @@ from aiokafka.codec import gzip_encode
 from aiokafka.consumer.fetcher import PartitionRecords
 from aiokafka.record._crc32c import crc as crc32c
 
-from consumer.config import KafkaSettings
-from consumer.engine import deadletter_headers as dl
-from consumer.engine import unreadable
-from consumer.engine.header_keys import reread
-from consumer.engine.unreadable import BadHeaderKey, unreadable_batch
+from consumer.deadletters import headers as dl
+from consumer.kafka import fetch_errors as unreadable
+from consumer.kafka.fetch_errors import BadHeaderKey, unreadable_batch
+from consumer.kafka.record_batches import reread
+from consumer.settings.config import KafkaSettings
 from tests._support.kafka_helpers import (
     committed_and_end,
     exit_status,

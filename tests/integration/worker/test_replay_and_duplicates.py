@@ -15,8 +15,8 @@ from structlog.testing import capture_logs
 
 from consumer.cli.produce import produce
 from consumer.cli.samples import recording_event
-from consumer.engine import deadletter_headers as dl
-from consumer.engine.deadletter_headers import dlq_fields
+from consumer.deadletters import headers as dl
+from consumer.deadletters.headers import dlq_fields
 from consumer.engine.worker import Worker
 from consumer.errors import PermanentFailure
 from consumer.events import RecordingEvent

@@ -15,10 +15,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from consumer.cli.samples import recording_event
-from consumer.config import KafkaSettings
-from consumer.engine import deadletter_headers as dl
-from consumer.tools import deadletter_commands as dlq
-from tests._support.kafka_helpers import REPO
+from consumer.deadletters import commands as dlq
+from consumer.deadletters import headers as dl
+from consumer.settings.config import KafkaSettings
+from tests._support.kafka_helpers import REPO, printer
 
 RAW = ("\x1b", "\x07", "\x9b", "\u202e")
 """An escape sequence's start, BEL, the C1 CSI and RIGHT-TO-LEFT OVERRIDE."""
@@ -162,9 +162,9 @@ async def test_replay_lines_escape_forged_headers(
         handler=None,
         recording_id=None,
         dry_run=True,
-        out=out,
+        say=printer(out),
     )
-    await dlq.show(kafka, dlq_topic, None, shown)
+    await dlq.show(kafka, dlq_topic, None, printer(shown))
 
     assert counts == (0, 1)
     assert_escaped(out.getvalue() + shown.getvalue())

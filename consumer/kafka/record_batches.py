@@ -22,8 +22,8 @@ from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.record.util import decode_varint
 from aiokafka.structs import ConsumerRecord
 
-from consumer.config import KafkaSettings
-from consumer.engine import connection
+from consumer.kafka.security import client_options
+from consumer.settings.config import KafkaSettings
 
 _BATCH = struct.Struct(">qiibIhiqqqhii")
 """Record batch v2's header: base offset, length, leader epoch, magic, CRC, attributes, last
@@ -56,7 +56,7 @@ async def reread(kafka: KafkaSettings, tp: TopicPartition, start: int, through: 
     `through`, as the worker's consumer would have returned them (aborted transactions and
     control batches left out under read_committed)."""
     read_committed = kafka.isolation_level == "read_committed"
-    client = AIOKafkaClient(**connection.client_options(kafka))
+    client = AIOKafkaClient(**client_options(kafka))
     await client.bootstrap()
     try:
         leader = (await client.fetch_all_metadata()).leader_for_partition(tp)

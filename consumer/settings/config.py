@@ -18,10 +18,9 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from consumer.engine.connection import check_security
 from consumer.errors import ConfigError
 from consumer.secret import EnvText, Secret, decode_secret, is_secret
-from consumer.validation import invalid_settings
+from consumer.settings.validation import invalid_settings
 
 ENV_PREFIX = "RECORDING_CONSUMER__"
 ENV_ALIASES = {"KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers")}
@@ -248,11 +247,14 @@ VERBATIM_ENV_KEYS = _secret_keys() | {("ingress", "username")}
 """Every setting typed `Secret` (``kafka.sasl_password``), and the ingress's user name: taken as
 the plain string given, never as TOML, so a secret never becomes a number or loses its quotes.
 Handler options stay
-`EnvText` until their handler's types say which are secret (`consumer.engine.plugins`)."""
+`EnvText` until their handler's types say which are secret (`consumer.plugins.discovery`)."""
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read `path` (or ``config/consumer.toml`` when it exists), apply the environment, validate."""
+    """Read `path` (or ``config/consumer.toml`` when it exists), apply the environment, validate.
+
+    The ``[kafka]`` security keys are checked, and secret files read, by
+    `consumer.kafka.security.checked`, which every entry point runs next."""
     raw: dict[str, Any] = {}
     source = settings_file(path)
     if source is not None:
@@ -266,7 +268,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         raise _config_error(exc, from_env) from None
     for key, reason in invalid_settings(settings):
         raise _key_error(key, reason, from_env)
-    return msgspec.structs.replace(settings, kafka=check_security(settings.kafka, environ))
+    return settings
 
 
 def settings_file(path: Path | None) -> Path | None:

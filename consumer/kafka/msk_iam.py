@@ -11,7 +11,7 @@ import asyncio
 import time
 from typing import Any
 
-from consumer.engine.oauth import CachedTokenProvider, TokenError
+from consumer.kafka.oauth import CachedTokenProvider, TokenError
 
 
 class MskIamTokens(CachedTokenProvider):

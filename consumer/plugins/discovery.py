@@ -8,10 +8,10 @@ from typing import Any
 
 import msgspec
 
-from consumer.config import PluginSettings, validation_key
 from consumer.errors import PluginError
 from consumer.handler_api import Handler, options_keyed, options_type
 from consumer.secret import EnvText, decode_secret, is_secret, masked
+from consumer.settings.config import PluginSettings, validation_key
 
 ENTRY_POINT_GROUP = "recording_consumer.handlers"
 

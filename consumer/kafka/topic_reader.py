@@ -9,12 +9,13 @@ from contextlib import aclosing
 from types import TracebackType
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
-from consumer.config import KafkaSettings
-from consumer.engine import connection
-from consumer.engine.admin import admin_client
 from consumer.errors import ConsumerError
+from consumer.kafka import connection
+from consumer.kafka.clients import build_consumer
+from consumer.kafka.topics import admin_client, partitions
+from consumer.settings.config import KafkaSettings
 
 FETCH_TIMEOUT_MS = 1_000
 
@@ -34,12 +35,8 @@ class Reader:
     async def __aenter__(self) -> Reader:
         partitions = await topic_partitions(self._kafka, self._topic)
         # Built only now: a consumer that is never started warns when collected.
-        self._consumer = AIOKafkaConsumer(
-            **connection.client_options(self._kafka),
-            group_id=self._group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level=self._kafka.isolation_level,
+        self._consumer = build_consumer(
+            self._kafka, group_id=self._group, auto_offset_reset="earliest"
         )
         await connection.start(self._consumer, self._kafka)
         try:
@@ -86,8 +83,7 @@ async def topic_partitions(kafka: KafkaSettings, topic: str) -> list[TopicPartit
     async with admin_client(kafka) as admin:
         if topic not in await admin.list_topics():
             raise ConsumerError(f"topic {topic!r} does not exist")
-        (described,) = await admin.describe_topics([topic])
-    return [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+        return await partitions(admin, topic)
 
 
 async def read_all(kafka: KafkaSettings, topic: str) -> list[Any]:

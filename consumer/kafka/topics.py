@@ -1,7 +1,8 @@
-"""Kafka's admin client, started and closed in one place; creating topics, reading their ends.
+"""Kafka's admin client, started and closed in one place; creating topics, listing their
+partitions, reading their ends.
 
 aiokafka's admin client reports a topic's failure inside its response instead of raising it,
-so every caller needs the same unpacking.
+so the unpacking is done here, once.
 """
 
 from __future__ import annotations
@@ -10,21 +11,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import NoError, TopicAlreadyExistsError, for_code
 
-from consumer.config import KafkaSettings
-from consumer.engine import connection
+from consumer.kafka import connection
+from consumer.kafka.clients import build_consumer
+from consumer.kafka.security import client_options
+from consumer.settings.config import KafkaSettings
 
 
 @asynccontextmanager
-async def admin_client(kafka: KafkaSettings | str) -> AsyncIterator[AIOKafkaAdminClient]:
-    """A started admin client for `kafka` (settings, or a plain bootstrap address), closed after."""
-    if isinstance(kafka, str):
-        kafka = KafkaSettings(bootstrap_servers=kafka)
-    admin = AIOKafkaAdminClient(**connection.client_options(kafka))
+async def admin_client(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client for `kafka`, closed after."""
+    admin = AIOKafkaAdminClient(**client_options(kafka))
     await connection.start(admin, kafka)
     try:
         yield admin
@@ -77,14 +78,22 @@ async def max_message_bytes(admin: Any, name: str) -> int | None:
     return None
 
 
+async def partitions(admin: Any, topic: str) -> list[TopicPartition]:
+    """The partitions of `topic`; none when the broker cannot describe it (it does not exist)."""
+    (described,) = await admin.describe_topics([topic])
+    if described["error_code"] != 0:
+        return []
+    return [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+
+
 async def end_offsets(kafka: KafkaSettings, topic: str) -> dict[TopicPartition, int]:
     """Where each partition of `topic` ends now: a group has read it all once it committed these."""
     async with admin_client(kafka) as admin:
-        (described,) = await admin.describe_topics([topic])
-    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-    consumer = AIOKafkaConsumer(**connection.client_options(kafka), enable_auto_commit=False)
+        described = await partitions(admin, topic)
+    # The high watermark, past open transactions: what aiokafka's default isolation reports.
+    consumer = build_consumer(kafka, isolation_level="read_uncommitted")
     await connection.start(consumer, kafka)
     try:
-        return dict(await consumer.end_offsets(partitions))
+        return dict(await consumer.end_offsets(described))
     finally:
         await consumer.stop()

@@ -1,52 +1,33 @@
-"""How every Kafka client of the project connects: address, client id, TLS and SASL.
+"""The ``[kafka]`` security keys: checked together at start-up, and turned into the arguments
+every aiokafka client of the project is built with.
 
-`client_options` is the one place the ``[kafka]`` security keys become aiokafka arguments; the
-worker, producers, admin clients, CLI tools, testing kit and benchmarks all pass it along.
-`check_security` validates those keys together at start-up; `start` starts a client and turns
-a failure to connect into a `KafkaConnectError` whose message is one line naming the cause.
+`checked` is what every entry point runs on the settings it loaded (the command line, the
+benchmarks, the tests' helpers): it validates the keys as a whole, naming the key at fault, and
+reads the secret files. `client_options` is the one place those keys become aiokafka arguments.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
-import logging
 import ssl
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
-from aiokafka.conn import collect_hosts, create_conn
-from aiokafka.errors import (
-    BrokerResponseError,
-    KafkaConnectionError,
-    KafkaError,
-    SaslAuthenticationFailed,
-    UnsupportedSaslMechanismError,
-)
-from aiokafka.protocol.metadata import MetadataRequest
 
-from consumer.engine.oauth import (
+from consumer.errors import ConfigError
+from consumer.kafka.oauth import (
     CachedTokenProvider,
     ClientCredentialsTokens,
-    TokenError,
     answer_error_challenges,
 )
-from consumer.errors import ConfigError, KafkaConnectError
-from consumer.secret import MASK, Secret, warn_if_shared
-
-if TYPE_CHECKING:
-    from consumer.config import KafkaSettings
+from consumer.secret import Secret, warn_if_shared
+from consumer.settings.config import KafkaSettings, Settings
 
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
-DIAGNOSE_TIMEOUT = 15.0
-"""Seconds the probe after a failed start waits per bootstrap address."""
-
-_HOSTNAME_MISMATCH = 62
-"""OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH."""
 _PASSWORD_KEYS = ("sasl_username", "sasl_password", "sasl_password_file")
 _OAUTH_KEYS = (
     "sasl_oauth_token_endpoint_url",
@@ -79,7 +60,7 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
         options["sasl_mechanism"] = "OAUTHBEARER"
         options["sasl_oauth_token_provider"] = token_provider(kafka)
     elif kafka.security_protocol in SASL_PROTOCOLS:
-        assert kafka.sasl_password is not None, "check_security resolves the password"
+        assert kafka.sasl_password is not None, "checked resolves the password"
         options["sasl_mechanism"] = kafka.sasl_mechanism
         options["sasl_plain_username"] = kafka.sasl_username
         options["sasl_plain_password"] = kafka.sasl_password.reveal()
@@ -104,14 +85,14 @@ def token_provider(kafka: KafkaSettings) -> CachedTokenProvider:
     if provider is None:
         answer_error_challenges()
         if kafka.sasl_mechanism == "AWS_MSK_IAM":
-            from consumer.engine.msk_iam import MskIamTokens
+            from consumer.kafka.msk_iam import MskIamTokens
 
-            assert kafka.aws_region, "check_security resolves the region"
+            assert kafka.aws_region, "checked resolves the region"
             provider = MskIamTokens(kafka.aws_region)
         else:
-            assert url, "check_security requires it"
-            assert client_id, "check_security requires it"
-            assert secret, "check_security requires it"
+            assert url, "checked requires it"
+            assert client_id, "checked requires it"
+            assert secret, "checked requires it"
             provider = ClientCredentialsTokens(url, client_id, secret, scope)
         _token_providers[key] = provider
     return provider
@@ -124,6 +105,12 @@ def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
     if kafka.ssl_certfile:
         context.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile)
     return context
+
+
+def checked(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    """`settings` (from `load_settings`) with the security keys checked and the secret files read,
+    as `check_security` does; run once, right after loading, before any client is built."""
+    return msgspec.structs.replace(settings, kafka=check_security(settings.kafka, environ))
 
 
 def check_security(kafka: KafkaSettings, environ: Mapping[str, str]) -> KafkaSettings:
@@ -250,142 +237,3 @@ def _read(key: str, path: str) -> bytes:
 
 def _error(key: str, reason: str) -> ConfigError:
     return ConfigError(f"kafka.{key}: {reason}", f"kafka.{key}")
-
-
-async def start(client: Any, kafka: KafkaSettings) -> None:
-    """``await client.start()``; if it cannot connect, close it and raise `KafkaConnectError`.
-
-    aiokafka's own error only says it could not bootstrap, so the bootstrap addresses are
-    probed once more to learn the cause. aiokafka's per-address error lines are held back
-    meanwhile: on failure the raised error says it once; on success they are logged after all.
-    """
-    log = logging.getLogger("aiokafka")
-    held = _HeldBootstrapErrors()
-    log.addFilter(held)
-    try:
-        await client.start()
-    except KafkaConnectionError as exc:
-        await (client.stop() if hasattr(client, "stop") else client.close())
-        raise await diagnose(kafka) or connect_error(exc, kafka) from None
-    finally:
-        log.removeFilter(held)
-    for record in held.records:
-        log.handle(record)
-
-
-async def diagnose(kafka: KafkaSettings) -> KafkaConnectError | None:
-    """Connect to each bootstrap address as a client would; the most telling failure, or None
-    if one of them answers. Failures retrying cannot fix are preferred over the others."""
-    options = client_options(kafka)
-    del options["bootstrap_servers"]
-    failures = []
-    for host, port, _ in collect_hosts(kafka.bootstrap_servers, randomize=False):
-        try:
-            async with asyncio.timeout(DIAGNOSE_TIMEOUT):
-                conn = await create_conn(
-                    host, port, request_timeout_ms=int(DIAGNOSE_TIMEOUT * 1000), **options
-                )
-                try:
-                    # As bootstrap does: some listeners only hang up at the first real request.
-                    await conn.send(MetadataRequest([]))
-                finally:
-                    conn.close()
-        except (OSError, KafkaError, TimeoutError) as exc:
-            failures.append(connect_error(exc, kafka, f"{host}:{port}"))
-            continue
-        return None
-    return min(failures, key=lambda failure: failure.retryable, default=None)
-
-
-def connect_error(
-    exc: BaseException, kafka: KafkaSettings, address: str | None = None
-) -> KafkaConnectError:
-    """`exc`, raised while connecting to `address`, as one line naming the cause (secret-free)."""
-    cause, retryable = _cause(exc, kafka)
-    for secret in (kafka.sasl_password, kafka.sasl_oauth_client_secret):
-        if secret is not None and secret.reveal():
-            cause = cause.replace(secret.reveal(), MASK)
-    cause = " ".join(cause.split())
-    where = address or kafka.bootstrap_servers
-    line = f"cannot connect to Kafka at {where} ({kafka.security_protocol}): {cause}"
-    return KafkaConnectError(line, retryable=retryable, cause=cause)
-
-
-def _cause(exc: BaseException, kafka: KafkaSettings) -> tuple[str, bool]:
-    """The cause in words, and whether trying again later could help."""
-    ca = f"kafka.ssl_cafile {kafka.ssl_cafile}" if kafka.ssl_cafile else "the system trust store"
-    if isinstance(exc, TokenError):
-        return str(exc), exc.retryable
-    if isinstance(exc, SaslAuthenticationFailed) and kafka.sasl_mechanism == "OAUTHBEARER":
-        return (
-            f"the broker rejected the token of client {kafka.sasl_oauth_client_id!r} from "
-            f"{kafka.sasl_oauth_token_endpoint_url} (its audience, issuer, scope or signature "
-            f"is not what the broker expects): {_text(exc)}",
-            False,
-        )
-    if isinstance(exc, SaslAuthenticationFailed) and kafka.sasl_mechanism == "AWS_MSK_IAM":
-        return (
-            f"the broker rejected the AWS MSK IAM token for region {kafka.aws_region} (do the "
-            f"AWS credentials' IAM policies allow kafka-cluster:Connect?): {_text(exc)}",
-            False,
-        )
-    if isinstance(exc, SaslAuthenticationFailed):
-        return (
-            f"authentication failed for user {kafka.sasl_username!r} with mechanism "
-            f"{kafka.sasl_mechanism} (wrong password or unknown user): {_text(exc)}",
-            False,
-        )
-    if isinstance(exc, UnsupportedSaslMechanismError):
-        return f"SASL mechanism {kafka.sasl_mechanism} is not enabled on this listener", False
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        if exc.verify_code == _HOSTNAME_MISMATCH:
-            why = "the broker's certificate must name the host clients connect to"
-        else:
-            why = f"the broker's certificate checked against {ca}"
-        return f"certificate verify failed: {exc.verify_message} ({why})", False
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed: {exc.reason or exc} (is this a TLS listener?)", False
-    if isinstance(exc, KafkaConnectionError) and "closed" in str(exc):
-        return _closed_during_set_up(kafka)
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is the broker running, and is this its address?)", True
-    if isinstance(exc, TimeoutError):
-        return "no answer in time", True
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc), True
-    return _text(exc), True
-
-
-def _closed_during_set_up(kafka: KafkaSettings) -> tuple[str, bool]:
-    protocol = kafka.security_protocol
-    closed = "the broker closed the connection during set-up"
-    if protocol == "SSL" and not kafka.ssl_certfile:
-        why = "it may require a client certificate (kafka.ssl_certfile is not set), or SASL"
-    elif protocol == "SSL":
-        why = f"it may not accept the client certificate kafka.ssl_certfile {kafka.ssl_certfile}"
-    elif protocol in TLS_PROTOCOLS:
-        why = "does this listener expect another kafka.security_protocol?"
-    else:
-        # Also what a broker going down looks like: worth another try.
-        return f"{closed} (does this listener expect TLS or SASL?)", True
-    return f"{closed}: {why}", False
-
-
-def _text(exc: BaseException) -> str:
-    if isinstance(exc, BrokerResponseError) and exc.args:
-        return str(exc.args[0])  # without aiokafka's "[Error 58] SaslAuthenticationFailed: "
-    return str(exc) or type(exc).__name__
-
-
-class _HeldBootstrapErrors(logging.Filter):
-    """Keeps aiokafka's per-address bootstrap failures back, in `records`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith(("Unable connect to", "Unable to request metadata")):
-            self.records.append(record)
-            return False
-        return True

@@ -1,7 +1,8 @@
 """Reaching Kafka at start-up: retry with backoff for ``kafka.startup_timeout``, then one error.
 
 A broker that is still starting (or a network not up yet) is normal in a deployment; a traceback
-and unclosed clients are not how to say it is not there.
+and unclosed clients are not how to say it is not there. `port_refusal`, the plain TCP check it
+starts with, is the broker watcher's too.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from consumer.config import KafkaSettings
-from consumer.engine import connection
 from consumer.errors import KafkaConnectError
+from consumer.kafka import connection
+from consumer.settings.config import KafkaSettings
 
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 5.0

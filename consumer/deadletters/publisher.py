@@ -1,6 +1,6 @@
 """Publishing dead letters for sure: the original message with headers saying what failed.
 
-The headers are `consumer.engine.deadletter_headers`'s, the one schema the tools read too.
+The headers are `consumer.deadletters.headers`'s, the one schema the tools read too.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
-from consumer.config import DeadLetterSettings, KafkaSettings, Settings
-from consumer.engine.admin import admin_client, create_topic, max_message_bytes
-from consumer.engine.deadletter_headers import (
+from consumer.deadletters.headers import (
     HEADERS_DROPPED,
     KEY_DROPPED,
     VALUE_TOO_LARGE,
@@ -24,6 +22,8 @@ from consumer.engine.deadletter_headers import (
     original_headers,
 )
 from consumer.handler_api import Record
+from consumer.kafka.topics import admin_client, create_topic, max_message_bytes, partitions
+from consumer.settings.config import DeadLetterSettings, KafkaSettings, Settings
 
 HEADER_ROOM = 64 * 1024
 """Bytes allowed beyond the source topic's limit for the ``dlq.*`` headers and batch framing."""
@@ -112,8 +112,7 @@ class DeadLetterPublisher:
     async def _source_partitions(self, admin: Any) -> int:
         if self._source_topic is None:
             return -1
-        (described,) = await admin.describe_topics([self._source_topic])
-        return len(described["partitions"]) if described["error_code"] == 0 else -1
+        return len(await partitions(admin, self._source_topic)) or -1
 
     async def publish(self, record: Record, value: bytes | None, failure: Failure) -> None:
         """Return only once the broker acknowledged the dead letter; retry until then, logging

@@ -3,7 +3,8 @@
 aiokafka raises these from `getmany` without saying which partition (a missing codec) or which
 offset (a bad CRC) failed. The exception's type says what went wrong; where is read from the
 locals of aiokafka's frame that unpacks the batch, in the error's own traceback (an error from
-anywhere else is not about a batch). tests/test_poison_records.py fails if that frame changes.
+anywhere else is not about a batch). tests/integration/worker/test_poison_records.py fails if
+that frame changes.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 SWEEP_EVERY = 0.5
 """Seconds between checks of header deadlines: one sweep, rather than a timer per request."""
 
-_log = structlog.get_logger("consumer.serving")
+_log = structlog.get_logger("consumer.observability.serving")
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,9 +18,9 @@ import msgspec
 import structlog
 from structlog.typing import EventDict
 
-from consumer.config import LoggingSettings
-from consumer.engine.expected_logs import ExpectedAtFirst
-from consumer.engine.printable import escape_json_marks, escape_log_fields
+from consumer.observability.expected_logs import ExpectedAtFirst
+from consumer.observability.printable import escape_json_marks, escape_log_fields
+from consumer.settings.config import LoggingSettings
 
 _encode = msgspec.json.Encoder(enc_hook=repr).encode
 

@@ -11,10 +11,10 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from consumer.engine.handover import longest_handover
+from consumer.settings.handover import longest_handover
 
 if TYPE_CHECKING:
-    from consumer.config import RetryOverride, RetryPolicy, Settings
+    from consumer.settings.config import RetryOverride, RetryPolicy, Settings
 
 # Kafka's own rules for topic names (kafka.common.internals.Topic).
 _TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]+")
