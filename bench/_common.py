@@ -32,6 +32,7 @@ from consumer.engine.connection import client_options
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.interface import Context
+from consumer.observability.observers import Observers
 from consumer.observability.server import endpoint
 
 Message = tuple[bytes, bytes]
@@ -163,10 +164,11 @@ def worker_settings(server: str, topic: str, level: str, **engine: Any) -> Setti
 async def time_worker(settings: Settings, probe: Probe, *, serve: bool = False) -> Timing:
     """Run the project's Worker until the probe saw every event and every offset is committed;
     with `serve`, its HTTP endpoint too (on ``observability.listen``)."""
-    worker = Worker(settings, {"probe": probe})
+    observers = Observers(settings)
+    worker = Worker(settings, {"probe": probe}, observers)
     if not serve:
         return await _time_run(worker, probe)
-    async with endpoint(worker):
+    async with endpoint(worker, observers):
         return await _time_run(worker, probe)
 
 

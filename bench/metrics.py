@@ -39,6 +39,7 @@ from consumer.config import LoggingSettings, ObservabilitySettings
 from consumer.devkit.devkafka import free_port
 from consumer.engine.logs import configure_logging
 from consumer.engine.tally import Tally
+from consumer.observability.metrics import Durations
 
 PARTITIONS = 6
 SCRAPE_EVERY = 1.0
@@ -74,7 +75,7 @@ async def timed(
 def counting_cost() -> float:
     """Nanoseconds per message of what the hot path adds for the metrics: one outcome count
     (with its label folding) and one handler-duration observation."""
-    tally = Tally()
+    tally = Tally(durations=Durations())
     n = 200_000
 
     def per_message() -> None:

@@ -24,12 +24,11 @@ import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from consumer.devkit.devkafka import free_port
-from consumer.engine.worker import Worker
 from consumer.interface import Handler
 from consumer.tools.produce import produce
 from tests.support import REPO, recording_message
 from tests.test_alert_rules import RULES, alert_rules
-from tests.test_observability import Broken, Gate, observed_settings, routed, serving
+from tests.test_observability import Broken, Gate, observed, observed_settings, routed, serving
 
 DASHBOARD = REPO / "deploy" / "grafana" / "recording-consumer.json"
 
@@ -142,11 +141,11 @@ async def test_lag_alert_and_dashboard_against_a_real_prometheus(
     settings = routed(settings, {"partial": ["broken"], "default": ["gate"]})
     gate = Gate()
     handlers: dict[str, Handler] = {"gate": gate, "broken": Broken()}
-    worker = Worker(settings, handlers)
+    worker, observers = observed(settings, handlers)
     rules = alert_rules()
     with ingress_stand_in() as ingress:
         async with (
-            serving(worker) as (client, _),
+            serving(worker, observers) as (client, _),
             prometheus(tmp_path, settings.observability.listen, ingress) as api,
         ):
             health: dict[str, str] = {}

@@ -12,12 +12,18 @@ import structlog
 from aiokafka import TopicPartition
 
 from consumer import RetryLater
-from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.interface import Context
 from consumer.tools.produce import produce
 from tests.support import recording_message
-from tests.test_observability import observed_settings, routed, scrape, series, serving
+from tests.test_observability import (
+    observed,
+    observed_settings,
+    routed,
+    scrape,
+    series,
+    serving,
+)
 
 
 class RetriedOnce:
@@ -41,9 +47,9 @@ async def test_stats_line_and_metrics_show_the_same_current_lag(
     settings = observed_settings(kafka_bootstrap, unique_name, OBSERVABILITY__STATS_INTERVAL="0.2")
     tp = TopicPartition(unique_name, 0)
     handler = RetriedOnce()
-    worker = Worker(routed(settings, {"default": ["once"]}), {"once": handler})
+    worker, observers = observed(routed(settings, {"default": ["once"]}), {"once": handler})
     with structlog.testing.capture_logs() as lines:
-        async with serving(worker) as (client, _):
+        async with serving(worker, observers) as (client, _):
 
             async def lag_series() -> dict[Any, float]:
                 return series(await scrape(client), "recording_consumer_lag_messages")

@@ -46,6 +46,7 @@ from consumer.events import (
 )
 from consumer.http import shared_client
 from consumer.interface import Context, Handler, Publish, Record, running
+from consumer.observability.observers import Observers
 from consumer.outcomes import OUTCOMES, Outcome
 from consumer.tools.produce import ensure_topic, produce
 from consumer.tools.topic_reader import read_all
@@ -338,7 +339,7 @@ async def kafka_round_trip(
     # Everything produced is finished (handled, skipped or dead-lettered) once committed.
     end = await end_offsets(kafka, topic)
     with structlog.testing.capture_logs() as logs:
-        worker = Worker(settings, handlers)
+        worker = Worker(settings, handlers, Observers(settings))
         run = asyncio.create_task(worker.run())
         committed = asyncio.create_task(worker.wait_committed(end))
         await asyncio.wait({run, committed}, return_when=asyncio.FIRST_COMPLETED)

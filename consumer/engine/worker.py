@@ -2,7 +2,8 @@
 
 One task fetches and hands each batch to the intake and the scheduler, ``max_in_flight``
 runners run the jobs, the committer commits. Rebalances and shutdown wait (bounded) for running
-handlers before handing over.
+handlers before handing over. It reports its health, attempt durations and deliveries to the
+`Observer` it is built with (`consumer.engine.observers`), and runs that observer's watchers.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from consumer.engine.delivery import Delivery
 from consumer.engine.handover import COMMIT_WAIT
 from consumer.engine.header_keys import reread
 from consumer.engine.intake import Intake, Job, Skipped, Undecodable
+from consumer.engine.observers import Observer, Unobserved
 from consumer.engine.producer import build_producer
 from consumer.engine.rewind import TakenTo
 from consumer.engine.scheduler import Scheduler, Work
@@ -40,10 +42,7 @@ from consumer.engine.unreadable import BadHeaderKey, unreadable_batch
 from consumer.errors import UnreadableBatch
 from consumer.http import shared_client
 from consumer.interface import Handler, ProducerPublish, running
-from consumer.observability import tracing
-from consumer.observability.health import Health
 from consumer.observability.startup import wait_for_kafka
-from consumer.observability.watch import log_stats, watch_broker, watch_loop
 
 
 class Load(NamedTuple):
@@ -57,12 +56,19 @@ class Load(NamedTuple):
 class Worker:
     """One consumer-group member. `run` returns after `stop()` or, with `until_idle`, when idle."""
 
-    def __init__(self, settings: Settings, handlers: Mapping[str, Handler]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        handlers: Mapping[str, Handler],
+        observer: Observer | None = None,
+    ) -> None:
         self._settings = settings
         self._handlers = handlers
-        self._intake = Intake(settings, tracing.traced_handlers(settings, handlers))
-        self.tally = Tally()
-        self.health = Health(settings)
+        self._observer = observer = observer or Unobserved()
+        self._tracer = tracer = observer.tracer
+        self._intake = Intake(settings, handlers if tracer is None else tracer.handlers(handlers))
+        self.tally = Tally(durations=observer.durations)
+        self.health = observer.health
         self._committer = Committer(settings.engine, self.tally, self.health)
         self._scheduler = Scheduler(self._committer, settings.engine.max_in_flight)
         self._consumer: AIOKafkaConsumer | None = None
@@ -138,9 +144,7 @@ class Worker:
                 work = self._scheduler.work
                 tasks = [tg.create_task(work(delivery, n)) for n in range(engine.max_in_flight)]
                 tasks.append(tg.create_task(self._committer.run(consumer)))
-                tasks.append(tg.create_task(watch_broker(self, consumer)))
-                tasks.append(tg.create_task(watch_loop(self)))
-                tasks.append(tg.create_task(log_stats(self)))
+                tasks += [tg.create_task(w) for w in self._observer.watchers(self, consumer)]
                 try:
                     await self._fetch(consumer, until_idle)
                     await self._scheduler.drain(engine.shutdown_grace, self._cancel_now)
@@ -167,13 +171,14 @@ class Worker:
             max_message_bytes=max_request,
         )
         await dead_letters.ensure_topic()
-        return tracing.delivery_class(settings)(
+        return Delivery(
             settings.retry,
             dead_letters,
             RecentlyHandled(settings.engine.dedupe_window),
             http,
             ProducerPublish(producer),
             self.tally,
+            self._tracer,
         )
 
     async def _fetch(self, consumer: AIOKafkaConsumer, until_idle: float | None) -> None:
