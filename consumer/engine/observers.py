@@ -8,18 +8,16 @@ health beats go nowhere, attempt durations are not kept, no watcher runs, nothin
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from consumer.engine.delivery import DeadLetters
-    from consumer.engine.intake import Job, Undecodable
+    from consumer.engine.scheduler import Work
     from consumer.engine.worker import Worker
     from consumer.interface import Handler, Publish
     from consumer.outcomes import Outcome
-
-    Work: TypeAlias = "Job[Handler] | Undecodable"
 
 
 class HealthBeats(Protocol):

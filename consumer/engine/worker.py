@@ -68,8 +68,8 @@ class Worker:
         self._tracer = tracer = observer.tracer
         self._intake = Intake(settings, handlers if tracer is None else tracer.handlers(handlers))
         self.tally = Tally(durations=observer.durations)
-        self.health = observer.health
-        self._committer = Committer(settings.engine, self.tally, self.health)
+        self._health = observer.health
+        self._committer = Committer(settings.engine, self.tally, self._health)
         self._scheduler = Scheduler(self._committer, settings.engine.max_in_flight)
         self._consumer: AIOKafkaConsumer | None = None
         self._backpressure = Backpressure(settings.engine.max_buffered, self._committer)
@@ -90,7 +90,7 @@ class Worker:
             self._cancel_now.set()
         else:
             self._log.info("stopping: finishing running handlers")
-        self.health.draining = True
+        self._health.draining = True
         self._stopping.set()
 
     @property
@@ -192,7 +192,7 @@ class Worker:
                     consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
                 )
                 await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
-                self.health.last_fetch = time.monotonic()
+                self._health.last_fetch = time.monotonic()
                 if not fetch.done():
                     fetch.cancel()
                     return
@@ -217,7 +217,7 @@ class Worker:
                         offset=self.fatal.offset,
                         error=self.fatal.cause,
                     )
-                    self.health.fail(str(self.fatal))
+                    self._health.fail(str(self.fatal))
                     return
                 if batch:
                     now = time.perf_counter()
@@ -252,7 +252,7 @@ class Worker:
             if tp in self._owned:
                 self._committer.reached(tp, position)
                 self._taken_to.took(tp, position)
-                self.health.fetched_to(tp, position)
+                self._health.fetched_to(tp, position)
         self._committer.fetched_to_end(caught_up)
 
     def _take(
@@ -384,7 +384,7 @@ class Worker:
 
     async def hand_over(self, revoked: Collection[TopicPartition]) -> None:
         """Give partitions up having finished, or given up on, what was running for them."""
-        self.health.revoked(revoked)
+        self._health.revoked(revoked)
         self._owned -= set(revoked)
         self._taken_to.forget(revoked)
         grace = self._settings.engine.shutdown_grace
@@ -412,7 +412,7 @@ class Worker:
         """Partitions assigned to this worker by a rebalance."""
         self._scheduler.assigned(assigned)
         self.tally.rebalances += 1
-        self.health.assigned(assigned)
+        self._health.assigned(assigned)
         self._owned |= set(assigned)
         self._last_activity = time.monotonic()
         self._log.info("partitions assigned", partitions=partition_names(assigned))

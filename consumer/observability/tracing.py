@@ -165,7 +165,7 @@ class _Retry(Protocol):
     """The message's span between attempts: the tracer's to keep."""
 
 
-class Work(Protocol):
+class TracedMessage(Protocol):
     """What the tracer reads of a message the worker runs: a job, or an undecodable message
     (it has no `event`)."""
 
@@ -177,7 +177,7 @@ class Work(Protocol):
     def retry(self) -> _Retry | None: ...
 
 
-def extracted(work: Work) -> context.Context:
+def extracted(work: TracedMessage) -> context.Context:
     """The context a message carries: W3C headers, else its CloudEvent's tracing extension."""
     carrier: dict[str, str] = {}
     for name, value in work.record.headers:
@@ -209,7 +209,7 @@ class DeliveryTracer:
         self._tracer = tracer
         self._group = settings.kafka.group_id
         self._retry = settings.retry
-        self._outcomes: dict[Work, Outcome] = {}
+        self._outcomes: dict[TracedMessage, Outcome] = {}
         """Outcomes `outcome()` was told during an attempt, taken when the attempt returns."""
 
     def handlers(self, handlers: Mapping[str, Handler]) -> Mapping[str, Handler]:
@@ -227,7 +227,7 @@ class DeliveryTracer:
         return _with_ids(write)
 
     async def attempt(
-        self, work: Work, run: Callable[[Any], Awaitable[float | None]]
+        self, work: TracedMessage, run: Callable[[Any], Awaitable[float | None]]
     ) -> float | None:
         retry = work.retry
         span = retry.span if retry is not None and retry.span is not None else self._start(work)
@@ -252,7 +252,7 @@ class DeliveryTracer:
         span.end()
         return delay
 
-    def outcome(self, outcome: Outcome, work: Work, fields: Mapping[str, Any]) -> None:
+    def outcome(self, outcome: Outcome, work: TracedMessage, fields: Mapping[str, Any]) -> None:
         if outcome == "retried":
             trace.get_current_span().add_event(
                 "retry scheduled",
@@ -261,7 +261,7 @@ class DeliveryTracer:
         else:
             self._outcomes[work] = outcome
 
-    def _start(self, work: Work) -> Span:
+    def _start(self, work: TracedMessage) -> Span:
         record = work.record
         span = self._tracer.start_span(
             f"process {record.topic}", context=extracted(work), kind=SpanKind.CONSUMER
