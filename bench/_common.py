@@ -31,6 +31,7 @@ from consumer.events import RecordingEvent
 from consumer.handler_api import Context
 from consumer.kafka.security import checked, client_options
 from consumer.kafka.topics import admin_client, end_offsets
+from consumer.observability.observers import Observers
 from consumer.observability.server import endpoint
 from consumer.settings.config import (
     EngineSettings,
@@ -169,10 +170,11 @@ def worker_settings(server: str, topic: str, level: str, **engine: Any) -> Setti
 async def time_worker(settings: Settings, probe: Probe, *, serve: bool = False) -> Timing:
     """Run the project's Worker until the probe saw every event and every offset is committed;
     with `serve`, its HTTP endpoint too (on ``observability.listen``)."""
-    worker = Worker(settings, {"probe": probe})
+    observers = Observers(settings)
+    worker = Worker(settings, {"probe": probe}, observers)
     if not serve:
         return await _time_run(worker, probe)
-    async with endpoint(worker):
+    async with endpoint(worker, observers):
         return await _time_run(worker, probe)
 
 

@@ -38,6 +38,7 @@ from _common import (
 from consumer.devkit.broker import free_port
 from consumer.engine.tally import Tally
 from consumer.observability.logs import configure_logging
+from consumer.observability.metrics import Durations
 from consumer.settings.config import LoggingSettings, ObservabilitySettings
 
 PARTITIONS = 6
@@ -74,7 +75,7 @@ async def timed(
 def counting_cost() -> float:
     """Nanoseconds per message of what the hot path adds for the metrics: one outcome count
     (with its label folding) and one handler-duration observation."""
-    tally = Tally()
+    tally = Tally(durations=Durations())
     n = 200_000
 
     def per_message() -> None:

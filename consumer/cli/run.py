@@ -37,21 +37,23 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.engine.worker import Worker
     from consumer.observability import tracing
     from consumer.observability.logs import configure_logging
+    from consumer.observability.observers import Observers
     from consumer.observability.server import endpoint, listen_address
     from consumer.observability.serving import raise_fd_limit
 
     listen_address(settings.observability.listen)  # a malformed address fails before anything
     configure_logging(settings.logging)
     raise_fd_limit()
-    tracing.start_from_environment()  # before the worker: it is built traced or not
-    worker = Worker(settings, routed_handlers(settings))
+    tracing.start_from_environment()  # before its observers: the worker is traced or not
+    observers = Observers(settings)
+    worker = Worker(settings, routed_handlers(settings), observers)
     _tune_garbage_collection()
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)
-        async with endpoint(worker):
+        async with endpoint(worker, observers):
             await worker.run(until_idle=args.until_idle)
 
     try:

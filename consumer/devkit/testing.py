@@ -49,6 +49,7 @@ from consumer.kafka import connection
 from consumer.kafka.clients import build_producer
 from consumer.kafka.topic_reader import read_all
 from consumer.kafka.topics import admin_client, create_topic, end_offsets
+from consumer.observability.observers import Observers
 from consumer.outcomes import OUTCOMES, Outcome
 from consumer.settings.config import (
     EngineSettings,
@@ -354,7 +355,7 @@ async def kafka_round_trip(
     # Everything produced is finished (handled, skipped or dead-lettered) once committed.
     end = await end_offsets(kafka, topic)
     with structlog.testing.capture_logs() as logs:
-        worker = Worker(settings, handlers)
+        worker = Worker(settings, handlers, Observers(settings))
         run = asyncio.create_task(worker.run())
         committed = asyncio.create_task(worker.wait_committed(end))
         await asyncio.wait({run, committed}, return_when=asyncio.FIRST_COMPLETED)

@@ -17,16 +17,16 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from consumer.engine.observers import HealthBeats
 from consumer.engine.offsets import Batch, OffsetTracker
 from consumer.engine.tally import Tally
-from consumer.observability.health import Health
 from consumer.settings.config import EngineSettings
 
 
 class Committer:
     """Offsets of the assigned partitions and the commits that move the group's positions."""
 
-    def __init__(self, engine: EngineSettings, tally: Tally, health: Health) -> None:
+    def __init__(self, engine: EngineSettings, tally: Tally, health: HealthBeats) -> None:
         self._offsets: OffsetTracker[TopicPartition] = OffsetTracker()
         self._every = engine.commit_every
         self._interval = engine.commit_interval

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,6 +30,8 @@ from consumer.settings.config import RetrySettings
 
 if TYPE_CHECKING:
     import httpx
+
+    from consumer.engine.observers import Tracer
 
 Route = tuple[tuple[str, Handler], ...]
 
@@ -55,7 +58,7 @@ class RetryState:
     first_failure: float | None = None
     last_failure: float | None = None
     span: Any = None
-    """The message's tracing span between attempts, while tracing is on."""
+    """The message's tracing span between attempts, while tracing is on (the tracer's)."""
 
     def failed(self, name: str, error: BaseException) -> None:
         now = time.time()
@@ -71,6 +74,10 @@ class RetryState:
 class Delivery:
     """Runs a job's handlers once per call; the scheduler runs the retries it asks for."""
 
+    attempt: Callable[[Job[Handler] | Undecodable], Coroutine[Any, Any, float | None]]
+    """Run what is pending; returns the seconds until a retry is due, or None when finished.
+    In the tracer's span while tracing is on, else the untraced attempt itself."""
+
     def __init__(
         self,
         retry: RetrySettings,
@@ -79,7 +86,10 @@ class Delivery:
         http: httpx.AsyncClient,
         publish: Publish,
         tally: Tally,
+        tracer: Tracer | None = None,
     ) -> None:
+        if tracer is not None:
+            dead_letters, publish = tracer.dead_letters(dead_letters), tracer.publish(publish)
         self._policies = {name: retry.policy_for(name) for name in retry.handlers}
         self._default_policy = retry.policy_for("")
         self._timeouts = {name: policy.timeout for name, policy in self._policies.items()}
@@ -96,11 +106,16 @@ class Delivery:
             for level in ("debug", "info", "warning", "error")
             if self._log.is_enabled_for(logging.getLevelNamesMapping()[level.upper()])
         }
+        self._tracer = tracer
+        if tracer is None:
+            self.attempt = self._attempt
+        else:
+            self._writers = {level: tracer.writer(write) for level, write in self._writers.items()}
+            self.attempt = partial(tracer.attempt, run=self._attempt)
         self._handled_line = self._writers.get("info")
         self._tally = tally
 
-    async def attempt(self, work: Job[Handler] | Undecodable) -> float | None:
-        """Run what is pending; returns the seconds until a retry is due, or None when finished."""
+    async def _attempt(self, work: Job[Handler] | Undecodable) -> float | None:
         if type(work) is Undecodable:
             error = work.error
             await self._dead_letter(work, None, error, 1)
@@ -271,6 +286,8 @@ class Delivery:
             line["outcome"] = outcome
             line["duration_ms"] = round((time.perf_counter() - work.started) * 1000, 3)
             write("message", **line, **fields)
+        if self._tracer is not None:
+            self._tracer.outcome(outcome, work, fields)
 
 
 def _fields(work: Job[Handler] | Undecodable) -> dict[str, Any]:

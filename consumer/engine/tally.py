@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Final
 
-from consumer.observability.metrics import Durations, message_labels, status_label
+from consumer.engine.observers import AttemptDurations, Unmeasured
+from consumer.events import KNOWN_EVENT_TYPES, Status
 from consumer.outcomes import Outcome
+
+OTHER: Final = "other"
+"""What statuses and event types outside the known set are counted as: keeps keys bounded."""
+KNOWN_STATUSES: Final = frozenset(str(status) for status in Status)
 
 
 @dataclass(slots=True)
@@ -20,14 +26,14 @@ class Tally:
     outcomes: Counter[Outcome] = field(default_factory=Counter)
     routed: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(status label, handler) -> events that handler finished; unknown statuses are `other`."""
-    messages: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    """(outcome, status, event type) label values -> messages, unknown values folded."""
+    messages: dict[tuple[Outcome, str, str], int] = field(default_factory=dict)
+    """(outcome, status, event type) -> messages finished, unknown values folded; no retries."""
     skipped_by: Counter[str] = field(default_factory=Counter)
     """Handler -> events it passed over on purpose (raised Skipped)."""
     retries: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
     """Reason (undecodable, handler_failed) -> messages dead-lettered."""
-    durations: Durations = field(default_factory=Durations)
+    durations: AttemptDurations = field(default_factory=Unmeasured)
     commits: int = 0
     commit_failures: int = 0
     rebalances: int = 0
@@ -36,10 +42,14 @@ class Tally:
         self.outcomes[outcome] += 1
         if outcome == "retried":
             return
-        key = message_labels(outcome, status, event_type)
+        key = (
+            outcome,
+            status if status in KNOWN_STATUSES else OTHER,
+            event_type if event_type in KNOWN_EVENT_TYPES else OTHER,
+        )
         messages = self.messages
         messages[key] = messages.get(key, 0) + 1
 
     def handled_by(self, status: str | None, handler: str) -> None:
         """`handler` finished an event of `status`."""
-        self.routed[(status_label(status), handler)] += 1
+        self.routed[(status if status in KNOWN_STATUSES else OTHER, handler)] += 1

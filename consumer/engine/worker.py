@@ -2,7 +2,8 @@
 
 One task fetches and hands each batch to the intake and the scheduler, ``max_in_flight``
 runners run the jobs, the committer commits. Rebalances and shutdown wait (bounded) for running
-handlers before handing over.
+handlers before handing over. It reports its health, attempt durations and deliveries to the
+`Observer` it is built with (`consumer.engine.observers`), and runs that observer's watchers.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from consumer.engine.committer import Committer, partition_names
 from consumer.engine.dedupe import RecentlyHandled
 from consumer.engine.delivery import Delivery
 from consumer.engine.intake import Intake, Job, Skipped, Undecodable
+from consumer.engine.observers import Observer, Unobserved
 from consumer.engine.rewind import TakenTo
 from consumer.engine.scheduler import Scheduler, Work
 from consumer.engine.tally import Tally
@@ -39,9 +41,6 @@ from consumer.kafka.clients import build_consumer, build_producer
 from consumer.kafka.fetch_errors import BadHeaderKey, unreadable_batch
 from consumer.kafka.record_batches import reread
 from consumer.kafka.startup import wait_for_kafka
-from consumer.observability import tracing
-from consumer.observability.health import Health
-from consumer.observability.watch import log_stats, watch_broker, watch_loop
 from consumer.settings.config import Settings
 from consumer.settings.handover import COMMIT_WAIT
 
@@ -57,13 +56,20 @@ class Load(NamedTuple):
 class Worker:
     """One consumer-group member. `run` returns after `stop()` or, with `until_idle`, when idle."""
 
-    def __init__(self, settings: Settings, handlers: Mapping[str, Handler]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        handlers: Mapping[str, Handler],
+        observer: Observer | None = None,
+    ) -> None:
         self._settings = settings
         self._handlers = handlers
-        self._intake = Intake(settings, tracing.traced_handlers(settings, handlers))
-        self.tally = Tally()
-        self.health = Health(settings)
-        self._committer = Committer(settings.engine, self.tally, self.health)
+        self._observer = observer = observer or Unobserved()
+        self._tracer = tracer = observer.tracer
+        self._intake = Intake(settings, handlers if tracer is None else tracer.handlers(handlers))
+        self.tally = Tally(durations=observer.durations)
+        self._health = observer.health
+        self._committer = Committer(settings.engine, self.tally, self._health)
         self._scheduler = Scheduler(self._committer, settings.engine.max_in_flight)
         self._consumer: AIOKafkaConsumer | None = None
         self._backpressure = Backpressure(settings.engine.max_buffered, self._committer)
@@ -84,7 +90,7 @@ class Worker:
             self._cancel_now.set()
         else:
             self._log.info("stopping: finishing running handlers")
-        self.health.draining = True
+        self._health.draining = True
         self._stopping.set()
 
     @property
@@ -136,9 +142,7 @@ class Worker:
                 work = self._scheduler.work
                 tasks = [tg.create_task(work(delivery, n)) for n in range(engine.max_in_flight)]
                 tasks.append(tg.create_task(self._committer.run(consumer)))
-                tasks.append(tg.create_task(watch_broker(self, consumer)))
-                tasks.append(tg.create_task(watch_loop(self)))
-                tasks.append(tg.create_task(log_stats(self)))
+                tasks += [tg.create_task(w) for w in self._observer.watchers(self, consumer)]
                 try:
                     await self._fetch(consumer, until_idle)
                     await self._scheduler.drain(engine.shutdown_grace, self._cancel_now)
@@ -165,13 +169,14 @@ class Worker:
             max_message_bytes=max_request,
         )
         await dead_letters.ensure_topic()
-        return tracing.delivery_class(settings)(
+        return Delivery(
             settings.retry,
             dead_letters,
             RecentlyHandled(settings.engine.dedupe_window),
             http,
             ProducerPublish(producer),
             self.tally,
+            self._tracer,
         )
 
     async def _fetch(self, consumer: AIOKafkaConsumer, until_idle: float | None) -> None:
@@ -185,7 +190,7 @@ class Worker:
                     consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
                 )
                 await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
-                self.health.last_fetch = time.monotonic()
+                self._health.last_fetch = time.monotonic()
                 if not fetch.done():
                     fetch.cancel()
                     return
@@ -210,7 +215,7 @@ class Worker:
                         offset=self.fatal.offset,
                         error=self.fatal.cause,
                     )
-                    self.health.fail(str(self.fatal))
+                    self._health.fail(str(self.fatal))
                     return
                 if batch:
                     now = time.perf_counter()
@@ -245,7 +250,7 @@ class Worker:
             if tp in self._owned:
                 self._committer.reached(tp, position)
                 self._taken_to.took(tp, position)
-                self.health.fetched_to(tp, position)
+                self._health.fetched_to(tp, position)
         self._committer.fetched_to_end(caught_up)
 
     def _take(
@@ -377,7 +382,7 @@ class Worker:
 
     async def hand_over(self, revoked: Collection[TopicPartition]) -> None:
         """Give partitions up having finished, or given up on, what was running for them."""
-        self.health.revoked(revoked)
+        self._health.revoked(revoked)
         self._owned -= set(revoked)
         self._taken_to.forget(revoked)
         grace = self._settings.engine.shutdown_grace
@@ -405,7 +410,7 @@ class Worker:
         """Partitions assigned to this worker by a rebalance."""
         self._scheduler.assigned(assigned)
         self.tally.rebalances += 1
-        self.health.assigned(assigned)
+        self._health.assigned(assigned)
         self._owned |= set(assigned)
         self._last_activity = time.monotonic()
         self._log.info("partitions assigned", partitions=partition_names(assigned))

@@ -1,14 +1,16 @@
 """Prometheus metrics: plain counters on the hot path, metric families built only when scraped.
 
-The worker counts into its `Tally` (dict increments, no locks); `WorkerCollector` turns the
-tally and the worker's current state into Prometheus families at scrape time.
+The worker counts into its tally (dict increments, no locks) and its handler attempts' durations
+into `Durations`; `WorkerCollector` turns them, the worker's health and its current state into
+Prometheus families at scrape time.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Final
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import Final
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
@@ -19,15 +21,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from consumer.events import KNOWN_EVENT_TYPES, Status
-
-if TYPE_CHECKING:
-    from consumer.engine.worker import Worker
+from consumer.observability.health import Health
+from consumer.observability.view import WorkerView
+from consumer.outcomes import Outcome
 
 PREFIX: Final = "recording_consumer_"
-OTHER: Final = "other"
-"""The label value of statuses and event types outside the known set: keeps cardinality bounded."""
-KNOWN_STATUSES: Final = frozenset(str(status) for status in Status)
 OUTCOMES: Final = {
     "handled": "handled",
     "skipped": "skipped",
@@ -38,22 +36,6 @@ OUTCOMES: Final = {
 }
 """The engine's outcome names to the metric's; a retry being scheduled is not an outcome."""
 BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-
-
-def message_labels(
-    outcome: str, status: str | None, event_type: str | None
-) -> tuple[str, str, str]:
-    """(outcome, status, event_type) label values, unknown values folded into `other`."""
-    return (
-        OUTCOMES[outcome],
-        status if status in KNOWN_STATUSES else OTHER,
-        event_type if event_type in KNOWN_EVENT_TYPES else OTHER,
-    )
-
-
-def status_label(status: str | None) -> str:
-    """`status` if Bandwidth documents it, else `other`: what a producer sends cannot add keys."""
-    return status if status in KNOWN_STATUSES else OTHER
 
 
 class Durations:
@@ -91,19 +73,21 @@ class Durations:
 class WorkerCollector(Collector):
     """Reads one worker's tally and state each time Prometheus scrapes."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: WorkerView, health: Health, durations: Durations) -> None:
         self._worker = worker
+        self._health = health
+        self._durations = durations
 
     def collect(self) -> Iterator[Metric]:
-        worker = self._worker
-        tally, health, load = worker.tally, worker.health, worker.load()
+        worker, health = self._worker, self._health
+        tally, load = worker.tally, worker.load()
         messages = _counter(
             "messages", "Messages finished, by outcome.", ["outcome", "status", "event_type"]
         )
-        for labels, count in sorted(tally.messages.items()):
+        for labels, count in sorted(_message_labels(tally.messages).items()):
             messages.add_metric(list(labels), count)
         yield messages
-        yield tally.durations.family()
+        yield self._durations.family()
         retries = _counter("retries", "Handler retries scheduled.", ["handler"])
         for handler, count in sorted(tally.retries.items()):
             retries.add_metric([handler], count)
@@ -141,12 +125,20 @@ class WorkerCollector(Collector):
         )
 
 
-def registry_for(worker: Worker) -> CollectorRegistry:
+def registry_for(worker: WorkerView, health: Health, durations: Durations) -> CollectorRegistry:
     """A registry of the worker's metrics and the process's own (CPU, memory, open files)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(WorkerCollector(worker))
+    registry.register(WorkerCollector(worker, health, durations))
     ProcessCollector(registry=registry)
     return registry
+
+
+def _message_labels(messages: Mapping[tuple[Outcome, str, str], int]) -> Counter[tuple[str, ...]]:
+    """The tally's counts by the metric's outcome names (``unrouted`` counts as ``skipped``)."""
+    labelled: Counter[tuple[str, ...]] = Counter()
+    for (outcome, status, event_type), count in messages.items():
+        labelled[(OUTCOMES[outcome], status, event_type)] += count
+    return labelled
 
 
 def _counter(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
 
 import msgspec
 import structlog
@@ -18,9 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from consumer.observability import serving
 from consumer.observability.metrics import registry_for
-
-if TYPE_CHECKING:
-    from consumer.engine.worker import Worker
+from consumer.observability.observers import Observers
+from consumer.observability.view import WorkerView
 
 LIMITS = serving.Limits(
     max_connections=32, header_timeout=5.0, keep_alive_timeout=5.0, request_timeout=5.0
@@ -43,10 +41,15 @@ class Probes(msgspec.Struct, frozen=True):
 
 
 @contextlib.asynccontextmanager
-async def endpoint(worker: Worker) -> AsyncIterator[serving.Listener | None]:
-    """Serve the worker's endpoint while the block runs, if ``observability.listen`` is set."""
-    health = worker.health
-    probes = Probes(registry_for(worker), health.liveness_failures, health.unready)
+async def endpoint(
+    worker: WorkerView, observers: Observers
+) -> AsyncIterator[serving.Listener | None]:
+    """Serve the endpoint of `worker`, observed by `observers`, while the block runs, if
+    ``observability.listen`` is set."""
+    health = observers.health
+    probes = Probes(
+        registry_for(worker, health, observers.durations), health.liveness_failures, health.unready
+    )
     async with probe_endpoint(worker.settings.observability.listen, probes) as listener:
         yield listener
 

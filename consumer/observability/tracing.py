@@ -2,8 +2,9 @@
 
 Off unless the standard ``OTEL_*`` variables ask for it, decided once at start-up: then the
 worker is built exactly as without tracing (no wrapper, no per-message check). On, the worker
-is built with `TracedDelivery` and its handlers wrapped in `_TracedHandler`; the SDK and the
-OTLP/HTTP exporter come with ``pip install 'recording-consumer[otel]'``.
+is given a `DeliveryTracer`: its delivery runs each message in a span, its handlers are wrapped
+in `_TracedHandler`; the SDK and the OTLP/HTTP exporter come with
+``pip install 'recording-consumer[otel]'``.
 
 The trace's context comes from the message's W3C ``traceparent``/``tracestate`` headers, or a
 CloudEvent's distributed-tracing extension (``ce_traceparent`` headers in binary mode, the
@@ -17,29 +18,24 @@ from __future__ import annotations
 
 import atexit
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
+from consumer.cloudevents import CloudEvent
 from consumer.deadletters.headers import Failure
-from consumer.engine.delivery import DeadLetters, Delivery
-from consumer.engine.intake import Job, Undecodable
 from consumer.errors import ConfigError, PermanentFailure, RetryLater
+from consumer.events import RecordingEvent
 from consumer.handler_api import Context, Handler, Publish, Record
 from consumer.settings.config import RetrySettings, Settings
 
 if TYPE_CHECKING:
-    import httpx
     from opentelemetry.sdk.trace import TracerProvider
 
-    from consumer.engine.dedupe import RecentlyHandled
-    from consumer.engine.tally import Tally
-    from consumer.events import RecordingEvent
     from consumer.outcomes import Outcome
 
 SCOPE = "recording-consumer"
@@ -97,16 +93,9 @@ def stop() -> None:
     _tracer = _provider = None
 
 
-def delivery_class(settings: Settings) -> Callable[..., Delivery]:
-    """What the worker runs messages with: `TracedDelivery` while tracing is on."""
-    return Delivery if _tracer is None else partial(TracedDelivery, settings.kafka.group_id)
-
-
-def traced_handlers(settings: Settings, handlers: Mapping[str, Handler]) -> Mapping[str, Handler]:
-    """The handlers as given, or each wrapped in a span per attempt while tracing is on."""
-    if _tracer is None:
-        return handlers
-    return {name: _TracedHandler(name, h, settings.retry) for name, h in handlers.items()}
+def tracer_for(settings: Settings) -> DeliveryTracer | None:
+    """The worker's tracer while tracing is on, else None: the worker then runs untraced code."""
+    return None if _tracer is None else DeliveryTracer(_tracer, settings)
 
 
 def inject(headers: Sequence[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:
@@ -171,7 +160,24 @@ class _TraceAttributes(msgspec.Struct):
 _structured = msgspec.json.Decoder(_TraceAttributes).decode
 
 
-def extracted(work: Job[Any] | Undecodable) -> context.Context:
+class _Retry(Protocol):
+    span: Any
+    """The message's span between attempts: the tracer's to keep."""
+
+
+class TracedMessage(Protocol):
+    """What the tracer reads of a message the worker runs: a job, or an undecodable message
+    (it has no `event`)."""
+
+    @property
+    def record(self) -> Record: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def retry(self) -> _Retry | None: ...
+
+
+def extracted(work: TracedMessage) -> context.Context:
     """The context a message carries: W3C headers, else its CloudEvent's tracing extension."""
     carrier: dict[str, str] = {}
     for name, value in work.record.headers:
@@ -181,7 +187,8 @@ def extracted(work: Job[Any] | Undecodable) -> context.Context:
             carrier[name] = value.decode("latin-1")
         elif name in _CLOUDEVENT_HEADERS:
             carrier.setdefault(_CLOUDEVENT_HEADERS[name], value.decode("latin-1"))
-    if "traceparent" not in carrier and type(work) is Job and work.envelope is not None:
+    envelope: CloudEvent | None = getattr(work, "envelope", None)
+    if "traceparent" not in carrier and envelope is not None:
         try:
             found = _structured(work.value or b"")
         except msgspec.DecodeError:
@@ -194,37 +201,39 @@ def extracted(work: Job[Any] | Undecodable) -> context.Context:
     return propagate.extract(carrier) if carrier else _NO_PARENT
 
 
-class TracedDelivery(Delivery):
-    """`Delivery` with a consumer span around each message, current while it runs, ended with
-    its outcome; the ids on its canonical log line; context injected into what it produces."""
+class DeliveryTracer:
+    """A consumer span around each message, current while it runs, ended with its outcome;
+    the ids on its log lines; context injected into what it produces (the worker's tracer)."""
 
-    def __init__(
-        self,
-        group: str,
-        retry: RetrySettings,
-        dead_letters: DeadLetters,
-        recent: RecentlyHandled,
-        http: httpx.AsyncClient,
-        publish: Publish,
-        tally: Tally,
-    ) -> None:
-        assert _tracer is not None
-        self._tracer = _tracer
-        self._group = group
-        dead_letters = _TracedDeadLetters(dead_letters)
-        super().__init__(retry, dead_letters, recent, http, _traced(publish), tally)
-        # Delivery's line writers, each adding the current span's ids.
-        self._writers = {level: _with_ids(write) for level, write in self._writers.items()}
-        self._handled_line = self._writers.get("info")
-        self._outcomes: dict[Job[Handler] | Undecodable, Outcome] = {}
+    def __init__(self, tracer: Tracer, settings: Settings) -> None:
+        self._tracer = tracer
+        self._group = settings.kafka.group_id
+        self._retry = settings.retry
+        self._outcomes: dict[TracedMessage, Outcome] = {}
         """Outcomes `outcome()` was told during an attempt, taken when the attempt returns."""
 
-    async def attempt(self, work: Job[Handler] | Undecodable) -> float | None:
+    def handlers(self, handlers: Mapping[str, Handler]) -> Mapping[str, Handler]:
+        """Each handler wrapped in a span per attempt."""
+        tracer, retry = self._tracer, self._retry
+        return {name: _TracedHandler(tracer, name, h, retry) for name, h in handlers.items()}
+
+    def dead_letters(self, dead_letters: DeadLetters) -> DeadLetters:
+        return _TracedDeadLetters(dead_letters)
+
+    def publish(self, publish: Publish) -> Publish:
+        return _traced(publish)
+
+    def writer(self, write: Callable[..., Any]) -> Callable[..., Any]:
+        return _with_ids(write)
+
+    async def attempt(
+        self, work: TracedMessage, run: Callable[[Any], Awaitable[float | None]]
+    ) -> float | None:
         retry = work.retry
         span = retry.span if retry is not None and retry.span is not None else self._start(work)
         token = context.attach(trace.set_span_in_context(span))
         try:
-            delay = await super().attempt(work)
+            delay = await run(work)
         except BaseException:
             span.set_attribute("recording_consumer.outcome", "interrupted")
             span.end()
@@ -236,17 +245,14 @@ class TracedDelivery(Delivery):
             return delay
         outcome = self._outcomes.pop(work, None)
         if outcome is None:
-            outcome = "handled" if type(work) is Job and work.route else "unrouted"
+            outcome = "handled" if getattr(work, "route", None) else "unrouted"
         span.set_attribute("recording_consumer.outcome", outcome)
         if outcome in _FAILED_OUTCOMES:
             span.set_status(Status(StatusCode.ERROR, outcome))
         span.end()
         return delay
 
-    def outcome(
-        self, level: str, outcome: Outcome, work: Job[Handler] | Undecodable, **fields: Any
-    ) -> None:
-        super().outcome(level, outcome, work, **fields)
+    def outcome(self, outcome: Outcome, work: TracedMessage, fields: Mapping[str, Any]) -> None:
         if outcome == "retried":
             trace.get_current_span().add_event(
                 "retry scheduled",
@@ -255,7 +261,7 @@ class TracedDelivery(Delivery):
         else:
             self._outcomes[work] = outcome
 
-    def _start(self, work: Job[Handler] | Undecodable) -> Span:
+    def _start(self, work: TracedMessage) -> Span:
         record = work.record
         span = self._tracer.start_span(
             f"process {record.topic}", context=extracted(work), kind=SpanKind.CONSUMER
@@ -273,8 +279,8 @@ class TracedDelivery(Delivery):
         }
         if record.key is not None:
             attributes["messaging.kafka.message.key"] = record.key.decode("utf-8", "replace")
-        if type(work) is Job:
-            event = work.event
+        event: RecordingEvent | None = getattr(work, "event", None)
+        if event is not None:
             for name, value in (
                 ("recording_consumer.recording_id", event.recording_id),
                 ("recording_consumer.status", event.status),
@@ -289,9 +295,8 @@ class TracedDelivery(Delivery):
 class _TracedHandler:
     """A handler whose every attempt is a span, current while it runs."""
 
-    def __init__(self, name: str, handler: Handler, retry: RetrySettings) -> None:
-        assert _tracer is not None
-        self._tracer = _tracer
+    def __init__(self, tracer: Tracer, name: str, handler: Handler, retry: RetrySettings) -> None:
+        self._tracer = tracer
         self._name = name
         self._handler = handler
         self._max_attempts = retry.policy_for(name).max_attempts
@@ -325,6 +330,12 @@ class _TracedHandler:
             span.set_attribute("recording_consumer.result", "ok")
 
 
+class DeadLetters(Protocol):
+    """Where the worker sends the messages it gives up on."""
+
+    async def publish(self, record: Record, value: bytes | None, failure: Failure) -> None: ...
+
+
 class _TracedDeadLetters:
     """Dead letters carrying the context of the message's span instead of the original's."""
 
@@ -349,7 +360,7 @@ def _traced(publish: Publish) -> Publish:
     return traced
 
 
-def _with_ids(write: Any) -> Any:
+def _with_ids(write: Callable[..., Any]) -> Callable[..., Any]:
     def with_ids(event: str, **fields: Any) -> Any:
         span = trace.get_current_span().get_span_context()
         if span.is_valid:

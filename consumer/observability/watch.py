@@ -9,16 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from consumer.kafka.startup import port_refusal
-
-if TYPE_CHECKING:
-    from consumer.engine.worker import Worker
+from consumer.observability.health import Health
+from consumer.observability.view import WorkerView
 
 PROBE_EVERY = 2.0
 PROBE_TIMEOUT = 5.0
@@ -28,7 +26,7 @@ TICK = 0.1
 _log = structlog.get_logger("consumer.watch")
 
 
-async def watch_broker(worker: Worker, consumer: AIOKafkaConsumer) -> None:
+async def watch_broker(worker: WorkerView, health: Health, consumer: AIOKafkaConsumer) -> None:
     """Probe the broker, keep lag current, log an outage's start and end once each."""
     start_points: dict[TopicPartition, int] = {}
     rebalances = worker.tally.rebalances
@@ -36,11 +34,11 @@ async def watch_broker(worker: Worker, consumer: AIOKafkaConsumer) -> None:
         if worker.tally.rebalances != rebalances:  # the group's offsets may have moved since
             start_points.clear()
             rebalances = worker.tally.rebalances
-        await _probe(worker, consumer, start_points)
+        await _probe(worker, health, consumer, start_points)
         await asyncio.sleep(PROBE_EVERY)
 
 
-async def log_stats(worker: Worker) -> None:
+async def log_stats(worker: WorkerView, health: Health) -> None:
     """Every ``observability.stats_interval`` seconds, one line of rates, outcomes and load."""
     every = worker.settings.observability.stats_interval
     if not every:
@@ -57,18 +55,17 @@ async def log_stats(worker: Worker) -> None:
             seconds=round(now - last, 1),
             messages_per_second=round(finished / (now - last), 1),
             outcomes=dict(sorted(delta.items())),
-            lag=sum(worker.health.lag.values()),
+            lag=sum(health.lag.values()),
             in_flight=load.in_flight,
             buffered=load.buffered,
             paused_partitions=load.paused,
-            broker_reachable=worker.health.down_since is None,
+            broker_reachable=health.down_since is None,
         )
         last, before = now, outcomes
 
 
-async def watch_loop(worker: Worker) -> None:
+async def watch_loop(worker: WorkerView, health: Health) -> None:
     """Note how late the loop runs a short timer: a late one means something blocked it."""
-    health = worker.health
     loop = asyncio.get_running_loop()
     health.loop_ran(0.0)
     try:
@@ -84,9 +81,11 @@ async def watch_loop(worker: Worker) -> None:
 
 
 async def _probe(
-    worker: Worker, consumer: AIOKafkaConsumer, start_points: dict[TopicPartition, int]
+    worker: WorkerView,
+    health: Health,
+    consumer: AIOKafkaConsumer,
+    start_points: dict[TopicPartition, int],
 ) -> None:
-    health = worker.health
     assigned = sorted(consumer.assignment())
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
@@ -126,7 +125,7 @@ async def _why(bootstrap: str, exc: Exception) -> str:
     return f"no answer within {PROBE_TIMEOUT:.0f} s" if isinstance(exc, TimeoutError) else repr(exc)
 
 
-async def _start_point(worker: Worker, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+async def _start_point(worker: WorkerView, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
     """Where this group stood on `tp` before this worker committed anything to it."""
     committed: int | None = await consumer.committed(tp)
     if committed is not None:

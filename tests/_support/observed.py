@@ -4,7 +4,7 @@ scraping /metrics."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import httpx
@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from consumer.devkit.broker import free_port
 from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
-from consumer.handler_api import Context
+from consumer.handler_api import Context, Handler
+from consumer.observability.observers import Observers
 from consumer.observability.server import endpoint
 from consumer.settings.config import Settings
 from tests._support.kafka_helpers import settings_for
@@ -37,11 +38,19 @@ def routed(settings: Settings, routes: dict[str, list[str]]) -> Settings:
     return msgspec.structs.replace(settings, routes=routes)
 
 
+def observed(settings: Settings, handlers: Mapping[str, Handler]) -> tuple[Worker, Observers]:
+    """A worker and its observers, wired as the command line wires them."""
+    observers = Observers(settings)
+    return Worker(settings, handlers, observers), observers
+
+
 @asynccontextmanager
-async def serving(worker: Worker) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.Task[None]]]:
+async def serving(
+    worker: Worker, observers: Observers
+) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.Task[None]]]:
     """The worker running with its endpoint, and a client for it; stopped on the way out."""
     base = f"http://{worker.settings.observability.listen}"
-    async with endpoint(worker), httpx.AsyncClient(base_url=base, timeout=30) as client:
+    async with endpoint(worker, observers), httpx.AsyncClient(base_url=base, timeout=30) as client:
         run = asyncio.create_task(worker.run())
         try:
             yield client, run

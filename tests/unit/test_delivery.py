@@ -29,6 +29,7 @@ from consumer.engine.tally import Tally
 from consumer.errors import DecodeError, PermanentFailure, RetryLater, Skipped
 from consumer.events import RecordingAvailable, RecordingEvent, encode_event
 from consumer.handler_api import Context, Handler, Record
+from consumer.observability.metrics import Durations
 from consumer.settings.config import RetryOverride, RetrySettings
 from tests._support.kafka_helpers import FinishedOffsets
 
@@ -124,7 +125,8 @@ class Rig:
         **retry: Any,
     ) -> None:
         self.dead_letters = dead_letters or DeadLetterBox()
-        self.tally = Tally()
+        self.durations = Durations()
+        self.tally = Tally(durations=self.durations)
         self.delivery = Delivery(
             RetrySettings(**(FAST | retry)),
             self.dead_letters,
@@ -285,7 +287,7 @@ async def test_skipped_is_its_own_outcome_not_retried_nor_dead_lettered(
     assert rig.tally.outcomes == {"skipped": 1}
     assert rig.tally.messages == {("skipped", "complete", "recordingAvailable"): 1}
     assert (rig.tally.skipped_by, rig.tally.routed, rig.tally.retries) == ({"short": 1}, {}, {})
-    durations = rig.tally.durations.family().samples
+    durations = rig.durations.family().samples
     assert {(d.labels["handler"], d.labels["result"]) for d in durations} == {("short", "skipped")}
 
 

@@ -12,8 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from consumer.engine.tally import Tally
+from consumer.engine.worker import Load
 from consumer.observability.health import Health
-from consumer.observability.metrics import Durations, message_labels
+from consumer.observability.metrics import Durations, registry_for
 from consumer.settings.config import KafkaSettings, ObservabilitySettings, Settings
 
 TP = TopicPartition("recordings", 0)
@@ -147,4 +148,39 @@ def test_odd_label_values_stay_bounded() -> None:
         ("handled", "complete", "recordingAvailable"): 1,
     }
     assert tally.routed == {("other", "log"): 3_000}
-    assert message_labels("unrouted", None, None) == ("skipped", "other", "other")
+
+
+class _Stopped:
+    """The little a scrape reads of a worker, with nothing running: a `WorkerView`."""
+
+    def __init__(self, tally: Tally) -> None:
+        self.tally = tally
+        self.settings = Settings()
+
+    def load(self) -> Load:
+        return Load(0, 0, 0)
+
+    def committed_offset(self, tp: TopicPartition) -> int | None:
+        return None
+
+
+def test_unrouted_messages_are_scraped_as_skipped() -> None:
+    """The tally keeps the engine's outcome names; /metrics counts ``unrouted`` (no route named
+    a handler) under ``skipped`` beside the skipped callbacks, and leaves retries out."""
+    tally = Tally()
+    tally.finished("unrouted", "complete", "recordingAvailable")
+    tally.finished("skipped", None, "answer")
+    tally.finished("skipped", None, "answer")
+    tally.finished("retried", "complete", "recordingAvailable")
+    registry = registry_for(_Stopped(tally), health(), Durations())
+    families = text_string_to_metric_families(generate_latest(registry).decode())
+    (messages,) = [f for f in families if f.name == "recording_consumer_messages"]
+    counted = {
+        (s.labels["outcome"], s.labels["status"], s.labels["event_type"]): s.value
+        for s in messages.samples
+        if s.name.endswith("_total")
+    }
+    assert counted == {
+        ("skipped", "complete", "recordingAvailable"): 1,
+        ("skipped", "other", "answer"): 2,
+    }

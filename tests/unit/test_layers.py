@@ -42,16 +42,6 @@ LAYERS = {
 naming a module decides."""
 FACADE = "consumer"
 
-# Edges other helpers of issue 20 remove on their branches (h1-observe: the engine and
-# observability; h2-cli: the command line and the dev kit). Delete this once they are merged.
-_NOT_YET = {
-    ("consumer.engine.committer", "consumer.observability.health"),
-    ("consumer.engine.tally", "consumer.observability.metrics"),
-    ("consumer.engine.worker", "consumer.observability.health"),
-    ("consumer.engine.worker", "consumer.observability.tracing"),
-    ("consumer.engine.worker", "consumer.observability.watch"),
-}
-
 
 def _module_name(path: Path) -> str:
     parts = path.relative_to(REPO).with_suffix("").parts
@@ -119,19 +109,24 @@ def module_map() -> str:
 
 def test_no_module_imports_a_higher_layer() -> None:
     """Every import inside consumer/ (function-level and TYPE_CHECKING ones included) goes to
-    the importer's own layer or a lower one, except the listed edges still being removed."""
+    the importer's own layer or a lower one."""
     upward = [
         f"{module} (layer {low}) imports {imported} (layer {high})"
         for module, imported, low, high in edges()
-        if high > low and (module, imported) not in _NOT_YET
+        if high > low
     ]
     assert not upward, "imports that point up:\n" + "\n".join(upward)
 
 
-def test_known_exceptions_are_still_real() -> None:
-    """Each edge waiting in `_NOT_YET` still exists: one removed must leave the list too."""
-    current = {(module, imported) for module, imported, _, _ in edges()}
-    assert not _NOT_YET - current, f"no longer imported: {sorted(_NOT_YET - current)}"
+def test_observability_reads_the_worker_without_importing_the_engine() -> None:
+    """Observability is above the engine but reads it through its own Protocols (a worker view,
+    the observers the command line hands the worker): it imports no engine module at all."""
+    reaching = [
+        f"{module} imports {imported}"
+        for module, imported, _, _ in edges()
+        if module.startswith("consumer.observability") and imported.startswith("consumer.engine")
+    ]
+    assert not reaching, "\n".join(reaching)
 
 
 def test_every_module_has_a_layer() -> None:

@@ -12,7 +12,6 @@ import httpx
 import msgspec
 
 from consumer.cli.produce import produce
-from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.handler_api import Context, Handler
 from tests._support.kafka_helpers import Recorder, recording_message
@@ -20,6 +19,7 @@ from tests._support.observed import (
     Broken,
     Gate,
     Samples,
+    observed,
     observed_settings,
     routed,
     scrape,
@@ -54,9 +54,9 @@ async def test_metrics_count_what_was_produced(
     messages = good + failing + odd_status + poison + answers + repeats
     await produce(settings.kafka, unique_name, messages)
     handlers: dict[str, Handler] = {"ok": Recorder(), "broken": Broken()}
-    worker = Worker(settings, handlers)
+    worker, observers = observed(settings, handlers)
 
-    async with serving(worker) as (client, _):
+    async with serving(worker, observers) as (client, _):
         samples: Samples = {}
 
         async def settled() -> bool:
@@ -106,10 +106,10 @@ async def test_readyz_follows_start_assignment_and_drain(
     """/readyz is 503 before the assignment, 200 once assigned, 503 again while draining."""
     await create_topic(kafka_bootstrap, unique_name)
     gate = Gate()
-    worker = Worker(
+    worker, observers = observed(
         routed(observed_settings(kafka_bootstrap, unique_name), {"default": ["g"]}), {"g": gate}
     )
-    async with serving(worker) as (client, run):
+    async with serving(worker, observers) as (client, run):
         before = await client.get("/readyz")
         assert before.status_code == 503
         assert "waiting for the group's assignment" in before.json()["problems"]
@@ -140,7 +140,7 @@ async def test_healthz_fails_while_the_loop_is_blocked(
     settings = observed_settings(
         kafka_bootstrap, unique_name, OBSERVABILITY__LOOP_BLOCK_TIMEOUT="1.0"
     )
-    worker = Worker(routed(settings, {"default": ["b"]}), {"b": Blocker()})
+    worker, observers = observed(routed(settings, {"default": ["b"]}), {"b": Blocker()})
     url = f"http://{settings.observability.listen}/healthz"
 
     def probe_during_block() -> httpx.Response:
@@ -148,7 +148,7 @@ async def test_healthz_fails_while_the_loop_is_blocked(
         assert blocking.wait(60), "the handler never ran"
         return httpx.get(url, timeout=30)
 
-    async with serving(worker) as (client, _):
+    async with serving(worker, observers) as (client, _):
         await wait_until_status(client, "/readyz", 200)
         probe = asyncio.create_task(asyncio.to_thread(probe_during_block))
         await produce(settings.kafka, unique_name, [recording_message("r-blocks")])
@@ -166,9 +166,9 @@ async def test_healthz_fails_while_a_lagging_partition_stalls(
     await create_topic(kafka_bootstrap, unique_name)
     gate = Gate()
     settings = observed_settings(kafka_bootstrap, unique_name, OBSERVABILITY__STALL_TIMEOUT="1.5")
-    worker = Worker(routed(settings, {"default": ["g"]}), {"g": gate})
+    worker, observers = observed(routed(settings, {"default": ["g"]}), {"g": gate})
     await produce(settings.kafka, unique_name, [recording_message(f"r-{n}") for n in range(5)])
-    async with serving(worker) as (client, _):
+    async with serving(worker, observers) as (client, _):
         await asyncio.wait_for(gate.entered.wait(), 30)
         stalled = await wait_until_status(client, "/healthz", 503)
         assert f"{unique_name}/0: 5 behind" in stalled["problems"][0]

@@ -25,11 +25,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from consumer.cli.produce import produce
 from consumer.devkit.broker import free_port
-from consumer.engine.worker import Worker
 from consumer.handler_api import Handler
 from tests._support.alert_rules import RULES, alert_rules
 from tests._support.kafka_helpers import REPO, recording_message
-from tests._support.observed import Broken, Gate, observed_settings, routed, serving
+from tests._support.observed import Broken, Gate, observed, observed_settings, routed, serving
 
 DASHBOARD = REPO / "deploy" / "grafana" / "recording-consumer.json"
 
@@ -142,11 +141,11 @@ async def test_lag_alert_and_dashboard_against_a_real_prometheus(
     settings = routed(settings, {"partial": ["broken"], "default": ["gate"]})
     gate = Gate()
     handlers: dict[str, Handler] = {"gate": gate, "broken": Broken()}
-    worker = Worker(settings, handlers)
+    worker, observers = observed(settings, handlers)
     rules = alert_rules()
     with ingress_stand_in() as ingress:
         async with (
-            serving(worker) as (client, _),
+            serving(worker, observers) as (client, _),
             prometheus(tmp_path, settings.observability.listen, ingress) as api,
         ):
             health: dict[str, str] = {}

@@ -13,11 +13,10 @@ from aiokafka import TopicPartition
 
 from consumer import RetryLater
 from consumer.cli.produce import produce
-from consumer.engine.worker import Worker
 from consumer.events import RecordingEvent
 from consumer.handler_api import Context
 from tests._support.kafka_helpers import recording_message
-from tests._support.observed import observed_settings, routed, scrape, series, serving
+from tests._support.observed import observed, observed_settings, routed, scrape, series, serving
 
 
 class RetriedOnce:
@@ -41,9 +40,9 @@ async def test_stats_line_and_metrics_show_the_same_current_lag(
     settings = observed_settings(kafka_bootstrap, unique_name, OBSERVABILITY__STATS_INTERVAL="0.2")
     tp = TopicPartition(unique_name, 0)
     handler = RetriedOnce()
-    worker = Worker(routed(settings, {"default": ["once"]}), {"once": handler})
+    worker, observers = observed(routed(settings, {"default": ["once"]}), {"once": handler})
     with structlog.testing.capture_logs() as lines:
-        async with serving(worker) as (client, _):
+        async with serving(worker, observers) as (client, _):
 
             async def lag_series() -> dict[Any, float]:
                 return series(await scrape(client), "recording_consumer_lag_messages")

@@ -21,13 +21,13 @@ from opentelemetry.trace import SpanKind, StatusCode
 from structlog.testing import capture_logs
 
 from consumer.deadletters import commands as dlq
-from consumer.engine.delivery import Delivery
 from consumer.engine.worker import Worker
 from consumer.errors import RetryLater
 from consumer.events import RecordingEvent
 from consumer.handler_api import Context, Handler
 from consumer.handlers.publish import PublishHandler, PublishOptions
 from consumer.observability import tracing
+from consumer.observability.observers import Observers
 from consumer.settings.config import Settings
 from tests._support.kafka_helpers import printer, read_topic, recording_message, settings_for
 
@@ -72,7 +72,8 @@ async def run_worker(
             await producer.send_and_wait(settings.kafka.topic, value, key=key, headers=headers)
     finally:
         await producer.stop()
-    await asyncio.wait_for(Worker(settings, handlers).run(until_idle=1.0), 60)
+    worker = Worker(settings, handlers, Observers(settings))
+    await asyncio.wait_for(worker.run(until_idle=1.0), 60)
 
 
 def finished(exporter: InMemorySpanExporter, kind: SpanKind) -> list[ReadableSpan]:
@@ -288,7 +289,8 @@ async def test_a_structured_cloudevent_brings_its_trace_context(
 
 def test_tracing_is_off_and_the_worker_untouched_without_otel_variables() -> None:
     """No OTEL_* variable (or only a service name, or OTEL_SDK_DISABLED): tracing stays off,
-    and the worker is built with the plain Delivery and its handlers as given."""
+    and the worker's observers carry no tracer (it then runs its untraced delivery and its
+    handlers as given)."""
     for environ in (
         {},
         {"OTEL_SERVICE_NAME": "x"},
@@ -300,9 +302,7 @@ def test_tracing_is_off_and_the_worker_untouched_without_otel_variables() -> Non
     ):
         assert tracing.start_from_environment(environ) is False
     settings = settings_for("127.0.0.1:9", "t", "g")
-    handlers: dict[str, Handler] = {"log": Scripted()}
-    assert tracing.delivery_class(settings) is Delivery
-    assert tracing.traced_handlers(settings, handlers) is handlers
+    assert Observers(settings).tracer is None
 
 
 async def test_an_unsampled_message_makes_no_spans_and_passes_its_context_on(
