@@ -27,11 +27,11 @@ from consumer.events import (
     _error,
     _from_twin,
     _parse_timestamp,
-    _path,
     _RawConferenceRecordingAvailable,
     _RawRecordingAvailable,
     _recovery,
 )
+from consumer.msgspec_errors import error_path
 
 __all__ = ["CloudEvent", "MessageDecoder"]
 
@@ -157,7 +157,7 @@ class MessageDecoder:
             if recovery == "lenient":
                 twin = _decoded(self._twins, data)
                 return _from_twin(twin.data), _attributes(twin)
-            if _path(exc) == "$.time":
+            if error_path(exc) == "$.time":
                 return self._loose_time(data)
             raise _error(exc) from None
         except _UNREADABLE as exc:
