@@ -10,7 +10,7 @@ the handler), so telling the modes apart costs one plain loop over the headers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
@@ -245,16 +245,8 @@ def _from_headers(headers: tuple[tuple[str, bytes | None], ...]) -> CloudEvent:
         named["ce_id"].decode("utf-8", "replace"),
         named["ce_source"].decode("utf-8", "replace"),
         named["ce_type"].decode("utf-8", "replace"),
-        None if time is None else _header_time(time),
+        None if time is None else _parse_timestamp(time.decode("utf-8", "replace")),
     )
-
-
-def _header_time(value: bytes) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(value.decode("utf-8", "replace"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _decoded(decoder: msgspec.json.Decoder[T], data: bytes) -> T:

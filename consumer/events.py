@@ -243,6 +243,8 @@ class _Envelope(msgspec.Struct, rename="camel"):
 
 
 def _parse_timestamp(text: str) -> datetime | None:
+    """The one lenient timestamp parser (callback fields, CloudEvents' time in either mode):
+    RFC 3339, else what Python's ISO 8601 reader takes; zone-less means UTC; None if neither."""
     try:
         parsed = msgspec.convert(text, datetime)
     except msgspec.ValidationError:
