@@ -18,6 +18,7 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from consumer.backoff import Backoff
 from consumer.engine.connection import check_security
 from consumer.errors import ConfigError
 from consumer.msgspec_errors import located, missing_field, reason_and_path, unknown_field
@@ -103,6 +104,11 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """Backoff is exponential with full jitter, capped at this many seconds."""
     timeout: float | None = None
     """Seconds one attempt may take; running over counts as a failure."""
+
+    @property
+    def backoff(self) -> Backoff:
+        """The delays between attempts: from `initial_delay`, doubling, full jitter."""
+        return Backoff(self.initial_delay, self.max_delay, "full")
 
 
 class RetryOverride(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

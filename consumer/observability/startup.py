@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
+from consumer.backoff import Backoff
 from consumer.config import KafkaSettings
 from consumer.engine import connection
 from consumer.errors import KafkaConnectError
 
-BACKOFF_FIRST = 0.5
-BACKOFF_MAX = 5.0
+BACKOFF = Backoff(0.5, 5.0, "none")
+"""Between attempts to reach Kafka at start-up."""
 REPORT_EVERY = 5.0
 """Seconds between two "not reachable yet" reports: one line per attempt would flood the log."""
 ATTEMPT_TIMEOUT = 10.0
@@ -28,7 +29,7 @@ async def wait_for_kafka(kafka: KafkaSettings, on_retry: OnRetry) -> None:
     """Return once a broker answers; raise KafkaConnectError when `startup_timeout` runs out."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + kafka.startup_timeout
-    delay, attempt, reported = BACKOFF_FIRST, 0, float("-inf")
+    attempt, reported = 0, float("-inf")
     while True:
         attempt += 1
         left = deadline - loop.time()
@@ -43,8 +44,7 @@ async def wait_for_kafka(kafka: KafkaSettings, on_retry: OnRetry) -> None:
         if loop.time() - reported >= REPORT_EVERY:
             reported = loop.time()
             on_retry(attempt, error, left)
-        await asyncio.sleep(min(delay, left))
-        delay = min(delay * 2, BACKOFF_MAX)
+        await asyncio.sleep(min(BACKOFF.delay(attempt), left))
 
 
 async def _attempt(kafka: KafkaSettings, *, seconds: float) -> str | None:
