@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 import msgspec
 from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import (
-    BrokerResponseError,
     KafkaConnectionError,
     KafkaError,
     SaslAuthenticationFailed,
@@ -35,6 +34,7 @@ from consumer.engine.oauth import (
     answer_error_challenges,
 )
 from consumer.errors import ConfigError, KafkaConnectError
+from consumer.redaction import error_line, error_reason
 from consumer.secret import MASK, Secret, warn_if_shared
 
 if TYPE_CHECKING:
@@ -320,19 +320,19 @@ def _describe(exc: BaseException, kafka: KafkaSettings) -> tuple[str, bool]:
         return (
             f"the broker rejected the token of client {kafka.sasl_oauth_client_id!r} from "
             f"{kafka.sasl_oauth_token_endpoint_url} (its audience, issuer, scope or signature "
-            f"is not what the broker expects): {_text(exc)}",
+            f"is not what the broker expects): {error_reason(exc)}",
             False,
         )
     if isinstance(exc, SaslAuthenticationFailed) and kafka.sasl_mechanism == "AWS_MSK_IAM":
         return (
             f"the broker rejected the AWS MSK IAM token for region {kafka.aws_region} (do the "
-            f"AWS credentials' IAM policies allow kafka-cluster:Connect?): {_text(exc)}",
+            f"AWS credentials' IAM policies allow kafka-cluster:Connect?): {error_reason(exc)}",
             False,
         )
     if isinstance(exc, SaslAuthenticationFailed):
         return (
             f"authentication failed for user {kafka.sasl_username!r} with mechanism "
-            f"{kafka.sasl_mechanism} (wrong password or unknown user): {_text(exc)}",
+            f"{kafka.sasl_mechanism} (wrong password or unknown user): {error_reason(exc)}",
             False,
         )
     if isinstance(exc, UnsupportedSaslMechanismError):
@@ -353,7 +353,7 @@ def _describe(exc: BaseException, kafka: KafkaSettings) -> tuple[str, bool]:
         return "no answer in time", True
     if isinstance(exc, OSError):
         return exc.strerror or str(exc), True
-    return _text(exc), True
+    return error_line(exc), True
 
 
 def _closed_during_set_up(kafka: KafkaSettings) -> tuple[str, bool]:
@@ -369,12 +369,6 @@ def _closed_during_set_up(kafka: KafkaSettings) -> tuple[str, bool]:
         # Also what a broker going down looks like: worth another try.
         return f"{closed} (does this listener expect TLS or SASL?)", True
     return f"{closed}: {why}", False
-
-
-def _text(exc: BaseException) -> str:
-    if isinstance(exc, BrokerResponseError) and exc.args:
-        return str(exc.args[0])  # without aiokafka's "[Error 58] SaslAuthenticationFailed: "
-    return str(exc) or type(exc).__name__
 
 
 class _HeldBootstrapErrors(logging.Filter):

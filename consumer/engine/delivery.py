@@ -24,7 +24,7 @@ from consumer.engine.retry import retry_delay
 from consumer.engine.tally import Tally
 from consumer.interface import Context, Handler, Publish, Record
 from consumer.outcomes import Outcome
-from consumer.redaction import error_message
+from consumer.redaction import error_line
 
 if TYPE_CHECKING:
     import httpx
@@ -206,7 +206,7 @@ class Delivery:
                 handlers=failed,
                 attempts=retry.most_attempts,
                 delay=round(delay, 3),
-                error=_describe(retry.failures[failed[0]]),
+                error=error_line(retry.failures[failed[0]]),
             )
             return delay
         first = retry.failures[retry.given_up[0]]
@@ -217,7 +217,7 @@ class Delivery:
             job,
             handlers=retry.given_up,
             attempts=retry.most_attempts,
-            error=_describe(first),
+            error=error_line(first),
         )
         return None
 
@@ -271,8 +271,3 @@ def _fields(work: Job[Handler] | Undecodable) -> dict[str, Any]:
 
 def _handler_fields(job: Job[Handler], handler: str) -> dict[str, Any]:
     return _fields(job) | {"handler": handler}
-
-
-def _describe(error: BaseException) -> str:
-    message = error_message(error)
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
