@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import msgspec
-from aiokafka.conn import collect_hosts, create_conn
+from aiokafka.conn import create_conn
 from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
@@ -27,6 +27,7 @@ from aiokafka.errors import (
 )
 from aiokafka.protocol.metadata import MetadataRequest
 
+from consumer.bootstrap import bootstrap_addresses
 from consumer.engine.oauth import (
     CachedTokenProvider,
     ClientCredentialsTokens,
@@ -279,7 +280,7 @@ async def diagnose(kafka: KafkaSettings) -> KafkaConnectError | None:
     options = client_options(kafka)
     del options["bootstrap_servers"]
     failures = []
-    for host, port, _ in collect_hosts(kafka.bootstrap_servers, randomize=False):
+    for host, port in bootstrap_addresses(kafka.bootstrap_servers):
         try:
             async with asyncio.timeout(DIAGNOSE_TIMEOUT):
                 conn = await create_conn(

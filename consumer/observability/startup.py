@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Callable
 
 from consumer.backoff import Backoff
+from consumer.bootstrap import bootstrap_addresses
 from consumer.config import KafkaSettings
 from consumer.engine import connection
 from consumer.errors import KafkaConnectError
@@ -70,16 +71,16 @@ async def _attempt(kafka: KafkaSettings, *, seconds: float) -> str | None:
 
 async def port_refusal(bootstrap: str) -> str | None:
     """None once a bootstrap server accepts a TCP connection, else why the last one did not."""
+    try:
+        addresses = bootstrap_addresses(bootstrap)
+    except ValueError as exc:
+        return str(exc)
     reason = "no bootstrap servers"
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
+    for host, port in addresses:
         try:
-            _, writer = await asyncio.open_connection(host.strip("[]"), int(port or 9092))
+            _, writer = await asyncio.open_connection(host, port)
         except OSError as exc:
             reason = str(exc)
-            continue
-        except ValueError:
-            reason = f"not host:port: {server!r}"
             continue
         writer.close()
         with contextlib.suppress(OSError):
