@@ -35,6 +35,7 @@ from consumer.engine.oauth import (
     answer_error_challenges,
 )
 from consumer.errors import ConfigError, KafkaConnectError
+from consumer.kafka.aiokafka_text import CLIENT_LOGGER, closed_by_peer, is_bootstrap_failure
 from consumer.redaction import error_line, error_reason
 from consumer.secret import MASK, Secret, warn_if_shared
 
@@ -260,7 +261,7 @@ async def start(client: Any, kafka: KafkaSettings) -> None:
     probed once more to learn the cause. aiokafka's per-address error lines are held back
     meanwhile: on failure the raised error says it once; on success they are logged after all.
     """
-    log = logging.getLogger("aiokafka")
+    log = logging.getLogger(CLIENT_LOGGER)
     held = _HeldBootstrapErrors()
     log.addFilter(held)
     try:
@@ -346,7 +347,7 @@ def _describe(exc: BaseException, kafka: KafkaSettings) -> tuple[str, bool]:
         return f"certificate verify failed: {exc.verify_message} ({why})", False
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake failed: {exc.reason or exc} (is this a TLS listener?)", False
-    if isinstance(exc, KafkaConnectionError) and "closed" in str(exc):
+    if closed_by_peer(exc):
         return _closed_during_set_up(kafka)
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is the broker running, and is this its address?)", True
@@ -380,7 +381,7 @@ class _HeldBootstrapErrors(logging.Filter):
         self.records: list[logging.LogRecord] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith(("Unable connect to", "Unable to request metadata")):
+        if is_bootstrap_failure(record):
             self.records.append(record)
             return False
         return True
