@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import subprocess
 import sys
 
 import pytest
+import structlog
+from structlog.typing import EventDict
+
+from consumer.engine.logs import merge_contextvars
 
 SCRIPT = """
 import structlog
@@ -79,13 +84,8 @@ def test_context_bound_through_structlogs_api_reaches_the_line_and_unbinding_rem
     """Values bound with structlog's public contextvars API are merged into each line (without
     overriding the line's own fields) and gone once unbound; with nothing bound, a line passes
     through unchanged."""
-    import contextvars
 
-    import structlog
-
-    from consumer.engine.logs import merge_contextvars
-
-    def run() -> list[dict[str, object]]:
+    def run() -> list[EventDict]:
         lines = [merge_contextvars(None, "info", {"event": "bare"})]
         with structlog.contextvars.bound_contextvars(request_id="r-1", offset=0):
             lines.append(merge_contextvars(None, "info", {"event": "bound", "offset": 7}))
