@@ -32,6 +32,7 @@ from consumer.engine.delivery import DeadLetters, Delivery
 from consumer.engine.intake import Job, Undecodable
 from consumer.errors import ConfigError, PermanentFailure, RetryLater
 from consumer.interface import Context, Handler, Publish, Record
+from consumer.redaction import error_line
 
 if TYPE_CHECKING:
     import httpx
@@ -320,7 +321,7 @@ class _TracedHandler:
                 if isinstance(exc, RetryLater) and exc.delay is not None:
                     span.set_attribute("recording_consumer.retry_delay", exc.delay)
                 span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                span.set_status(Status(StatusCode.ERROR, error_line(exc)))
                 raise
             span.set_attribute("recording_consumer.result", "ok")
 

@@ -23,6 +23,7 @@ from consumer.engine.printable import print_escaped
 from consumer.engine.producer import build_producer
 from consumer.errors import ConsumerError
 from consumer.observability import tracing
+from consumer.redaction import error_line
 from consumer.tools.topic_reader import FETCH_TIMEOUT_MS, Reader, topic_partitions
 
 REFETCH_TIMEOUT = 60.0
@@ -250,7 +251,7 @@ class _Originals:
                 record = await self._record(consumer, tp, offset)
         except (TimeoutError, KafkaError) as exc:
             raise ConsumerError(
-                f"reading back {source} failed ({type(exc).__name__}: {exc}); replay stopped "
+                f"reading back {source} failed ({error_line(exc)}); replay stopped "
                 "before committing this batch: run it again"
             ) from None
         except UnicodeDecodeError:
