@@ -97,7 +97,7 @@ def variants() -> dict[str, Callable[[], Chain]]:
     """Each step alone on top of `before`, then the project's chain with the steps it kept."""
     found: dict[str, Callable[[], Chain]] = {
         "before": before,
-        "before + merge_contextvars only once bound": lambda: swap(
+        "before + merge_contextvars only if any bound": lambda: swap(
             before(), structlog.contextvars.merge_contextvars, merge_contextvars
         ),
         "before without Repeats": lambda: (

@@ -10,7 +10,7 @@ the handler), so telling the modes apart costs one plain loop over the headers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
@@ -27,11 +27,11 @@ from consumer.events import (
     _error,
     _from_twin,
     _parse_timestamp,
-    _path,
     _RawConferenceRecordingAvailable,
     _RawRecordingAvailable,
     _recovery,
 )
+from consumer.msgspec_errors import error_path
 
 __all__ = ["CloudEvent", "MessageDecoder"]
 
@@ -157,7 +157,7 @@ class MessageDecoder:
             if recovery == "lenient":
                 twin = _decoded(self._twins, data)
                 return _from_twin(twin.data), _attributes(twin)
-            if _path(exc) == "$.time":
+            if error_path(exc) == "$.time":
                 return self._loose_time(data)
             raise _error(exc) from None
         except _UNREADABLE as exc:
@@ -245,16 +245,8 @@ def _from_headers(headers: tuple[tuple[str, bytes | None], ...]) -> CloudEvent:
         named["ce_id"].decode("utf-8", "replace"),
         named["ce_source"].decode("utf-8", "replace"),
         named["ce_type"].decode("utf-8", "replace"),
-        None if time is None else _header_time(time),
+        None if time is None else _parse_timestamp(time.decode("utf-8", "replace")),
     )
-
-
-def _header_time(value: bytes) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(value.decode("utf-8", "replace"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _decoded(decoder: msgspec.json.Decoder[T], data: bytes) -> T:

@@ -18,6 +18,7 @@ import msgspec
 from msgspec import Meta, field
 
 from consumer.errors import DecodeError
+from consumer.msgspec_errors import error_path, missing_field, reason_and_path
 
 __all__ = [
     "KNOWN_EVENT_TYPES",
@@ -242,6 +243,8 @@ class _Envelope(msgspec.Struct, rename="camel"):
 
 
 def _parse_timestamp(text: str) -> datetime | None:
+    """The one lenient timestamp parser (callback fields, CloudEvents' time in either mode):
+    RFC 3339, else what Python's ISO 8601 reader takes; zone-less means UTC; None if neither."""
     try:
         parsed = msgspec.convert(text, datetime)
     except msgspec.ValidationError:
@@ -302,20 +305,14 @@ _LENIENT_PATHS: Final = frozenset(
 _UNREADABLE = (msgspec.MsgspecError, ValueError, RecursionError)
 
 
-def _path(exc: Exception) -> str | None:
-    _, sep, tail = str(exc).rpartition(" - at `")
-    return tail[:-1] if sep else None
-
-
 def _error(exc: Exception) -> DecodeError:
     if isinstance(exc, RecursionError):
         return DecodeError("JSON is nested too deeply")
-    reason, sep, _ = str(exc).rpartition(" - at `")
-    reason, path = (reason if sep else str(exc)), _path(exc)
-    _, missing, name = reason.partition("Object missing required field `")
-    if missing:
+    reason, path = reason_and_path(exc)
+    missing = missing_field(reason)
+    if missing is not None:
         # msgspec names the enclosing object; point at the absent field itself.
-        path = f"{path or '$'}.{name.rstrip('`')}"
+        path = f"{path or '$'}.{missing}"
     return DecodeError(reason, path)
 
 
@@ -360,7 +357,7 @@ class EventDecoder:
 def _recovery(exc: msgspec.ValidationError, root: str = "$") -> str | None:
     """How to go on after the fast decode failed on the callback at JSON path `root`:
     "classify" (not a recording event), "lenient" (an odd timestamp/duration), or None."""
-    path = _path(exc)
+    path = error_path(exc)
     if path is None or not path.startswith(root) or path[len(root) : len(root) + 1] not in ".[":
         return None
     path = "$" + path[len(root) :]

@@ -3,7 +3,8 @@
 Every `consumer.Secret` registers here while it lives: settings and handler options typed
 `Secret`, the Bandwidth credentials, the OAuth tokens the download handler obtains. A library
 may put a value it was given into its exception (httpx: ``Illegal header value b'Bearer ...'``),
-so the engine turns a failure into text through `error_message` only, and that blanks them.
+so the engine turns a failure into text through `error_message` (the text as raised) or
+`error_line` (class and reason, the one exception-to-line function) only, and both blank them.
 """
 
 from __future__ import annotations
@@ -43,3 +44,20 @@ def redact(text: str) -> str:
 def error_message(error: BaseException) -> str:
     """The text of `error` as logs and dead-letter headers show it: secrets blanked."""
     return redact(str(error))
+
+
+def error_reason(error: BaseException) -> str:
+    """What `error` says went wrong, secrets blanked; empty if it says nothing. An error whose
+    text repeats its class name (aiokafka's read ``[Error 58] SaslAuthenticationFailed: why``)
+    gives its first argument, the reason alone."""
+    text = error_message(error)
+    name = type(error).__name__
+    if text == name or f"{name}: " in text:
+        text = redact(str(error.args[0])) if error.args else ""
+    return text
+
+
+def error_line(error: BaseException) -> str:
+    """`error` in one log field: ``Class: reason``, or the class alone when it gives none."""
+    reason = error_reason(error)
+    return f"{type(error).__name__}: {reason}" if reason else type(error).__name__

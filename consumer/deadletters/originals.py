@@ -15,6 +15,7 @@ from consumer.errors import ConsumerError
 from consumer.kafka import connection
 from consumer.kafka.clients import build_consumer
 from consumer.kafka.topic_reader import FETCH_TIMEOUT_MS, topic_partitions
+from consumer.redaction import error_line
 from consumer.settings.config import KafkaSettings
 
 REFETCH_TIMEOUT = 60.0
@@ -80,7 +81,7 @@ class Originals:
                 record = await self._record(consumer, tp, offset)
         except (TimeoutError, KafkaError) as exc:
             raise ConsumerError(
-                f"reading back {source} failed ({type(exc).__name__}: {exc}); replay stopped "
+                f"reading back {source} failed ({error_line(exc)}); replay stopped "
                 "before committing this batch: run it again"
             ) from None
         except UnicodeDecodeError:

@@ -6,13 +6,13 @@ The headers are `consumer.deadletters.headers`'s, the one schema the tools read 
 from __future__ import annotations
 
 import asyncio
-import random
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
+from consumer.backoff import Backoff
 from consumer.deadletters.headers import (
     HEADERS_DROPPED,
     KEY_DROPPED,
@@ -30,8 +30,8 @@ HEADER_ROOM = 64 * 1024
 DEFAULT_REQUEST_SIZE = 1_048_576
 """aiokafka's own default, the least a dead-letter producer is given."""
 
-BACKOFF_FIRST = 0.5
-BACKOFF_MAX = 30.0
+BACKOFF = Backoff(0.5, 30.0, "half")
+"""Between attempts to publish a dead letter: spread out, but never back-to-back."""
 
 
 async def request_size(kafka: KafkaSettings, configured: int | None) -> int:
@@ -128,7 +128,6 @@ class DeadLetterPublisher:
         originals = original_headers(record)
         ours = dlq_headers(record, self._group, failure, self._settings.error_max_bytes)
         where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-        delay = BACKOFF_FIRST
         failures = 0
         while True:
             try:
@@ -138,8 +137,7 @@ class DeadLetterPublisher:
                     self._log.error("dead letter unwritable, skipped", **where, error=repr(exc))
                     return
                 failures += 1
-                # Half fixed, half random: retries spread out but never come back-to-back.
-                wait = delay / 2 + random.uniform(0, delay / 2)
+                wait = BACKOFF.delay(failures)
                 self._log.error(
                     "dead-letter publish failed",
                     **where,
@@ -149,7 +147,6 @@ class DeadLetterPublisher:
                     error=repr(exc),
                 )
                 await asyncio.sleep(wait)
-                delay = min(delay * 2, BACKOFF_MAX)
                 await self.ensure_topic()
             else:
                 if form != "whole":

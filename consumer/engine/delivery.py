@@ -25,7 +25,7 @@ from consumer.engine.tally import Tally
 from consumer.errors import Skipped
 from consumer.handler_api import Context, Handler, Publish, Record
 from consumer.outcomes import Outcome
-from consumer.redaction import error_message
+from consumer.redaction import error_line
 from consumer.settings.config import RetrySettings
 
 if TYPE_CHECKING:
@@ -238,7 +238,7 @@ class Delivery:
                 handlers=failed,
                 attempts=retry.most_attempts,
                 delay=round(delay, 3),
-                error=_error_line(retry.failures[failed[0]]),
+                error=error_line(retry.failures[failed[0]]),
             )
             return delay
         first = retry.failures[retry.given_up[0]]
@@ -249,7 +249,7 @@ class Delivery:
             job,
             handlers=retry.given_up,
             attempts=retry.most_attempts,
-            error=_error_line(first),
+            error=error_line(first),
         )
         return None
 
@@ -305,8 +305,3 @@ def _fields(work: Job[Handler] | Undecodable) -> dict[str, Any]:
 
 def _handler_fields(job: Job[Handler], handler: str) -> dict[str, Any]:
     return _fields(job) | {"handler": handler}
-
-
-def _error_line(error: BaseException) -> str:
-    message = error_message(error)
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__

@@ -1,4 +1,4 @@
-"""When to try a failed handler again: exponential backoff with full jitter."""
+"""When to try a failed handler again: the policy's backoff (exponential, full jitter)."""
 
 from __future__ import annotations
 
@@ -21,5 +21,4 @@ def retry_delay(
         return None
     if isinstance(error, RetryLater) and error.delay is not None:
         return min(max(error.delay, 0.0), policy.max_delay)
-    ceiling = min(policy.max_delay, policy.initial_delay * 2 ** (attempt - 1))
-    return (rand or random).uniform(0, ceiling)
+    return policy.backoff.delay(attempt, rand)

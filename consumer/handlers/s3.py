@@ -35,6 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from consumer.errors import ConfigError, PermanentFailure, RetryLater
 from consumer.handlers.deletion import IDENTITY
 from consumer.handlers.storage import Body, Names, SidecarOf, Stored
+from consumer.redaction import error_line
 
 PART_SIZE: Final = 8 << 20
 """Bytes per uploaded part (S3's minimum is 5 MiB): the memory one upload holds."""
@@ -336,7 +337,7 @@ def _reason(exc: ClientError | BotoCoreError) -> str:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         return f"{error.get('Code', '?')}: {error.get('Message', '')}".strip()
-    return f"{type(exc).__name__}: {exc}"
+    return error_line(exc)
 
 
 def _failure(exc: ClientError | BotoCoreError, what: str, key: str) -> Exception:

@@ -12,9 +12,8 @@ import logging
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from aiokafka.conn import collect_hosts, create_conn
+from aiokafka.conn import create_conn
 from aiokafka.errors import (
-    BrokerResponseError,
     KafkaConnectionError,
     KafkaError,
     SaslAuthenticationFailed,
@@ -22,9 +21,12 @@ from aiokafka.errors import (
 )
 from aiokafka.protocol.metadata import MetadataRequest
 
+from consumer.bootstrap import bootstrap_addresses
 from consumer.errors import KafkaConnectError
+from consumer.kafka.aiokafka_text import CLIENT_LOGGER, closed_by_peer, is_bootstrap_failure
 from consumer.kafka.oauth import TokenError
 from consumer.kafka.security import TLS_PROTOCOLS, client_options
+from consumer.redaction import error_line, error_reason
 from consumer.secret import MASK
 
 if TYPE_CHECKING:
@@ -44,7 +46,7 @@ async def start(client: Any, kafka: KafkaSettings) -> None:
     probed once more to learn the cause. aiokafka's per-address error lines are held back
     meanwhile: on failure the raised error says it once; on success they are logged after all.
     """
-    log = logging.getLogger("aiokafka")
+    log = logging.getLogger(CLIENT_LOGGER)
     held = _HeldBootstrapErrors()
     log.addFilter(held)
     try:
@@ -64,7 +66,7 @@ async def diagnose(kafka: KafkaSettings) -> KafkaConnectError | None:
     options = client_options(kafka)
     del options["bootstrap_servers"]
     failures = []
-    for host, port, _ in collect_hosts(kafka.bootstrap_servers, randomize=False):
+    for host, port in bootstrap_addresses(kafka.bootstrap_servers):
         try:
             async with asyncio.timeout(DIAGNOSE_TIMEOUT):
                 conn = await create_conn(
@@ -105,19 +107,19 @@ def _cause(exc: BaseException, kafka: KafkaSettings) -> tuple[str, bool]:
         return (
             f"the broker rejected the token of client {kafka.sasl_oauth_client_id!r} from "
             f"{kafka.sasl_oauth_token_endpoint_url} (its audience, issuer, scope or signature "
-            f"is not what the broker expects): {_text(exc)}",
+            f"is not what the broker expects): {error_reason(exc)}",
             False,
         )
     if isinstance(exc, SaslAuthenticationFailed) and kafka.sasl_mechanism == "AWS_MSK_IAM":
         return (
             f"the broker rejected the AWS MSK IAM token for region {kafka.aws_region} (do the "
-            f"AWS credentials' IAM policies allow kafka-cluster:Connect?): {_text(exc)}",
+            f"AWS credentials' IAM policies allow kafka-cluster:Connect?): {error_reason(exc)}",
             False,
         )
     if isinstance(exc, SaslAuthenticationFailed):
         return (
             f"authentication failed for user {kafka.sasl_username!r} with mechanism "
-            f"{kafka.sasl_mechanism} (wrong password or unknown user): {_text(exc)}",
+            f"{kafka.sasl_mechanism} (wrong password or unknown user): {error_reason(exc)}",
             False,
         )
     if isinstance(exc, UnsupportedSaslMechanismError):
@@ -130,7 +132,7 @@ def _cause(exc: BaseException, kafka: KafkaSettings) -> tuple[str, bool]:
         return f"certificate verify failed: {exc.verify_message} ({why})", False
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake failed: {exc.reason or exc} (is this a TLS listener?)", False
-    if isinstance(exc, KafkaConnectionError) and "closed" in str(exc):
+    if closed_by_peer(exc):
         return _closed_during_set_up(kafka)
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is the broker running, and is this its address?)", True
@@ -138,7 +140,7 @@ def _cause(exc: BaseException, kafka: KafkaSettings) -> tuple[str, bool]:
         return "no answer in time", True
     if isinstance(exc, OSError):
         return exc.strerror or str(exc), True
-    return _text(exc), True
+    return error_line(exc), True
 
 
 def _closed_during_set_up(kafka: KafkaSettings) -> tuple[str, bool]:
@@ -156,12 +158,6 @@ def _closed_during_set_up(kafka: KafkaSettings) -> tuple[str, bool]:
     return f"{closed}: {why}", False
 
 
-def _text(exc: BaseException) -> str:
-    if isinstance(exc, BrokerResponseError) and exc.args:
-        return str(exc.args[0])  # without aiokafka's "[Error 58] SaslAuthenticationFailed: "
-    return str(exc) or type(exc).__name__
-
-
 class _HeldBootstrapErrors(logging.Filter):
     """Keeps aiokafka's per-address bootstrap failures back, in `records`."""
 
@@ -170,7 +166,7 @@ class _HeldBootstrapErrors(logging.Filter):
         self.records: list[logging.LogRecord] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith(("Unable connect to", "Unable to request metadata")):
+        if is_bootstrap_failure(record):
             self.records.append(record)
             return False
         return True

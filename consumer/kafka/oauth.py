@@ -21,6 +21,7 @@ from aiokafka.abc import AbstractTokenProvider
 from aiokafka.conn import AIOKafkaConnection, OAuthAuthenticator
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 
+from consumer.redaction import error_line
 from consumer.secret import MASK, Secret
 
 REFRESH_AFTER = 0.8
@@ -125,7 +126,7 @@ class ClientCredentialsTokens(CachedTokenProvider):
             async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT) as http:
                 response = await http.post(self.url, data=form, auth=auth)
         except httpx.HTTPError as exc:
-            raise self._error(f"no answer ({type(exc).__name__}: {exc})", retryable=True) from None
+            raise self._error(f"no answer ({error_line(exc)})", retryable=True) from None
         if response.status_code != 200:
             # 4xx: these credentials or this request will not work on a second try; 5xx might.
             retryable = response.status_code >= 500 or response.status_code == 429

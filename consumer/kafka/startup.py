@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
+from consumer.backoff import Backoff
+from consumer.bootstrap import bootstrap_addresses
 from consumer.errors import KafkaConnectError
 from consumer.kafka import connection
 from consumer.settings.config import KafkaSettings
 
-BACKOFF_FIRST = 0.5
-BACKOFF_MAX = 5.0
+BACKOFF = Backoff(0.5, 5.0, "none")
+"""Between attempts to reach Kafka at start-up."""
 REPORT_EVERY = 5.0
 """Seconds between two "not reachable yet" reports: one line per attempt would flood the log."""
 ATTEMPT_TIMEOUT = 10.0
@@ -29,7 +31,7 @@ async def wait_for_kafka(kafka: KafkaSettings, on_retry: OnRetry) -> None:
     """Return once a broker answers; raise KafkaConnectError when `startup_timeout` runs out."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + kafka.startup_timeout
-    delay, attempt, reported = BACKOFF_FIRST, 0, float("-inf")
+    attempt, reported = 0, float("-inf")
     while True:
         attempt += 1
         left = deadline - loop.time()
@@ -44,8 +46,7 @@ async def wait_for_kafka(kafka: KafkaSettings, on_retry: OnRetry) -> None:
         if loop.time() - reported >= REPORT_EVERY:
             reported = loop.time()
             on_retry(attempt, error, left)
-        await asyncio.sleep(min(delay, left))
-        delay = min(delay * 2, BACKOFF_MAX)
+        await asyncio.sleep(min(BACKOFF.delay(attempt), left))
 
 
 async def _attempt(kafka: KafkaSettings, *, seconds: float) -> str | None:
@@ -71,16 +72,16 @@ async def _attempt(kafka: KafkaSettings, *, seconds: float) -> str | None:
 
 async def port_refusal(bootstrap: str) -> str | None:
     """None once a bootstrap server accepts a TCP connection, else why the last one did not."""
+    try:
+        addresses = bootstrap_addresses(bootstrap)
+    except ValueError as exc:
+        return str(exc)
     reason = "no bootstrap servers"
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
+    for host, port in addresses:
         try:
-            _, writer = await asyncio.open_connection(host.strip("[]"), int(port or 9092))
+            _, writer = await asyncio.open_connection(host, port)
         except OSError as exc:
             reason = str(exc)
-            continue
-        except ValueError:
-            reason = f"not host:port: {server!r}"
             continue
         writer.close()
         with contextlib.suppress(OSError):

@@ -15,6 +15,12 @@ from collections.abc import Callable
 
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
+from consumer.kafka.aiokafka_text import (
+    COORDINATOR_MARKED_DEAD,
+    COORDINATOR_REQUEST_FAILED,
+    TOPIC_NOT_FOUND,
+)
+
 GRACE = 30.0
 """Seconds a new topic or a fresh broker's coordinator may take to appear."""
 
@@ -22,13 +28,13 @@ GRACE = 30.0
 def _expected(record: logging.LogRecord) -> str | None:
     """What the record is about (the topic, the group's coordinator) if it is one of the
     expected ones, else None."""
-    if record.msg == "Topic %s not found in cluster metadata" and record.args:
+    if record.msg == TOPIC_NOT_FOUND and record.args:
         return f"topic {record.args[0]}"  # type: ignore[index]
-    if record.msg == "Group Coordinator Request failed: %s" and record.args:
+    if record.msg == COORDINATOR_REQUEST_FAILED and record.args:
         error = record.args[0]  # type: ignore[index]
         if isinstance(error, GroupCoordinatorNotAvailableError):
             return "coordinator"
-    if record.msg == "Marking the coordinator dead (node %s)for group %s.":
+    if record.msg == COORDINATOR_MARKED_DEAD:
         return "coordinator"  # the warning that follows while the coordinator is created
     return None
 

@@ -31,6 +31,7 @@ from consumer.deadletters.headers import Failure
 from consumer.errors import ConfigError, PermanentFailure, RetryLater
 from consumer.events import RecordingEvent
 from consumer.handler_api import Context, Handler, Publish, Record
+from consumer.redaction import error_line
 from consumer.settings.config import RetrySettings, Settings
 
 if TYPE_CHECKING:
@@ -325,7 +326,7 @@ class _TracedHandler:
                 if isinstance(exc, RetryLater) and exc.delay is not None:
                     span.set_attribute("recording_consumer.retry_delay", exc.delay)
                 span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                span.set_status(Status(StatusCode.ERROR, error_line(exc)))
                 raise
             span.set_attribute("recording_consumer.result", "ok")
 

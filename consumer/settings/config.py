@@ -18,7 +18,9 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from consumer.backoff import Backoff
 from consumer.errors import ConfigError
+from consumer.msgspec_errors import located, missing_field, reason_and_path, unknown_field
 from consumer.secret import EnvText, Secret, decode_secret, is_secret
 from consumer.settings.validation import invalid_settings
 
@@ -101,6 +103,11 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """Backoff is exponential with full jitter, capped at this many seconds."""
     timeout: float | None = None
     """Seconds one attempt may take; running over counts as a failure."""
+
+    @property
+    def backoff(self) -> Backoff:
+        """The delays between attempts: from `initial_delay`, doubling, full jitter."""
+        return Backoff(self.initial_delay, self.max_delay, "full")
 
 
 class RetryOverride(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -299,13 +306,8 @@ def _check_tables(raw: dict[str, Any]) -> None:
                 try:
                     msgspec.convert(value, value_type, strict=True)
                 except msgspec.ValidationError as exc:
-                    raise msgspec.ValidationError(
-                        f"{_strip_path(exc)} - at `$.{section}.{key}`"
-                    ) from None
-
-
-def _strip_path(exc: msgspec.ValidationError) -> str:
-    return _AT_PATH.sub("", str(exc))
+                    reason, _ = reason_and_path(exc)
+                    raise located(reason, f"$.{section}.{key}") from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -348,23 +350,16 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[
     return applied
 
 
-_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
-_MISSING_FIELD = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
-_AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-
-
 def validation_key(exc: msgspec.ValidationError) -> tuple[str, str]:
     """The dotted key a msgspec validation error is about, and its reason."""
-    message = str(exc)
-    at = _AT_PATH.search(message)
-    path = at["path"] if at else ""
-    reason = message[: at.start()] if at else message
-    unknown = _UNKNOWN_FIELD.match(reason)
-    if unknown:
-        path, reason = f"{path}.{unknown['field']}", "unknown key"
-    missing = _MISSING_FIELD.match(reason)
-    if missing:
-        path, reason = f"{path}.{missing['field']}", "required key is missing"
+    reason, at = reason_and_path(exc)
+    path = (at or "$")[1:]
+    unknown = unknown_field(reason)
+    if unknown is not None:
+        path, reason = f"{path}.{unknown}", "unknown key"
+    missing = missing_field(reason)
+    if missing is not None:
+        path, reason = f"{path}.{missing}", "required key is missing"
     return re.sub(r"\[(\d+)\]", r".\1", path).strip("."), reason
 
 

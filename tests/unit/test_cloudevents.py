@@ -182,6 +182,29 @@ def test_an_odd_envelope_time_does_not_lose_the_callback() -> None:
     assert ce.time is None
 
 
+@pytest.mark.parametrize(
+    "time",
+    [
+        "2026-11-27t10:15:31.5z",  # RFC 3339 allows lower case; Python's ISO reader does not
+        "2026-11-27T10:15:31.123456789Z",  # nanoseconds: RFC 3339 rounds, Python truncates
+        "2026-11-27 10:15",
+        "2026-11-27T10:15:31",  # zone-less: UTC
+        "yesterday",
+    ],
+)
+def test_the_time_reads_the_same_in_a_header_as_in_an_envelope(time: str) -> None:
+    """Binary mode's ce_time header and a structured envelope's time go through the one lenient
+    timestamp parser: the same text gives the same time (or None) either way."""
+    decoder = MessageDecoder("cloudevents")
+    _, structured = decoder.decode(envelope(CALLBACK, time=time), STRUCTURED_HEADERS)
+    headers = (*BINARY_HEADERS[:4], ("ce_time", time.encode()))
+    _, binary = decoder.decode(msgspec.json.encode(CALLBACK), headers)
+    assert structured is not None
+    assert binary is not None
+    assert binary.time == structured.time
+    assert (binary.time is None) == (time == "yesterday")
+
+
 async def test_handlers_see_the_envelope_in_the_testing_kit() -> None:
     """run_handler hands `envelope` to the handler as ctx.envelope and binds its log fields."""
 

@@ -169,7 +169,7 @@ async def test_fails_twice_then_succeeds_with_delays_growing_per_policy(
     http: httpx.AsyncClient, logs: Logs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Attempts 1, 2, 3 reach the handler; with jitter at its ceiling the delays double."""
-    monkeypatch.setattr("consumer.engine.retry.random", SimpleNamespace(uniform=lambda a, b: b))
+    monkeypatch.setattr("consumer.backoff.random", SimpleNamespace(uniform=lambda a, b: b))
     rig = Rig(http)
     flaky = Scripted(RuntimeError("media server said no"), RuntimeError("again"))
     delays = await rig.deliver(job((("flaky", flaky),)))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import subprocess
 import sys
 
 import pytest
+import structlog
+from structlog.typing import EventDict
+
+from consumer.observability.logs import merge_contextvars
 
 SCRIPT = """
 import structlog
@@ -73,3 +78,22 @@ def test_console_format_escapes_control_characters() -> None:
     assert "handler \\x1b[1mfailed" in out
     assert "RuntimeError: bad \\x1b[31mred" in out
     assert "Traceback (most recent call last):\n" in out, "a traceback keeps its lines"
+
+
+def test_context_bound_through_structlogs_api_reaches_the_line_and_unbinding_removes_it() -> None:
+    """Values bound with structlog's public contextvars API are merged into each line (without
+    overriding the line's own fields) and gone once unbound; with nothing bound, a line passes
+    through unchanged."""
+
+    def run() -> list[EventDict]:
+        lines = [merge_contextvars(None, "info", {"event": "bare"})]
+        with structlog.contextvars.bound_contextvars(request_id="r-1", offset=0):
+            lines.append(merge_contextvars(None, "info", {"event": "bound", "offset": 7}))
+        lines.append(merge_contextvars(None, "info", {"event": "after"}))
+        return lines
+
+    # In a fresh context, as a worker's task starts: nothing bound yet.
+    bare, bound, after = contextvars.Context().run(run)
+    assert bare == {"event": "bare"}
+    assert bound == {"event": "bound", "offset": 7, "request_id": "r-1"}
+    assert after == {"event": "after"}

@@ -18,7 +18,7 @@ from aiokafka.consumer.fetcher import PartitionRecords
 from aiokafka.record._crc32c import crc as crc32c
 
 from consumer.deadletters import headers as dl
-from consumer.kafka import fetch_errors as unreadable
+from consumer.kafka import fetch_errors
 from consumer.kafka.fetch_errors import BadHeaderKey, unreadable_batch
 from consumer.kafka.record_batches import reread
 from consumer.settings.config import KafkaSettings
@@ -161,7 +161,7 @@ async def test_a_bad_header_key_is_told_from_an_unreadable_batch_by_aiokafkas_fr
     frame; if aiokafka renames that generator or its locals, or stops raising
     UnicodeDecodeError there, this fails (and the worker would exit 3 again)."""
     code = PartitionRecords._unpack_records.__code__
-    assert code.co_name == unreadable._UNPACKING
+    assert code.co_name == fetch_errors._UNPACKING
     assert {"tp", "next_batch"} <= set(code.co_varnames)
     await create_topic(kafka_bootstrap, unique_name, 1)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
