@@ -25,6 +25,9 @@ LAYERS = {
     "consumer.redaction": 0,
     "consumer.http": 0,
     "consumer.handler_api": 0,
+    "consumer.backoff": 0,
+    "consumer.bootstrap": 0,
+    "consumer.msgspec_errors": 0,
     "consumer": 1,  # the facade: importing it loads layers 0 and 1
     "consumer.settings": 1,
     "consumer.plugins": 1,
@@ -54,8 +57,10 @@ def _modules() -> dict[str, Path]:
 
 def layer_of(module: str) -> int:
     """The layer of `module`, by the longest entry of `LAYERS` naming it or a package above it."""
+    if module == FACADE:
+        return LAYERS[FACADE]
     parts = module.split(".")
-    for end in range(len(parts), 0, -1):
+    for end in range(len(parts), 1, -1):  # the facade's entry names no module but itself
         prefix = ".".join(parts[:end])
         if prefix in LAYERS:
             return LAYERS[prefix]
