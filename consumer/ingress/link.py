@@ -16,6 +16,7 @@ from consumer.config import KafkaSettings
 from consumer.engine import connection
 from consumer.engine.producer import build_producer
 from consumer.errors import KafkaConnectError
+from consumer.ingress.partitions import partition_for
 from consumer.ingress.spool import SpooledCallback
 
 BACKOFF_FIRST = 0.5
@@ -105,8 +106,12 @@ class KafkaLink:
     async def _send(
         self, producer: AIOKafkaProducer, entry: SpooledCallback
     ) -> asyncio.Future[object]:
+        topic, key = self._kafka.topic, entry.key
+        partition = None
+        if key is not None:  # where aiokafka's default partitioner would put it, found faster
+            partition = partition_for(key, len(await producer.partitions_for(topic)))
         future: asyncio.Future[object] = await producer.send(
-            self._kafka.topic, entry.value, key=entry.key, headers=list(entry.headers)
+            topic, entry.value, key=key, partition=partition, headers=list(entry.headers)
         )
         return future
 
