@@ -16,6 +16,7 @@ from consumer.config import KafkaSettings
 from consumer.engine import connection
 from consumer.engine.producer import build_producer
 from consumer.errors import KafkaConnectError
+from consumer.ingress.deadlines import Deadlines
 from consumer.ingress.partitions import partition_for
 from consumer.ingress.spool import SpooledCallback
 
@@ -26,10 +27,12 @@ REQUEST_ROOM = 64 * 1024
 
 
 class KafkaLink:
-    """The producer and whether Kafka acknowledges: `up` is what the last produce found."""
+    """The producer and whether Kafka acknowledges: `up` is what the last produce found.
+    `deliver` waits up to `ack_timeout` seconds for an ack."""
 
-    def __init__(self, kafka: KafkaSettings, max_body_bytes: int) -> None:
+    def __init__(self, kafka: KafkaSettings, max_body_bytes: int, ack_timeout: float) -> None:
         self._kafka = kafka
+        self._deadlines = Deadlines(ack_timeout)
         self._max_request = max(1_048_576, max_body_bytes + REQUEST_ROOM)
         self._producer: AIOKafkaProducer | None = None
         self._up = False
@@ -68,20 +71,27 @@ class KafkaLink:
                 self._log.warning("Kafka not acknowledging: callbacks go to the spool")
         self._up = value
 
-    async def deliver(self, entry: SpooledCallback, wait: float) -> bool:
-        """Produce `entry`; True once Kafka acknowledged it within `wait` seconds.
+    async def deliver(self, entry: SpooledCallback) -> bool:
+        """Produce `entry`; True once Kafka acknowledged it within `ack_timeout` seconds.
 
         False leaves the record with the producer, which may still deliver it later: the
         caller's spooled copy is then a duplicate, an exact byte copy."""
         if self._producer is None:
             return False
+        deadline = self._deadlines.start()
         try:
-            async with asyncio.timeout(wait):
-                # Cancelling the producer's future on timeout is harmless: it skips done ones.
-                await (await self._send(self._producer, entry))
-        except (TimeoutError, KafkaError):
+            # Cancelling the producer's future on timeout is harmless: it skips done ones.
+            await (await self._send(self._producer, entry))
+        except KafkaError:
             self.up = False
             return False
+        except asyncio.CancelledError:
+            if not deadline.timed_out():
+                raise
+            self.up = False
+            return False
+        finally:
+            deadline.finished = True
         self.up = True
         return True
 
