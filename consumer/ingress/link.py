@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.cluster import ClusterMetadata
 from aiokafka.errors import KafkaError
 
 from consumer.config import KafkaSettings
@@ -35,6 +36,8 @@ class KafkaLink:
         self._deadlines = Deadlines(ack_timeout)
         self._max_request = max(1_048_576, max_body_bytes + REQUEST_ROOM)
         self._producer: AIOKafkaProducer | None = None
+        self._partitions: int | None = None
+        """The topic's partition count as the producer's metadata has it; None when unknown."""
         self._up = False
         self.started = asyncio.Event()
         self._log = structlog.get_logger("consumer.ingress")
@@ -52,10 +55,19 @@ class KafkaLink:
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
             self._producer = producer
+            cluster = producer.client.cluster
+            cluster.add_listener(self._count_partitions)
+            self._count_partitions(cluster)
             self.up = True
             self.started.set()
             self._log.info("producing to Kafka", topic=self._kafka.topic)
             return
+
+    def _count_partitions(self, cluster: ClusterMetadata) -> None:
+        """On each metadata update: the partitions keys are spread over, as aiokafka counts them
+        (its partitioner reads them per record, building a set each time)."""
+        partitions = cluster.partitions_for_topic(self._kafka.topic)
+        self._partitions = None if partitions is None else len(partitions)
 
     @property
     def up(self) -> bool:
@@ -119,7 +131,10 @@ class KafkaLink:
         topic, key = self._kafka.topic, entry.key
         partition = None
         if key is not None:  # where aiokafka's default partitioner would put it, found faster
-            partition = partition_for(key, len(await producer.partitions_for(topic)))
+            count = self._partitions
+            if count is None:  # no metadata for the topic yet: wait for it, as send would
+                count = len(await producer.partitions_for(topic))
+            partition = partition_for(key, count)
         future: asyncio.Future[object] = await producer.send(
             topic, entry.value, key=key, partition=partition, headers=list(entry.headers)
         )
