@@ -98,7 +98,7 @@ async def _serve(settings: Settings, accepted: Credentials | None, cap: int) -> 
         )
     if len(spool):
         log.info("forwarding the spool left by the last run first", callbacks=len(spool))
-    link = KafkaLink(settings.kafka, ingress.max_body_bytes)
+    link = KafkaLink(settings.kafka, ingress.max_body_bytes, ingress.ack_timeout)
     metrics = IngressMetrics(
         spool_messages=lambda: len(spool),
         spool_bytes=lambda: spool.size_bytes,
@@ -108,7 +108,6 @@ async def _serve(settings: Settings, accepted: Credentials | None, cap: int) -> 
         link,
         spool,
         max_bytes=ingress.spool_max_bytes,
-        ack_timeout=ingress.ack_timeout,
         metrics=metrics,
     )
     app = CallbackApp(ingress, accepted, store, metrics)

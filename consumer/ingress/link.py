@@ -10,9 +10,12 @@ from collections.abc import Sequence
 
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.cluster import ClusterMetadata
 from aiokafka.errors import KafkaError
 
 from consumer.errors import KafkaConnectError
+from consumer.ingress.deadlines import Deadlines
+from consumer.ingress.partitions import partition_for
 from consumer.ingress.spool import SpooledCallback
 from consumer.kafka import connection
 from consumer.kafka.clients import build_producer
@@ -25,12 +28,16 @@ REQUEST_ROOM = 64 * 1024
 
 
 class KafkaLink:
-    """The producer and whether Kafka acknowledges: `up` is what the last produce found."""
+    """The producer and whether Kafka acknowledges: `up` is what the last produce found.
+    `deliver` waits up to `ack_timeout` seconds for an ack."""
 
-    def __init__(self, kafka: KafkaSettings, max_body_bytes: int) -> None:
+    def __init__(self, kafka: KafkaSettings, max_body_bytes: int, ack_timeout: float) -> None:
         self._kafka = kafka
+        self._deadlines = Deadlines(ack_timeout)
         self._max_request = max(1_048_576, max_body_bytes + REQUEST_ROOM)
         self._producer: AIOKafkaProducer | None = None
+        self._partitions: int | None = None
+        """The topic's partition count as the producer's metadata has it; None when unknown."""
         self._up = False
         self.started = asyncio.Event()
         self._log = structlog.get_logger("consumer.ingress")
@@ -48,10 +55,19 @@ class KafkaLink:
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
             self._producer = producer
+            cluster = producer.client.cluster
+            cluster.add_listener(self._count_partitions)
+            self._count_partitions(cluster)
             self.up = True
             self.started.set()
             self._log.info("producing to Kafka", topic=self._kafka.topic)
             return
+
+    def _count_partitions(self, cluster: ClusterMetadata) -> None:
+        """On each metadata update: the partitions keys are spread over, as aiokafka counts them
+        (its partitioner reads them per record, building a set each time)."""
+        partitions = cluster.partitions_for_topic(self._kafka.topic)
+        self._partitions = None if partitions is None else len(partitions)
 
     @property
     def up(self) -> bool:
@@ -67,20 +83,27 @@ class KafkaLink:
                 self._log.warning("Kafka not acknowledging: callbacks go to the spool")
         self._up = value
 
-    async def deliver(self, entry: SpooledCallback, wait: float) -> bool:
-        """Produce `entry`; True once Kafka acknowledged it within `wait` seconds.
+    async def deliver(self, entry: SpooledCallback) -> bool:
+        """Produce `entry`; True once Kafka acknowledged it within `ack_timeout` seconds.
 
         False leaves the record with the producer, which may still deliver it later: the
         caller's spooled copy is then a duplicate, an exact byte copy."""
         if self._producer is None:
             return False
+        deadline = self._deadlines.start()
         try:
-            async with asyncio.timeout(wait):
-                # Cancelling the producer's future on timeout is harmless: it skips done ones.
-                await (await self._send(self._producer, entry))
-        except (TimeoutError, KafkaError):
+            # Cancelling the producer's future on timeout is harmless: it skips done ones.
+            await (await self._send(self._producer, entry))
+        except KafkaError:
             self.up = False
             return False
+        except asyncio.CancelledError:
+            if not deadline.timed_out():
+                raise
+            self.up = False
+            return False
+        finally:
+            deadline.finished = True
         self.up = True
         return True
 
@@ -105,8 +128,15 @@ class KafkaLink:
     async def _send(
         self, producer: AIOKafkaProducer, entry: SpooledCallback
     ) -> asyncio.Future[object]:
+        topic, key = self._kafka.topic, entry.key
+        partition = None
+        if key is not None:  # where aiokafka's default partitioner would put it, found faster
+            count = self._partitions
+            if count is None:  # no metadata for the topic yet: wait for it, as send would
+                count = len(await producer.partitions_for(topic))
+            partition = partition_for(key, count)
         future: asyncio.Future[object] = await producer.send(
-            self._kafka.topic, entry.value, key=entry.key, headers=list(entry.headers)
+            topic, entry.value, key=key, partition=partition, headers=list(entry.headers)
         )
         return future
 

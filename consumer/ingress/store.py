@@ -29,12 +29,10 @@ class Store:
         spool: Spool,
         *,
         max_bytes: int,
-        ack_timeout: float,
         metrics: IngressMetrics,
     ) -> None:
         self._link = link
         self._spool = spool
-        self._ack_timeout = ack_timeout
         self._metrics = metrics
         self._max_bytes = max_bytes
         self._wake = asyncio.Event()
@@ -53,7 +51,7 @@ class Store:
         # Appends still waiting for their fsync count as spooled: a callback arriving meanwhile
         # must not overtake them on the way to Kafka.
         direct = not self._appending and not len(self._spool) and self._link.up
-        if direct and await self._link.deliver(entry, self._ack_timeout):
+        if direct and await self._link.deliver(entry):
             self._metrics.produced.inc()
             return "kafka"
         self._appending += 1

@@ -19,7 +19,7 @@ class Link:
         self.acking = False
         self.delivered: list[bytes] = []
 
-    async def deliver(self, entry: SpooledCallback, wait: float) -> bool:
+    async def deliver(self, entry: SpooledCallback) -> bool:
         if not self.acking:
             self.up = False
             return False
@@ -49,7 +49,7 @@ async def test_a_callback_does_not_overtake_one_still_being_spooled(tmp_path: Pa
     spool = SlowSpool.open(tmp_path / "spool", 2**20)
     spool.release = asyncio.Event()
     metrics = IngressMetrics(lambda: 0.0, lambda: 0.0, lambda: 1.0)
-    store = Store(link, spool, max_bytes=2**20, ack_timeout=1.0, metrics=metrics)
+    store = Store(link, spool, max_bytes=2**20, metrics=metrics)
 
     first = asyncio.create_task(store.put(entry(b"A")))
     await asyncio.sleep(0)  # A: refused by Kafka, now waiting on its fsync

@@ -113,7 +113,10 @@ async def test_killed_broker_restarts_with_its_topics_and_offsets(
         # Until the restarted broker has loaded __consumer_offsets, its coordinator answers
         # "not available" and aiokafka reports no commit: ask again, within a deadline.
         async with asyncio.timeout(60):
-            while (committed := await consumer.committed(tp)) is None:
+            while True:
+                committed = await consumer.committed(tp)
+                if committed is not None:
+                    break
                 await asyncio.sleep(0.2)
         assert committed == 1
         await consumer.seek_to_beginning(tp)

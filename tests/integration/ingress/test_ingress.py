@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+from aiokafka.partitioner import DefaultPartitioner
 
 from tests._support.ingress import AUTH, callback, scrape, start_ingress, stop, wait_serving
 from tests._support.kafka_helpers import (
@@ -32,8 +33,8 @@ async def test_a_thousand_concurrent_callbacks_reach_the_topic_and_the_worker(
 ) -> None:
     """1,000 callbacks POSTed at once over 100 connections: each answered 200 with a request id;
     each on the topic once, byte for byte, keyed by its recordingId (by callId when it has none),
-    with ingress.received_at and the same request id in its headers; the worker then handles
-    every one of them."""
+    in the partition Kafka's default partitioner gives that key, with ingress.received_at and
+    the same request id in its headers; the worker then handles every one of them."""
     await create_topic(kafka_bootstrap, unique_name, partitions=6)
     ingress = start_ingress(kafka_bootstrap, unique_name, tmp_path)
     bodies = [callback(f"r-{n:04d}", tag=f"n{n}") for n in range(COUNT - 1)]
@@ -58,6 +59,7 @@ async def test_a_thousand_concurrent_callbacks_reach_the_topic_and_the_worker(
     records = await read_topic(kafka_bootstrap, unique_name)
     assert sorted(r.value for r in records) == sorted(bodies)
     now = datetime.now(UTC)
+    partitions = list(range(6))
     for record in records:
         kafka_headers: dict[str, bytes] = dict(record.headers)
         assert kafka_headers["ingress.request_id"].decode() == request_ids[record.value]
@@ -69,6 +71,7 @@ async def test_a_thousand_concurrent_callbacks_reach_the_topic_and_the_worker(
             else record.value.split(b'"recordingId":"')[1].split(b'"')[0]
         )
         assert record.key == expected
+        assert record.partition == DefaultPartitioner()(record.key, partitions, partitions)
 
     handled = tmp_path / "handled"
     worker = worker_process(kafka_bootstrap, unique_name, handled, until_idle=3)
