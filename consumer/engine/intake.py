@@ -6,12 +6,15 @@ code. The worker then gives the job its place in the engine (its fetched batch a
 Everything in a record is the producer's: header values may be null or any bytes, fields any
 text of any length. Whatever goes wrong while reading it makes the record undecodable (it is
 dead-lettered with the reason), never an error of the engine's.
+
+Its three results are final classes: the engine tells them apart with ``type(x) is C``, the
+cheapest check, and mypy narrows a union on that check only when the class is final.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, final
 
 from consumer.cloudevents import CloudEvent, MessageDecoder
 from consumer.config import Settings
@@ -68,6 +71,7 @@ class _Work:
         """Attempts and failures so far; None until a handler first fails."""
 
 
+@final
 class Job(_Work, Generic[H]):
     """A recording event to hand to the handlers of its route."""
 
@@ -82,15 +86,13 @@ class Job(_Work, Generic[H]):
         envelope: CloudEvent | None,
         route: tuple[tuple[str, H], ...],
     ) -> None:
-        # Not super().__init__: one call fewer per message.
-        self.record, self.value, self.key = record, value, key
-        self.started = 0.0
-        self.retry = None
+        super().__init__(record, value, key)
         self.event = event
         self.envelope = envelope
         self.route = route
 
 
+@final
 class Undecodable(_Work):
     """A message that is no event we can read: it goes to the dead-letter topic."""
 
@@ -101,6 +103,7 @@ class Undecodable(_Work):
         self.error = error
 
 
+@final
 class Skipped:
     """A callback that is not a recording event: finished as it is fetched, per policy."""
 

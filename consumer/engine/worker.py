@@ -273,7 +273,7 @@ class Worker:
                 self._skip(work)
                 committer.finish(batch, index)
                 continue
-            work.batch, work.index, work.started = batch, index, now  # type: ignore[union-attr]
+            work.batch, work.index, work.started = batch, index, now
             if type(work) is Job and work.event.malformed_raw:
                 self._log.warning(
                     "malformed fields kept as raw text",
@@ -283,7 +283,7 @@ class Worker:
                     fields=list(work.event.malformed),
                     **work.event.summary(),
                 )
-            jobs.append(work)  # type: ignore[arg-type]
+            jobs.append(work)
         self._scheduler.submit(tp, jobs)
 
     async def _reread(
