@@ -1,7 +1,8 @@
 """The intake: one Kafka record in, a job, a skip or an undecodable message out.
 
 Pure (no I/O, no logging), so the worker and ``inspect`` make the same decision from the same
-code. The worker then gives the job its place in the engine (its fetched batch and lane).
+code. A skip is finished as it is fetched; a job or an undecodable message is queued: the
+worker gives it its place in the engine (its fetched batch and lane) and the scheduler runs it.
 
 Everything in a record is the producer's: header values may be null or any bytes, fields any
 text of any length. Whatever goes wrong while reading it makes the record undecodable (it is
@@ -52,8 +53,8 @@ class Message(Protocol):
     def timestamp(self) -> int: ...
 
 
-class _Work:
-    """What every message the engine runs carries: where it came from and its engine state."""
+class _QueuedBase:
+    """What every queued message carries: where it came from and its place in the engine."""
 
     __slots__ = ("batch", "index", "key", "lane", "record", "retry", "started", "value")
 
@@ -72,7 +73,7 @@ class _Work:
 
 
 @final
-class Job(_Work, Generic[H]):
+class Job(_QueuedBase, Generic[H]):
     """A recording event to hand to the handlers of its route."""
 
     __slots__ = ("envelope", "event", "route")
@@ -93,7 +94,7 @@ class Job(_Work, Generic[H]):
 
 
 @final
-class Undecodable(_Work):
+class Undecodable(_QueuedBase):
     """A message that is no event we can read: it goes to the dead-letter topic."""
 
     __slots__ = ("error",)

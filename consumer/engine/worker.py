@@ -34,7 +34,7 @@ from consumer.engine.header_keys import reread
 from consumer.engine.intake import Intake, Job, Skipped, Undecodable
 from consumer.engine.producer import build_producer
 from consumer.engine.rewind import TakenTo
-from consumer.engine.scheduler import Scheduler, Work
+from consumer.engine.scheduler import Queued, Scheduler
 from consumer.engine.tally import Tally
 from consumer.engine.unreadable import BadHeaderKey, unreadable_batch
 from consumer.errors import UnreadableBatch
@@ -135,8 +135,8 @@ class Worker:
             consumer.subscribe([kafka.topic], listener=_Rebalance(self))
             self._log.info("worker started", topic=kafka.topic, group=kafka.group_id)
             async with asyncio.TaskGroup() as tg:
-                work = self._scheduler.work
-                tasks = [tg.create_task(work(delivery, n)) for n in range(engine.max_in_flight)]
+                runner = self._scheduler.runner
+                tasks = [tg.create_task(runner(delivery, n)) for n in range(engine.max_in_flight)]
                 tasks.append(tg.create_task(self._committer.run(consumer)))
                 tasks.append(tg.create_task(watch_broker(self, consumer)))
                 tasks.append(tg.create_task(watch_loop(self)))
@@ -262,7 +262,7 @@ class Worker:
         committer, intake = self._committer, self._intake
         batch = committer.add(tp, [message.offset for message in messages])
         self._taken_to.took(tp, messages[-1].offset + 1)
-        jobs: list[Work] = []
+        jobs: list[Queued] = []
         for index, message in enumerate(messages):
             work: Job[Handler] | Skipped | Undecodable
             if refused and message.offset in refused:
