@@ -22,10 +22,11 @@ GRACE = 30.0
 def _expected(record: logging.LogRecord) -> str | None:
     """What the record is about (the topic, the group's coordinator) if it is one of the
     expected ones, else None."""
-    if record.msg == "Topic %s not found in cluster metadata" and record.args:
-        return f"topic {record.args[0]}"  # type: ignore[index]
-    if record.msg == "Group Coordinator Request failed: %s" and record.args:
-        error = record.args[0]  # type: ignore[index]
+    args = record.args if isinstance(record.args, tuple) else ()
+    if record.msg == "Topic %s not found in cluster metadata" and args:
+        return f"topic {args[0]}"
+    if record.msg == "Group Coordinator Request failed: %s" and args:
+        error = args[0]
         if isinstance(error, GroupCoordinatorNotAvailableError):
             return "coordinator"
     if record.msg == "Marking the coordinator dead (node %s)for group %s.":

@@ -417,7 +417,7 @@ class Worker:
         self._log.info("worker stopped", outcomes=dict(self.tally.outcomes))
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Rebalance:
     """Tells the worker which partitions it gives up and which it gets."""
 
     def __init__(self, worker: Worker) -> None:
@@ -428,3 +428,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._worker.take_over(assigned)
+
+
+# Registered, not subclassed: aiokafka has no type hints, so a subclass would be Any to mypy.
+# `subscribe` asks only that the listener be an instance of the ABC.
+ConsumerRebalanceListener.register(_Rebalance)
