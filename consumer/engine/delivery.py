@@ -121,7 +121,7 @@ class Delivery:
             await self._dead_letter(work, None, error, 1)
             self.outcome("error", "undecodable", work, error=error.reason, path=error.path)
             return None
-        job: Job[Handler] = work  # type: ignore[assignment]
+        job = work
         event = job.event
         retry = job.retry
         recent = self._recent
@@ -186,8 +186,8 @@ class Delivery:
             retry.pending = tuple(failing)
             if retry.pending or retry.given_up:
                 return await self._after_failures(job, retry)
-        if repeat is not None:
-            recent.add(repeat)  # type: ignore[union-attr]
+        if recent is not None and repeat is not None:
+            recent.add(repeat)
         outcome: Outcome = "handled" if job.route else "unrouted"
         if skipped is not None and len(skipped) == len(job.route):
             outcome = "skipped"
@@ -278,7 +278,7 @@ class Delivery:
         if type(work) is Undecodable:
             self._tally.finished(outcome, None, None)
         else:
-            event = work.event  # type: ignore[union-attr]
+            event = work.event
             self._tally.finished(outcome, event.status, event.event_type)
         write = self._writers.get(level)
         if write is not None:
@@ -296,10 +296,9 @@ def _fields(work: Job[Handler] | Undecodable) -> dict[str, Any]:
     line = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
     if type(work) is Undecodable:
         return line
-    job: Job[Handler] = work  # type: ignore[assignment]
-    line.update(job.event.summary())
-    if job.envelope is not None:
-        line.update(job.envelope.log_fields())
+    line.update(work.event.summary())
+    if work.envelope is not None:
+        line.update(work.envelope.log_fields())
     return line
 
 

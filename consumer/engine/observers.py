@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from consumer.engine.delivery import DeadLetters
-    from consumer.engine.scheduler import Work
+    from consumer.engine.scheduler import Queued
     from consumer.engine.worker import Worker
     from consumer.handler_api import Handler, Publish
     from consumer.outcomes import Outcome
@@ -61,12 +61,12 @@ class Tracer(Protocol):
         ...
 
     async def attempt(
-        self, work: Work, run: Callable[[Work], Awaitable[float | None]]
+        self, work: Queued, run: Callable[[Queued], Awaitable[float | None]]
     ) -> float | None:
         """`run(work)` in the message's span, current while it runs."""
         ...
 
-    def outcome(self, outcome: Outcome, work: Work, fields: Mapping[str, Any]) -> None:
+    def outcome(self, outcome: Outcome, work: Queued, fields: Mapping[str, Any]) -> None:
         """What became of `work` (or that a retry is scheduled), told during its attempt."""
         ...
 

@@ -27,13 +27,15 @@ from consumer.engine.lanes import Lanes, ReadyQueue
 from consumer.engine.offsets import Batch
 from consumer.settings.handover import CANCELLED_WAIT
 
-Work = Job[Any] | Undecodable
+Queued = Job[Any] | Undecodable
+"""What the scheduler queues and runs: a job for its handlers, or an undecodable message for the
+dead-letter topic."""
 
 
 class Attempts(Protocol):
     """What runs a job's attempts: `Delivery`, or a stand-in in tests."""
 
-    async def attempt(self, work: Work) -> float | None: ...
+    async def attempt(self, work: Queued) -> float | None: ...
 
 
 class Finishes(Protocol):
@@ -47,14 +49,14 @@ class Scheduler:
 
     def __init__(self, offsets: Finishes, runners: int) -> None:
         self._offsets = offsets
-        self._lanes: Lanes[tuple[TopicPartition, Hashable], Work] = Lanes()
-        self._ready: ReadyQueue[Work] = ReadyQueue()
-        self._timers: dict[Work, asyncio.TimerHandle] = {}
+        self._lanes: Lanes[tuple[TopicPartition, Hashable], Queued] = Lanes()
+        self._ready: ReadyQueue[Queued] = ReadyQueue()
+        self._timers: dict[Queued, asyncio.TimerHandle] = {}
         self._revoking: set[TopicPartition] = set()
-        self._current: list[Work | None] = [None] * runners
+        self._current: list[Queued | None] = [None] * runners
         """What each runner is running now."""
         self._tasks: list[asyncio.Task[None] | None] = [None] * runners
-        self._abandoned: set[Work] = set()
+        self._abandoned: set[Queued] = set()
         """Jobs cancelled because their partition went to another worker."""
         self._carried: dict[tuple[TopicPartition, int], RetryState] = {}
         """Retry progress of revoked messages, resumed if their partition comes back here:
@@ -69,7 +71,7 @@ class Scheduler:
         """Handler attempts running now."""
         return sum(work is not None for work in self._current)
 
-    def submit(self, tp: TopicPartition, jobs: Sequence[Work]) -> None:
+    def submit(self, tp: TopicPartition, jobs: Sequence[Queued]) -> None:
         """Queue a fetched batch's jobs of `tp`, in offset order, already added to the offsets.
 
         Each job goes behind its lane's last; those heading their lanes are ready at once.
@@ -84,7 +86,7 @@ class Scheduler:
                 ready.append(job)
         self._ready.put_many(ready)
 
-    async def work(self, delivery: Attempts, slot: int) -> None:
+    async def runner(self, delivery: Attempts, slot: int) -> None:
         """Runner number `slot`: run ready jobs until cancelled."""
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
@@ -125,11 +127,11 @@ class Scheduler:
             else:
                 self._timers[job] = loop.call_later(delay, self._requeue, job)
 
-    def _requeue(self, job: Work) -> None:
+    def _requeue(self, job: Queued) -> None:
         del self._timers[job]
         self._ready.put(job)
 
-    def _finish(self, job: Work) -> None:
+    def _finish(self, job: Queued) -> None:
         batch = job.batch
         if not batch.live:
             return  # revoked meanwhile; the partition's next owner has it
@@ -192,11 +194,11 @@ class Scheduler:
                 running=self.running,
             )
 
-    def _carry(self, job: Work) -> None:
+    def _carry(self, job: Queued) -> None:
         if job.retry is not None:
             self._carried[(job.batch.partition, job.record.offset)] = job.retry
 
-    def _cancel_timers(self, which: Callable[[Work], bool]) -> list[Work]:
+    def _cancel_timers(self, which: Callable[[Queued], bool]) -> list[Queued]:
         cancelled = [job for job in self._timers if which(job)]
         for job in cancelled:
             self._timers.pop(job).cancel()

@@ -31,7 +31,7 @@ from consumer.engine.delivery import Delivery
 from consumer.engine.intake import Intake, Job, Skipped, Undecodable
 from consumer.engine.observers import Observer, Unobserved
 from consumer.engine.rewind import TakenTo
-from consumer.engine.scheduler import Scheduler, Work
+from consumer.engine.scheduler import Queued, Scheduler
 from consumer.engine.tally import Tally
 from consumer.errors import UnreadableBatch
 from consumer.handler_api import Handler, ProducerPublish, running
@@ -139,8 +139,8 @@ class Worker:
             consumer.subscribe([kafka.topic], listener=_Rebalance(self))
             self._log.info("worker started", topic=kafka.topic, group=kafka.group_id)
             async with asyncio.TaskGroup() as tg:
-                work = self._scheduler.work
-                tasks = [tg.create_task(work(delivery, n)) for n in range(engine.max_in_flight)]
+                runner = self._scheduler.runner
+                tasks = [tg.create_task(runner(delivery, n)) for n in range(engine.max_in_flight)]
                 tasks.append(tg.create_task(self._committer.run(consumer)))
                 tasks += [tg.create_task(w) for w in self._observer.watchers(self, consumer)]
                 try:
@@ -265,7 +265,7 @@ class Worker:
         committer, intake = self._committer, self._intake
         batch = committer.add(tp, [message.offset for message in messages])
         self._taken_to.took(tp, messages[-1].offset + 1)
-        jobs: list[Work] = []
+        jobs: list[Queued] = []
         for index, message in enumerate(messages):
             work: Job[Handler] | Skipped | Undecodable
             if refused and message.offset in refused:
@@ -276,7 +276,7 @@ class Worker:
                 self._skip(work)
                 committer.finish(batch, index)
                 continue
-            work.batch, work.index, work.started = batch, index, now  # type: ignore[union-attr]
+            work.batch, work.index, work.started = batch, index, now
             if type(work) is Job and work.event.malformed_raw:
                 self._log.warning(
                     "malformed fields kept as raw text",
@@ -286,7 +286,7 @@ class Worker:
                     fields=list(work.event.malformed),
                     **work.event.summary(),
                 )
-            jobs.append(work)  # type: ignore[arg-type]
+            jobs.append(work)
         self._scheduler.submit(tp, jobs)
 
     async def _reread(
@@ -420,7 +420,7 @@ class Worker:
         self._log.info("worker stopped", outcomes=dict(self.tally.outcomes))
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Rebalance:
     """Tells the worker which partitions it gives up and which it gets."""
 
     def __init__(self, worker: Worker) -> None:
@@ -431,3 +431,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._worker.take_over(assigned)
+
+
+# Registered, not subclassed: aiokafka has no type hints, so a subclass would be Any to mypy.
+# `subscribe` asks only that the listener be an instance of the ABC.
+ConsumerRebalanceListener.register(_Rebalance)

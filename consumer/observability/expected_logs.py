@@ -28,10 +28,11 @@ GRACE = 30.0
 def _expected(record: logging.LogRecord) -> str | None:
     """What the record is about (the topic, the group's coordinator) if it is one of the
     expected ones, else None."""
-    if record.msg == TOPIC_NOT_FOUND and record.args:
-        return f"topic {record.args[0]}"  # type: ignore[index]
-    if record.msg == COORDINATOR_REQUEST_FAILED and record.args:
-        error = record.args[0]  # type: ignore[index]
+    args = record.args if isinstance(record.args, tuple) else ()
+    if record.msg == TOPIC_NOT_FOUND and args:
+        return f"topic {args[0]}"
+    if record.msg == COORDINATOR_REQUEST_FAILED and args:
+        error = args[0]
         if isinstance(error, GroupCoordinatorNotAvailableError):
             return "coordinator"
     if record.msg == COORDINATOR_MARKED_DEAD:

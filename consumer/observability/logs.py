@@ -13,7 +13,7 @@ import hashlib
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import msgspec
 import structlog
@@ -234,7 +234,7 @@ def _route_standard_library(
     logging.captureWarnings(True)
 
 
-class _StreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StreamHandler(logging.StreamHandler[TextIO]):
     """Writes nothing for records `Repeats` drops (DropEvent is not an Exception: it would
     escape logging's own error handling)."""
 

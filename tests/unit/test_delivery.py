@@ -531,7 +531,7 @@ async def test_scheduler_and_delivery_retry_on_timers_and_commit_only_when_all_f
         work.batch, work.index = batch, index
     scheduler = Scheduler(offsets, runners=2)
     async with asyncio.TaskGroup() as tg:
-        runners = [tg.create_task(scheduler.work(rig.delivery, n)) for n in range(2)]
+        runners = [tg.create_task(scheduler.runner(rig.delivery, n)) for n in range(2)]
         scheduler.submit(tp, works)
         async with asyncio.timeout(5):
             await offsets.drained.wait()

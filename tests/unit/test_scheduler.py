@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from consumer.engine.delivery import RetryState
-from consumer.engine.intake import Job, Undecodable
-from consumer.engine.scheduler import Attempts, Scheduler
+from consumer.engine.intake import Job
+from consumer.engine.scheduler import Attempts, Queued, Scheduler
 from consumer.events import RecordingAvailable
 from consumer.handler_api import Record
 from tests._support.kafka_helpers import FinishedOffsets
@@ -30,7 +30,7 @@ class ThreeAttempts:
         self.attempts: list[int] = []
         self.first = asyncio.Event()
 
-    async def attempt(self, work: Job[Any] | Undecodable) -> float | None:
+    async def attempt(self, work: Queued) -> float | None:
         retry = work.retry = work.retry or RetryState()
         retry.attempts["h"] = number = retry.attempts.get("h", 0) + 1
         self.attempts.append(number)
@@ -53,7 +53,7 @@ async def revoke_midway(*assignments: list[TopicPartition]) -> tuple[list[int], 
     offsets = FinishedOffsets()
     scheduler = Scheduler(offsets, runners=1)
     delivery = ThreeAttempts()
-    task = asyncio.create_task(scheduler.work(delivery, 0))  # a stand-in for Delivery
+    task = asyncio.create_task(scheduler.runner(delivery, 0))  # a stand-in for Delivery
     try:
         scheduler.submit(TP, [fetched(offsets, 0)])
         async with asyncio.timeout(5):
@@ -114,7 +114,7 @@ class Gated:
         for partition, offset in where:
             self.gate(partition, offset).set()
 
-    async def attempt(self, work: Job[Any] | Undecodable) -> float | None:
+    async def attempt(self, work: Queued) -> float | None:
         where = (work.record.partition, work.record.offset)
         retry = work.retry = work.retry or RetryState()
         retry.attempts["h"] = number = retry.attempts.get("h", 0) + 1
@@ -162,7 +162,7 @@ async def runners(
 ) -> AsyncIterator[list[asyncio.Task[None]]]:
     """`count` runner tasks, cancelled on the way out."""
     async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(scheduler.work(delivery, n)) for n in range(count)]
+        tasks = [group.create_task(scheduler.runner(delivery, n)) for n in range(count)]
         try:
             yield tasks
         finally:
@@ -330,7 +330,7 @@ class BrokenOnce:
     def __init__(self) -> None:
         self.attempts = 0
 
-    async def attempt(self, work: Job[Any] | Undecodable) -> float | None:
+    async def attempt(self, work: Queued) -> float | None:
         self.attempts += 1
         if self.attempts == 1:
             raise RuntimeError("dead-letter topic unreachable")
@@ -372,7 +372,7 @@ class Suspending:
         self.done: dict[Hashable, list[int]] = {}
         self.changed = asyncio.Event()
 
-    async def attempt(self, work: Job[Any] | Undecodable) -> float | None:
+    async def attempt(self, work: Queued) -> float | None:
         where = (work.record.partition, work.record.offset)
         yields, fails = self.script[where]
         if work.lane in self.busy:
