@@ -14,7 +14,7 @@ from typing import TextIO
 import msgspec
 
 from consumer.cli.subcommands import Subcommands
-from consumer.engine.intake import Intake, Skipped, Undecodable
+from consumer.engine.intake import Intake, OtherCallback, Undecodable
 from consumer.errors import ConfigError
 from consumer.observability.printable import print_escaped
 from consumer.settings.config import Settings
@@ -68,7 +68,7 @@ def inspect_lines(lines: Iterable[bytes], settings: Settings, out: TextIO) -> in
             error = work.error
             print_escaped(f"{number}: undecodable: {error.reason} (path {error.path or '$'})", out)
             continue
-        if isinstance(work, Skipped):
+        if isinstance(work, OtherCallback):
             kind = "other event type" if work.known else "unknown event type"
             policy = work.policy
             print_escaped(f"{number}: skipped ({kind} {work.event_type!r}, policy {policy})", out)

@@ -94,7 +94,7 @@ class Undecodable(_QueuedBase):
 
 
 @final
-class Skipped:
+class OtherCallback:
     """A callback that is not a recording event: finished as it is fetched, per policy."""
 
     __slots__ = ("event_type", "known", "policy", "record")
@@ -123,7 +123,7 @@ class Intake(Generic[H]):
         self._other = settings.events.other_event_types
         self._unknown = settings.events.unknown_event_types
 
-    def __call__(self, message: Message) -> Job[H] | Skipped | Undecodable:
+    def __call__(self, message: Message) -> Job[H] | OtherCallback | Undecodable:
         headers = message.headers
         if type(headers) is not tuple:
             headers = tuple(headers)
@@ -140,7 +140,7 @@ class Intake(Generic[H]):
             if isinstance(event, _SKIPPED):
                 known = type(event) is OtherEvent
                 policy = self._other if known else self._unknown
-                return Skipped(record, event.event_type, known, policy)
+                return OtherCallback(record, event.event_type, known, policy)
             return Job(
                 record,
                 value,

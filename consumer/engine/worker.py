@@ -28,7 +28,7 @@ from consumer.engine.backpressure import Backpressure
 from consumer.engine.committer import Committer, partition_names
 from consumer.engine.dedupe import RecentlyHandled
 from consumer.engine.delivery import Delivery
-from consumer.engine.intake import Intake, Job, Skipped, Undecodable
+from consumer.engine.intake import Intake, Job, OtherCallback, Undecodable
 from consumer.engine.observers import Observer, Unobserved
 from consumer.engine.rewind import TakenTo
 from consumer.engine.scheduler import Queued, Scheduler
@@ -267,12 +267,12 @@ class Worker:
         self._taken_to.took(tp, messages[-1].offset + 1)
         jobs: list[Queued] = []
         for index, message in enumerate(messages):
-            work: Job[Handler] | Skipped | Undecodable
+            work: Job[Handler] | OtherCallback | Undecodable
             if refused and message.offset in refused:
                 work = intake.refuse(message, refused[message.offset])
             else:
                 work = intake(message)
-            if type(work) is Skipped:
+            if type(work) is OtherCallback:
                 self._skip(work)
                 committer.finish(batch, index)
                 continue
@@ -325,7 +325,7 @@ class Worker:
         self._taken_to.took(bad.tp, read.next_offset)
         return None
 
-    def _skip(self, skipped: Skipped) -> None:
+    def _skip(self, skipped: OtherCallback) -> None:
         record = skipped.record
         log = self._log.debug if skipped.policy == "skip" else self._log.warning
         log(
