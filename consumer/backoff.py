@@ -1,7 +1,8 @@
 """How long to wait before trying again: the one exponential backoff type.
 
-Handler retries (`RetryPolicy.backoff`), dead-letter publishing and the start-up wait for Kafka
-are instances of `Backoff`, each with its own constants and jitter.
+Handler retries (`RetryPolicy.backoff`), dead-letter publishing, the start-up wait for Kafka and
+the ingress's reconnects and spool forwarding are instances of `Backoff`, each with its own
+constants and jitter.
 """
 
 from __future__ import annotations

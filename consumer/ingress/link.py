@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.errors import KafkaError
 
+from consumer.backoff import Backoff
 from consumer.errors import KafkaConnectError
 from consumer.ingress.deadlines import Deadlines
 from consumer.ingress.partitions import partition_for
@@ -21,8 +22,8 @@ from consumer.kafka import connection
 from consumer.kafka.clients import build_producer
 from consumer.settings.config import KafkaSettings
 
-BACKOFF_FIRST = 0.5
-BACKOFF_MAX = 5.0
+BACKOFF = Backoff(0.5, 5.0, "none")
+"""Between attempts to reach Kafka, and to forward the spool again: no jitter, one process."""
 REQUEST_ROOM = 64 * 1024
 """Bytes a produce request needs beyond the largest body: headers and framing."""
 
@@ -44,15 +45,15 @@ class KafkaLink:
 
     async def connect(self) -> None:
         """Start the producer, retrying with backoff until a broker answers."""
-        delay = BACKOFF_FIRST
+        failures = 0
         while True:
             producer = build_producer(self._kafka, max_request_size=self._max_request)
             try:
                 await connection.start(producer, self._kafka)
             except KafkaConnectError as exc:
                 self._log.warning("Kafka not reachable; spooling callbacks", error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
+                failures += 1
+                await asyncio.sleep(BACKOFF.delay(failures))
                 continue
             self._producer = producer
             cluster = producer.client.cluster

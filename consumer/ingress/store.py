@@ -12,7 +12,7 @@ from typing import Literal
 
 import structlog
 
-from consumer.ingress.link import BACKOFF_FIRST, BACKOFF_MAX, KafkaLink
+from consumer.ingress.link import BACKOFF, KafkaLink
 from consumer.ingress.metrics import IngressMetrics
 from consumer.ingress.spool import Spool, SpooledCallback, SpoolError
 
@@ -70,7 +70,7 @@ class Store:
     async def forward(self) -> None:
         """Forward the spool, oldest first; entries go only after their ack. After `stop`,
         returns once the spool is empty or Kafka stops acknowledging."""
-        delay = BACKOFF_FIRST
+        failures = 0
         while True:
             if not len(self._spool):
                 if self._stopping:
@@ -93,10 +93,10 @@ class Store:
                 if not len(self._spool):
                     self._log.info("spool forwarded to Kafka")
             if acked == len(batch):
-                delay = BACKOFF_FIRST
+                failures = 0
             elif not self._stopping:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
+                failures += 1
+                await asyncio.sleep(BACKOFF.delay(failures))
 
     def stop(self) -> None:
         """`forward` returns once the spool is forwarded, or at once if Kafka does not ack."""
