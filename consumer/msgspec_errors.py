@@ -2,7 +2,7 @@
 
 msgspec says where only in the message (``Expected `int`, got `str` - at `$.a[0]` ``), and names
 a missing or unknown field only there too; this module is the one place that reads that text.
-tests/test_msgspec_errors.py fails if the installed msgspec words its errors otherwise.
+tests/unit/test_msgspec_errors.py fails if the installed msgspec words its errors otherwise.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What aiokafka says only in words: the templates of its log records, a connection it saw close.
 
 aiokafka has no exception type, attribute or logger of its own for these, so this is the one
-module that reads its text. tests/test_aiokafka_text.py fails if the words change (written
+module that reads its text. tests/unit/test_aiokafka_text.py fails if the words change (written
 against aiokafka 0.14.0, the version requirements.lock pins).
 """
 
