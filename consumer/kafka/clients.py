@@ -7,6 +7,8 @@ idempotent (the broker drops the repeat by sequence number). Dead letters, ``ctx
 ``dlq replay``, ``produce`` and the ingress all take their producer from `build_producer`, so
 none can be built with weaker settings.
 
+`registered_brokers` asks a cluster's metadata once, for the dev kit's readiness waits.
+
 Consumers never commit on their own (the project commits only what it finished) and read with
 ``kafka.isolation_level``; the worker, the topic reader and the dead-letter tools take theirs
 from `build_consumer`.
@@ -17,6 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
 
 from consumer.kafka.security import client_options
 from consumer.settings.config import KafkaSettings
@@ -44,3 +48,16 @@ def build_consumer(kafka: KafkaSettings, **options: Any) -> AIOKafkaConsumer:
         "isolation_level": kafka.isolation_level,
     }
     return AIOKafkaConsumer(**client_options(kafka), **(defaults | options))
+
+
+async def registered_brokers(kafka: KafkaSettings, request_timeout: float) -> int:
+    """How many brokers the cluster's metadata lists, asked once through `kafka`'s bootstrap
+    addresses; 0 when none answers within `request_timeout` seconds (a broker still starting)."""
+    client = AIOKafkaClient(**client_options(kafka), request_timeout_ms=int(request_timeout * 1000))
+    try:
+        await client.bootstrap()
+        return len(client.cluster.brokers())
+    except (TimeoutError, KafkaError, OSError):
+        return 0
+    finally:
+        await client.close()

@@ -24,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
-from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from consumer.devkit.broker.home import BrokerError, say
@@ -41,6 +40,7 @@ from consumer.devkit.broker.nodes import (
 )
 from consumer.devkit.broker.ports import free_ports
 from consumer.devkit.broker.private import private_dir
+from consumer.kafka.clients import registered_brokers
 from consumer.kafka.topics import admin_client
 from consumer.settings.config import KafkaSettings
 
@@ -229,15 +229,8 @@ async def _all_registered(bootstrap: str, size: int, seconds: float) -> bool:
     aiokafka_log.setLevel(logging.CRITICAL)  # a node still starting refuses connections
     try:
         while time.monotonic() < deadline:
-            client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-            try:
-                await client.bootstrap()
-                if len(client.cluster.brokers()) == size:
-                    return True
-            except (TimeoutError, KafkaError, OSError):
-                pass
-            finally:
-                await client.close()
+            if await registered_brokers(KafkaSettings(bootstrap_servers=bootstrap), 5.0) == size:
+                return True
             await asyncio.sleep(0.2)
         return False
     finally:

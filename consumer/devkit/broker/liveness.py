@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import KafkaError
+from consumer.kafka.clients import registered_brokers
+from consumer.settings.config import KafkaSettings
 
 
 async def answers_metadata(bootstrap: str, deadline: float, alive: Callable[[], bool]) -> bool:
@@ -21,16 +21,9 @@ async def answers_metadata(bootstrap: str, deadline: float, alive: Callable[[], 
     try:
         while alive():
             remaining = deadline - time.monotonic()
-            timeout_ms = int(max(0.5, min(5.0, remaining)) * 1000)
-            client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
-            try:
-                await client.bootstrap()
-                if client.cluster.brokers():
-                    return True
-            except (TimeoutError, KafkaError, OSError):
-                pass
-            finally:
-                await client.close()
+            timeout = max(0.5, min(5.0, remaining))
+            if await registered_brokers(KafkaSettings(bootstrap_servers=bootstrap), timeout):
+                return True
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.2)
