@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import signal
 import sys
 from typing import TYPE_CHECKING
 
 from consumer.cli.subcommands import Subcommands
 from consumer.errors import UnreadableBatch
+from consumer.gc_tuning import freeze_start_up_objects
 from consumer.observability.printable import print_escaped
 from consumer.settings.config import Settings
 
@@ -47,7 +47,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     tracing.start_from_environment()  # before its observers: the worker is traced or not
     observers = Observers(settings)
     worker = Worker(settings, routed_handlers(settings), observers)
-    _tune_garbage_collection()
+    freeze_start_up_objects()
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
@@ -71,16 +71,6 @@ def routed_handlers(settings: Settings) -> dict[str, Handler]:
 
     names = {name for route in settings.routes.values() for name in route}
     return build_handlers(names, settings.handlers, settings.plugins)
-
-
-def _tune_garbage_collection() -> None:
-    """The worker process allocates a few small objects per message and keeps few of them:
-    reference counting frees them, and the cyclic collector would mostly rescan the modules,
-    classes and settings loaded at start-up. Those are frozen out of its scans, and it runs
-    after 10,000 new objects instead of 700 (measured: about a tenth of a logged message's cost)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, *gc.get_threshold()[1:])
 
 
 def _print_summary(worker: Worker) -> None:

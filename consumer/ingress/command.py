@@ -15,6 +15,7 @@ from pathlib import Path
 import structlog
 
 from consumer.errors import ConfigError
+from consumer.gc_tuning import freeze_start_up_objects
 from consumer.ingress.app import CallbackApp
 from consumer.ingress.auth import Credentials, credentials
 from consumer.ingress.link import KafkaLink
@@ -131,6 +132,7 @@ async def _serve(settings: Settings, accepted: Credentials | None, cap: int) -> 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    freeze_start_up_objects()
     try:
         async with asyncio.TaskGroup() as tasks:
             connecting = tasks.create_task(link.connect())

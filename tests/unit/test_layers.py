@@ -28,6 +28,7 @@ LAYERS = {
     "consumer.backoff": 0,
     "consumer.bootstrap": 0,
     "consumer.msgspec_errors": 0,
+    "consumer.gc_tuning": 0,
     "consumer": 1,  # the facade: importing it loads layers 0 and 1
     "consumer.settings": 1,
     "consumer.plugins": 1,
