@@ -43,15 +43,20 @@ class Deadlines:
         self._seconds = seconds
         self._waits: deque[Deadline] = deque()
         self._sweeping: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> Deadline:
         """A deadline `seconds` from now for the current task."""
-        task = asyncio.current_task()
+        # The loop is passed: Python 3.11 finds the running one with a getpid() system call.
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         assert task is not None, "within a task"
         deadline = Deadline(time.monotonic() + self._seconds, task)
         self._waits.append(deadline)
         if self._sweeping is None:
-            self._sweeping = asyncio.get_running_loop().create_task(self._sweep())
+            self._sweeping = loop.create_task(self._sweep())
         return deadline
 
     async def _sweep(self) -> None:
