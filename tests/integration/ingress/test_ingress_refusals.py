@@ -38,15 +38,19 @@ def basic(user: str, password: str) -> str:
 def test_the_credentials_are_decided_by_hmac_compare_digest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """hmac.compare_digest decides (a stand-in that says "equal" lets wrong credentials in), and
-    both the username and the password are compared even when the username is already wrong."""
+    """hmac.compare_digest decides (a stand-in that says "equal" lets wrong credentials in): first
+    on the whole header as Bandwidth sends it, then, for another spelling of it, on the username
+    and the password, both compared even when the username is already wrong."""
     accepted = Credentials("bandwidth", "secret")
     assert accepted.accepts(basic("bandwidth", "secret"))
+    assert accepted.accepts("basic  " + basic("bandwidth", "secret")[6:])
     assert not accepted.accepts(basic("bandwidth", "wrong"))
     assert not accepted.accepts(basic("other", "secret"))
     assert not accepted.accepts(None)
     assert not accepted.accepts("Bearer abc")
+    assert not accepted.accepts("Basic \udcff")  # undecodable bytes, as aiohttp passes them
 
+    real = auth.hmac.compare_digest
     compared: list[tuple[bytes, bytes]] = []
 
     def always_equal(a: bytes, b: bytes) -> bool:
@@ -55,7 +59,17 @@ def test_the_credentials_are_decided_by_hmac_compare_digest(
 
     monkeypatch.setattr("hmac.compare_digest", always_equal)
     assert accepted.accepts(basic("intruder", "guess"))
-    assert compared == [(b"intruder", b"bandwidth"), (b"guess", b"secret")]
+    sent, expected = basic("intruder", "guess"), basic("bandwidth", "secret")
+    assert compared == [(sent.encode(), expected.encode())]
+
+    def recorded(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    compared.clear()
+    monkeypatch.setattr("hmac.compare_digest", recorded)
+    assert not accepted.accepts(basic("intruder", "guess"))
+    assert compared[1:] == [(b"intruder", b"bandwidth"), (b"guess", b"secret")]
 
 
 @pytest.mark.parametrize(
@@ -174,16 +188,20 @@ async def raw_request(url: str, head: bytes, body_part: bytes) -> tuple[bytes, b
 async def test_refusals_answer_as_documented_and_produce_nothing(
     ingress: Ingress, kafka_bootstrap: str, unique_name: str
 ) -> None:
-    """401 (+ WWW-Authenticate: Basic) without or with wrong credentials; 413 for a body over
-    the cap, answered without reading the rest; 400 with the reason for non-UTF-8, non-JSON and
-    non-object bodies; 405 for GET (saying to POST); 404 for other paths whatever the
-    credentials. Each is counted by reason; only the one good callback reaches the topic."""
+    """401 (+ WWW-Authenticate: Basic) without, with wrong or with undecodable credentials; 413
+    for a body over the cap, answered without reading the rest; 400 with the reason for
+    non-UTF-8, non-JSON and non-object bodies; 405 for GET (saying to POST); 404 for other
+    paths whatever the credentials. Each is counted by reason; only the one good callback
+    reaches the topic."""
     good = callback("r-good")
     async with httpx.AsyncClient(timeout=30) as client:
         post: Callable[..., Awaitable[httpx.Response]] = client.post
         answers: dict[str, httpx.Response] = {
             "no auth": await post(ingress.url, content=good),
             "wrong auth": await post(ingress.url, content=good, auth=(AUTH[0], "wrong")),
+            "auth not ascii": await post(
+                ingress.url, content=good, headers={"Authorization": b"Basic \xff\xfe=="}
+            ),
             "too large": await post(ingress.url, content=b"{" + b" " * 4096 + b"}", auth=AUTH),
             "not utf-8": await post(ingress.url, content=b'{"a": "\xff"}', auth=AUTH),
             "not json": await post(ingress.url, content=b'{"a": ', auth=AUTH),
@@ -198,6 +216,7 @@ async def test_refusals_answer_as_documented_and_produce_nothing(
         assert statuses == {
             "no auth": 401,
             "wrong auth": 401,
+            "auth not ascii": 401,
             "too large": 413,
             "not utf-8": 400,
             "not json": 400,
@@ -244,7 +263,7 @@ async def test_refusals_answer_as_documented_and_produce_nothing(
         )
     }
     assert refused == {
-        "unauthorized": 2,
+        "unauthorized": 3,
         "too_large": 3,
         "not_json": 2,
         "not_object": 1,
