@@ -64,9 +64,8 @@ class CallbackApp:
         self._body_timeout = ingress.body_timeout
         self._credentials = credentials
         self._store = store
-        self._metrics = metrics
+        self._answers = metrics.answers
         self._refusals = Refusals(metrics)
-        self._by_code: dict[int, Any] = {}
         # 64 random bits per start and a count: unique as uuid4's, without a urandom call each.
         self._id_prefix = secrets.token_hex(8)
         self._ids = itertools.count()
@@ -89,13 +88,7 @@ class CallbackApp:
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         response.headers[REQUEST_ID_RESPONSE] = request_id
-        counter = self._by_code.get(response.status)
-        if counter is None:  # a few codes only: resolved once each, not per request
-            counter = self._by_code[response.status] = self._metrics.requests.labels(
-                str(response.status)
-            )
-        counter.inc()
-        self._metrics.duration.observe(time.perf_counter() - started)
+        self._answers.answered(response.status, time.perf_counter() - started)
         return response
 
     async def _take(self, request: web.BaseRequest, request_id: str) -> web.StreamResponse:

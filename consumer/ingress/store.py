@@ -52,7 +52,7 @@ class Store:
         # must not overtake them on the way to Kafka.
         direct = not self._appending and not len(self._spool) and self._link.up
         if direct and await self._link.deliver(entry):
-            self._metrics.produced.inc()
+            self._metrics.answers.produced += 1
             return "kafka"
         self._appending += 1
         try:
@@ -88,7 +88,7 @@ class Store:
                     await self._spool.remove(acked)
                 except SpoolError as exc:  # forwarded again later: a duplicate, not a loss
                     self._log.error("cannot mark spooled callbacks forwarded", error=str(exc))
-                self._metrics.produced.inc(acked)
+                self._metrics.answers.produced += acked
                 self.refused = None  # room again, or a writable spool: the next append tells
                 if not len(self._spool):
                     self._log.info("spool forwarded to Kafka")
