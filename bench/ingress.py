@@ -37,8 +37,6 @@ import argparse
 import asyncio
 import base64
 import os
-import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,7 +45,9 @@ import time
 from pathlib import Path
 
 from _common import bootstrap, event_value, fresh, kafka_settings
+from _ingress_paired import measure_paired, paired_table
 from _ingress_servers import AUTH, SERVERS, run_ingress
+from _wrk import CONNECTIONS, Wrk, cpu_seconds, free_port, wait_for_port
 
 
 def callback_body(size: int) -> bytes:
@@ -56,81 +56,11 @@ def callback_body(size: int) -> bytes:
     return body.replace(b'"tag":"', b'"tag":"' + b"x" * (size - len(body)), 1)
 
 
-CONNECTIONS = 50
-PATH = "/callbacks"
 BODY = callback_body(1024)
 
 
 KAFKA_SERVERS = ("ingress", "floor", "fastapi", "spooling")
 ALL = ("aiohttp", "uvicorn", "ingress", "floor", "fastapi", "spooling")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port} after {timeout} s")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
-
-
-def _latency(text: str, percent: str) -> float:
-    match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
-    if match is None:
-        raise RuntimeError(f"no {percent}% latency in wrk's output:\n{text}")
-    return float(match[1]) * _UNITS[match[2]]
-
-
-def _run_wrk(port: int, seconds: float, script: Path) -> dict[str, float]:
-    url = f"http://127.0.0.1:{port}{PATH}"
-    command = [
-        "wrk",
-        "-t1",
-        f"-c{CONNECTIONS}",
-        f"-d{seconds:.0f}s",
-        "--latency",
-        "-s",
-        str(script),
-        url,
-    ]
-    started = time.monotonic()
-    wrk = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(wrk.pid, 0)
-    wall = time.monotonic() - started
-    assert wrk.stdout is not None
-    text = wrk.stdout.read()
-    wrk.returncode = os.waitstatus_to_exitcode(status)
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", text)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    errors = re.search(r"Socket errors: (.*)", text)
-    if rate is None:
-        raise RuntimeError(f"wrk failed:\n{text}")
-    return {
-        "rate": float(rate[1]),
-        "p50": _latency(text, "50"),
-        "p99": _latency(text, "99"),
-        "wrk_cpu": (usage.ru_utime + usage.ru_stime) / wall,
-        "bad": float(non2xx[1]) if non2xx else 0.0,
-        "socket_errors": 1.0 if errors else 0.0,
-    }
 
 
 def _server_command(name: str, port: int, bootstrap: str, spool: Path) -> list[str]:
@@ -141,7 +71,7 @@ def _server_command(name: str, port: int, bootstrap: str, spool: Path) -> list[s
     if name == "fastapi":
         return [sys.executable, str(here / "fastapi_bridge.py"), str(port), bootstrap, topic]
     if name == "spooling":
-        name, bootstrap = "ingress", f"127.0.0.1:{_free_port()}"
+        name, bootstrap = "ingress", f"127.0.0.1:{free_port()}"
     return [
         sys.executable, __file__, "--serve", name, "--port", str(port),
         "--bootstrap", bootstrap, "--topic", topic, "--spool", str(spool / topic),
@@ -161,16 +91,14 @@ def _create_topic(bootstrap: str, topic: str) -> None:
 def _measure(
     name: str, seconds: float, script: Path, bootstrap: str, spool: Path
 ) -> dict[str, float]:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(_server_command(name, port, bootstrap, spool))
     try:
-        _wait_for_port(port, server)
-        _run_wrk(port, 2, script)  # warm-up: connections, imports, the producer's metadata
-        cpu_before, started = _cpu_seconds(server.pid), time.monotonic()
-        result = _run_wrk(port, seconds, script)
-        result["server_cpu"] = (_cpu_seconds(server.pid) - cpu_before) / (
-            time.monotonic() - started
-        )
+        wait_for_port(port, server)
+        Wrk(port, 2, script).result()  # warm-up: connections, imports, the producer's metadata
+        cpu_before, started = cpu_seconds(server.pid), time.monotonic()
+        result = Wrk(port, seconds, script).result()
+        result["server_cpu"] = (cpu_seconds(server.pid) - cpu_before) / (time.monotonic() - started)
         return result
     finally:
         server.terminate()
@@ -237,6 +165,11 @@ def main() -> None:
     parser.add_argument("servers", nargs="*", default=list(ALL), help=f"of {', '.join(ALL)}")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="the ingress and its floor at once on one CPU, each with its own wrk",
+    )
     for hidden in ("--serve", "--bootstrap", "--topic", "--spool"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -247,18 +180,31 @@ def main() -> None:
     if args.serve:
         asyncio.run(SERVERS[args.serve](args.port, args))
         return
+    load = os.getloadavg()[0]
     server = bootstrap()
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in args.servers}
+    header = (
+        f"{len(BODY)}-byte POSTs, {CONNECTIONS} keep-alive connections, wrk -t1, "
+        f"{args.seconds:.0f} s x {args.rounds} rounds, {os.cpu_count()} CPUs, "
+        f"load average before: {load:.1f}"
+    )
     with tempfile.TemporaryDirectory() as directory:
         script = _lua_script(Path(directory))
+        if args.paired:
+            pair = ("ingress", "floor")
+            spool = Path(directory)
+
+            def command(name: str, port: int) -> list[str]:
+                return _server_command(name, port, server, spool)
+
+            paired = measure_paired(pair, args.rounds, args.seconds, command, script)
+            print(header + "; both servers at once on one CPU")
+            print(paired_table(pair, paired))
+            return
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in args.servers}
         for _ in range(args.rounds):
             for name in args.servers:
                 results[name].append(_measure(name, args.seconds, script, server, Path(directory)))
-    print(
-        f"{len(BODY)}-byte POSTs, {CONNECTIONS} keep-alive connections, wrk -t1, "
-        f"{args.seconds:.0f} s x {args.rounds} rounds (medians), {os.cpu_count()} CPUs, "
-        f"load average before: {os.getloadavg()[0]:.1f}"
-    )
+    print(header + " (medians)")
     print(_table(results))
     print("\n".join(_goals(results)))
 
