@@ -72,10 +72,29 @@ class CallbackApp:
         self._clock = _Clock()
 
     async def answer(self, request: web.BaseRequest) -> web.StreamResponse:
+        # One coroutine from the headers to the answer: each level awaited costs every callback.
         started = time.perf_counter()
         request_id = f"{self._id_prefix}{next(self._ids):016x}"
         try:
-            response = await self._take(request, request_id)
+            self._admit(request)
+            content = request.content
+            body = content.read_nowait()  # most bodies came with their headers: no timer needed
+            if len(body) > self._max_body or not content.is_eof():
+                body = await self._rest_of_body(request, body)
+            headers: tuple[tuple[str, bytes], ...] = (
+                (RECEIVED_AT, self._clock.now()),
+                (REQUEST_ID, request_id.encode()),
+            )
+            key = _key(body)
+            span = tracing.received(request.headers, self._path)
+            if span is None:
+                await self._store.put(SpooledCallback(value=body, key=key, headers=headers))
+            else:
+                with span as current:
+                    current.set_attribute("ingress.request_id", request_id)
+                    headers += tracing.context_headers()
+                    await self._store.put(SpooledCallback(value=body, key=key, headers=headers))
+            response = web.Response(status=200)
         except _Refused as refused:
             self._refusals.note(refused.reason, refused.text)
             response = _refusal(refused)
@@ -91,7 +110,9 @@ class CallbackApp:
         self._answers.answered(response.status, time.perf_counter() - started)
         return response
 
-    async def _take(self, request: web.BaseRequest, request_id: str) -> web.StreamResponse:
+    def _admit(self, request: web.BaseRequest) -> None:
+        """Raises _Refused for another path or method, missing or wrong credentials, or a
+        body announced over the cap: all decided by the headers alone."""
         # raw_path: request.path would build a URL object per request; callbacks carry no query.
         if request.raw_path.partition("?")[0] != self._path:
             raise _Refused(404, "not_found", f"not found: callbacks go to POST {self._path}")
@@ -106,31 +127,14 @@ class CallbackApp:
             request.headers.get("Authorization")
         ):
             raise _Refused(401, "unauthorized", "missing or wrong Basic credentials")
-        body = await self._body(request)
-        headers: tuple[tuple[str, bytes], ...] = (
-            (RECEIVED_AT, self._clock.now()),
-            (REQUEST_ID, request_id.encode()),
-        )
-        key = _key(body)
-        span = tracing.received(request.headers, self._path)
-        if span is None:
-            await self._store.put(SpooledCallback(value=body, key=key, headers=headers))
-        else:
-            with span as current:
-                current.set_attribute("ingress.request_id", request_id)
-                headers += tracing.context_headers()
-                await self._store.put(SpooledCallback(value=body, key=key, headers=headers))
-        return web.Response(status=200)
-
-    async def _body(self, request: web.BaseRequest) -> bytes:
         length = request.content_length
         if length is not None and length > self._max_body:
             raise self._too_large()
+
+    async def _rest_of_body(self, request: web.BaseRequest, start: bytes) -> bytes:
+        """The body after `start`, its first part, within ``body_timeout``; at most the cap."""
         content = request.content
-        body = content.read_nowait()  # most bodies came with their headers: no timer needed
-        if content.is_eof() and len(body) <= self._max_body:
-            return body
-        buffer = bytearray(body)
+        buffer = bytearray(start)
         try:
             async with asyncio.timeout(self._body_timeout):
                 while len(buffer) <= self._max_body and not content.at_eof():
