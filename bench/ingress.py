@@ -4,7 +4,7 @@ Run from the repository root (with the bench extra: ``pip install -e '.[dev,benc
 ``wrk`` from Debian: ``apt-get install wrk``):
 
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/python bench/ingress.py \
-        [--seconds 10] [--rounds 3] [servers...]
+        [--seconds 10] [--rounds 3] [servers... | --paired]
 
 Each server runs in a process of its own (one event loop, as the ingress does), and wrk (one
 thread, 50 connections, a Lua script POSTing 1 KB callbacks with Basic credentials, each for
@@ -29,6 +29,10 @@ and >= 2x FastAPI in requests/s, p99 no worse than FastAPI's):
 - ``fastapi``: bench/fastapi_bridge.py, FastAPI + pydantic model + ``send_and_wait`` per request;
 - ``spooling``: the ingress with Kafka stopped (nothing listens at its bootstrap address): every
   callback fsync'd to the spool before its 200.
+
+``--paired`` runs the ingress and the floor at once, pinned to one CPU, each with its own wrk
+(bench/_ingress_paired.py): the host's noise then falls on both, and the ratio holds from round
+to round where one server after the other it swings by a fifth.
 """
 
 from __future__ import annotations
