@@ -72,7 +72,6 @@ class CallbackApp:
         self._clock = _Clock()
 
     async def answer(self, request: web.BaseRequest) -> web.StreamResponse:
-        # One coroutine from the headers to the answer: each level awaited costs every callback.
         started = time.perf_counter()
         request_id = f"{self._id_prefix}{next(self._ids):016x}"
         try:
