@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from _wrk import Wrk, cpu_seconds, free_port, pinned, wait_for_port
+from _wrk import Command, measure
 
-Command = Callable[[str, int], list[str]]
-"""(server name, port) to the command that serves it."""
 Round = dict[str, dict[str, float]]
 
 
@@ -33,31 +28,10 @@ def measure_paired(
     if len(available) < 2:
         raise SystemExit("--paired needs two CPUs: one for both servers, the rest for wrk")
     shared, others = {available[-1]}, set(available[:-1])
-    results = []
-    for _ in range(rounds):
-        servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
-        try:
-            for name in names:
-                port = free_port()
-                servers[name] = (subprocess.Popen(pinned(command(name, port), shared)), port)
-            for process, port in servers.values():
-                wait_for_port(port, process)
-            measured: Round = {}
-            for length in (2.0, seconds):  # a warm-up together, then the measured run
-                before = {name: cpu_seconds(p.pid) for name, (p, _) in servers.items()}
-                started = time.monotonic()
-                runs = {n: Wrk(port, length, script, others) for n, (_, port) in servers.items()}
-                measured = {name: run.result() for name, run in runs.items()}
-                wall = time.monotonic() - started
-                for name, (p, _) in servers.items():
-                    measured[name]["server_cpu"] = (cpu_seconds(p.pid) - before[name]) / wall
-            results.append(measured)
-        finally:
-            for process, _ in servers.values():
-                process.terminate()
-            for process, _ in servers.values():
-                process.wait(timeout=30)
-    return results
+    return [
+        measure(names, seconds, script, command, servers_on=shared, wrk_on=others)
+        for _ in range(rounds)
+    ]
 
 
 def paired_table(names: tuple[str, str], results: list[Round]) -> str:

@@ -1,5 +1,5 @@
 """wrk as bench/ingress.py runs it, and the process helpers around it: free ports, waiting for a
-server to listen, a process's CPU seconds."""
+server to listen, a process's CPU seconds, and `measure`, which runs servers under wrk."""
 
 from __future__ import annotations
 
@@ -8,11 +8,17 @@ import re
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 CONNECTIONS = 50
 PATH = "/callbacks"
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+WARM_UP = 2.0
+"""Seconds of wrk before the measured run: connections, imports, the producer's metadata."""
+
+Command = Callable[[str, int], list[str]]
+"""(server name, port) to the command that serves it."""
 
 
 def free_port() -> int:
@@ -73,6 +79,42 @@ class Wrk:
             "wrk_cpu": (usage.ru_utime + usage.ru_stime) / wall,
             "bad": float(non2xx[1]) if non2xx else 0.0,
         }
+
+
+def measure(
+    names: tuple[str, ...],
+    seconds: float,
+    script: Path,
+    command: Command,
+    *,
+    servers_on: set[int] | None = None,
+    wrk_on: set[int] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Each server of `names` in a process of its own, then a warm-up and a measured run of
+    `seconds`, one wrk per server, all at once; per server, wrk's figures and ``server_cpu``
+    (its CPU seconds per second of the measured run)."""
+    servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    try:
+        for name in names:
+            port = free_port()
+            servers[name] = (subprocess.Popen(pinned(command(name, port), servers_on)), port)
+        for process, port in servers.values():
+            wait_for_port(port, process)
+        measured: dict[str, dict[str, float]] = {}
+        for length in (WARM_UP, seconds):
+            before = {name: cpu_seconds(p.pid) for name, (p, _) in servers.items()}
+            started = time.monotonic()
+            runs = {n: Wrk(port, length, script, wrk_on) for n, (_, port) in servers.items()}
+            measured = {name: run.result() for name, run in runs.items()}
+            wall = time.monotonic() - started
+            for name, (p, _) in servers.items():
+                measured[name]["server_cpu"] = (cpu_seconds(p.pid) - before[name]) / wall
+        return measured
+    finally:
+        for process, _ in servers.values():
+            process.terminate()
+        for process, _ in servers.values():
+            process.wait(timeout=30)
 
 
 def _latency(text: str, percent: str) -> float:

@@ -42,16 +42,14 @@ import asyncio
 import base64
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from _common import bootstrap, event_value, fresh, kafka_settings
 from _ingress_paired import measure_paired, paired_table
 from _ingress_servers import AUTH, SERVERS, run_ingress
-from _wrk import CONNECTIONS, Wrk, cpu_seconds, free_port, wait_for_port
+from _wrk import CONNECTIONS, free_port, measure
 
 
 def callback_body(size: int) -> bytes:
@@ -90,23 +88,6 @@ def _create_topic(bootstrap: str, topic: str) -> None:
             await create_topic(admin, topic, 6, None)
 
     asyncio.run(create())
-
-
-def _measure(
-    name: str, seconds: float, script: Path, bootstrap: str, spool: Path
-) -> dict[str, float]:
-    port = free_port()
-    server = subprocess.Popen(_server_command(name, port, bootstrap, spool))
-    try:
-        wait_for_port(port, server)
-        Wrk(port, 2, script).result()  # warm-up: connections, imports, the producer's metadata
-        cpu_before, started = cpu_seconds(server.pid), time.monotonic()
-        result = Wrk(port, seconds, script).result()
-        result["server_cpu"] = (cpu_seconds(server.pid) - cpu_before) / (time.monotonic() - started)
-        return result
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def _lua_script(directory: Path) -> Path:
@@ -193,13 +174,12 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as directory:
         script = _lua_script(Path(directory))
+
+        def command(name: str, port: int) -> list[str]:
+            return _server_command(name, port, server, Path(directory))
+
         if args.paired:
             pair = ("ingress", "floor")
-            spool = Path(directory)
-
-            def command(name: str, port: int) -> list[str]:
-                return _server_command(name, port, server, spool)
-
             paired = measure_paired(pair, args.rounds, args.seconds, command, script)
             print(header + "; both servers at once on one CPU")
             print(paired_table(pair, paired))
@@ -207,7 +187,7 @@ def main() -> None:
         results: dict[str, list[dict[str, float]]] = {name: [] for name in args.servers}
         for _ in range(args.rounds):
             for name in args.servers:
-                results[name].append(_measure(name, args.seconds, script, server, Path(directory)))
+                results[name].append(measure((name,), args.seconds, script, command)[name])
     print(header + " (medians)")
     print(_table(results))
     print("\n".join(_goals(results)))
