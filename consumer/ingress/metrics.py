@@ -62,6 +62,8 @@ class Answers(Collector):
         self._codes: dict[int, list[float]] = {}
         """HTTP status: [requests, when the first was answered]."""
         self._buckets = [0] * (len(DURATION_BUCKETS) + 1)
+        self._bounds = [*(repr(float(bound)) for bound in DURATION_BUCKETS), "+Inf"]
+        """Each bucket's ``le`` label, as prometheus_client writes it."""
         self._seconds = 0.0
         self.produced = 0
         """Callbacks acknowledged by Kafka, direct or from the spool."""
@@ -81,10 +83,9 @@ class Answers(Collector):
         for code, (count, created) in sorted(self._codes.items()):
             requests.add_metric([str(code)], count, created=created)
         yield requests
-        bounds = [*(repr(float(bound)) for bound in DURATION_BUCKETS), "+Inf"]
         cumulative = 0
         buckets = []
-        for bound, count in zip(bounds, self._buckets, strict=True):
+        for bound, count in zip(self._bounds, self._buckets, strict=True):
             cumulative += count
             buckets.append((bound, float(cumulative)))
         name = PREFIX + "request_duration_seconds"
