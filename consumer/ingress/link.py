@@ -91,7 +91,8 @@ class KafkaLink:
         caller's spooled copy is then a duplicate, an exact byte copy."""
         if self._producer is None:
             return False
-        deadline = self._deadlines.start()
+        deadlines = self._deadlines
+        wait = deadlines.start()
         try:
             # Cancelling the producer's future on timeout is harmless: it skips done ones.
             await (await self._send(self._producer, entry))
@@ -99,12 +100,12 @@ class KafkaLink:
             self.up = False
             return False
         except asyncio.CancelledError:
-            if not deadline.timed_out():
+            if not deadlines.timed_out(wait):
                 raise
             self.up = False
             return False
         finally:
-            deadline.finished = True
+            deadlines.finish(wait)
         self.up = True
         return True
 

@@ -4,6 +4,7 @@ a finished one never is, and a task cancelled from outside stays cancelled."""
 from __future__ import annotations
 
 import asyncio
+import weakref
 
 import pytest
 
@@ -16,15 +17,15 @@ ENOUGH = 10.0
 
 async def wait_on(deadlines: Deadlines, future: asyncio.Future[None]) -> str:
     """Wait for `future` under a deadline; how the wait ended."""
-    deadline = deadlines.start()
+    wait = deadlines.start()
     try:
         await future
     except asyncio.CancelledError:
-        if not deadline.timed_out():
+        if not deadlines.timed_out(wait):
             raise
         return "timed out"
     finally:
-        deadline.finished = True
+        deadlines.finish(wait)
     return "done"
 
 
@@ -82,3 +83,19 @@ async def test_a_task_cancelled_from_outside_stays_cancelled() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_finished_wait_keeps_nothing_of_its_task_alive() -> None:
+    """Once a wait is finished, its task (and so the request it answered) is freed as soon as
+    nothing else holds it, not when the sweep next runs: the deadlines keep no reference."""
+    deadlines = Deadlines(ENOUGH)
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[None] = loop.create_future()
+    task = asyncio.create_task(wait_on(deadlines, answer))
+    await asyncio.sleep(0)
+    answer.set_result(None)
+    assert await task == "done"
+    gone = weakref.ref(task)
+    del task
+    await asyncio.sleep(0)  # off the loop's handle that woke us, which holds the task
+    assert gone() is None
