@@ -110,8 +110,8 @@ class CallbackApp:
         return response
 
     def _admit(self, request: web.BaseRequest) -> None:
-        """Raises _Refused for another path or method, missing or wrong credentials, or a
-        body announced over the cap: all decided by the headers alone."""
+        """Raises _Refused for another path or method, or missing or wrong credentials: all
+        decided by the headers alone."""
         # raw_path: request.path would build a URL object per request; callbacks carry no query.
         if request.raw_path.partition("?")[0] != self._path:
             raise _Refused(404, "not_found", f"not found: callbacks go to POST {self._path}")
@@ -126,12 +126,13 @@ class CallbackApp:
             request.headers.get("Authorization")
         ):
             raise _Refused(401, "unauthorized", "missing or wrong Basic credentials")
+
+    async def _rest_of_body(self, request: web.BaseRequest, start: bytes) -> bytes:
+        """The body after `start`, its first part, within ``body_timeout``; at most the cap,
+        and nothing more read when its announced length is over it."""
         length = request.content_length
         if length is not None and length > self._max_body:
             raise self._too_large()
-
-    async def _rest_of_body(self, request: web.BaseRequest, start: bytes) -> bytes:
-        """The body after `start`, its first part, within ``body_timeout``; at most the cap."""
         content = request.content
         buffer = bytearray(start)
         try:
@@ -174,10 +175,13 @@ class _Clock:
 def _key(body: bytes) -> bytes | None:
     """recordingId, else callId, else conferenceId; raises _Refused when `body` is not a JSON
     object in UTF-8."""
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _Refused(400, "not_json", f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    if not body.isascii():  # msgspec skips the fields it is not asked for unchecked
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _Refused(
+                400, "not_json", f"not UTF-8: {exc.reason} at byte {exc.start}"
+            ) from None
     try:
         ids = _DECODER.decode(body)
     except msgspec.ValidationError as exc:
