@@ -13,19 +13,21 @@ DEFAULT_PORT = 9092
 
 def bootstrap_addresses(servers: str) -> list[tuple[str, int]]:
     """(host, port) per entry of `servers`, in order; empty entries are skipped. Raises
-    ValueError naming the entry whose port is not a number."""
+    ValueError naming the entry without a host or whose port is not a number."""
     return [_address(entry.strip()) for entry in servers.split(",") if entry.strip()]
 
 
 def _address(entry: str) -> tuple[str, int]:
     if entry.startswith("["):
         host, bracket, rest = entry[1:].partition("]")
-        if bracket and (not rest or rest.startswith(":")):
+        if host and bracket and (not rest or rest.startswith(":")):
             return host, _port(entry, rest[1:] if rest else None)
         raise ValueError(f"not host:port: {entry!r}")
     if ":" not in entry or _is_ipv6(entry):
         return entry, DEFAULT_PORT
     host, _, port = entry.rpartition(":")
+    if not host:
+        raise ValueError(f"not host:port: {entry!r}")
     return host, _port(entry, port)
 
 

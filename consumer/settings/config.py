@@ -1,7 +1,8 @@
 """Settings: a TOML file, overridden by environment variables, validated into Structs at start-up.
 
-Environment overrides: ``KAFKA_BOOTSTRAP_SERVERS`` sets ``kafka.bootstrap_servers``, and any key
-can be set as ``RECORDING_CONSUMER__<SECTION>__<KEY>`` (``RECORDING_CONSUMER__KAFKA__TOPIC``,
+Environment overrides: ``KAFKA_BOOTSTRAP_SERVERS`` sets ``kafka.bootstrap_servers`` (unless
+``RECORDING_CONSUMER__KAFKA__BOOTSTRAP_SERVERS`` is also set), and any key can be set as
+``RECORDING_CONSUMER__<SECTION>__<KEY>`` (``RECORDING_CONSUMER__KAFKA__TOPIC``,
 ``RECORDING_CONSUMER__ROUTES__COMPLETE='["log", "download"]'``). A value is read as a TOML value
 when it parses as one (numbers, booleans, arrays) and as a plain string otherwise; a `Secret`
 setting or handler option is taken verbatim.
@@ -323,7 +324,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
     """Merge overrides into `raw`; returns dotted key -> the variable that set it, for errors."""
     applied: dict[str, str] = {}
-    for name, value in environ.items():
+    # The alias goes first, so the key's own variable wins when both are set.
+    for name, value in sorted(environ.items(), key=lambda item: item[0] not in ENV_ALIASES):
         if name in ENV_ALIASES:
             keys: tuple[str, ...] = ENV_ALIASES[name]
         elif name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from consumer.bootstrap import bootstrap_addresses
 from consumer.settings.handover import longest_handover
 
 if TYPE_CHECKING:
@@ -37,8 +38,11 @@ def invalid_settings(settings: Settings) -> Iterator[tuple[str, str]]:
 
 def _kafka(settings: Settings) -> Iterator[tuple[str, str]]:
     kafka = settings.kafka
-    if not kafka.bootstrap_servers.strip():
-        yield "kafka.bootstrap_servers", "must name at least one host:port"
+    try:
+        if not bootstrap_addresses(kafka.bootstrap_servers):
+            yield "kafka.bootstrap_servers", "must name at least one host:port"
+    except ValueError as exc:
+        yield "kafka.bootstrap_servers", f"{exc} (expected comma-separated host:port)"
     yield from _topic_name("kafka.topic", kafka.topic)
     if not kafka.group_id.strip():
         yield "kafka.group_id", "must not be empty: offsets are committed under the group"

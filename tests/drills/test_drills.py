@@ -233,6 +233,8 @@ async def test_dead_letter_topic_refusing_writes_then_fixed(
 
 
 BAD_SETTINGS = [
+    ({"KAFKA__BOOTSTRAP_SERVERS": '"kafka:notaport"'}, "kafka.bootstrap_servers"),
+    ({"KAFKA__BOOTSTRAP_SERVERS": '" , "'}, "kafka.bootstrap_servers"),
     ({"KAFKA__TOPIC": '""'}, "kafka.topic"),
     ({"KAFKA__TOPIC": '"a topic"'}, "kafka.topic"),
     ({"KAFKA__GROUP_ID": '""'}, "kafka.group_id"),

@@ -30,9 +30,13 @@ def test_each_address_is_the_one_the_kafka_client_connects_to(servers: str) -> N
     assert bootstrap_addresses(servers) == expected
 
 
-@pytest.mark.parametrize("servers", ["kafka:abc", "kafka:", "[::1]x", "kafka:70000"])
+NOT_HOST_PORT = ["kafka:abc", "kafka:", "[::1]x", "kafka:70000", ":9092", "[]:9092"]
+
+
+@pytest.mark.parametrize("servers", NOT_HOST_PORT)
 def test_an_entry_that_is_not_host_port_is_named(servers: str) -> None:
-    """A port that is no port is refused with the entry quoted, before anything connects."""
+    """A port that is no port, or a missing host, is refused with the entry quoted, before
+    anything connects."""
     with pytest.raises(ValueError, match=r"^not host:port: "):
         bootstrap_addresses(f"ok:9092,{servers}")
 

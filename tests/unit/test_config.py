@@ -201,3 +201,23 @@ def test_values_that_cannot_work_say_which_key_and_why(
         load_settings(environ={f"RECORDING_CONSUMER__{variable}": value})
     assert str(info.value).startswith(reason)
     assert f"(set by environment variable RECORDING_CONSUMER__{variable})" in str(info.value)
+
+
+def test_the_key_s_own_variable_wins_over_kafka_bootstrap_servers() -> None:
+    """With both set, in either order, RECORDING_CONSUMER__KAFKA__BOOTSTRAP_SERVERS is the one
+    read: the more specific name decides, not the order the environment lists them in."""
+    both = [
+        ("KAFKA_BOOTSTRAP_SERVERS", "alias:9092"),
+        ("RECORDING_CONSUMER__KAFKA__BOOTSTRAP_SERVERS", "own:9093"),
+    ]
+    for environ in (dict(both), dict(reversed(both))):
+        assert load_settings(None, environ=environ).kafka.bootstrap_servers == "own:9093"
+
+
+@pytest.mark.parametrize("servers", ["kafka:notaport", ":9092", " , ", "kafka:99999"])
+def test_a_bootstrap_entry_that_is_not_host_port_is_refused_naming_the_key(servers: str) -> None:
+    """A bootstrap address no client could connect to stops start-up naming the key, instead of
+    the worker retrying it until its start-up timeout or the ingress crashing."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, environ={"KAFKA_BOOTSTRAP_SERVERS": servers})
+    assert info.value.key == "kafka.bootstrap_servers"
