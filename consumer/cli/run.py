@@ -38,10 +38,9 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.observability import tracing
     from consumer.observability.logs import configure_logging
     from consumer.observability.observers import Observers
-    from consumer.observability.server import endpoint, listen_address
+    from consumer.observability.server import endpoint
     from consumer.observability.serving import raise_fd_limit
 
-    listen_address(settings.observability.listen)  # a malformed address fails before anything
     configure_logging(settings.logging)
     raise_fd_limit()
     tracing.start_from_environment()  # before its observers: the worker is traced or not

@@ -1,9 +1,9 @@
 """``recording-consumer ingest``: check the settings, open the spool, serve until SIGTERM.
 
 Stopping: the callback port stops accepting, requests in flight get ``shutdown_grace`` seconds
-to be stored and answered, the forwarder goes on while Kafka acknowledges (for up to another
-``shutdown_grace``), the producer flushes; what Kafka has not acknowledged stays in the spool for
-the next start. Exit 0.
+to be stored and answered, the forwarder goes on while Kafka acknowledges and the producer
+flushes (together for up to another ``shutdown_grace``); what Kafka has not acknowledged stays in
+the spool for the next start. Exit 0.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from consumer.ingress.spool import Spool, SpoolError
 from consumer.ingress.store import Store
 from consumer.observability import server as probes_server
 from consumer.observability import serving, tracing
-from consumer.settings.config import IngressSettings, Settings
+from consumer.settings.config import Settings
 
+CLOSE_AT_LEAST = 1.0
+"""Seconds the producer gets to flush and close even when the grace is spent."""
 FD_RESERVE = 128
 """Open files kept free of connections: Kafka's sockets, the spool, the probes, logging."""
 
@@ -35,37 +37,11 @@ def ingest(settings: Settings) -> int:
     from consumer.observability.logs import configure_logging
 
     ingress = settings.ingress
-    check(ingress)
     accepted = credentials(ingress)
-    probes_server.listen_address(settings.observability.listen)
     configure_logging(settings.logging)
     tracing.start_from_environment()  # before the app: it traces callbacks or not
     asyncio.run(_serve(settings, accepted, _connection_cap(ingress.max_connections)))
     return 0
-
-
-def check(ingress: IngressSettings) -> None:
-    """The [ingress] values that parse but cannot work, as a ConfigError naming the key."""
-    serving.listen_address(ingress.listen, "ingress.listen")
-    if not ingress.listen:
-        raise ConfigError("ingress.listen: must not be empty", "ingress.listen")
-    if not ingress.path.startswith("/"):
-        raise ConfigError(
-            f"ingress.path: must start with '/', got {ingress.path!r}", "ingress.path"
-        )
-    positive = {
-        "max_body_bytes": ingress.max_body_bytes,
-        "spool_max_bytes": ingress.spool_max_bytes,
-        "ack_timeout": ingress.ack_timeout,
-        "max_connections": ingress.max_connections,
-        "header_timeout": ingress.header_timeout,
-        "body_timeout": ingress.body_timeout,
-        "keep_alive_timeout": ingress.keep_alive_timeout,
-        "shutdown_grace": ingress.shutdown_grace,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"ingress.{key}: must be positive, got {value}", f"ingress.{key}")
 
 
 def _connection_cap(configured: int) -> int:
@@ -133,29 +109,33 @@ async def _serve(settings: Settings, accepted: Credentials | None, cap: int) -> 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     freeze_start_up_objects()
+    closing_by = loop.time() + ingress.shutdown_grace  # moved on once the stop begins
     try:
-        async with asyncio.TaskGroup() as tasks:
+        # Both ports open before the task group: a port in use is a ConfigError naming its
+        # key, not an ExceptionGroup around one.
+        async with (
+            probes_server.probe_endpoint(settings.observability.listen, probes),
+            serving.serve(app.answer, ingress.listen, limits, key="ingress.listen") as callbacks,
+            asyncio.TaskGroup() as tasks,
+        ):
             connecting = tasks.create_task(link.connect())
             forwarding = tasks.create_task(store.forward())
-            async with (
-                probes_server.probe_endpoint(settings.observability.listen, probes),
-                serving.serve(
-                    app.answer, ingress.listen, limits, key="ingress.listen"
-                ) as callbacks,
-            ):
-                log.info("taking callbacks", listen=ingress.listen, path=ingress.path)
-                await stopping.wait()
-                log.info("stopping: answering requests in flight", grace=ingress.shutdown_grace)
-                await serving.shutdown(callbacks, ingress.shutdown_grace)
-                connecting.cancel()
-                store.stop()
-                try:
-                    async with asyncio.timeout(ingress.shutdown_grace):
-                        await asyncio.shield(forwarding)
-                except TimeoutError:
-                    forwarding.cancel()
+            log.info("taking callbacks", listen=ingress.listen, path=ingress.path)
+            await stopping.wait()
+            log.info("stopping: answering requests in flight", grace=ingress.shutdown_grace)
+            await serving.shutdown(callbacks, ingress.shutdown_grace)
+            connecting.cancel()
+            store.stop()
+            # Forwarding and the producer's flush share one grace, so the whole stop stays
+            # within twice the grace (plus the last second): what deploy files allow for.
+            closing_by = loop.time() + ingress.shutdown_grace
+            try:
+                async with asyncio.timeout_at(closing_by):
+                    await asyncio.shield(forwarding)
+            except TimeoutError:
+                forwarding.cancel()
     finally:
-        await link.close(ingress.shutdown_grace)
+        await link.close(max(closing_by - loop.time(), CLOSE_AT_LEAST))
         left = len(spool)
         spool.close()
     log.info("stopped", spooled=left)

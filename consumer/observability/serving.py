@@ -22,6 +22,7 @@ import structlog
 from aiohttp import web
 
 from consumer.errors import ConfigError
+from consumer.settings import listen as settings_listen
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 SWEEP_EVERY = 0.5
@@ -39,12 +40,10 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
 
 def listen_address(listen: str, key: str) -> tuple[str, int] | None:
     """``host:port`` as a pair, or None when `listen` is empty; ConfigError naming `key`."""
-    if not listen:
-        return None
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f'{key}: expected "host:port" or "", got {listen!r}', key)
-    return host.strip("[]") or "0.0.0.0", int(port)
+    try:
+        return settings_listen.listen_address(listen)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}", key) from None
 
 
 def raise_fd_limit() -> int:

@@ -7,12 +7,14 @@ instead of hanging, spinning or dead-lettering everything later.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from consumer.bootstrap import bootstrap_addresses
 from consumer.settings.handover import longest_handover
+from consumer.settings.listen import listen_address
 
 if TYPE_CHECKING:
     from consumer.settings.config import RetryOverride, RetryPolicy, Settings
@@ -34,6 +36,8 @@ def invalid_settings(settings: Settings) -> Iterator[tuple[str, str]]:
     for name, override in settings.retry.handlers.items():
         yield from _retry(f"retry.handlers.{name}", override)
     yield from _dead_letter(settings)
+    yield from _listen("observability.listen", settings.observability.listen)
+    yield from _ingress(settings)
 
 
 def _kafka(settings: Settings) -> Iterator[tuple[str, str]]:
@@ -78,7 +82,7 @@ def _engine(settings: Settings) -> Iterator[tuple[str, str]]:
             yield f"engine.{key}", f"{_positive(value)}: {why}"
     if engine.dedupe_window < 0:
         yield "engine.dedupe_window", f"must be 0 (off) or more, got {engine.dedupe_window}"
-    if engine.shutdown_grace <= 0:
+    if _not_positive(engine.shutdown_grace):
         yield (
             "engine.shutdown_grace",
             f"{_positive(engine.shutdown_grace)}: running handlers need time to finish",
@@ -93,7 +97,7 @@ def _engine(settings: Settings) -> Iterator[tuple[str, str]]:
             f"({settings.kafka.max_poll_interval_ms} ms): lower engine.shutdown_grace or "
             "raise kafka.max_poll_interval_ms",
         )
-    if engine.commit_interval <= 0:
+    if _not_positive(engine.commit_interval):
         yield (
             "engine.commit_interval",
             f"{_positive(engine.commit_interval)}: the commit loop would never wait",
@@ -111,9 +115,9 @@ def _retry(section: str, policy: RetryPolicy | RetryOverride) -> Iterator[tuple[
     if isinstance(attempts, int) and attempts <= 0:
         yield f"{section}.max_attempts", f"{_positive(attempts)}: the first attempt counts"
     for key, value in (("initial_delay", initial), ("max_delay", ceiling)):
-        if isinstance(value, int | float) and value <= 0:
+        if isinstance(value, int | float) and _not_positive(value):
             yield f"{section}.{key}", f"{_positive(value)}: retries would come back-to-back"
-    if isinstance(timeout, int | float) and timeout <= 0:
+    if isinstance(timeout, int | float) and _not_positive(timeout):
         yield (
             f"{section}.timeout",
             f"{_positive(timeout)} (or unset for no limit): every attempt would time out",
@@ -148,6 +152,40 @@ def _topic_name(key: str, name: str) -> Iterator[tuple[str, str]]:
         yield key, f"{name!r} is not a legal Kafka topic name (letters, digits, '.', '_', '-')"
     elif len(name) > _TOPIC_MAX_LENGTH:
         yield key, f"must be at most {_TOPIC_MAX_LENGTH} characters (Kafka's limit)"
+
+
+def _ingress(settings: Settings) -> Iterator[tuple[str, str]]:
+    ingress = settings.ingress
+    if not ingress.listen:
+        yield "ingress.listen", "must not be empty: it is the port Bandwidth posts to"
+    yield from _listen("ingress.listen", ingress.listen)
+    if not ingress.path.startswith("/"):
+        yield "ingress.path", f"must start with '/', got {ingress.path!r}"
+    positive = {
+        "max_body_bytes": ingress.max_body_bytes,
+        "spool_max_bytes": ingress.spool_max_bytes,
+        "ack_timeout": ingress.ack_timeout,
+        "max_connections": ingress.max_connections,
+        "header_timeout": ingress.header_timeout,
+        "body_timeout": ingress.body_timeout,
+        "keep_alive_timeout": ingress.keep_alive_timeout,
+        "shutdown_grace": ingress.shutdown_grace,
+    }
+    for key, value in positive.items():
+        if _not_positive(value):
+            yield f"ingress.{key}", _positive(value)
+
+
+def _listen(key: str, listen: str) -> Iterator[tuple[str, str]]:
+    try:
+        listen_address(listen)
+    except ValueError as exc:
+        yield key, str(exc)
+
+
+def _not_positive(value: float) -> bool:
+    # NaN and infinity parse as TOML floats and pass `value <= 0`; no timer works with either.
+    return not (math.isfinite(value) and value > 0)
 
 
 def _positive(value: float) -> str:

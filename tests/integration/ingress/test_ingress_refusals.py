@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import socket
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,18 @@ def test_the_credentials_are_decided_by_hmac_compare_digest(
     assert compared[1:] == [(b"intruder", b"bandwidth"), (b"guess", b"secret")]
 
 
+UNWORKABLE = [
+    ("ACK_TIMEOUT", "nan", "ingress.ack_timeout"),
+    ("ACK_TIMEOUT", "-1", "ingress.ack_timeout"),
+    ("HEADER_TIMEOUT", "inf", "ingress.header_timeout"),
+    ("SHUTDOWN_GRACE", "nan", "ingress.shutdown_grace"),
+    ("MAX_BODY_BYTES", "0", "ingress.max_body_bytes"),
+    ("LISTEN", "nohost", "ingress.listen"),
+    ("LISTEN", '""', "ingress.listen"),
+]
+"""[ingress] values that parse but cannot work: (variable after INGRESS__, value, key)."""
+
+
 @pytest.mark.parametrize(
     ("env", "key"),
     [
@@ -103,6 +117,76 @@ def test_start_up_exits_2_naming_the_key(
         monkeypatch.setenv(f"RECORDING_CONSUMER__INGRESS__{name}", value)
     assert main(["ingest"]) == 2
     assert capsys.readouterr().err.startswith(f"recording-consumer: {key}: ")
+
+
+@pytest.mark.parametrize(("name", "value", "key"), UNWORKABLE)
+def test_check_config_refuses_what_ingest_refuses(
+    name: str,
+    value: str,
+    key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """`check-config` exits 2 on the [ingress] values `ingest` would refuse, naming the key and
+    the environment variable that set it, so a deploy is caught before it starts."""
+    monkeypatch.chdir(tmp_path)
+    variable = f"RECORDING_CONSUMER__INGRESS__{name}"
+    monkeypatch.setenv(variable, value)
+    assert main(["check-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"recording-consumer: {key}: ")
+    assert variable in err
+
+
+async def test_ingest_refuses_the_same_values(
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+) -> None:
+    """`ingest` exits 2 naming the key on each of those values (in a child process, so a value
+    that slipped through fails the test instead of serving forever)."""
+
+    async def exit_and_output(name: str, value: str, case: int) -> tuple[int | None, str]:
+        directory = tmp_path / str(case)
+        directory.mkdir()
+        overrides: dict[str, Any] = {f"INGRESS__{name}": value}
+        ingress = start_ingress(kafka_bootstrap, unique_name, directory, **overrides)
+        try:
+            status = await asyncio.to_thread(ingress.process.wait, 60)
+        except subprocess.TimeoutExpired:
+            ingress.kill()
+            return None, f"still serving with INGRESS__{name}={value}"
+        return status, ingress.log.read_text()
+
+    results = await asyncio.gather(
+        *(exit_and_output(name, value, i) for i, (name, value, _) in enumerate(UNWORKABLE))
+    )
+    for (_, _, key), (status, output) in zip(UNWORKABLE, results, strict=True):
+        assert status == 2, output
+        assert output.splitlines()[-1].startswith(f"recording-consumer: {key}: "), output
+
+
+async def test_a_port_in_use_exits_2_naming_the_key(
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+) -> None:
+    """A callback or probe port another process holds stops `ingest` with exit 2 and one line
+    naming the key, not a traceback."""
+    for key, setting in (
+        ("ingress.listen", "INGRESS__LISTEN"),
+        ("observability.listen", "OBSERVABILITY__LISTEN"),
+    ):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            held = f"127.0.0.1:{taken.getsockname()[1]}"
+            overrides: dict[str, Any] = {setting: held}
+            ingress = start_ingress(kafka_bootstrap, unique_name, tmp_path, **overrides)
+            status = await asyncio.to_thread(ingress.process.wait, 60)
+        output = ingress.log.read_text()
+        assert status == 2, output
+        assert output.splitlines()[-1].startswith(
+            f"recording-consumer: {key}: cannot listen on {held}"
+        ), output
+        assert "Traceback" not in output
 
 
 def test_anonymous_only_when_allowed_and_password_file_read(tmp_path: Path) -> None:
