@@ -86,6 +86,8 @@ class Spool:
         self._queue: list[tuple[bytes, asyncio.Future[None]]] = []
         self._flushing: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one writer at a time: a batch of appends, or a remove
+        self.unmarked = False
+        """Entries were removed that the marker on disk does not say are forwarded yet."""
 
     @classmethod
     def open(cls, directory: Path, max_bytes: int) -> Self:
@@ -150,7 +152,8 @@ class Spool:
     @property
     def size_bytes(self) -> int:
         """Bytes of the entries not yet removed, counted against `max_bytes`. The disk holds up to
-        one segment more: the forwarded part of the oldest segment file."""
+        one segment more, the forwarded part of the oldest segment file; while `unmarked`, also
+        the files forwarded since the marker was last written."""
         return self._bytes
 
     async def append(self, entry: SpooledCallback) -> None:
@@ -251,35 +254,48 @@ class Spool:
                 break
         return entries
 
-    async def remove(self, count: int) -> None:
-        """The `count` oldest entries were acknowledged by Kafka: forget them durably (the marker
-        replaced and fsync'd, then fully forwarded segment files deleted) and free their bytes.
-        Raises SpoolUnwritable if the OS refused: then they stay, to be forwarded again."""
+    async def remove(self, count: int, *, mark: bool = True) -> None:
+        """The `count` oldest entries were acknowledged by Kafka: at once no longer counted nor
+        handed out by `oldest`, their bytes freed; then, with `mark`, forgotten durably (`mark`).
+
+        Raises SpoolUnwritable if the OS refused the marker: they stay removed in this process
+        (never sent twice by it) and `unmarked` is True until a later `mark` succeeds; a restart
+        before that forwards them again, duplicates and no loss."""
         async with self._lock:
             if not 0 <= count <= self._count:
                 raise ValueError(f"cannot remove {count} of {self._count} entries")
-            heads, left = [], count
+            left = count
             for segment in self._segments:
                 step = min(left, len(segment.offsets) - segment.head)
-                heads.append(segment.head + step)
+                self._bytes -= segment.bytes_between(segment.head, segment.head + step)
+                segment.head += step
                 left -= step
-            moved = list(zip(self._segments, heads, strict=True))
-            kept = next(((s, h) for s, h in moved if h < len(s.offsets)), None)
-            if kept is None:  # all forwarded: every file goes, the next segment starts afresh
-                mark, doomed = (self._next_number, 0), list(self._segments)
-            else:
-                mark = (kept[0].number, kept[0].offsets[kept[1]])
-                doomed = [s for s in self._segments if s.number < kept[0].number]
-            paths = [self._path(s.number) for s in doomed]
-            try:
-                await to_thread(forget, self.directory, mark, paths)
-            except OSError as error:
-                raise SpoolUnwritable(f"spool {self.directory}: {error}") from error
-            for segment, head in moved:
-                self._bytes -= segment.bytes_between(segment.head, head)
-                segment.head = head
             self._count -= count
-            self._drop(doomed)
+            self.unmarked = self.unmarked or count > 0
+            if mark:
+                await self._mark()
+
+    async def mark(self) -> None:
+        """Write the marker as far as forwarding got (fsync'd, renamed), then delete the segment
+        files wholly forwarded: after a remove that could not, and to learn whether the spool
+        takes writes again. Raises SpoolUnwritable if the OS refused."""
+        async with self._lock:
+            await self._mark()
+
+    async def _mark(self) -> None:
+        kept = next((s for s in self._segments if s.head < len(s.offsets)), None)
+        if kept is None:  # all forwarded: every file goes, the next segment starts afresh
+            mark, doomed = (self._next_number, 0), list(self._segments)
+        else:
+            mark = (kept.number, kept.offsets[kept.head])
+            doomed = [s for s in self._segments if s.number < kept.number]
+        paths = [self._path(s.number) for s in doomed]
+        try:
+            await to_thread(forget, self.directory, mark, paths)
+        except OSError as error:
+            raise SpoolUnwritable(f"spool {self.directory}: {error}") from error
+        self.unmarked = False
+        self._drop(doomed)
 
     def _drop(self, segments: list[_Segment]) -> None:
         for segment in segments:

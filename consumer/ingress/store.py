@@ -8,6 +8,7 @@ topic in the order they arrived; the spool empties only through acknowledged for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Literal
 
 import structlog
@@ -15,6 +16,7 @@ import structlog
 from consumer.ingress.link import BACKOFF, KafkaLink
 from consumer.ingress.metrics import IngressMetrics
 from consumer.ingress.spool import Spool, SpooledCallback, SpoolError
+from consumer.ingress.streak import Streak
 
 FORWARD_BATCH = 500
 """Spooled callbacks produced per round; removed from the spool once all (or a prefix) acked."""
@@ -36,10 +38,17 @@ class Store:
         self._metrics = metrics
         self._max_bytes = max_bytes
         self._wake = asyncio.Event()
+        self._stopped = asyncio.Event()
         self._appending = 0
-        self._stopping = False
         self.refused: str | None = None
         """Why the last append failed (full, unwritable), until one succeeds or room is made."""
+        self._reading = Streak(BACKOFF, "cannot read the spool: forwarding paused", "spool read")
+        self._writing = Streak(
+            BACKOFF,
+            "cannot write to the spool (forwarded callbacks stay on disk, sent again after a "
+            "restart; callbacks Kafka does not take are answered 503)",
+            "spool writable again",
+        )
         self._log = structlog.get_logger("consumer.ingress")
 
     def can_store(self) -> bool:
@@ -58,7 +67,13 @@ class Store:
         try:
             await self._spool.append(entry)
         except SpoolError as exc:
+            # Nothing spooled ahead of it: Kafka may be back unnoticed, so it gets the callback
+            # rather than a 503 (still counted as appending meanwhile, so nothing overtakes it).
+            if not direct and not len(self._spool) and await self._link.deliver(entry):
+                self._metrics.answers.produced += 1
+                return "kafka"
             self.refused = str(exc)
+            self._wake.set()  # the forwarder checks the spool from now on
             raise
         finally:
             self._appending -= 1
@@ -68,37 +83,96 @@ class Store:
         return "spool"
 
     async def forward(self) -> None:
-        """Forward the spool, oldest first; entries go only after their ack. After `stop`,
-        returns once the spool is empty or Kafka stops acknowledging."""
+        """Forward the spool, oldest first; entries go only after their ack. Meanwhile a spool
+        that cannot be written (a refused append, a marker not written) is tried again with
+        backoff. After `stop`, returns once the spool is empty or Kafka does not acknowledge:
+        at once if it never connected."""
         failures = 0
-        while True:
+        while not self._stopped.is_set() or (len(self._spool) and self._link.up):
             if not len(self._spool):
-                if self._stopping:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            if self._stopping and not self._link.up:
-                return
-            await self._link.started.wait()
-            batch = self._spool.oldest(FORWARD_BATCH)
-            acked = await self._link.deliver_in_order(batch)
-            if acked:
-                try:
-                    await self._spool.remove(acked)
-                except SpoolError as exc:  # forwarded again later: a duplicate, not a loss
-                    self._log.error("cannot mark spooled callbacks forwarded", error=str(exc))
-                self._metrics.answers.produced += acked
-                self.refused = None  # room again, or a writable spool: the next append tells
-                if not len(self._spool):
-                    self._log.info("spool forwarded to Kafka")
-            if acked == len(batch):
+                await self._idle()
+            elif not self._link.started.is_set():
+                await _first(self._link.started, self._stopped)
+            elif await self._round():
                 failures = 0
-            elif not self._stopping:
+            elif self._stopped.is_set():
+                break
+            else:
                 failures += 1
-                await asyncio.sleep(BACKOFF.delay(failures))
+                await _wait(self._stopped, BACKOFF.delay(failures))
+                await self._check_spool()
+        if self._spool.unmarked:  # a last try, so that the next start sends fewer again
+            with contextlib.suppress(SpoolError):
+                await self._spool.mark()
+
+    async def _round(self) -> bool:
+        """Forward a batch from the head of the spool; False if not all of it went."""
+        try:
+            batch = self._spool.oldest(FORWARD_BATCH)
+        except (SpoolError, OSError) as exc:  # an I/O error, a record changed: never sent altered
+            self._reading.failed(exc)
+            return False
+        self._reading.ended()
+        acked = await self._link.deliver_in_order(batch)
+        if acked:
+            # Removed in memory even when the marker cannot be written: never sent twice by
+            # this process, counted once; the marker is retried with backoff, not every round.
+            try:
+                await self._spool.remove(acked, mark=not self._writing.wait())
+            except SpoolError as exc:
+                self._writing.failed(exc)
+            else:
+                if not self._spool.unmarked:
+                    self._writing.ended()
+            self._metrics.answers.produced += acked
+            self.refused = None  # room again, or a writable spool: the next append tells
+            if not len(self._spool):
+                self._log.info("spool forwarded to Kafka")
+        return acked == len(batch)
+
+    async def _idle(self) -> None:
+        """Wait for an append or `stop`; meanwhile check a spool that cannot be written."""
+        self._wake.clear()
+        if self.refused is None and not self._spool.unmarked:
+            await self._wake.wait()
+        elif not await _wait(self._wake, max(self._writing.wait(), BACKOFF.delay(1))):
+            await self._check_spool()
+
+    async def _check_spool(self) -> None:
+        """Write the marker again, when due: it makes a marker left behind durable, and learns
+        whether a spool that refused takes writes again, for readiness: an unready ingress gets
+        no callback that could find out."""
+        if (self.refused is None and not self._spool.unmarked) or self._writing.wait():
+            return
+        try:
+            await self._spool.mark()
+        except SpoolError as exc:
+            self._writing.failed(exc)
+            return
+        self._writing.ended()
+        self.refused = None
 
     def stop(self) -> None:
         """`forward` returns once the spool is forwarded, or at once if Kafka does not ack."""
-        self._stopping = True
+        self._stopped.set()
         self._wake.set()
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> bool:
+    """Whether `event` is set within `seconds`."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Return once one of `events` is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

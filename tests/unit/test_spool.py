@@ -279,8 +279,9 @@ async def test_a_read_only_directory_is_unwritable(
 ) -> None:
     """When the OS refuses to create a segment file (an immutable directory, which stops root
     too), append raises SpoolUnwritable with the OSError as cause and stores nothing; when the
-    directory is writable again, appends succeed. A remove refused the same way raises
-    SpoolUnwritable and keeps the entry, to be forwarded again."""
+    directory is writable again, appends succeed. A remove whose marker is refused the same way
+    raises SpoolUnwritable: the entry is gone from this process (never handed out twice) but
+    stays on disk, so a restart forwards it again, until `mark` succeeds."""
     directory = tmp_path / "spool"
     spool = reopen(opened, directory)
     await make_immutable(immutable, directory)
@@ -294,12 +295,21 @@ async def test_a_read_only_directory_is_unwritable(
     spool = reopen(opened, directory)
     assert numbers(spool.oldest(10)) == [1]
 
+    await fill(spool, 2, 2)
     await chattr("+i", directory)
     with pytest.raises(SpoolUnwritable):
         await spool.remove(1)
-    assert (len(spool), numbers(spool.oldest(10))) == (1, [1])
+    assert (len(spool), numbers(spool.oldest(10)), spool.unmarked) == (2, [2, 3], True)
+    await spool.remove(2, mark=False)  # no marker tried, so nothing refused
+    assert (len(spool), spool.size_bytes, spool.unmarked) == (0, 0, True)
     await chattr("-i", directory)
-    assert numbers(reopen(opened, directory).oldest(10)) == [1]
+    assert numbers(reopen(opened, directory).oldest(10)) == [1, 2, 3]
+
+    spool = opened[-1]
+    await spool.remove(2, mark=False)
+    await spool.mark()
+    assert (numbers(spool.oldest(10)), spool.unmarked) == ([3], False)
+    assert numbers(reopen(opened, directory).oldest(10)) == [3]
 
 
 async def test_an_unwritable_spool_cannot_be_opened(
