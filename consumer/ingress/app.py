@@ -2,7 +2,8 @@
 
 200: stored (acknowledged by Kafka, or fsync'd to the spool). 401, 404, 405, 408, 413, 400:
 refused, never produced. 503 with Retry-After: not stored (spool full or unwritable while Kafka
-does not acknowledge); Bandwidth may retry or use the fallback URL.
+does not acknowledge). Bandwidth documents no retry after an answer and no fallback URL for
+Recording Available (README: "Receiving callbacks from Bandwidth").
 """
 
 from __future__ import annotations

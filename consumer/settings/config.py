@@ -202,7 +202,7 @@ class IngressSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     username: str | None = None
     password: Secret | None = None
     password_file: str | None = None
-    """Read once at start-up (trailing newline dropped), instead of `password`."""
+    """Read once at start-up, leading and trailing whitespace stripped, instead of `password`."""
     allow_anonymous: bool = False
     """Take callbacks without Basic credentials; without this, missing credentials stop start-up."""
     max_body_bytes: int = 65_536
