@@ -1,9 +1,10 @@
 """The callback endpoint: who may post, what is taken, and what each answer means.
 
-200: stored (acknowledged by Kafka, or fsync'd to the spool). 401, 404, 405, 408, 413, 400:
+200: stored (acknowledged by Kafka, or fsync'd to the spool). 401, 404, 405, 408, 413, 417, 400:
 refused, never produced. 503 with Retry-After: not stored (spool full or unwritable while Kafka
-does not acknowledge). Bandwidth documents no retry after an answer and no fallback URL for
-Recording Available (README: "Receiving callbacks from Bandwidth").
+does not acknowledge). 500: not stored, a bug (counted and logged as ``internal_error``).
+Bandwidth documents no retry after an answer and no fallback URL for Recording Available
+(README: "Receiving callbacks from Bandwidth").
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from consumer.ingress.metrics import IngressMetrics, Refusals
 from consumer.ingress.spool import SpooledCallback, SpoolFull, SpoolUnwritable
 from consumer.ingress.store import Store
 from consumer.observability import tracing
+from consumer.redaction import error_line
 from consumer.settings.config import IngressSettings
 
 RECEIVED_AT = "ingress.received_at"
@@ -66,7 +68,8 @@ class CallbackApp:
         self._credentials = credentials
         self._store = store
         self._answers = metrics.answers
-        self._refusals = Refusals(metrics)
+        self.refusals = Refusals(metrics)
+        """Run its `report` beside the app."""
         # 64 random bits per start and a count: unique as uuid4's, without a urandom call each.
         self._id_prefix = secrets.token_hex(8)
         self._ids = itertools.count()
@@ -96,16 +99,19 @@ class CallbackApp:
                     await self._store.put(SpooledCallback(value=body, key=key, headers=headers))
             response = web.Response(status=200)
         except _Refused as refused:
-            self._refusals.note(refused.reason, refused.text)
+            self.refusals.note(refused.reason, refused.text)
             response = _refusal(refused)
         except (SpoolFull, SpoolUnwritable) as exc:
             reason = "spool_full" if isinstance(exc, SpoolFull) else "spool_unwritable"
-            self._refusals.note(reason, str(exc))
+            self.refusals.note(reason, str(exc))
             response = web.Response(
                 status=503,
                 text=f"not stored: {reason.replace('_', ' ')}; retry later\n",
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
+        except Exception as exc:  # a bug: still answered, counted and logged at a bounded rate
+            self.refusals.note("internal_error", error_line(exc))
+            response = web.Response(status=500, text="not stored: internal error\n")
         response.headers[REQUEST_ID_RESPONSE] = request_id
         self._answers.answered(response.status, time.perf_counter() - started)
         return response
@@ -134,6 +140,9 @@ class CallbackApp:
         length = request.content_length
         if length is not None and length > self._max_body:
             raise self._too_large()
+        expect = request.headers.get("Expect")
+        if expect is not None:
+            await _continue(request, expect)
         content = request.content
         buffer = bytearray(start)
         try:
@@ -189,10 +198,22 @@ def _key(body: bytes) -> bytes | None:
         raise _Refused(400, "not_object", f"not a JSON object: {exc}") from None
     except msgspec.DecodeError as exc:
         raise _Refused(400, "not_json", f"not JSON: {exc}") from None
+    except RecursionError:
+        raise _Refused(400, "not_json", "not JSON this ingress reads: nested too deeply") from None
     for value in (ids.recordingId, ids.callId, ids.conferenceId):
         if isinstance(value, str) and value:
             return value.encode()
     return None
+
+
+async def _continue(request: web.BaseRequest, expect: str) -> None:
+    """Send ``100 Continue`` to a client that waits for it before its body (aiohttp's
+    low-level server leaves that to the application); 417 for any other expectation."""
+    if expect.lower() != "100-continue":
+        raise _Refused(417, "expectation_failed", f"unknown Expect: {expect}", close=True)
+    if request.version >= (1, 1):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer's own size starts after the interim one
 
 
 _HEADERS = {401: {"WWW-Authenticate": 'Basic realm="callbacks"'}, 405: {"Allow": "POST"}}

@@ -120,11 +120,13 @@ async def _serve(settings: Settings, accepted: Credentials | None, cap: int) -> 
         ):
             connecting = tasks.create_task(link.connect())
             forwarding = tasks.create_task(store.forward())
+            reporting = tasks.create_task(app.refusals.report())
             log.info("taking callbacks", listen=ingress.listen, path=ingress.path)
             await stopping.wait()
             log.info("stopping: answering requests in flight", grace=ingress.shutdown_grace)
             await serving.shutdown(callbacks, ingress.shutdown_grace)
             connecting.cancel()
+            reporting.cancel()
             store.stop()
             # Forwarding and the producer's flush share one grace, so the whole stop stays
             # within twice the grace (plus the last second): what deploy files allow for.

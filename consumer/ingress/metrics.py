@@ -3,6 +3,7 @@ its refusals: counted by reason, logged at most once per `LOG_EVERY` seconds per
 
 from __future__ import annotations
 
+import asyncio
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
@@ -125,3 +126,15 @@ class Refusals:
         self._last[reason] = now
         self._unlogged[reason] = 0
         self._log.warning("callback refused", reason=reason, detail=detail, count=count)
+
+    async def report(self) -> None:
+        """Until cancelled: log the refusals a burst left unlogged once their interval is over,
+        so the counts add up even when no later refusal of the same reason comes to carry them."""
+        while True:
+            await asyncio.sleep(LOG_EVERY)
+            now = time.monotonic()
+            for reason, count in self._unlogged.items():
+                if count and now - self._last[reason] >= LOG_EVERY:
+                    self._last[reason] = now
+                    self._unlogged[reason] = 0
+                    self._log.warning("callback refused", reason=reason, count=count)

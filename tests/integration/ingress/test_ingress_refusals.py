@@ -255,6 +255,10 @@ async def ingress(
         running.kill()
 
 
+TOO_DEEP = b'{"x":' + b"[" * 1000 + b"]" * 1000 + b"}"
+"""A JSON object within the fixture's 2,048-byte cap, nested deeper than the decoder recurses."""
+
+
 async def raw_request(url: str, head: bytes, body_part: bytes) -> tuple[bytes, bool]:
     """Send `head` and `body_part` only; the answer, and whether the server closed after it."""
     host, port = url.split("/")[2].split(":")
@@ -291,6 +295,7 @@ async def test_refusals_answer_as_documented_and_produce_nothing(
             "not utf-8": await post(ingress.url, content=b'{"a": "\xff"}', auth=AUTH),
             "not json": await post(ingress.url, content=b'{"a": ', auth=AUTH),
             "not object": await post(ingress.url, content=b"[1, 2]", auth=AUTH),
+            "too deep": await post(ingress.url, content=TOO_DEEP, auth=AUTH),
             "get": await client.get(ingress.url, auth=AUTH),
             "other path": await post(ingress.url + "x", content=good, auth=AUTH),
             "other path, no auth": await post(ingress.url + "x", content=good),
@@ -306,6 +311,7 @@ async def test_refusals_answer_as_documented_and_produce_nothing(
             "not utf-8": 400,
             "not json": 400,
             "not object": 400,
+            "too deep": 400,
             "get": 405,
             "other path": 404,
             "other path, no auth": 404,
@@ -315,6 +321,7 @@ async def test_refusals_answer_as_documented_and_produce_nothing(
         assert "not UTF-8" in answers["not utf-8"].text
         assert "not JSON" in answers["not json"].text
         assert "not a JSON object" in answers["not object"].text
+        assert "nested too deeply" in answers["too deep"].text
         assert "POST" in answers["get"].text
         assert all(r.headers["X-Request-Id"] for r in answers.values())
         assert ok.status_code == 200
@@ -350,7 +357,7 @@ async def test_refusals_answer_as_documented_and_produce_nothing(
     assert refused == {
         "unauthorized": 3,
         "too_large": 3,
-        "not_json": 2,
+        "not_json": 3,
         "not_object": 1,
         "method_not_allowed": 1,
         "not_found": 4,  # wait_serving's GET / counts too
@@ -363,3 +370,41 @@ async def test_refusals_answer_as_documented_and_produce_nothing(
     logged: list[Any] = [e for e in ingress.events() if e["event"] == "callback refused"]
     assert sorted(e["reason"] for e in logged) == sorted(k for k, v in refused.items() if v)
     assert AUTH[1] not in ingress.log.read_text()
+
+
+async def test_a_client_that_expects_100_continue_gets_it_before_sending_its_body(
+    ingress: Ingress, kafka_bootstrap: str, unique_name: str
+) -> None:
+    """`Expect: 100-continue` is answered with ``100 Continue`` before the body is sent (a
+    client that waits for it would otherwise time out), then 200 and the callback on the topic;
+    an announced body over the cap gets 413 without the 100, and another expectation 417."""
+    host, port = ingress.url.split("/")[2].split(":")
+    good = callback("r-expects")
+
+    def head(length: int, expect: str = "100-continue") -> bytes:
+        return (
+            f"POST /callbacks HTTP/1.1\r\nHost: x\r\nAuthorization: {basic(*AUTH)}\r\n"
+            f"Content-Length: {length}\r\nExpect: {expect}\r\n\r\n"
+        ).encode()
+
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head(len(good)))
+        async with asyncio.timeout(10):
+            interim = await reader.readuntil(b"\r\n\r\n")
+            assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+            writer.write(good)
+            final = await reader.readuntil(b"\r\n\r\n")
+        assert final.startswith(b"HTTP/1.1 200 ")
+    finally:
+        writer.close()
+
+    too_large, closed = await raw_request(ingress.url, head(10_000_000), b"")
+    assert too_large.startswith(b"HTTP/1.1 413 ")
+    assert closed
+    unknown, closed = await raw_request(ingress.url, head(len(good), "something-else"), b"")
+    assert unknown.startswith(b"HTTP/1.1 417 ")
+    assert closed
+
+    (record,) = await read_topic(kafka_bootstrap, unique_name)
+    assert record.value == good
