@@ -119,8 +119,9 @@ class CallbackApp:
     def _admit(self, request: web.BaseRequest) -> None:
         """Raises _Refused for another path or method, or missing or wrong credentials: all
         decided by the headers alone."""
-        # raw_path: request.path would build a URL object per request; callbacks carry no query.
-        if request.raw_path.partition("?")[0] != self._path:
+        # raw_path first: request.path builds a URL object, needed only for the absolute form
+        # (``POST http://host/callbacks``) or percent-encoding, which RFC 9112 says to take.
+        if request.raw_path.partition("?")[0] != self._path and request.path != self._path:
             raise _Refused(404, "not_found", f"not found: callbacks go to POST {self._path}")
         if request.method != "POST":
             raise _Refused(

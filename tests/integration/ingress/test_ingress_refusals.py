@@ -408,3 +408,20 @@ async def test_a_client_that_expects_100_continue_gets_it_before_sending_its_bod
 
     (record,) = await read_topic(kafka_bootstrap, unique_name)
     assert record.value == good
+
+
+async def test_an_absolute_form_target_is_the_callback_path(
+    ingress: Ingress, kafka_bootstrap: str, unique_name: str
+) -> None:
+    """``POST http://host/callbacks`` (the absolute form a proxy may send, which RFC 9112 says
+    servers must take) is the callback path, not a 404: answered 200 and on the topic."""
+    good = callback("r-absolute")
+    head = (
+        f"POST http://callbacks.example.com/callbacks HTTP/1.1\r\nHost: callbacks.example.com"
+        f"\r\nAuthorization: {basic(*AUTH)}\r\nContent-Length: {len(good)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    answer, _ = await raw_request(ingress.url, head, good)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    (record,) = await read_topic(kafka_bootstrap, unique_name)
+    assert (record.key, record.value) == (b"r-absolute", good)
