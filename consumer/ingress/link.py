@@ -169,7 +169,8 @@ class KafkaLink:
             return False
         finally:
             deadlines.finish(wait)
-        self.up = True
+        if not (self._up and self._acked):  # the setter only on a change: this runs per callback
+            self.up = True
         return True
 
     async def deliver_in_order(self, entries: Sequence[SpooledCallback]) -> int:
