@@ -26,7 +26,7 @@ def _address(entry: str) -> tuple[str, int]:
     if ":" not in entry or _is_ipv6(entry):
         return entry, DEFAULT_PORT
     host, _, port = entry.rpartition(":")
-    if not host:
+    if not host or "/" in host:  # a scheme (SASL_SSL://b-1:9096) the client would not strip
         raise ValueError(f"not host:port: {entry!r}")
     return host, _port(entry, port)
 

@@ -1,10 +1,11 @@
 """The callback endpoint: who may post, what is taken, and what each answer means.
 
 200: stored (acknowledged by Kafka, or fsync'd to the spool). 401, 404, 405, 408, 413, 417, 400:
-refused, never produced. 503 with Retry-After: not stored (spool full or unwritable while Kafka
-does not acknowledge). 500: not stored, a bug (counted and logged as ``internal_error``).
-Bandwidth documents no retry after an answer and no fallback URL for Recording Available
-(README: "Receiving callbacks from Bandwidth").
+refused, never produced (400 also when the sender breaks off or garbles its body). 503 with
+Retry-After: not stored (spool full or unwritable while Kafka does not acknowledge). 500: not
+stored, a bug (counted and logged as ``internal_error``). Bandwidth documents no retry after an
+answer and no fallback URL for Recording Available (README: "Receiving callbacks from
+Bandwidth").
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from consumer.ingress.auth import Credentials
 from consumer.ingress.metrics import IngressMetrics, Refusals
@@ -110,7 +112,7 @@ class CallbackApp:
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         except Exception as exc:  # a bug: still answered, counted and logged at a bounded rate
-            self.refusals.note("internal_error", error_line(exc))
+            self.refusals.note("internal_error", error_line(exc), exc)
             response = web.Response(status=500, text="not stored: internal error\n")
         response.headers[REQUEST_ID_RESPONSE] = request_id
         self._answers.answered(response.status, time.perf_counter() - started)
@@ -143,13 +145,22 @@ class CallbackApp:
             raise self._too_large()
         expect = request.headers.get("Expect")
         if expect is not None:
-            await _continue(request, expect)
+            try:
+                await _continue(request, expect)
+            except ConnectionError as exc:
+                raise _Refused(
+                    400, "body_incomplete", f"gone before its body: {error_line(exc)}", close=True
+                ) from None
         content = request.content
         buffer = bytearray(start)
         try:
             async with asyncio.timeout(self._body_timeout):
                 while len(buffer) <= self._max_body and not content.at_eof():
                     buffer += await content.readany()
+        except (ConnectionError, HttpProcessingError) as exc:  # the sender's side, not a bug
+            raise _Refused(
+                400, "body_incomplete", f"body not received: {error_line(exc)}", close=True
+            ) from None
         except TimeoutError:
             raise _Refused(
                 408,

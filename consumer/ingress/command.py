@@ -129,7 +129,8 @@ async def _serve(settings: Settings, accepted: Credentials | None, cap: int) -> 
             reporting.cancel()
             store.stop()
             # Forwarding and the producer's flush share one grace, so the whole stop stays
-            # within twice the grace (plus the last second): what deploy files allow for.
+            # within twice the grace and a few seconds (the listeners' last second, the
+            # producer's CLOSE_AT_LEAST): deploy files allow 2 x grace + 10 s.
             closing_by = loop.time() + ingress.shutdown_grace
             try:
                 async with asyncio.timeout_at(closing_by):

@@ -102,6 +102,8 @@ class KafkaLink:
             await asyncio.sleep(BACKOFF.delay(failures))
             if self._up or self._attempts != attempts or not await self._answers(producer):
                 continue
+            if self._up or self._attempts != attempts:  # a produce answered during the request
+                continue
             self._log.info("Kafka answering again: callbacks go to Kafka")
             self._up = True  # not `up`'s setter: this is no acknowledgement
             self._down.clear()

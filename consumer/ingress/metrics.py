@@ -116,7 +116,9 @@ class Refusals:
         self._last: dict[str, float] = {}
         self._unlogged: dict[str, int] = {}
 
-    def note(self, reason: str, detail: str) -> None:
+    def note(self, reason: str, detail: str, error: BaseException | None = None) -> None:
+        """Count a refusal; `error`, a bug's exception, goes into the log line with its
+        traceback when this refusal is the one logged."""
         self._counter.labels(reason).inc()
         now = time.monotonic()
         count = self._unlogged.get(reason, 0) + 1
@@ -125,7 +127,9 @@ class Refusals:
             return
         self._last[reason] = now
         self._unlogged[reason] = 0
-        self._log.warning("callback refused", reason=reason, detail=detail, count=count)
+        self._log.warning(
+            "callback refused", reason=reason, detail=detail, count=count, exc_info=error
+        )
 
     async def report(self) -> None:
         """Until cancelled: log the refusals a burst left unlogged once their interval is over,

@@ -290,6 +290,10 @@ class Spool:
             mark = (kept.number, kept.offsets[kept.head])
             doomed = [s for s in self._segments if s.number < kept.number]
         paths = [self._path(s.number) for s in doomed]
+        for segment in doomed:
+            # No append may go to a file the marker may already say is forwarded (forget can
+            # fail after its rename): it would be deleted, 200 answered, at the next start.
+            segment.sealed = True
         try:
             await to_thread(forget, self.directory, mark, paths)
         except OSError as error:

@@ -36,7 +36,7 @@ def invalid_settings(settings: Settings) -> Iterator[tuple[str, str]]:
     for name, override in settings.retry.handlers.items():
         yield from _retry(f"retry.handlers.{name}", override)
     yield from _dead_letter(settings)
-    yield from _listen("observability.listen", settings.observability.listen)
+    yield from _observability(settings)
     yield from _ingress(settings)
 
 
@@ -154,6 +154,18 @@ def _topic_name(key: str, name: str) -> Iterator[tuple[str, str]]:
         yield key, f"must be at most {_TOPIC_MAX_LENGTH} characters (Kafka's limit)"
 
 
+def _observability(settings: Settings) -> Iterator[tuple[str, str]]:
+    observability = settings.observability
+    yield from _listen("observability.listen", observability.listen)
+    for key in ("stall_timeout", "loop_block_timeout"):
+        value = getattr(observability, key)
+        if _not_positive(value):
+            yield f"observability.{key}", _positive(value)
+    interval = observability.stats_interval
+    if not (math.isfinite(interval) and interval >= 0):
+        yield "observability.stats_interval", f"must be 0 (none) or more, got {interval}"
+
+
 def _ingress(settings: Settings) -> Iterator[tuple[str, str]]:
     ingress = settings.ingress
     if not ingress.listen:
@@ -161,6 +173,8 @@ def _ingress(settings: Settings) -> Iterator[tuple[str, str]]:
     yield from _listen("ingress.listen", ingress.listen)
     if not ingress.path.startswith("/"):
         yield "ingress.path", f"must start with '/', got {ingress.path!r}"
+    elif any(c in ingress.path for c in "?# "):
+        yield "ingress.path", f"a path only (no '?', '#' or space), got {ingress.path!r}"
     positive = {
         "max_body_bytes": ingress.max_body_bytes,
         "spool_max_bytes": ingress.spool_max_bytes,

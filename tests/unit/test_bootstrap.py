@@ -30,7 +30,15 @@ def test_each_address_is_the_one_the_kafka_client_connects_to(servers: str) -> N
     assert bootstrap_addresses(servers) == expected
 
 
-NOT_HOST_PORT = ["kafka:abc", "kafka:", "[::1]x", "kafka:70000", ":9092", "[]:9092"]
+NOT_HOST_PORT = [
+    "kafka:abc",
+    "kafka:",
+    "[::1]x",
+    "kafka:70000",
+    ":9092",
+    "[]:9092",
+    "SASL_SSL://b-1:9096",
+]
 
 
 @pytest.mark.parametrize("servers", NOT_HOST_PORT)

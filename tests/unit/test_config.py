@@ -221,3 +221,32 @@ def test_a_bootstrap_entry_that_is_not_host_port_is_refused_naming_the_key(serve
     with pytest.raises(ConfigError) as info:
         load_settings(None, environ={"KAFKA_BOOTSTRAP_SERVERS": servers})
     assert info.value.key == "kafka.bootstrap_servers"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "key"),
+    [
+        ("OBSERVABILITY__STALL_TIMEOUT", "nan", "observability.stall_timeout"),
+        ("OBSERVABILITY__LOOP_BLOCK_TIMEOUT", "0", "observability.loop_block_timeout"),
+        ("OBSERVABILITY__STATS_INTERVAL", "-1", "observability.stats_interval"),
+        ("OBSERVABILITY__STATS_INTERVAL", "inf", "observability.stats_interval"),
+        ("ENGINE__SHUTDOWN_GRACE", "nan", "engine.shutdown_grace"),
+        ("RETRY__MAX_DELAY", "inf", "retry.max_delay"),
+        ("INGRESS__PATH", '"/callbacks?x=1"', "ingress.path"),
+        ("INGRESS__SPOOL_MAX_BYTES", "0", "ingress.spool_max_bytes"),
+    ],
+)
+def test_a_value_no_timer_or_path_could_use_is_refused_naming_the_key(
+    variable: str, value: str, key: str
+) -> None:
+    """NaN, infinity, zero or negative where a timer needs a finite positive number, and a
+    callback path with a query part, stop start-up naming the key, for every command."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, environ={f"RECORDING_CONSUMER__{variable}": value})
+    assert info.value.key == key
+
+
+def test_stats_off_and_every_default_are_accepted() -> None:
+    """0 turns the stats line off; it and the defaults pass the same checks."""
+    environ = {"RECORDING_CONSUMER__OBSERVABILITY__STATS_INTERVAL": "0"}
+    assert load_settings(None, environ=environ).observability.stats_interval == 0

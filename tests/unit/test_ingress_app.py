@@ -49,6 +49,47 @@ async def test_an_unexpected_error_is_answered_500_with_a_request_id_and_counted
     assert sample("recording_consumer_ingress_requests_total", {"code": "500"}) == 1
     (line,) = [line for line in logs if line.get("reason") == "internal_error"]
     assert "a bug in the store" in line["detail"]
+    assert isinstance(line["exc_info"], RuntimeError)  # its traceback goes to the log
+
+
+class RecordingStore:
+    """A store that takes every callback: what reached it."""
+
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    async def put(self, entry: SpooledCallback) -> str:
+        self.values.append(entry.value)
+        return "kafka"
+
+
+async def test_a_sender_that_breaks_off_its_body_is_no_bug() -> None:
+    """A connection closed mid-body (a client or proxy giving up) is counted as body_incomplete,
+    not as internal_error (a 500 means a bug), and nothing of it is stored."""
+    registry = IngressMetrics(lambda: 0.0, lambda: 0.0, lambda: 1.0)
+    store = RecordingStore()
+    taking: Any = store
+    app = CallbackApp(IngressSettings(allow_anonymous=True), None, taking, registry)
+    port = free_port()
+    limits = serving.Limits(max_connections=8, header_timeout=5, keep_alive_timeout=5)
+    sample = registry.registry.get_sample_value
+
+    def refused(reason: str) -> float | None:
+        return sample("recording_consumer_ingress_refusals_total", {"reason": reason})
+
+    async with serving.serve(app.answer, f"127.0.0.1:{port}", limits, key="ingress.listen"):
+        for head in (
+            b"Content-Length: 100\r\n",
+            b"Content-Length: 100\r\nExpect: 100-continue\r\n",
+        ):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /callbacks HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n" + b'{"a": ')
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+        await wait_for(lambda: refused("body_incomplete") == 2, 10, "both counted")
+    assert refused("internal_error") is None
+    assert store.values == []
 
 
 async def test_refusals_left_unlogged_by_a_burst_are_logged_after_the_interval(

@@ -39,7 +39,7 @@ def test_compose_ingress_is_configured_as_the_code_reads_it() -> None:
     """Every variable of the compose `ingress` service is a setting; the settings pass the
     ingress's start-up checks with credentials; the published port is ingress.listen's, the
     spool volume is mounted at spool_dir, the health check asks observability.listen's /readyz,
-    and compose waits longer than the ingress drains (twice shutdown_grace)."""
+    and compose waits longer than the ingress drains (twice shutdown_grace and 10 s of closing)."""
     ingress = service("ingress")
     env = {str(k): str(v) for k, v in ingress["environment"].items()}
     assert unread_variables(env) == []
@@ -52,14 +52,14 @@ def test_compose_ingress_is_configured_as_the_code_reads_it() -> None:
     assert any(v.split(":")[1].split()[0] == settings.ingress.spool_dir for v in ingress["volumes"])
     probe = " ".join(ingress["healthcheck"]["test"])
     assert f"127.0.0.1:{port_of(settings.observability.listen)}/readyz" in probe
-    assert seconds(ingress["stop_grace_period"]) > 2 * settings.ingress.shutdown_grace
+    assert seconds(ingress["stop_grace_period"]) >= 2 * settings.ingress.shutdown_grace + 10
 
 
 def test_kubernetes_ingress_matches_the_settings() -> None:
     """The Deployment's variables are all settings and pass the start-up checks; its ports are
     ingress.listen's and observability.listen's, the Service targets the callback port, the
     spool is on the PersistentVolumeClaim at spool_dir, the password file comes from the Secret,
-    and the grace period outlasts twice shutdown_grace."""
+    and the grace period outlasts twice shutdown_grace and 10 s of closing."""
     deployment = k8s("Deployment")
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -83,7 +83,7 @@ def test_kubernetes_ingress_matches_the_settings() -> None:
     assert str(password.parent) == mounts["credentials"]
     assert password.name in k8s("Secret")["stringData"]
     assert volumes["credentials"]["secret"]["secretName"] == k8s("Secret")["metadata"]["name"]
-    assert pod["terminationGracePeriodSeconds"] > 2 * settings.ingress.shutdown_grace
+    assert pod["terminationGracePeriodSeconds"] >= 2 * settings.ingress.shutdown_grace + 10
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
 
 

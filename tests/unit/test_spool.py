@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import resource
 import signal
@@ -24,7 +25,7 @@ from consumer.ingress.spool import (
     SpoolUnwritable,
     TornRecord,
 )
-from consumer.ingress.spool_files import encode
+from consumer.ingress.spool_files import encode, forget
 
 SEGMENT = "00000000000000000001.spool"
 
@@ -135,6 +136,29 @@ async def test_removed_entries_never_come_back_and_the_others_do(
     assert numbers(spool.oldest(10)) == [20, 21]
     with pytest.raises(ValueError, match="cannot remove 3 of 2"):
         await spool.remove(3)
+
+
+async def test_an_append_after_a_marker_that_failed_past_its_rename_survives_a_restart(
+    tmp_path: Path, opened: list[Spool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Everything forwarded, the marker renamed, then the forwarded file's deletion or the
+    directory's fsync fails: a callback appended next (and answered 200) must not go into a
+    file the new marker already counts as forwarded, or the next start deletes it."""
+    directory = tmp_path / "spool"
+    spool = reopen(opened, directory)
+    await fill(spool, 0, 2)
+
+    def forget_then_fail(directory: Path, mark: tuple[int, int], doomed: list[Path]) -> None:
+        forget(directory, mark, doomed)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(spool_module, "forget", forget_then_fail)
+    with pytest.raises(SpoolUnwritable):
+        await spool.remove(2)
+    monkeypatch.undo()
+    await spool.append(callback(2))
+    spool = reopen(opened, directory)
+    assert numbers(spool.oldest(10)) == [2]
 
 
 async def test_a_cancelled_append_does_not_stop_the_others(
