@@ -143,18 +143,12 @@ class CallbackApp:
         length = request.content_length
         if length is not None and length > self._max_body:
             raise self._too_large()
-        expect = request.headers.get("Expect")
-        if expect is not None:
-            try:
-                await _continue(request, expect)
-            except ConnectionError as exc:
-                raise _Refused(
-                    400, "body_incomplete", f"gone before its body: {error_line(exc)}", close=True
-                ) from None
         content = request.content
         buffer = bytearray(start)
         try:
             async with asyncio.timeout(self._body_timeout):
+                if (expect := request.headers.get("Expect")) is not None:
+                    await _continue(request, expect)
                 while len(buffer) <= self._max_body and not content.at_eof():
                     buffer += await content.readany()
         except (ConnectionError, HttpProcessingError) as exc:  # the sender's side, not a bug
